@@ -1,0 +1,3 @@
+from fsdaxctl.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per subcommand. Thin: parse options, call the library, render."""

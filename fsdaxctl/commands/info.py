@@ -1,0 +1,46 @@
+"""fsdaxctl info: superblock, features, AG geometry, warnings."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fsdaxctl.commands.common import format_option, open_filesystem, target_options, warn
+
+
+@click.command("info")
+@target_options
+@format_option("json")
+@click.pass_context
+def command(ctx, target, fmt):
+    """Superblock, features and AG geometry of TARGET, and what makes its answers doubtful."""
+    from fsdaxctl.errors import FsdaxError
+    from fsdaxctl.render import default_format, write_info
+    from fsdaxctl.xfs.fs import describe
+
+    fs = open_filesystem(target)
+    status = 0
+    with fs:
+        geo = fs.geo
+        ags = []
+        for agno in range(geo.agcount):
+            row = {"ag": agno, "offset": geo.ag_to_byte(agno, 0), "blocks": geo.ag_length(agno)}
+            try:
+                hdr = fs.ag(agno)
+            except FsdaxError as e:
+                fs.warnings.append(str(e))
+                row["error"] = str(e)
+                status = 1
+            else:
+                agf, agi = hdr.agf, hdr.agi
+                row.update({"free_blocks": agf.agf_freeblks, "longest_free": agf.agf_longest,
+                            "inodes": agi.agi_count, "free_inodes": agi.agi_freecount})
+                if fs.has_rmapbt:
+                    row["rmapbt_levels"] = agf.agf_rmap_level
+                if fs.has_reflink:
+                    row["refcountbt_levels"] = agf.agf_refcount_level
+            ags.append(row)
+        warn(fs.warnings)
+        write_info(sys.stdout, fmt or default_format(), target, describe(fs), ags, fs.warnings)
+    ctx.exit(status)

@@ -1,0 +1,56 @@
+"""`locate`: the owners of every byte of each query range, and what that means for the exit status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fsdaxctl.errors import EXIT_FAILED, EXIT_FILE_DATA, EXIT_METADATA, EXIT_OK
+from fsdaxctl.ranges import Range
+from fsdaxctl.xfs.owners import FILE, NOT_IN_USE, UNKNOWN, OwnerMap, Piece
+
+
+@dataclass
+class Result:
+    offset: int
+    length: int
+    owners: list[Piece]
+
+    def to_dict(self) -> dict:
+        return {"offset": self.offset, "length": self.length, "owners": [p.to_dict() for p in self.owners]}
+
+
+def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
+    """Resolve every range; results come back in input order.
+
+    The ranges are resolved in device order so that neighbouring queries share the btree blocks they read
+    (one pass over the tree, whatever order the list came in).
+    """
+    results: list[Result | None] = [None] * len(ranges)
+    for i in sorted(range(len(ranges)), key=lambda i: ranges[i].offset):
+        r = ranges[i]
+        results[i] = Result(r.offset, r.length, omap.pieces(r.offset, r.length))
+    return results
+
+
+def impact_bits(piece: Piece) -> int:
+    """Exit-status bits for one piece (DESIGN.md): file data 4, filesystem metadata 8.
+
+    An attr-fork or extent-map block of a file counts as metadata: it is what the kernel shuts the
+    filesystem down for (xfs_dax_failure_fn), and xfs_repair is the remedy. An unresolved owner sets bit 1:
+    the job could not be done for those bytes.
+    """
+    if piece.owner in NOT_IN_USE:
+        return EXIT_OK
+    if piece.owner == FILE:
+        return EXIT_METADATA if (piece.fork == "attr" or piece.extent_map) else EXIT_FILE_DATA
+    if piece.owner == UNKNOWN:
+        return EXIT_FAILED
+    return EXIT_METADATA
+
+
+def exit_status(results: list[Result]) -> int:
+    status = EXIT_OK
+    for res in results:
+        for p in res.owners:
+            status |= impact_bits(p)
+    return status

@@ -1,0 +1,59 @@
+"""Query ranges from the command line or a ranges file (`OFFSET LENGTH` a line, `#` comments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fsdaxctl.errors import UsageError
+from fsdaxctl.units import MAX_BYTES, parse_size
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    offset: int
+    length: int
+    where: str = "--offset/--length"  # for messages: the option or "FILE line N"
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+def make_range(offset: int, length: int, where: str) -> Range:
+    if length <= 0:
+        raise UsageError(f"{where}: the length must be positive, not {length}")
+    if offset < 0:
+        raise UsageError(f"{where}: the offset must not be negative")
+    if offset + length > MAX_BYTES:
+        raise UsageError(f"{where}: the range ends past 2^63 - 1 bytes")
+    return Range(offset, length, where)
+
+
+def parse_ranges(lines, name: str) -> list[Range]:
+    """Parse a ranges file. Every problem is a UsageError naming the file and line; nothing is guessed."""
+    out = []
+    for n, raw in enumerate(lines, 1):
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{name} line {n}: not text") from None
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        where = f"{name} line {n}"
+        if len(fields) != 2:
+            raise UsageError(f"{where}: expected 'OFFSET LENGTH', found {len(fields)} field(s): {line[:60]!r}")
+        out.append(make_range(parse_size(fields[0], f"{where}: offset"),
+                              parse_size(fields[1], f"{where}: length"), where))
+    if not out:
+        raise UsageError(f"{name}: no ranges in it")
+    return out
+
+
+def check_within(ranges: list[Range], limit: int, target: str) -> None:
+    """A range that starts at or past the end of both the device and the filesystem is a mistake, not a query."""
+    for r in ranges:
+        if r.offset >= limit:
+            raise UsageError(f"{r.where}: offset {r.offset} is past the end of {target} ({limit} bytes)")

@@ -1,0 +1,198 @@
+"""Output: table, json, jsonl, csv. Takes plain values (dicts, Pieces, Results); never reads the filesystem.
+
+JSON carries bytes, always; tables carry human units next to exact offsets.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+from fsdaxctl.units import human
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+CSV_FIELDS = ("offset", "length", "owner", "inode", "fork", "file_offset", "extent_map", "unwritten", "shared",
+              "paths", "detail")
+
+
+def default_format(stream=None, interactive="table", piped="json") -> str:
+    stream = stream or sys.stdout
+    return interactive if stream.isatty() else piped
+
+
+def printable(name: str) -> str:
+    """Escape control characters so a file name cannot forge a line or a column in a table."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] if c != "\\" else "\\\\" for c in name)
+
+
+def flags_text(p) -> str:
+    flags = []
+    if p.owner == "file":
+        if p.extent_map:
+            flags.append("extent-map")
+        if p.unwritten:
+            flags.append("unwritten")
+        if p.shared:
+            flags.append("shared")
+        elif p.shared is None:
+            flags.append("shared?")
+    if p.detail:
+        flags += [f"{k}: {v}" for k, v in p.detail.items()]
+    return ", ".join(flags)
+
+
+def _piece_row(p) -> list:
+    return [
+        p.offset, human(p.length), p.owner,
+        "" if p.inode is None else p.inode,
+        p.fork or "",
+        "" if p.file_offset is None else p.file_offset,
+        "" if p.agno is None else p.agno,
+        flags_text(p),
+        ", ".join(printable(x) for x in p.paths),
+    ]
+
+
+PIECE_HEADERS = ["OFFSET", "LENGTH", "OWNER", "INODE", "FORK", "FILE OFFSET", "AG", "FLAGS", "PATHS"]
+
+
+def _drop_empty_columns(headers, rows):
+    keep = [i for i in range(len(headers)) if i < 3 or any(r[i] != "" for r in rows)]
+    return [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]
+
+
+def piece_csv_row(p, prefix=()) -> list:
+    d = p.to_dict()
+    return list(prefix) + [
+        _csv_value(d.get(k)) for k in CSV_FIELDS
+    ]
+
+
+def _csv_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, ensure_ascii=False) if v else ""
+    return v
+
+
+def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str]) -> None:
+    if fmt == "json":
+        doc = {"source": source, "filesystem": fsinfo, "results": [r.to_dict() for r in results],
+               "warnings": warnings}
+        json.dump(doc, out, ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for r in results:
+            out.write(json.dumps(r.to_dict(), ensure_ascii=False))
+            out.write("\n")
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(("query_offset", "query_length") + CSV_FIELDS)
+        for r in results:
+            for p in r.owners:
+                w.writerow(piece_csv_row(p, (r.offset, r.length)))
+    else:
+        from tabulate import tabulate  # only tables pay for tabulate's import
+
+        for i, r in enumerate(results):
+            if i:
+                out.write("\n")
+            out.write(f"range {r.offset} + {r.length} ({human(r.length)}): {summary(r.owners)}\n")
+            headers, rows = _drop_empty_columns(PIECE_HEADERS, [_piece_row(p) for p in r.owners])
+            out.write(tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
+            out.write("\n")
+
+
+def summary(pieces) -> str:
+    kinds = []
+    for p in pieces:
+        k = p.owner if p.owner != "file" else ("file data" if p.fork == "data" and not p.extent_map
+                                               else "file metadata")
+        if k not in kinds:
+            kinds.append(k)
+    return ", ".join(kinds)
+
+
+class FsmapWriter:
+    """Streams a whole owner map: memory stays flat however many pieces there are."""
+
+    def __init__(self, out, fmt: str, source: str, fsinfo: dict, blocklog: int):
+        self.out, self.fmt, self.n = out, fmt, 0
+        self.blocklog = blocklog
+        if fmt == "json":
+            head = json.dumps({"source": source, "filesystem": fsinfo}, ensure_ascii=False)
+            out.write(head[:-1] + ', "owners": [')
+        elif fmt == "csv":
+            self.csv = csv.writer(out, lineterminator="\n")
+            self.csv.writerow(CSV_FIELDS)
+        elif fmt == "table":
+            out.write(f"{'EXT':>8}  {'OFFSET':>15}  {'LENGTH':>10}  {'OWNER':<18}  {'INODE':>12}  "
+                      f"{'FORK':<4}  {'FILE OFFSET':>15}  {'AG':>5}  FLAGS\n")
+
+    def write(self, p) -> None:
+        out = self.out
+        if self.fmt == "json":
+            if self.n:
+                out.write(", ")
+            out.write(json.dumps(p.to_dict(), ensure_ascii=False))
+        elif self.fmt == "jsonl":
+            out.write(json.dumps(p.to_dict(), ensure_ascii=False))
+            out.write("\n")
+        elif self.fmt == "csv":
+            self.csv.writerow(piece_csv_row(p))
+        else:
+            out.write(f"{self.n:>8}  {p.offset:>15}  {human(p.length):>10}  {p.owner:<18}  "
+                      f"{'' if p.inode is None else p.inode:>12}  {p.fork or '':<4}  "
+                      f"{'' if p.file_offset is None else p.file_offset:>15}  "
+                      f"{'' if p.agno is None else p.agno:>5}  {flags_text(p)}\n")
+        self.n += 1
+
+    def close(self, warnings: list[str]) -> None:
+        if self.fmt == "json":
+            self.out.write('], "warnings": ' + json.dumps(warnings, ensure_ascii=False) + "}\n")
+
+
+def write_info(out, fmt: str, source: str, fsinfo: dict, ags: list[dict], warnings: list[str]) -> None:
+    if fmt in ("json", "jsonl"):
+        json.dump({"source": source, "filesystem": fsinfo, "ags": ags, "warnings": warnings}, out,
+                  ensure_ascii=False)
+        out.write("\n")
+        return
+    if fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        if ags:
+            w.writerow(list(ags[0]))
+            for ag in ags:
+                w.writerow([_csv_value(v) for v in ag.values()])
+        return
+    from tabulate import tabulate
+
+    log = fsinfo["log"]
+    rows = [
+        ("source", source),
+        ("uuid", fsinfo["uuid"]),
+        ("label", printable(fsinfo["label"]) or "(none)"),
+        ("size", f"{fsinfo['size']} bytes ({human(fsinfo['size'])})"),
+        ("device size", f"{fsinfo['device_size']} bytes ({human(fsinfo['device_size'])})"),
+        ("block size", fsinfo["block_size"]),
+        ("sector size", fsinfo["sector_size"]),
+        ("inode size", fsinfo["inode_size"]),
+        ("allocation groups", f"{fsinfo['ag_count']} x {human(fsinfo['ag_size'])}"),
+        ("log", (f"internal, at byte {log['offset']}, {human(log['length'])}" if log["internal"]
+                 else f"external, {human(log['length'])}")),
+        ("features", ", ".join(fsinfo["features"])),
+    ]
+    out.write(tabulate(rows, tablefmt="plain", disable_numparse=True))
+    out.write("\n\n")
+    if ags:
+        headers = list(ags[0])
+        out.write(tabulate([[_csv_value(v) for v in ag.values()] for ag in ags], headers=headers,
+                           tablefmt="simple", disable_numparse=True))
+        out.write("\n")

@@ -1,0 +1,160 @@
+"""Short-form (per-AG) btrees: verified node reads and range queries that read only the blocks on their path.
+
+Two descents (xfs_btree.c):
+- ordinary trees (bnobt, refcountbt, inobt): records do not overlap, so child i holds records starting in
+  [key_i, key_i+1); descend into the children whose span meets the query;
+- overlapping trees (rmapbt): a node entry carries the child's low *and* high key, high keys are not sorted,
+  so scan entries in order, stop once low > hi, and descend into every entry whose high key reaches lo.
+Siblings pointers are never followed: levels strictly decrease, so a damaged tree cannot make a walk loop.
+A damaged subtree is reported (an `Unreadable` item carrying the agbno span it covered) and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from fsdaxctl.errors import CorruptError, FsdaxError
+from fsdaxctl.parsers import xfs as f
+from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
+
+HDR = f.XFS_BTREE_SBLOCK_CRC_LEN
+XFS_BTREE_MAXLEVELS = 9  # no AG btree is deeper (xfs_btree.h bounds are smaller still)
+
+
+@dataclass(frozen=True)
+class SBtree:
+    name: str
+    magic: int
+    rec: struct.Struct
+    key: struct.Struct
+    overlapping: bool = False
+
+    @property
+    def entry(self) -> struct.Struct:
+        return self._entry
+
+    def __post_init__(self):
+        # An overlapping node entry is the low key and the high key packed back to back.
+        fmt = self.key.format
+        pair = struct.Struct(fmt[0] + fmt[1:] * 2) if self.overlapping else self.key
+        object.__setattr__(self, "_entry", pair)
+
+    def maxrecs(self, blocksize: int, leaf: bool) -> int:
+        if leaf:
+            return (blocksize - HDR) // self.rec.size
+        return (blocksize - HDR) // (self._entry.size + 4)
+
+
+RMAPBT = SBtree("rmapbt", f.XFS_RMAP_CRC_MAGIC, f.RMAP_REC, f.RMAP_KEY, overlapping=True)
+BNOBT = SBtree("bnobt", f.XFS_ABTB_CRC_MAGIC, f.ALLOC_REC, f.ALLOC_KEY)
+CNTBT = SBtree("cntbt", f.XFS_ABTC_CRC_MAGIC, f.ALLOC_REC, f.ALLOC_REC)
+REFCOUNTBT = SBtree("refcountbt", f.XFS_REFC_CRC_MAGIC, f.REFCOUNT_REC, f.REFCOUNT_KEY)
+INOBT = SBtree("inobt", f.XFS_IBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY)
+FINOBT = SBtree("finobt", f.XFS_FIBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    level: int
+    items: list  # records (leaf) or key entries (node)
+    ptrs: list  # child agbnos (node only)
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A subtree that could not be read: its records between `first` and `last` (agbnos) are unknown."""
+    first: int
+    last: int
+    error: FsdaxError
+
+
+def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, root: bool = False) -> Node:
+    """Read and verify one block of `tree` in AG agno. `level` is what the parent promised (None: the root)."""
+    key = (tree.name, agno, agbno)
+    node = fs.node_cache_get(key)
+    if node is not None:
+        return node
+    geo = fs.geo
+    where = f"{tree.name} block in AG {agno}"
+    daddr = geo.ag_to_daddr(agno, agbno)
+    if agbno == 0 or agbno >= geo.ag_length(agno):
+        raise CorruptError("btree pointer outside the AG", structure=where, agno=agno, agbno=agbno)
+    buf = fs.read_fs_blocks(agno, agbno, 1, where)
+    hdr = f.XFS_BTREE_SBLOCK.parse(buf)
+    check_magic(hdr.bb_magic, tree.magic, where, daddr)
+    check_crc(buf, f.XFS_BTREE_SBLOCK_CRC_OFF, where, daddr)
+    check_field(hdr.bb_blkno == daddr, "bb_blkno", where, daddr, daddr, hdr.bb_blkno)
+    check_field(hdr.bb_owner == agno, "bb_owner", where, daddr, agno, hdr.bb_owner)
+    check_field(hdr.bb_uuid == fs.meta_uuid, "bb_uuid", where, daddr, "the superblock's", "another")
+    if level is not None:
+        check_field(hdr.bb_level == level, "bb_level", where, daddr, level, hdr.bb_level)
+    elif hdr.bb_level >= XFS_BTREE_MAXLEVELS:
+        raise CorruptError("btree too deep", structure=where, daddr=daddr, found=f"level {hdr.bb_level}")
+    leaf = hdr.bb_level == 0
+    maxrecs = tree.maxrecs(geo.blocksize, leaf)
+    n = hdr.bb_numrecs
+    if n > maxrecs or (n == 0 and not (root and leaf)):
+        raise CorruptError("bad record count", structure=where, daddr=daddr,
+                           expected=f"1..{maxrecs}", found=n)
+    mv = memoryview(buf)
+    if leaf:
+        node = Node(0, list(tree.rec.iter_unpack(mv[HDR:HDR + n * tree.rec.size])), [])
+    else:
+        esz = tree.entry.size
+        pstart = HDR + maxrecs * esz  # pointers follow *maxrecs* keys, not numrecs (trap 2)
+        node = Node(hdr.bb_level, list(tree.entry.iter_unpack(mv[HDR:HDR + n * esz])),
+                    [p for (p,) in f.SBTREE_PTR.iter_unpack(mv[pstart:pstart + 4 * n])])
+    fs.node_cache_put(key, node)
+    return node
+
+
+def query(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int):
+    """Yield, in key order, the records of `tree` in AG agno whose agbno span meets [lo, hi], and an
+    `Unreadable` for every subtree that could not be read (then the walk continues with its siblings).
+
+    Records' spans: field 0 is the start, field 1 the length (bnobt, refcountbt, rmapbt).
+    """
+    if levels < 1 or levels > XFS_BTREE_MAXLEVELS:
+        yield Unreadable(lo, hi, CorruptError(f"{tree.name} height out of range", agno=agno, found=levels))
+        return
+    yield from _walk(fs, tree, agno, root, levels - 1, lo, hi, lo, hi, True)
+
+
+def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root):
+    try:
+        node = read_node(fs, tree, agno, agbno, None if root else level, root=root)
+        if root and node.level != level:
+            raise CorruptError("bb_level does not match the tree height in the AG header",
+                               structure=f"{tree.name} root in AG {agno}", agbno=agbno,
+                               expected=level, found=node.level)
+    except FsdaxError as e:
+        yield Unreadable(max(lo, span_lo), min(hi, span_hi), e)
+        return
+    if node.level == 0:
+        for rec in node.items:
+            start = rec[0]
+            if start > hi:
+                break
+            if start + rec[1] - 1 >= lo:
+                yield rec
+        return
+    items, ptrs = node.items, node.ptrs
+    if tree.overlapping:
+        ksz = len(items[0]) // 2 if items else 0
+        for entry, ptr in zip(items, ptrs):
+            low_start, high_start = entry[0], entry[ksz]
+            if low_start > hi:
+                break
+            if high_start >= lo:
+                yield from _walk(fs, tree, agno, ptr, level - 1, lo, hi, low_start, high_start, False)
+    else:
+        n = len(items)
+        for i in range(n):
+            first = items[i][0]
+            if first > hi:
+                break
+            nxt = items[i + 1][0] if i + 1 < n else None
+            if nxt is None or nxt > lo:
+                last = span_hi if nxt is None else nxt - 1
+                yield from _walk(fs, tree, agno, ptrs[i], level - 1, lo, hi, first, last, False)
