@@ -35,7 +35,8 @@ def command(ctx, target, offset, length, ranges_file, fmt):
     if ranges_file is not None and (offset is not None or length is not None):
         raise UsageError("give --offset/--length or --ranges, not both")
     if ranges_file is not None:
-        name = "stdin" if ranges_file.name == "<stdin>" else ranges_file.name
+        name = getattr(ranges_file, "name", "<stdin>")
+        name = "stdin" if name in ("<stdin>", "-") else name
         ranges = parse_ranges(ranges_file, name)
     elif offset is not None:
         ranges = [make_range(parse_size(offset, "--offset"),

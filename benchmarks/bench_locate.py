@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Benchmark: fsdaxctl locate/fsmap on a large XFS image, side by side with `xfs_db -r -c fsmap`.
+
+Builds (once, cached) an image with at least 1,000,000 rmap records and 100,000+ files in 1,000+
+directories on a real loop mount, then measures in one run, each in a fresh process:
+  - one-range `locate` (wall time of the whole process, peak RSS), and xfs_db fsmap of the same blocks;
+  - 10,000 ranges in one `locate` call, and xfs_db with 10,000 fsmap commands in one call;
+  - a full owner-map dump (`fsmap`), and `xfs_db -c fsmap` over the whole filesystem.
+Prints figures; asserts nothing. Needs root, loop devices and xfsprogs.
+
+  python benchmarks/bench_locate.py [--image PATH] [--rebuild]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+DIRS = 1000
+FILES_PER_DIR = 105  # 105,000 files
+EXTENTS_PER_FILE = 10  # discontiguous single blocks: one rmap record each -> 1,050,000 file records
+BLOCK = 4096
+
+
+def build(image: str) -> None:
+    from tests.images import loop_mount, mkfs
+
+    size = 12 << 30  # sparse; the metadata and unwritten extents take a small part of it
+    mkfs(image, size, ["-b", f"size={BLOCK}", "-d", "agcount=8", "-m", "rmapbt=1,reflink=1", "-i", "maxpct=5"])
+    rng = random.Random(1)
+    t0 = time.time()
+    with loop_mount(image) as mnt:
+        for d in range(DIRS):
+            dpath = os.path.join(mnt, f"d{d:04}")
+            os.mkdir(dpath)
+            for i in range(FILES_PER_DIR):
+                fd = os.open(os.path.join(dpath, f"f{i:03}"), os.O_CREAT | os.O_WRONLY, 0o644)
+                try:
+                    # Unwritten single blocks with holes between them: no merging, no data written.
+                    for e in range(EXTENTS_PER_FILE):
+                        os.posix_fallocate(fd, (2 * e + rng.randrange(2)) * BLOCK * 2, BLOCK)
+                    os.pwrite(fd, b"x" * BLOCK, 0)  # one written extent per file
+                finally:
+                    os.close(fd)
+            if d % 100 == 99:
+                print(f"  built {d + 1}/{DIRS} directories ({time.time() - t0:.0f} s)", file=sys.stderr)
+        # Reflinked copies: shared extents for the refcountbt to answer about.
+        for d in range(0, DIRS, 10):
+            src = os.path.join(mnt, f"d{d:04}", "f000")
+            subprocess.run(["cp", "--reflink=always", src, src + ".clone"], check=True)
+    print(f"  image built in {time.time() - t0:.0f} s", file=sys.stderr)
+
+
+def measure(argv: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MiB) of one fresh process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace")
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 4, 8, 12):
+        raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {err.strip()[:300]}")
+    return wall, ru.ru_maxrss // 1024
+
+
+def median_of(n, argv):
+    runs = [measure(argv) for _ in range(n)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", default="/var/tmp/fsdaxctl-bench/large.img")
+    ap.add_argument("--rebuild", action="store_true")
+    args = ap.parse_args()
+    image = args.image
+    os.makedirs(os.path.dirname(image), exist_ok=True)
+    if args.rebuild or not os.path.exists(image):
+        print(f"building {image} ...", file=sys.stderr)
+        build(image)
+
+    from fsdaxctl.xfs.fs import XfsFilesystem
+    from fsdaxctl.xfs.owners import OwnerMap
+
+    fsdax = [sys.executable, "-m", "fsdaxctl"]
+    with XfsFilesystem.open(image) as fs:
+        geo = fs.geo
+        files = sum(fs.ag(a).agi.agi_count - fs.ag(a).agi.agi_freecount for a in range(geo.agcount))
+        omap = OwnerMap(fs)
+        records = sum(1 for p in omap.iter_pieces(0, geo.size) if p.owner != "free")
+        # A data block of a file in the middle of the device, for the one-range query.
+        rng = random.Random(3)
+        target = next(p for p in omap.pieces(geo.size // 3, 64 << 20) if p.owner == "file")
+        ranges = [(rng.randrange(0, geo.size // 512) * 512, rng.choice((512, 4096, 65536))) for _ in range(10000)]
+    one_off, one_len = target.offset, 4096
+    print(f"image: {image}: {human(geo.size)}, {geo.agcount} AGs, {files} inodes in use, "
+          f"{records} rmap records (pieces of used space)")
+
+    def fsb(byte):
+        agno, agbno = geo.byte_to_ag(byte)
+        return geo.ag_to_fsb(agno, agbno)
+
+    rows = []
+    w, m = median_of(5, fsdax + ["locate", image, "--offset", str(one_off), "--length", str(one_len),
+                                 "--format", "json"])
+    xw, xm = median_of(5, ["xfs_db", "-r", "-c", f"fsmap {fsb(one_off)} {fsb(one_off + one_len - 1)}", image])
+    rows.append(("one range (4 KiB), whole process", w, m, xw, xm))
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        fh.write("".join(f"{o} {n}\n" for o, n in ranges))
+        listing = fh.name
+    w, m = median_of(3, fsdax + ["locate", image, "--ranges", listing, "--format", "jsonl"])
+    xcmds = []
+    for o, n in ranges:
+        xcmds += ["-c", f"fsmap {fsb(o)} {fsb(o + n - 1)}"]
+    xw, xm = median_of(3, ["xfs_db", "-r", *xcmds, image])
+    rows.append(("10,000 ranges, one call", w, m, xw, xm))
+    os.unlink(listing)
+
+    for fmt in ("jsonl", "csv"):
+        w, m = median_of(3, fsdax + ["fsmap", image, "--format", fmt])
+        xw, xm = median_of(3, ["xfs_db", "-r", "-c", "fsmap", image])
+        rows.append((f"full fsmap dump (--format {fmt})", w, m, xw, xm))
+
+    from tabulate import tabulate
+
+    print(tabulate([(r[0], f"{r[1]:.3f} s", f"{r[2]} MiB", f"{r[3]:.3f} s", f"{r[4]} MiB", f"{r[1] / r[3]:.2f}x")
+                    for r in rows],
+                   headers=["measurement", "fsdaxctl wall", "fsdaxctl peak RSS", "xfs_db wall", "xfs_db peak RSS",
+                            "ratio"], tablefmt="github"))
+    print("\nxfs_db prints raw rmap records only (no free space, no shared flag, not clipped); fsdaxctl prints "
+          "clipped pieces with free space and sharing.")
+
+
+def human(n):
+    from fsdaxctl.units import human as h
+
+    return h(n)
+
+
+if __name__ == "__main__":
+    main()

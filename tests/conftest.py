@@ -1,0 +1,46 @@
+"""Shared fixtures: real images made by mkfs.xfs, and the rule that kernel-oracle tests may not skip in CI.
+
+FSDAXCTL_REQUIRE_KERNEL=1 (set by .ci/run) turns "loop mounts are impossible here" from a skip into a failure,
+so a CI run cannot pass without having compared against the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REQUIRE_KERNEL = os.environ.get("FSDAXCTL_REQUIRE_KERNEL") == "1"
+
+
+def need_kernel():
+    """Skip (or, under FSDAXCTL_REQUIRE_KERNEL=1, fail) unless loop-mounting XFS works here."""
+    from tests.kernel import can_loop_mount
+
+    ok, why = can_loop_mount()
+    if not ok:
+        if REQUIRE_KERNEL:
+            pytest.fail(f"kernel-oracle test cannot run but FSDAXCTL_REQUIRE_KERNEL=1: {why}", pytrace=False)
+        pytest.skip(f"kernel-oracle tests need root and loop mounts: {why}")
+
+
+@pytest.fixture(scope="session")
+def mkfs_image(tmp_path_factory):
+    """An empty 64 MiB v5 filesystem (rmapbt, reflink, 4 AGs): mkfs only, no mount, no root needed."""
+    from tests.images import mkfs
+
+    path = tmp_path_factory.mktemp("mkfs") / "empty.img"
+    mkfs(path, 64 << 20, ["-b", "size=4096", "-d", "agcount=4", "-m", "rmapbt=1,reflink=1"])
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def odd_ag_image(tmp_path_factory):
+    """AGs of 5001 blocks (not a power of two) and a short last AG: segmented fsblocks != linear blocks."""
+    from tests.images import mkfs
+
+    path = tmp_path_factory.mktemp("mkfs") / "odd.img"
+    blocks = 5001 * 4 + 4500
+    mkfs(path, blocks * 4096, ["-b", "size=4096", "-d", f"agsize={5001 * 4096},size={blocks * 4096}",
+                               "-m", "rmapbt=1,reflink=1"])
+    return str(path)
