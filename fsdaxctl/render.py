@@ -17,6 +17,31 @@ CSV_FIELDS = ("offset", "length", "owner", "inode", "fork", "file_offset", "exte
               "paths", "detail")
 
 
+_BOOL = {True: "true", False: "false", None: "null"}
+
+
+def piece_json(p) -> str:
+    """json.dumps(p.to_dict(), ensure_ascii=False), built directly: the schema is fixed and a dump writes
+    millions of pieces. tests/test_render.py proves the two agree."""
+    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail = p
+    if owner == "file":
+        fo = "" if extent_map else f'"file_offset": {file_offset}, '
+        pj = json.dumps(list(paths), ensure_ascii=False) if paths else "[]"
+        text = (f'{{"offset": {offset}, "length": {length}, "owner": "file", "inode": {inode}, "fork": "{fork}", '
+                f'{fo}"extent_map": {_BOOL[extent_map]}, "unwritten": {_BOOL[unwritten]}, '
+                f'"shared": {_BOOL[shared]}, "paths": {pj}')
+    else:
+        text = f'{{"offset": {offset}, "length": {length}, "owner": "{owner}"'
+    if detail:
+        return f'{text}, "detail": {json.dumps(detail, ensure_ascii=False)}}}'
+    return text + "}"
+
+
+def result_json(r) -> str:
+    return (f'{{"offset": {r.offset}, "length": {r.length}, "owners": ['
+            + ", ".join(piece_json(p) for p in r.owners) + "]}")
+
+
 def default_format(stream=None, interactive="table", piped="json") -> str:
     stream = stream or sys.stdout
     return interactive if stream.isatty() else piped
@@ -66,17 +91,23 @@ def _drop_empty_columns(headers, rows):
 
 
 def piece_csv_row(p, prefix=()) -> list:
-    d = p.to_dict()
-    return list(prefix) + [
-        _csv_value(d.get(k)) for k in CSV_FIELDS
-    ]
+    """One CSV row: CSV_FIELDS in order; booleans as true/false, lists and dicts as JSON, absent as ''."""
+    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail = p
+    if owner == "file":
+        row = [offset, length, owner, inode, fork, "" if file_offset is None else file_offset,
+               _BOOL[extent_map], _BOOL[unwritten], _BOOL[shared] if shared is not None else "",
+               json.dumps(list(paths), ensure_ascii=False) if paths else ""]
+    else:
+        row = [offset, length, owner, "", "", "", "", "", "", ""]
+    row.append(json.dumps(detail, ensure_ascii=False) if detail else "")
+    return list(prefix) + row if prefix else row
 
 
 def _csv_value(v):
     if v is None:
         return ""
     if isinstance(v, bool):
-        return "true" if v else "false"
+        return _BOOL[v]
     if isinstance(v, (list, dict)):
         return json.dumps(v, ensure_ascii=False) if v else ""
     return v
@@ -84,14 +115,13 @@ def _csv_value(v):
 
 def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str]) -> None:
     if fmt == "json":
-        doc = {"source": source, "filesystem": fsinfo, "results": [r.to_dict() for r in results],
-               "warnings": warnings}
-        json.dump(doc, out, ensure_ascii=False)
-        out.write("\n")
+        head = json.dumps({"source": source, "filesystem": fsinfo}, ensure_ascii=False)
+        out.write(head[:-1] + ', "results": [')
+        out.write(", ".join(result_json(r) for r in results))
+        out.write('], "warnings": ' + json.dumps(warnings, ensure_ascii=False) + "}\n")
     elif fmt == "jsonl":
         for r in results:
-            out.write(json.dumps(r.to_dict(), ensure_ascii=False))
-            out.write("\n")
+            out.write(result_json(r) + "\n")
     elif fmt == "csv":
         w = csv.writer(out, lineterminator="\n")
         w.writerow(("query_offset", "query_length") + CSV_FIELDS)
@@ -121,11 +151,10 @@ def summary(pieces) -> str:
 
 
 class FsmapWriter:
-    """Streams a whole owner map: memory stays flat however many pieces there are."""
+    """Streams a whole owner map in batches: memory stays flat however many pieces there are."""
 
-    def __init__(self, out, fmt: str, source: str, fsinfo: dict, blocklog: int):
+    def __init__(self, out, fmt: str, source: str, fsinfo: dict):
         self.out, self.fmt, self.n = out, fmt, 0
-        self.blocklog = blocklog
         if fmt == "json":
             head = json.dumps({"source": source, "filesystem": fsinfo}, ensure_ascii=False)
             out.write(head[:-1] + ', "owners": [')
@@ -136,23 +165,26 @@ class FsmapWriter:
             out.write(f"{'EXT':>8}  {'OFFSET':>15}  {'LENGTH':>10}  {'OWNER':<18}  {'INODE':>12}  "
                       f"{'FORK':<4}  {'FILE OFFSET':>15}  {'AG':>5}  FLAGS\n")
 
-    def write(self, p) -> None:
-        out = self.out
-        if self.fmt == "json":
-            if self.n:
-                out.write(", ")
-            out.write(json.dumps(p.to_dict(), ensure_ascii=False))
-        elif self.fmt == "jsonl":
-            out.write(json.dumps(p.to_dict(), ensure_ascii=False))
-            out.write("\n")
-        elif self.fmt == "csv":
-            self.csv.writerow(piece_csv_row(p))
-        else:
-            out.write(f"{self.n:>8}  {p.offset:>15}  {human(p.length):>10}  {p.owner:<18}  "
-                      f"{'' if p.inode is None else p.inode:>12}  {p.fork or '':<4}  "
-                      f"{'' if p.file_offset is None else p.file_offset:>15}  "
-                      f"{'' if p.agno is None else p.agno:>5}  {flags_text(p)}\n")
-        self.n += 1
+    def write_all(self, batches) -> None:
+        """Write lists of pieces (OwnerMap.iter_batches)."""
+        fmt, out = self.fmt, self.out
+        for batch in batches:
+            if fmt == "jsonl":
+                out.write("".join([piece_json(p) + "\n" for p in batch]))
+            elif fmt == "json":
+                if self.n and batch:
+                    out.write(", ")
+                out.write(", ".join([piece_json(p) for p in batch]))
+            elif fmt == "csv":
+                self.csv.writerows([piece_csv_row(p) for p in batch])
+            else:
+                n = self.n
+                out.write("".join([
+                    f"{n + i:>8}  {p.offset:>15}  {human(p.length):>10}  {p.owner:<18}  "
+                    f"{'' if p.inode is None else p.inode:>12}  {p.fork or '':<4}  "
+                    f"{'' if p.file_offset is None else p.file_offset:>15}  "
+                    f"{'' if p.agno is None else p.agno:>5}  {flags_text(p)}\n" for i, p in enumerate(batch)]))
+            self.n += len(batch)
 
     def close(self, warnings: list[str]) -> None:
         if self.fmt == "json":

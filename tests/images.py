@@ -13,6 +13,7 @@ import json
 import mmap
 import os
 import random
+import stat
 import struct
 import subprocess
 import sys
@@ -221,7 +222,6 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
     rng = random.Random(seed)
     bs = block_size
     P = lambda *parts: os.path.join(mnt, *parts)  # noqa: E731
-    free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
     geo = _geometry(mnt)
     ag_bytes = geo.get("agblocks", 0) * bs
 
@@ -280,8 +280,9 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
     if nextents < BMBT_EXTENTS // 2:
         raise RuntimeError(f"{BMBT_FILE} has only {nextents} extents")
 
-    # A file larger than an AG (when it fits comfortably): extents in several AGs.
-    big = min(int(ag_bytes * 1.25), free // 4) if ag_bytes else 0
+    # A file larger than an AG (when half the free space allows): extents in several AGs.
+    free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+    big = min(int(ag_bytes * 1.25), free // 2) if ag_bytes else 0
     big = max(big, 16 * bs) // bs * bs
     with open(P("big/spans-ags"), "wb") as fh:
         chunk = rng.randbytes(min(big, 1 * MiB))
@@ -353,7 +354,6 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
 # --- recording the kernel's view -------------------------------------------------------------------------
 
 def _kind(mode: int) -> str:
-    import stat
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISDIR(mode):

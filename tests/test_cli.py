@@ -223,7 +223,7 @@ def test_every_format_renders(mkfs_image, fmt):
     if fmt == "jsonl":
         assert json.loads(r.stdout.splitlines()[0])["offset"] == 0
     r = run("fsmap", mkfs_image, "--format", fmt, "--end", "1m")
-    assert r.exit_code == 0 and r.output
+    assert r.exit_code == 0 and r.output, (r.stderr, r.stdout[-300:])
     if fmt == "json":
         doc = json.loads(r.stdout)
         assert doc["owners"][0]["offset"] == 0 and sum(p["length"] for p in doc["owners"]) == 1 << 20

@@ -37,10 +37,8 @@ def command(ctx, target, start, end, fmt):
             raise UsageError(f"--start {lo} is past the end of {target} ({limit} bytes)")
         warn(fs.warnings)
         omap = OwnerMap(fs)
-        writer = FsmapWriter(sys.stdout, fmt or default_format(piped="jsonl"), target, describe(fs),
-                             fs.geo.blocklog)
-        for piece in omap.iter_pieces(lo, hi - lo):
-            writer.write(piece)
+        writer = FsmapWriter(sys.stdout, fmt or default_format(piped="jsonl"), target, describe(fs))
+        writer.write_all(omap.iter_batches(lo, hi - lo))
         warn(omap.problems)
         writer.close(fs.warnings + omap.problems)
     ctx.exit(1 if omap.problems and fs.has_rmapbt else 0)

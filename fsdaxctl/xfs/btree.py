@@ -110,8 +110,8 @@ def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, roo
 
 
 def query(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int):
-    """Yield, in key order, the records of `tree` in AG agno whose agbno span meets [lo, hi], and an
-    `Unreadable` for every subtree that could not be read (then the walk continues with its siblings).
+    """Yield, in key order, the records of `tree` in AG agno whose agbno span meets [lo, hi], one list per
+    leaf, and an `Unreadable` for every subtree that could not be read (the walk goes on with its siblings).
 
     Records' spans: field 0 is the start, field 1 the length (bnobt, refcountbt, rmapbt).
     """
@@ -119,6 +119,15 @@ def query(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int)
         yield Unreadable(lo, hi, CorruptError(f"{tree.name} height out of range", agno=agno, found=levels))
         return
     yield from _walk(fs, tree, agno, root, levels - 1, lo, hi, lo, hi, True)
+
+
+def query_records(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int):
+    """Like `query`, one record (or Unreadable) at a time."""
+    for item in query(fs, tree, agno, root, levels, lo, hi):
+        if type(item) is Unreadable:
+            yield item
+        else:
+            yield from item
 
 
 def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root):
@@ -131,15 +140,19 @@ def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root):
     except FsdaxError as e:
         yield Unreadable(max(lo, span_lo), min(hi, span_hi), e)
         return
+    items = node.items
     if node.level == 0:
-        for rec in node.items:
-            start = rec[0]
-            if start > hi:
-                break
-            if start + rec[1] - 1 >= lo:
-                yield rec
+        if not items:
+            return
+        first, last = items[0], items[-1]
+        if first[0] >= lo and last[0] <= hi:
+            yield items  # the whole leaf is inside: the common case of a long walk
+        else:
+            hits = [r for r in items if r[0] <= hi and r[0] + r[1] > lo]
+            if hits:
+                yield hits
         return
-    items, ptrs = node.items, node.ptrs
+    ptrs = node.ptrs
     if tree.overlapping:
         ksz = len(items[0]) // 2 if items else 0
         for entry, ptr in zip(items, ptrs):

@@ -4,12 +4,15 @@ For a byte range: split it into AGs, query each AG's rmapbt over the agbnos it t
 path are read), report the gaps between records as free space, mark data-fork pieces `shared` from the
 refcountbt, and clip every piece to the query. Without rmapbt, free space comes from the bnobt and the rest
 is `unknown`, as the kernel does. Bytes past the end of the filesystem are `outside-filesystem`.
+
+Pieces stream out in device order: rmapbt records come in key order (start, then owner), so only the pieces
+clipped to the very start of the query need sorting. A whole-device dump therefore runs in constant memory.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
@@ -34,10 +37,15 @@ SPECIAL_OWNERS = {
 OWNER_KINDS = (FILE, FREE, "static-fs-metadata", "log", "per-ag-metadata", "inode-btree", "inodes",
                "refcount-btree", "cow-staging", UNKNOWN, "defective", OUTSIDE)
 NOT_IN_USE = frozenset({FREE, OUTSIDE})
+# The detail of used space whose owner is unknown because there is no rmapbt. One shared object: its identity
+# marks these gaps, which the kernel reports joined across AG boundaries.
+NO_RMAP_GAP = {"reason": "no rmapbt"}
+
+_OFF_FLAGS_SHIFT = 61  # rm_offset bits 61..63: UNWRITTEN, BMBT_BLOCK, ATTR_FORK
+_MASK = f.XFS_RMAP_OFF_MASK
 
 
-@dataclass(slots=True)
-class Piece:
+class Piece(NamedTuple):
     """The part of a query range that one owner covers, clipped to the query. Bytes throughout."""
     offset: int
     length: int
@@ -49,7 +57,7 @@ class Piece:
     extent_map: bool = False
     unwritten: bool = False
     shared: bool | None = False  # None: the refcountbt could not be read
-    paths: list = field(default_factory=list)
+    paths: tuple = ()
     detail: dict | None = None
 
     def sort_key(self):
@@ -79,10 +87,11 @@ class OwnerMap:
     def __init__(self, fs):
         self.fs = fs
         self.geo = fs.geo
+        self.rmapbt = fs.has_rmapbt
+        self.reflink = fs.has_reflink
         self.problems: list[str] = []  # one line per unreadable structure, reported once each
         self._seen_problems: set[str] = set()
-        self._bad_ag: dict[int, FsdaxError] = {}
-        if not fs.has_rmapbt:
+        if not self.rmapbt:
             self._note("no reverse-mapping btree (rmapbt): used space is reported as 'unknown'; "
                        "only free space is resolved")
 
@@ -94,155 +103,196 @@ class OwnerMap:
     # --- public ---
     def pieces(self, offset: int, length: int) -> list[Piece]:
         """Every owner of bytes [offset, offset+length), sorted by offset then inode."""
-        out = list(self.iter_pieces(offset, length))
-        out.sort(key=Piece.sort_key)
-        return out
+        return [p for batch in self.iter_batches(offset, length) for p in batch]
 
-    def iter_pieces(self, offset: int, length: int):
-        """The same pieces, streamed AG by AG (for whole-device dumps); sorted within each AG."""
+    def iter_batches(self, offset: int, length: int):
+        """The same pieces as lists, in device order: a dump consumes them a leaf at a time."""
+        stream = self._stream(offset, offset + length)
+        if not self.rmapbt:
+            stream = ([p] for p in _join_gaps(p for batch in stream for p in batch))
+        # Records that began before the query are all clipped to its start: order those ties by inode.
+        head = []
+        for batch in stream:
+            n = 0
+            while n < len(batch) and batch[n].offset == offset:
+                n += 1
+            head += batch[:n]
+            if n < len(batch):
+                head.sort(key=Piece.sort_key)
+                yield head + batch[n:]
+                yield from stream
+                return
+        head.sort(key=Piece.sort_key)
+        yield head
+
+    def _stream(self, qstart: int, qend: int):
         geo = self.geo
-        end = offset + length
         fs_end = geo.size
-        if offset < fs_end:
-            in_end = min(end, fs_end)
-            first_ag, lo = geo.byte_to_ag(offset)
+        if qstart < fs_end:
+            in_end = min(qend, fs_end)
+            first_ag, lo = geo.byte_to_ag(qstart)
             last_ag, hi = geo.byte_to_ag(in_end - 1)
             for agno in range(first_ag, last_ag + 1):
                 ag_lo = lo if agno == first_ag else 0
                 ag_hi = hi if agno == last_ag else geo.ag_length(agno) - 1
-                ag_pieces = [self._clip(m, offset, in_end) for m in self._ag_map(agno, ag_lo, ag_hi)]
-                ag_pieces.sort(key=Piece.sort_key)
-                yield from ag_pieces
-        if end > fs_end:
-            start = max(offset, fs_end)
-            yield Piece(start, end - start, OUTSIDE)
+                yield from self._ag_pieces(agno, ag_lo, ag_hi, qstart, in_end)
+        if qend > fs_end:
+            start = max(qstart, fs_end)
+            yield [Piece(start, qend - start, OUTSIDE)]
 
-    # --- per AG, in agbno units ---
-    def _ag_map(self, agno: int, lo: int, hi: int):
-        """Yield (agbno, blockcount, owner kind, extra) for everything in AG agno meeting [lo, hi]."""
+    # --- one AG ---
+    def _ag_pieces(self, agno: int, lo: int, hi: int, qstart: int, qend: int):
+        """Lists of pieces, in device order, for agbnos [lo, hi] of AG agno clipped to bytes [qstart, qend)."""
         try:
-            hdr = self.fs.ag(agno)
+            agf = self.fs.ag(agno).agf
         except FsdaxError as e:
             self._note(str(e))
-            yield _Run(agno, lo, hi - lo + 1, UNKNOWN, detail={"error": str(e)})
+            yield [self._clip(agno, lo, hi - lo + 1, UNKNOWN, qstart, qend, {"error": str(e)})]
             return
-        if self.fs.has_rmapbt:
-            records = btree.query(self.fs, btree.RMAPBT, agno, hdr.agf.agf_rmap_root,
-                                  hdr.agf.agf_rmap_level, lo, hi)
-            used = self._rmap_runs(agno, records, lo, hi)
-            yield from _with_gaps(agno, used, lo, hi, FREE, None)
+        if self.rmapbt:
+            batches = btree.query(self.fs, btree.RMAPBT, agno, agf.agf_rmap_root, agf.agf_rmap_level, lo, hi)
+            yield from self._rmap_pieces(agno, batches, lo, hi, qstart, qend)
         else:
-            records = btree.query(self.fs, btree.BNOBT, agno, hdr.agf.agf_bno_root,
-                                  hdr.agf.agf_bno_level, lo, hi)
-            free = self._free_runs(agno, records)
-            yield from _with_gaps(agno, free, lo, hi, UNKNOWN, {"reason": "no rmapbt"})
+            batches = btree.query(self.fs, btree.BNOBT, agno, agf.agf_bno_root, agf.agf_bno_level, lo, hi)
+            yield from self._bnobt_pieces(agno, batches, lo, hi, qstart, qend)
 
-    def _rmap_runs(self, agno, records, lo, hi):
-        shared = None  # refcount records fetched only when a data-fork record shows up
-        for rec in records:
-            if type(rec) is Unreadable:
-                yield self._unreadable(agno, rec)
+    def _rmap_pieces(self, agno, batches, lo, hi, qstart, qend):
+        """rmapbt records -> pieces, with the gaps between them as free space. The hot loop of a dump.
+
+        Pieces are built unclipped; only an AG the query does not cover whole needs the clipping pass.
+        """
+        bl = self.geo.blocklog
+        base = self.geo.ag_to_byte(agno, 0)
+        edge = not (base >= qstart and base + (self.geo.ag_length(agno) << bl) <= qend)
+        new = tuple.__new__
+        shared = None  # the refcountbt is read only once a data-fork record shows up
+        starts = lasts = ()
+        j = nshared = 0
+        not_shared = False  # None when the refcountbt could not be read: "not shared" is then unknown
+        cursor = lo  # first agbno not yet covered by a record or a gap
+        for batch in batches:
+            out = []
+            if type(batch) is Unreadable:
+                out.append(self._unreadable(agno, batch, qstart, qend))
+                cursor = max(cursor, batch.last + 1)
+                yield out
                 continue
-            start, count, owner, offset = rec
-            if owner >= 0:
-                attr = bool(offset & f.XFS_RMAP_OFF_ATTR_FORK)
-                bmbt = bool(offset & f.XFS_RMAP_OFF_BMBT_BLOCK)
-                is_shared = False
-                if not attr and not bmbt and self.fs.has_reflink:
-                    if shared is None:
-                        shared = self._shared_extents(agno, lo, hi)
-                    is_shared = shared.overlaps(start, start + count - 1)
-                yield _Run(agno, start, count, FILE, inode=owner, attr=attr, bmbt=bmbt,
-                           unwritten=bool(offset & f.XFS_RMAP_OFF_UNWRITTEN),
-                           file_block=offset & f.XFS_RMAP_OFF_MASK, shared=is_shared)
-            else:
-                kind = SPECIAL_OWNERS.get(owner)
-                if kind is None:
-                    self._note(f"rmapbt record in AG {agno} at agbno {start} has an invalid owner {owner}")
-                    yield _Run(agno, start, count, UNKNOWN, detail={"error": f"invalid rmap owner {owner}"})
+            for start, count, owner, off in batch:
+                if start > cursor:
+                    out.append(new(Piece, (base + (cursor << bl), (start - cursor) << bl, FREE, agno, None, None,
+                                           None, False, False, False, (), None)))
+                end = start + count
+                if end > cursor:
+                    cursor = end
+                if owner >= 0:
+                    flags = off >> _OFF_FLAGS_SHIFT
+                    if flags & 6:  # attr fork or bmbt block: never shared; a bmbt block has no file offset
+                        bmbt = flags & 2
+                        out.append(new(Piece, (base + (start << bl), count << bl, FILE, agno, owner,
+                                               "attr" if flags & 4 else "data",
+                                               None if bmbt else (off & _MASK) << bl,
+                                               bool(bmbt), bool(flags & 1), False, (), None)))
+                        continue
+                    is_shared = False
+                    if self.reflink:
+                        if shared is None:
+                            shared = self._shared_extents(agno, lo, hi)
+                            starts, lasts, nshared = shared.starts, shared.lasts, len(shared.starts)
+                            not_shared = None if shared.unreadable else False
+                        # Records come sorted by start: shared extents ending before this one never match again.
+                        while j < nshared and lasts[j] < start:
+                            j += 1
+                        is_shared = (j < nshared and starts[j] < end) or not_shared
+                    out.append(new(Piece, (base + (start << bl), count << bl, FILE, agno, owner, "data",
+                                           (off & _MASK) << bl, False, flags == 1, is_shared, (), None)))
                 else:
-                    yield _Run(agno, start, count, kind)
+                    kind = SPECIAL_OWNERS.get(owner)
+                    detail = None
+                    if kind is None:
+                        kind = UNKNOWN
+                        detail = {"error": f"rmapbt record in AG {agno} at agbno {start} has an invalid owner {owner}"}
+                        self._note(detail["error"])
+                    out.append(new(Piece, (base + (start << bl), count << bl, kind, agno, None, None, None,
+                                           False, False, False, (), detail)))
+            yield [_clip(p, qstart, qend) for p in out] if edge else out
+        if cursor <= hi:
+            yield [self._clip(agno, cursor, hi - cursor + 1, FREE, qstart, qend)]
 
-    def _free_runs(self, agno, records):
-        for rec in records:
-            if type(rec) is Unreadable:
-                yield self._unreadable(agno, rec)
+    def _bnobt_pieces(self, agno, batches, lo, hi, qstart, qend):
+        """No rmapbt: free extents from the bnobt, `unknown` between them."""
+        cursor = lo
+        for batch in batches:
+            out = []
+            if type(batch) is Unreadable:
+                out.append(self._unreadable(agno, batch, qstart, qend))
+                cursor = max(cursor, batch.last + 1)
             else:
-                yield _Run(agno, rec[0], rec[1], FREE)
+                for start, count in batch:
+                    if start > cursor:
+                        out.append(self._clip(agno, cursor, start - cursor, UNKNOWN, qstart, qend, NO_RMAP_GAP))
+                    out.append(self._clip(agno, start, count, FREE, qstart, qend))
+                    cursor = max(cursor, start + count)
+            yield out
+        if cursor <= hi:
+            yield [self._clip(agno, cursor, hi - cursor + 1, UNKNOWN, qstart, qend, NO_RMAP_GAP)]
 
-    def _unreadable(self, agno: int, bad: Unreadable) -> "_Run":
+    def _unreadable(self, agno: int, bad: Unreadable, qstart: int, qend: int) -> Piece:
         self._note(str(bad.error))
-        return _Run(agno, bad.first, bad.last - bad.first + 1, UNKNOWN, detail={"error": str(bad.error)})
+        return self._clip(agno, bad.first, bad.last - bad.first + 1, UNKNOWN, qstart, qend,
+                          {"error": str(bad.error)})
+
+    def _clip(self, agno, agbno, count, kind, qstart, qend, detail=None) -> Piece:
+        rb = self.geo.ag_to_byte(agno, agbno)
+        s = max(rb, qstart)
+        e = min(rb + (count << self.geo.blocklog), qend)
+        return Piece(s, e - s, kind, agno, detail=detail)
 
     def _shared_extents(self, agno: int, lo: int, hi: int) -> "_Intervals":
         agf = self.fs.ag(agno).agf
         starts, lasts, unreadable = [], [], False
-        for rec in btree.query(self.fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
-                               agf.agf_refcount_level, lo, hi):
+        for rec in btree.query_records(self.fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
+                                       agf.agf_refcount_level, lo, hi):
             if type(rec) is Unreadable:
                 self._note(f"cannot tell which blocks are shared: {rec.error}")
                 unreadable = True
-                continue
-            if rec[2] >= 2:
+            elif rec[2] >= 2:
                 starts.append(rec[0])
                 lasts.append(rec[0] + rec[1] - 1)
         return _Intervals(starts, lasts, unreadable)
 
-    # --- bytes ---
-    def _clip(self, run: "_Run", qstart: int, qend: int) -> Piece:
-        geo = self.geo
-        rstart = geo.ag_to_byte(run.agno, run.agbno)
-        rend = rstart + (run.count << geo.blocklog)
-        start, end = max(rstart, qstart), min(rend, qend)
-        p = Piece(start, end - start, run.kind, agno=run.agno, detail=run.detail)
-        if run.kind == FILE:
-            p.inode = run.inode
-            p.fork = "attr" if run.attr else "data"
-            p.extent_map = run.bmbt
-            p.unwritten = run.unwritten
-            p.shared = run.shared
-            if not run.bmbt:
-                p.file_offset = (run.file_block << geo.blocklog) + (start - rstart)
+
+class _Intervals(NamedTuple):
+    """Sorted, non-overlapping [start, last] agbno intervals (the refcountbt's shared extents); `unreadable`
+    when part of the tree could not be read, so "not shared" is not known for sure."""
+    starts: list
+    lasts: list
+    unreadable: bool
+
+
+def _clip(p: Piece, qstart: int, qend: int) -> Piece:
+    """p cut to bytes [qstart, qend); a file offset moves with the start."""
+    end = p.offset + p.length
+    if p.offset >= qstart and end <= qend:
         return p
+    s, e = max(p.offset, qstart), min(end, qend)
+    fo = p.file_offset
+    return p._replace(offset=s, length=e - s, file_offset=None if fo is None else fo + (s - p.offset))
 
 
-@dataclass(slots=True)
-class _Run:
-    agno: int
-    agbno: int
-    count: int
-    kind: str
-    inode: int | None = None
-    attr: bool = False
-    bmbt: bool = False
-    unwritten: bool = False
-    file_block: int = 0
-    shared: bool | None = False
-    detail: dict | None = None
-
-
-class _Intervals:
-    """Sorted, non-overlapping [start, last] agbno intervals (the refcountbt's shared extents)."""
-
-    def __init__(self, starts, lasts, unreadable):
-        self.starts, self.lasts, self.unreadable = starts, lasts, unreadable
-
-    def overlaps(self, first: int, last: int) -> bool | None:
-        i = bisect.bisect_right(self.starts, last) - 1
-        if i >= 0 and self.lasts[i] >= first:
-            return True
-        return None if self.unreadable else False
-
-
-def _with_gaps(agno, runs, lo, hi, gap_kind, gap_detail):
-    """Yield runs (sorted by start, possibly overlapping) and a `gap_kind` run for every gap in [lo, hi]."""
-    cursor = lo
-    for run in runs:
-        if run.agbno > cursor:
-            gap_end = min(run.agbno - 1, hi)
-            if gap_end >= cursor:
-                yield _Run(agno, cursor, gap_end - cursor + 1, gap_kind, detail=gap_detail)
-        yield run
-        cursor = max(cursor, run.agbno + run.count)
-    if cursor <= hi:
-        yield _Run(agno, cursor, hi - cursor + 1, gap_kind, detail=gap_detail)
+def _join_gaps(stream):
+    """Join no-rmapbt `unknown` gaps that touch, as the kernel does across AG boundaries. Within an AG two
+    such gaps are always separated by a free extent, so touching gaps meet only at an AG boundary."""
+    pending = None
+    for p in stream:
+        if pending is not None:
+            if p.detail is NO_RMAP_GAP and p.offset == pending.offset + pending.length:
+                pending = pending._replace(length=pending.length + p.length)
+                continue
+            yield pending
+            pending = None
+        if p.detail is NO_RMAP_GAP:
+            pending = p
+        else:
+            yield p
+    if pending is not None:
+        yield pending
