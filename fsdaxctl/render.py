@@ -113,6 +113,25 @@ def _csv_value(v):
     return v
 
 
+def _csv_cell(text: str) -> str:
+    """RFC 4180 quoting, as csv.writer's QUOTE_MINIMAL does it."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def piece_csv_line(p) -> str:
+    """One CSV line of CSV_FIELDS, built directly (csv.writer costs more than the rest of a dump);
+    tests/test_render.py proves it equals csv.writer's line for piece_csv_row."""
+    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail = p
+    tail = _csv_cell(json.dumps(detail, ensure_ascii=False)) if detail else ""
+    if owner == "file":
+        pj = _csv_cell(json.dumps(list(paths), ensure_ascii=False)) if paths else ""
+        return (f"{offset},{length},file,{inode},{fork},{'' if file_offset is None else file_offset},"
+                f"{_BOOL[extent_map]},{_BOOL[unwritten]},{'' if shared is None else _BOOL[shared]},{pj},{tail}\n")
+    return f"{offset},{length},{_csv_cell(owner)},,,,,,,,{tail}\n"
+
+
 def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str]) -> None:
     if fmt == "json":
         head = json.dumps({"source": source, "filesystem": fsinfo}, ensure_ascii=False)
@@ -169,14 +188,16 @@ class FsmapWriter:
         """Write lists of pieces (OwnerMap.iter_batches)."""
         fmt, out = self.fmt, self.out
         for batch in batches:
+            if not batch:
+                continue
             if fmt == "jsonl":
-                out.write("".join([piece_json(p) + "\n" for p in batch]))
+                out.write("\n".join(map(piece_json, batch)) + "\n")
             elif fmt == "json":
                 if self.n and batch:
                     out.write(", ")
                 out.write(", ".join([piece_json(p) for p in batch]))
             elif fmt == "csv":
-                self.csv.writerows([piece_csv_row(p) for p in batch])
+                out.write("".join(map(piece_csv_line, batch)))
             else:
                 n = self.n
                 out.write("".join([

@@ -212,3 +212,28 @@ def test_dirty_log_detected_like_xfs_repair(built, tmp_path):
             assert log_is_clean(fs) is want
     proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "info", dirty], capture_output=True, text=True)
     assert "the log is dirty" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["4k-reflink", "1k-reflink"])
+def test_one_range_reads_only_its_path(built, name):
+    """A query reads the AGF and one root-to-leaf path per tree it needs, never a scan of a tree."""
+    path, rec = built(name)
+    rng = random.Random(name)
+    km = kernel_map(path, rec)
+    shared_blocks = [r.physical for r in km.recs if r.flags & K.FMR_OF_SHARED]
+    deepest = 0
+    for i in range(60):
+        with XfsFilesystem.open(path) as fs:
+            offset = rng.choice(shared_blocks) if i % 3 == 0 else rng.randrange(0, fs.geo.size // 512) * 512
+            agno, _ = fs.geo.byte_to_ag(offset)
+            agf = fs.agf(agno)
+            budget = 1 + agf.agf_rmap_level + agf.agf_refcount_level  # AGF sector + one path per tree
+            deepest = max(deepest, agf.agf_rmap_level)
+            fs._agf.clear()
+            reads = []
+            real = fs.dev.pread
+            fs.dev.pread = lambda off, n, what="data": (reads.append((off, n, what)), real(off, n, what))[1]
+            OwnerMap(fs).pieces(offset, 512)
+            assert len(reads) <= budget, reads
+            assert sum(n for _, n, _ in reads) <= fs.geo.sectsize + (budget - 1) * fs.geo.blocksize
+    assert deepest >= 2  # some queries went through a real tree, not a single leaf

@@ -92,7 +92,17 @@ def test_derived_struct_agrees_with_construct(decl, derived, data):
 
 def test_derived_struct_refuses_mixed_layouts():
     with pytest.raises(TypeError):
-        derived_struct(f.xfs_btree_sblock)  # a CRC field (little-endian) and a uuid (bytes)
+        derived_struct(f.xfs_btree_sblock)  # the CRC field is little-endian, the rest big-endian
+    with pytest.raises(TypeError):
+        derived_struct(f.xfs_agi)  # an Array
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(min_size=56, max_size=56))
+def test_derived_block_header_agrees_with_construct(raw):
+    names = field_names(f.xfs_btree_sblock, until="bb_crc")
+    slow = f.xfs_btree_sblock.parse(raw)
+    assert f.BTREE_SBLOCK_HDR.unpack_from(raw) == tuple(slow[k] for k in names)
 
 
 @settings(max_examples=300)

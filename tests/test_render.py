@@ -9,7 +9,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsdaxctl.render import CSV_FIELDS, piece_csv_row, piece_json, printable
+from fsdaxctl.render import CSV_FIELDS, piece_csv_line, piece_csv_row, piece_json, printable
 from fsdaxctl.xfs.owners import OWNER_KINDS, Piece
 
 # Names as fsdaxctl holds them: str with surrogate escapes for bytes that are not UTF-8.
@@ -51,6 +51,7 @@ def test_csv_row_round_trips(p):
         assert row["file_offset"] == ("" if p.extent_map else str(p.file_offset))
         assert json.loads(row["paths"] or "[]") == d["paths"]
     assert json.loads(row["detail"] or "null") == (p.detail or None)
+    assert piece_csv_line(p) == buf.getvalue()
 
 
 @given(names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import click
@@ -38,7 +39,13 @@ def command(ctx, target, start, end, fmt):
         warn(fs.warnings)
         omap = OwnerMap(fs)
         writer = FsmapWriter(sys.stdout, fmt or default_format(piped="jsonl"), target, describe(fs))
-        writer.write_all(omap.iter_batches(lo, hi - lo))
+        # A dump makes millions of short-lived tuples and strings, none in reference cycles: refcounting frees
+        # them at once, and the cyclic collector would only rescan them (about 6% of a full dump's time).
+        gc.disable()
+        try:
+            writer.write_all(omap.iter_batches(lo, hi - lo))
+        finally:
+            gc.enable()
         warn(omap.problems)
         writer.close(fs.warnings + omap.problems)
     ctx.exit(1 if omap.problems and fs.has_rmapbt else 0)

@@ -12,29 +12,41 @@ import struct
 import construct
 
 
-def derived_struct(decl: construct.Struct) -> struct.Struct:
-    """A struct.Struct with the same layout as `decl`, for iter_unpack over arrays of records.
+def derived_struct(decl: construct.Struct, until: str | None = None) -> struct.Struct:
+    """A struct.Struct with the same layout as `decl` (or its fields before `until`), for iter_unpack over
+    arrays of records and for headers read in hot loops (construct's parse contexts hold reference cycles).
 
-    Only plain integer fields of a single byte order are allowed: anything else would make the derived
-    struct silently disagree with the declaration, so it is refused here, at import time.
+    Only integer fields of a single byte order and fixed-size Bytes are allowed: anything else would make the
+    derived struct silently disagree with the declaration, so it is refused here, at import time.
     """
     order = None
     fmt = []
+    size = 0
     for sub in decl.subcons:
+        if sub.name == until:
+            break
         field = sub.subcon if isinstance(sub, construct.Renamed) else sub
-        if not isinstance(field, construct.FormatField):
-            raise TypeError(f"{decl}: field {sub.name!r} is not a plain integer field")
-        o, code = field.fmtstr[0], field.fmtstr[1:]
-        if order is None:
-            order = o
-        elif o != order:
-            raise TypeError(f"{decl}: field {sub.name!r} has another byte order")
-        fmt.append(code)
-    st = struct.Struct(order + "".join(fmt))
-    if st.size != decl.sizeof():
-        raise TypeError(f"{decl}: derived size {st.size} != declared {decl.sizeof()}")
+        if isinstance(field, construct.Bytes) and isinstance(field.length, int):
+            fmt.append(f"{field.length}s")
+        elif isinstance(field, construct.FormatField):
+            o, code = field.fmtstr[0], field.fmtstr[1:]
+            if order is None:
+                order = o
+            elif o != order:
+                raise TypeError(f"{decl}: field {sub.name!r} has another byte order")
+            fmt.append(code)
+        else:
+            raise TypeError(f"{decl}: field {sub.name!r} is neither an integer nor fixed-size bytes")
+        size += sub.sizeof()
+    else:
+        if until is not None:
+            raise TypeError(f"{decl}: no field {until!r}")
+    st = struct.Struct((order or ">") + "".join(fmt))
+    if st.size != size:
+        raise TypeError(f"{decl}: derived size {st.size} != declared {size}")
     return st
 
 
-def field_names(decl: construct.Struct) -> tuple[str, ...]:
-    return tuple(sub.name for sub in decl.subcons)
+def field_names(decl: construct.Struct, until: str | None = None) -> tuple[str, ...]:
+    names = tuple(sub.name for sub in decl.subcons)
+    return names[:names.index(until)] if until else names

@@ -325,6 +325,9 @@ XFS_DIFLAG2_DAX = 1 << 0
 XFS_DIFLAG2_REFLINK = 1 << 1
 XFS_DIFLAG2_NREXT64 = 1 << 4
 
+# The short-form block header's fields before bb_crc (the CRC is checked on the raw buffer).
+BTREE_SBLOCK_HDR = derived_struct(xfs_btree_sblock, until="bb_crc")
+
 # Compiled forms for one-off structures (headers, superblock).
 XFS_DSB = xfs_dsb.compile()
 XFS_AGF = xfs_agf.compile()

@@ -81,19 +81,18 @@ def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, roo
     if agbno == 0 or agbno >= geo.ag_length(agno):
         raise CorruptError("btree pointer outside the AG", structure=where, agno=agno, agbno=agbno)
     buf = fs.read_fs_blocks(agno, agbno, 1, where)
-    hdr = f.XFS_BTREE_SBLOCK.parse(buf)
-    check_magic(hdr.bb_magic, tree.magic, where, daddr)
+    magic, bb_level, n, _, _, blkno, _, uuid, owner = f.BTREE_SBLOCK_HDR.unpack_from(buf)
+    check_magic(magic, tree.magic, where, daddr)
     check_crc(buf, f.XFS_BTREE_SBLOCK_CRC_OFF, where, daddr)
-    check_field(hdr.bb_blkno == daddr, "bb_blkno", where, daddr, daddr, hdr.bb_blkno)
-    check_field(hdr.bb_owner == agno, "bb_owner", where, daddr, agno, hdr.bb_owner)
-    check_field(hdr.bb_uuid == fs.meta_uuid, "bb_uuid", where, daddr, "the superblock's", "another")
+    check_field(blkno == daddr, "bb_blkno", where, daddr, daddr, blkno)
+    check_field(owner == agno, "bb_owner", where, daddr, agno, owner)
+    check_field(uuid == fs.meta_uuid, "bb_uuid", where, daddr, "the superblock's", "another")
     if level is not None:
-        check_field(hdr.bb_level == level, "bb_level", where, daddr, level, hdr.bb_level)
-    elif hdr.bb_level >= XFS_BTREE_MAXLEVELS:
-        raise CorruptError("btree too deep", structure=where, daddr=daddr, found=f"level {hdr.bb_level}")
-    leaf = hdr.bb_level == 0
+        check_field(bb_level == level, "bb_level", where, daddr, level, bb_level)
+    elif bb_level >= XFS_BTREE_MAXLEVELS:
+        raise CorruptError("btree too deep", structure=where, daddr=daddr, found=f"level {bb_level}")
+    leaf = bb_level == 0
     maxrecs = tree.maxrecs(geo.blocksize, leaf)
-    n = hdr.bb_numrecs
     if n > maxrecs or (n == 0 and not (root and leaf)):
         raise CorruptError("bad record count", structure=where, daddr=daddr,
                            expected=f"1..{maxrecs}", found=n)
@@ -103,7 +102,7 @@ def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, roo
     else:
         esz = tree.entry.size
         pstart = HDR + maxrecs * esz  # pointers follow *maxrecs* keys, not numrecs (trap 2)
-        node = Node(hdr.bb_level, list(tree.entry.iter_unpack(mv[HDR:HDR + n * esz])),
+        node = Node(bb_level, list(tree.entry.iter_unpack(mv[HDR:HDR + n * esz])),
                     [p for (p,) in f.SBTREE_PTR.iter_unpack(mv[pstart:pstart + 4 * n])])
     fs.node_cache_put(key, node)
     return node

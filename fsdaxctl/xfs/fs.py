@@ -41,7 +41,8 @@ class XfsFilesystem:
         # Verifiers compare headers with meta_uuid when the user-visible uuid was changed (META_UUID).
         meta = self.sb.sb_meta_uuid if self.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_META_UUID else None
         self.meta_uuid = meta or self.sb.sb_uuid
-        self._ag: dict[int, AgHeaders] = {}
+        self._agf: dict[int, object] = {}
+        self._agi: dict[int, object] = {}
         self._nodes: OrderedDict = OrderedDict()
         if device.size < self.geo.size:
             self.warnings.append(
@@ -157,10 +158,19 @@ class XfsFilesystem:
 
     # --- AG headers ---
     def ag(self, agno: int) -> AgHeaders:
-        hdr = self._ag.get(agno)
-        if hdr is None:
-            hdr = self._ag[agno] = AgHeaders(agno, self._read_agf(agno), self._read_agi(agno))
-        return hdr
+        return AgHeaders(agno, self.agf(agno), self.agi(agno))
+
+    def agf(self, agno: int):
+        """AG agno's free-space header (read once): the roots of bnobt, cntbt, rmapbt, refcountbt."""
+        if agno not in self._agf:
+            self._agf[agno] = self._read_agf(agno)
+        return self._agf[agno]
+
+    def agi(self, agno: int):
+        """AG agno's inode header (read once): the roots of inobt and finobt, the unlinked lists."""
+        if agno not in self._agi:
+            self._agi[agno] = self._read_agi(agno)
+        return self._agi[agno]
 
     def _read_header(self, agno: int, sector: int, decl, magic: int, crc_off: int, structure: str):
         geo = self.geo
@@ -194,7 +204,7 @@ class XfsFilesystem:
     def agfl(self, agno: int) -> list[int]:
         """The agbnos on AG agno's free list, in list order (circular from agf_flfirst)."""
         geo = self.geo
-        agf = self.ag(agno).agf
+        agf = self.agf(agno)
         _, buf, daddr = self._read_header(agno, 3, f.XFS_AGFL, f.XFS_AGFL_MAGIC, f.XFS_AGFL_CRC_OFF, "AGFL")
         nslots = (geo.sectsize - f.XFS_AGFL_BNO_OFF) // 4
         if agf.agf_flcount > nslots or agf.agf_flfirst >= nslots:

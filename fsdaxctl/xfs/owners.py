@@ -144,7 +144,7 @@ class OwnerMap:
     def _ag_pieces(self, agno: int, lo: int, hi: int, qstart: int, qend: int):
         """Lists of pieces, in device order, for agbnos [lo, hi] of AG agno clipped to bytes [qstart, qend)."""
         try:
-            agf = self.fs.ag(agno).agf
+            agf = self.fs.agf(agno)
         except FsdaxError as e:
             self._note(str(e))
             yield [self._clip(agno, lo, hi - lo + 1, UNKNOWN, qstart, qend, {"error": str(e)})]
@@ -248,7 +248,7 @@ class OwnerMap:
         return Piece(s, e - s, kind, agno, detail=detail)
 
     def _shared_extents(self, agno: int, lo: int, hi: int) -> "_Intervals":
-        agf = self.fs.ag(agno).agf
+        agf = self.fs.agf(agno)
         starts, lasts, unreadable = [], [], False
         for rec in btree.query_records(self.fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
                                        agf.agf_refcount_level, lo, hi):
