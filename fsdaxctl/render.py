@@ -66,7 +66,7 @@ def flags_text(p) -> str:
         elif p.shared is None:
             flags.append("shared?")
     if p.detail:
-        flags += [f"{k}: {v}" for k, v in p.detail.items()]
+        flags += [f"{k}: {printable(str(v))}" for k, v in p.detail.items()]
     return ", ".join(flags)
 
 
@@ -90,19 +90,6 @@ def _drop_empty_columns(headers, rows):
     return [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
 
-def piece_csv_row(p, prefix=()) -> list:
-    """One CSV row: CSV_FIELDS in order; booleans as true/false, lists and dicts as JSON, absent as ''."""
-    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail = p
-    if owner == "file":
-        row = [offset, length, owner, inode, fork, "" if file_offset is None else file_offset,
-               _BOOL[extent_map], _BOOL[unwritten], _BOOL[shared] if shared is not None else "",
-               json.dumps(list(paths), ensure_ascii=False) if paths else ""]
-    else:
-        row = [offset, length, owner, "", "", "", "", "", "", ""]
-    row.append(json.dumps(detail, ensure_ascii=False) if detail else "")
-    return list(prefix) + row if prefix else row
-
-
 def _csv_value(v):
     if v is None:
         return ""
@@ -120,16 +107,17 @@ def _csv_cell(text: str) -> str:
     return text
 
 
-def piece_csv_line(p) -> str:
-    """One CSV line of CSV_FIELDS, built directly (csv.writer costs more than the rest of a dump);
-    tests/test_render.py proves it equals csv.writer's line for piece_csv_row."""
+def piece_csv_line(p, prefix: str = "") -> str:
+    """One CSV line of CSV_FIELDS (after `prefix`, already CSV), built directly: csv.writer costs more than the
+    rest of a dump. Booleans are true/false, lists and dicts JSON, absent values empty. tests/test_render.py
+    proves it equals csv.writer's line for the piece's contract dict."""
     offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail = p
     tail = _csv_cell(json.dumps(detail, ensure_ascii=False)) if detail else ""
     if owner == "file":
         pj = _csv_cell(json.dumps(list(paths), ensure_ascii=False)) if paths else ""
-        return (f"{offset},{length},file,{inode},{fork},{'' if file_offset is None else file_offset},"
+        return (f"{prefix}{offset},{length},file,{inode},{fork},{'' if file_offset is None else file_offset},"
                 f"{_BOOL[extent_map]},{_BOOL[unwritten]},{'' if shared is None else _BOOL[shared]},{pj},{tail}\n")
-    return f"{offset},{length},{_csv_cell(owner)},,,,,,,,{tail}\n"
+    return f"{prefix}{offset},{length},{_csv_cell(owner)},,,,,,,,{tail}\n"
 
 
 def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str]) -> None:
@@ -142,11 +130,10 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
         for r in results:
             out.write(result_json(r) + "\n")
     elif fmt == "csv":
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(("query_offset", "query_length") + CSV_FIELDS)
+        out.write(",".join(("query_offset", "query_length") + CSV_FIELDS) + "\n")
         for r in results:
-            for p in r.owners:
-                w.writerow(piece_csv_row(p, (r.offset, r.length)))
+            prefix = f"{r.offset},{r.length},"
+            out.write("".join(piece_csv_line(p, prefix) for p in r.owners))
     else:
         from tabulate import tabulate  # only tables pay for tabulate's import
 
@@ -178,8 +165,7 @@ class FsmapWriter:
             head = json.dumps({"source": source, "filesystem": fsinfo}, ensure_ascii=False)
             out.write(head[:-1] + ', "owners": [')
         elif fmt == "csv":
-            self.csv = csv.writer(out, lineterminator="\n")
-            self.csv.writerow(CSV_FIELDS)
+            out.write(",".join(CSV_FIELDS) + "\n")
         elif fmt == "table":
             out.write(f"{'EXT':>8}  {'OFFSET':>15}  {'LENGTH':>10}  {'OWNER':<18}  {'INODE':>12}  "
                       f"{'FORK':<4}  {'FILE OFFSET':>15}  {'AG':>5}  FLAGS\n")

@@ -6,6 +6,7 @@ Filesystem units (daddr, fsblock, agbno, inode numbers) live in fsdaxctl.xfs.geo
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from fsdaxctl.errors import UsageError
 
@@ -40,6 +41,7 @@ def parse_size(text: str, what: str = "size") -> int:
     return value
 
 
+@lru_cache(maxsize=4096)  # a dump prints the same few extent lengths millions of times
 def human(n: int) -> str:
     """4096 -> '4 KiB', 1536 -> '1.5 KiB', 100 -> '100 B'. Exact when it can be."""
     if n < 1024:

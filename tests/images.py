@@ -145,7 +145,7 @@ BMBT_FILE = "bmbt/many-extents"  # the file whose data fork must be in btree for
 BMBT_EXTENTS = 450
 
 
-def _write(path, data: bytes, offset: int = 0, *, fsync: bool = False) -> None:
+def write_file(path, data: bytes, offset: int = 0, *, fsync: bool = False) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         os.pwrite(fd, data, offset)
@@ -233,25 +233,25 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
     d = mnt
     for lvl, name in enumerate("deep/l1/l2/l3/l4/l5/l6/l7".split("/")):
         d = os.path.join(d, name)
-        _write(os.path.join(d, f"f{lvl}"), rng.randbytes(rng.randint(1, 3 * bs)))
+        write_file(os.path.join(d, f"f{lvl}"), rng.randbytes(rng.randint(1, 3 * bs)))
 
     # Multi-extent files: interleaved direct appends, plus a small file whose writes leave gaps.
     _direct_interleave([P("frag/a"), P("frag/b"), P("frag/c")], rng, bs, rounds=12)
     for i in range(12):
-        _write(P("frag/gappy"), rng.randbytes(rng.randint(1, 2) * bs), (3 * i + rng.randint(0, 1)) * bs)
+        write_file(P("frag/gappy"), rng.randbytes(rng.randint(1, 2) * bs), (3 * i + rng.randint(0, 1)) * bs)
 
     # Free-space holes: files that are deleted again (every other one), and unaligned tails.
     for i in range(24):
-        _write(P("scratch", f"t{i:02d}"), rng.randbytes(rng.randint(1, 3) * bs + rng.randint(0, bs - 1)),
+        write_file(P("scratch", f"t{i:02d}"), rng.randbytes(rng.randint(1, 3) * bs + rng.randint(0, bs - 1)),
                fsync=True)
     for i in range(0, 24, 2):
         os.unlink(P("scratch", f"t{i:02d}"))
 
     # Sparse files: data at 0, a few blocks on, 1 MiB, 1 GiB (+ blocks); data only at 3 GiB; a hole-only tail.
     for off in (0, 5 * bs, 1 * MiB, 1 * GiB, 1 * GiB + 3 * bs):
-        _write(P("sparse/holes"), rng.randbytes(bs), off)
-    _write(P("sparse/far-only"), rng.randbytes(2 * bs), 3 * GiB)
-    _write(P("sparse/tail-hole"), rng.randbytes(bs))
+        write_file(P("sparse/holes"), rng.randbytes(bs), off)
+    write_file(P("sparse/far-only"), rng.randbytes(2 * bs), 3 * GiB)
+    write_file(P("sparse/tail-hole"), rng.randbytes(bs))
     os.truncate(P("sparse/tail-hole"), 64 * bs)
     with open(P("sparse/all-hole"), "wb") as fh:
         fh.truncate(256 * MiB)
@@ -266,7 +266,7 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
     os.pwrite(fd, rng.randbytes(bs // 2), 20 * bs + 7)  # a partial block: that whole block becomes written
     os.fsync(fd)
     os.close(fd)
-    _write(P("prealloc/beyond-eof"), rng.randbytes(4 * bs))
+    write_file(P("prealloc/beyond-eof"), rng.randbytes(4 * bs))
     _xfs_io(P("prealloc/beyond-eof"), f"falloc -k {4 * bs} {8 * bs}")
 
     # A file with far more extents than fit in the inode: single blocks at every other block, written
@@ -293,7 +293,7 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
             left -= n
 
     # Hard links: one inode, several names in different directories.
-    _write(P("links/orig"), rng.randbytes(3 * bs + 100))
+    write_file(P("links/orig"), rng.randbytes(3 * bs + 100))
     os.link(P("links/orig"), P("links/sub/second-name"))
     os.link(P("links/orig"), P("deep/l1/l2/third-name"))
     os.link(P("links/orig"), P("empty/dir/fourth-name"))
@@ -311,12 +311,12 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
 
     # Extended attributes: one tiny (shortform), many small (leaf/node blocks), several KiB values (remote
     # value blocks, or a leaf block for big block sizes), and some on a directory.
-    _write(P("xattr/inline"), b"x")
+    write_file(P("xattr/inline"), b"x")
     os.setxattr(P("xattr/inline"), "user.tiny", b"1")
-    _write(P("xattr/many-small"), rng.randbytes(bs))
+    write_file(P("xattr/many-small"), rng.randbytes(bs))
     for i in range(300):
         os.setxattr(P("xattr/many-small"), f"user.attr-{i:04d}", rng.randbytes(rng.randint(8, 60)))
-    _write(P("xattr/big-remote"), rng.randbytes(2 * bs))
+    write_file(P("xattr/big-remote"), rng.randbytes(2 * bs))
     for i in range(4):
         os.setxattr(P("xattr/big-remote"), f"user.big{i}", rng.randbytes(rng.randint(5, 14) * KiB))
     for i in range(10):
@@ -336,16 +336,16 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
         # Whole-file clone; partial reflink into a file with its own data; a reflink inside one file; a clone
         # of a multi-extent file and of a file with unwritten extents; then CoW writes that break sharing for
         # part of an extent, leaving records only partly shared.
-        _write(P("reflink/src"), rng.randbytes(64 * bs), fsync=True)
+        write_file(P("reflink/src"), rng.randbytes(64 * bs), fsync=True)
         _run(["cp", "--reflink=always", P("reflink/src"), P("reflink/whole-clone")])
-        _write(P("reflink/partial"), rng.randbytes(32 * bs), fsync=True)
+        write_file(P("reflink/partial"), rng.randbytes(32 * bs), fsync=True)
         _xfs_io(P("reflink/partial"), f"reflink {P('reflink/src')} {8 * bs} {4 * bs} {16 * bs}")
         _xfs_io(P("reflink/src"), f"reflink {P('reflink/src')} {40 * bs} {80 * bs} {8 * bs}")
         _run(["cp", "--reflink=always", P("frag/a"), P("reflink/frag-a-clone")])
         _run(["cp", "--reflink=always", P("prealloc/mixed"), P("reflink/prealloc-clone")])
         _run(["cp", "--reflink=always", P("big/spans-ags"), P("reflink/big-clone")])
-        _write(P("reflink/whole-clone"), rng.randbytes(2 * bs), 30 * bs, fsync=True)
-        _write(P("reflink/partial"), rng.randbytes(bs), 10 * bs, fsync=True)
+        write_file(P("reflink/whole-clone"), rng.randbytes(2 * bs), 30 * bs, fsync=True)
+        write_file(P("reflink/partial"), rng.randbytes(bs), 10 * bs, fsync=True)
         os.link(P("reflink/whole-clone"), P("links/sub/clone-link"))
 
     os.sync()

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.images import loop_mount, mkfs  # noqa: E402
+from tests.images import loop_mount, mkfs, write_file  # noqa: E402
 
 OUT = "fsdaxctl/data/sample.img.xz"
 BS = 4096
@@ -23,16 +23,6 @@ BS = 4096
 def text(name: str, size: int) -> bytes:
     line = f"{name}: the quick brown fox jumps over the lazy dog 0123456789\n".encode()
     return (line * (size // len(line) + 1))[:size]
-
-
-def write(path, data, offset=0, sync=True):
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
-    try:
-        os.pwrite(fd, data, offset)
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def main():
@@ -45,22 +35,22 @@ def main():
         log = os.path.join(m, "var/log/app.log")
         # Interleaved synced appends fragment both files (several extents each).
         for i in range(8):
-            write(db, text("table.dat", 128 * 1024), i * 128 * 1024)
-            write(log, text(f"app.log {i}", 16 * 1024), i * 16 * 1024)
+            write_file(db, text("table.dat", 128 * 1024), i * 128 * 1024, fsync=True)
+            write_file(log, text(f"app.log {i}", 16 * 1024), i * 16 * 1024, fsync=True)
         subprocess.run(["cp", "--reflink=always", db, os.path.join(m, "srv/db/snapshot/table.dat")], check=True)
-        write(db, text("table.dat v2", 64 * 1024), 256 * 1024)  # copy-on-write: now only partly shared
+        write_file(db, text("table.dat v2", 64 * 1024), 256 * 1024, fsync=True)  # copy-on-write: now only partly shared
         vm = os.path.join(m, "vm/disk.raw")
-        write(vm, text("disk.raw boot", 64 * 1024), 0)
-        write(vm, text("disk.raw data", 64 * 1024), 512 << 20)  # sparse: a hole of half a GiB
+        write_file(vm, text("disk.raw boot", 64 * 1024), 0, fsync=True)
+        write_file(vm, text("disk.raw data", 64 * 1024), 512 << 20, fsync=True)  # sparse: a hole of half a GiB
         subprocess.run(["xfs_io", "-c", f"falloc {1 << 20} {1 << 20}", vm], check=True)  # unwritten
         hosts = os.path.join(m, "etc/hosts")
-        write(hosts, b"127.0.0.1 localhost\n")
+        write_file(hosts, b"127.0.0.1 localhost\n", fsync=True)
         os.link(hosts, os.path.join(m, "etc/hosts.bak"))
         photo = os.path.join(m, "home/alice/report.txt")
-        write(photo, text("report.txt", 40 * 1024))
+        write_file(photo, text("report.txt", 40 * 1024), fsync=True)
         os.setxattr(photo, "user.comment", text("xattr", 6000))  # a remote attr value: attr-fork blocks
         frag = os.path.join(m, "data/many-extents")
-        write(frag, text("many-extents", 600 * BS))
+        write_file(frag, text("many-extents", 600 * BS), fsync=True)
         # Punch every other block: 300 extents, more than the inode's fork holds -> a bmbt.
         subprocess.run(["xfs_io", *sum((["-c", f"fpunch {(2 * i + 1) * BS} {BS}"] for i in range(300)), []),
                         frag], check=True)
