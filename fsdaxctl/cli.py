@@ -70,4 +70,8 @@ def cli():
 
 
 def main():
+    # File names are bytes on disk; those that are not UTF-8 travel as surrogate escapes and must leave as
+    # \udcXX escapes (valid JSON, visible in text) instead of failing the write.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     cli(prog_name="fsdaxctl")

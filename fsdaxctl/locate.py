@@ -32,6 +32,28 @@ def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
     return results
 
 
+def name_owners(fs, results: list[Result], resolver=None) -> list[str]:
+    """Fill `paths` of every file piece (all hard links); say in `detail` why an inode has none.
+    Returns what could not be read on the way."""
+    from fsdaxctl.xfs.paths import PathResolver
+
+    resolver = resolver or PathResolver(fs)
+    inos = {p.inode for r in results for p in r.owners if p.owner == FILE}
+    if not inos:
+        return []
+    names = resolver.name(inos)
+    for r in results:
+        for i, p in enumerate(r.owners):
+            if p.owner != FILE:
+                continue
+            n = names[p.inode]
+            detail = p.detail
+            if n.reason:
+                detail = {**(detail or {}), "name": n.reason}
+            r.owners[i] = p._replace(paths=tuple(n.paths), detail=detail)
+    return resolver.problems
+
+
 def impact_bits(piece: Piece) -> int:
     """Exit-status bits for one piece (DESIGN.md): file data 4, filesystem metadata 8.
 

@@ -80,6 +80,13 @@ IMAGE_CONFIGS: dict[str, dict] = {
                       ["-b", "size=8192", "-d", f"agsize={_ODD_AG_BLOCKS * 8192},size={_ODD_FS_BLOCKS * 8192}",
                        "-m", "rmapbt=1,reflink=1"],
                       block_size=8192, reflink=True, rmapbt=True),
+    # 0.8 TiB AGs (agblklog 28 + inopblog 3): inode numbers of AG 2 and up need more than 32 bits, so the root's shortform directory keeps
+    # 8-byte inode numbers (i8count > 0). Sparse: mkfs writes only the AG headers and the log.
+    "4k-4t-sparse": _cfg(4 << 40, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1", "-d", "agcount=5", "-l", "size=64m"],
+                         block_size=4096, reflink=True, rmapbt=True),
+    # A directory block of 4 fs blocks (-n size=16k): directory blocks span fs blocks (dirblklog = 2).
+    "4k-dirblk16k": _cfg(64 * MiB, ["-b", "size=4096", "-n", "size=16384", "-m", "rmapbt=1,reflink=1"],
+                         block_size=4096, reflink=True, rmapbt=True),
 }
 
 
@@ -282,7 +289,7 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
 
     # A file larger than an AG (when half the free space allows): extents in several AGs.
     free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
-    big = min(int(ag_bytes * 1.25), free // 2) if ag_bytes else 0
+    big = min(int(ag_bytes * 1.25), free // 2, 96 * MiB) if ag_bytes else 0
     big = max(big, 16 * bs) // bs * bs
     with open(P("big/spans-ags"), "wb") as fh:
         chunk = rng.randbytes(min(big, 1 * MiB))
@@ -331,6 +338,26 @@ def populate(mnt, *, reflink: bool, seed: int, block_size: int) -> None:
         os.close(fd)
     for name in sorted(os.listdir(P("bigdir")))[::9]:
         os.unlink(P("bigdir", name))
+
+    # Names as they come: spaces, tabs, a newline, quotes and backslashes, bytes that are not UTF-8, unicode
+    # (precomposed and combining), a leading dash, the longest name XFS allows (255 bytes).
+    os.makedirs(P("names/sub dir/tab\there"), exist_ok=True)
+    odd = [b"plain", b"with space", b"tab\there", b"new\nline", b"quote\"d and back\\slash", b"-leading-dash",
+           b"\xff\xfe not utf-8 \x80", b"caf\xc3\xa9 na\xc3\xafve", b"cafe\xcc\x81 combining",
+           "\U0001f4be disk \u2603".encode(), b"x" * 255, b"\x1b[31mescape", b"carriage\rreturn"]
+    for name in odd:
+        write_file(os.path.join(os.fsencode(P("names")), name), rng.randbytes(rng.randint(1, bs)))
+        write_file(os.path.join(os.fsencode(P("names/sub dir/tab\there")), name), b"y")
+    os.link(os.path.join(os.fsencode(P("names")), b"new\nline"),
+            os.path.join(os.fsencode(P("names/sub dir")), b"\xff link to new\nline"))
+
+    # One directory of each form: shortform (in the inode), block (one directory block), leaf (data blocks and
+    # a hash leaf), node (bigdir, below); with 64 KiB blocks everything but bigdir stays in one block.
+    for form, n in (("sf", 3), ("block", 40), ("leaf", 400)):
+        os.makedirs(P("forms", form), exist_ok=True)
+        for i in range(n):
+            open(P("forms", form, f"{form}-{i:04d}"), "wb").close()
+    os.mkdir(P("forms", "sf", "subdir"))
 
     if reflink:
         # Whole-file clone; partial reflink into a file with its own data; a reflink inside one file; a clone

@@ -74,3 +74,15 @@ def test_sample_runs_with_no_image_of_your_own():
     assert owners[0]["inode"] != owners[1]["inode"]
     r = CliRunner().invoke(cli, ["info", "--sample", "--format", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["filesystem"]["label"] == "sample"
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture_paths_match_recorded_tree(fixture, name):
+    from fsdaxctl.xfs.paths import PathResolver
+
+    path, rec = fixture(name)
+    with XfsFilesystem.open(path) as fs:
+        names = PathResolver(fs).name(int(i) for i in rec["files"])
+    assert len(names) > 3000
+    for ino, info in rec["files"].items():
+        assert sorted(names[int(ino)].paths) == sorted(info["paths"]), ino

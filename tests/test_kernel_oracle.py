@@ -237,3 +237,51 @@ def test_one_range_reads_only_its_path(built, name):
             assert len(reads) <= budget, reads
             assert sum(n for _, n, _ in reads) <= fs.geo.sectsize + (budget - 1) * fs.geo.blocksize
     assert deepest >= 2  # some queries went through a real tree, not a single leaf
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_paths_match_the_mounted_tree(built, name):
+    """Every inode's names (all hard links) as os.walk saw them on the mounted filesystem."""
+    from fsdaxctl.xfs.paths import PathResolver
+
+    path, rec = built(name)
+    with XfsFilesystem.open(path) as fs:
+        names = PathResolver(fs).name(int(i) for i in rec["files"])
+    for ino, info in rec["files"].items():
+        n = names[int(ino)]
+        assert sorted(n.paths) == sorted(info["paths"]), (ino, n, info)
+        assert n.ftype == info["type"]
+        assert n.reason is None
+
+
+def test_cli_paths_for_every_file_piece(built):
+    """locate over the whole device: every file piece names its inode's paths, odd bytes included, and JSON
+    carries names that are not UTF-8 as \\udcXX escapes of the same bytes."""
+    path, rec = built("4k-reflink")
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", path, "--offset", "0", "--length",
+                           str(os.path.getsize(path)), "--format", "json"], capture_output=True)
+    doc = json.loads(proc.stdout)  # bytes in, so the escapes are decoded by json, not by a text layer
+    seen = set()
+    for p in doc["results"][0]["owners"]:
+        if p["owner"] == "file":
+            assert sorted(p["paths"]) == sorted(rec["files"][str(p["inode"])]["paths"]), p
+            seen.add(p["inode"])
+    odd = {os.fsencode(x) for info in rec["files"].values() for x in info["paths"]}
+    assert any(b"\xff\xfe not utf-8 \x80" in x for x in odd)
+    named = {os.fsencode(x) for p in doc["results"][0]["owners"] if p["owner"] == "file" for x in p["paths"]}
+    assert any(b"\xff\xfe not utf-8 \x80" in x for x in named)
+    assert seen == {r.owner for r in kernel_map(path, rec).recs if K.owner_name(r) == "file"}
+
+
+def test_table_escapes_names(built):
+    """A name with a newline or an escape sequence cannot forge a line or colour the terminal."""
+    path, rec = built("4k-reflink")
+    target = next(int(i) for i, info in rec["files"].items()
+                  if any("new\nline" in x for x in info["paths"]) and info["type"] == "file")
+    km = kernel_map(path, rec)
+    piece = next(r for r in km.recs if r.owner == target)
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", path, "--offset", str(piece.physical),
+                           "--length", "512", "--format", "table"], capture_output=True, text=True)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4  # summary, header, rule, one row
+    assert "new\\nline" in lines[3] and "\x1b" not in proc.stdout

@@ -44,10 +44,12 @@ XFS_SB_FEAT_INCOMPAT = {
     0x20: "nrext64", 0x40: "exchange-range", 0x80: "parent", 0x100: "metadir", 0x200: "zoned",
     0x400: "zone-gaps",
 }
+XFS_SB_FEAT_INCOMPAT_FTYPE = 0x1
 XFS_SB_FEAT_INCOMPAT_SPINODES = 0x2
 XFS_SB_FEAT_INCOMPAT_META_UUID = 0x4
 XFS_SB_FEAT_INCOMPAT_NEEDSREPAIR = 0x10
 XFS_SB_FEAT_INCOMPAT_NREXT64 = 0x20
+XFS_SB_FEAT_INCOMPAT_PARENT = 0x80
 # Incompat bits this reader understands. Metadir, zoned and zone-gaps move metadata into places this tool does
 # not yet read (a metadata inode tree, realtime groups), so they are refused rather than half-read.
 XFS_SB_FEAT_INCOMPAT_KNOWN = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80
@@ -359,3 +361,43 @@ xlog_rec_header = Struct(
 )
 XLOG_REC_HEADER = xlog_rec_header.compile()
 XLOG_OP_HEADER_FLAGS_OFF = 9  # oh_tid be32, oh_len be32, oh_clientid u8, oh_flags u8
+
+# --- directories (xfs_da_format.h) ----------------------------------------------------------------------
+XFS_DIR3_BLOCK_MAGIC = 0x58444233  # "XDB3": single-block directory
+XFS_DIR3_DATA_MAGIC = 0x58444433  # "XDD3": data block of a leaf/node directory
+XFS_DIR3_DATA_CRC_OFF = 4
+XFS_DIR2_DATA_FREE_TAG = 0xFFFF
+XFS_DIR2_LEAF_OFFSET = 32 << 30  # byte offset in the directory's file space where the hash index starts
+XFS_DIR3_FT_NAMES = {0: "unknown", 1: "file", 2: "dir", 3: "chardev", 4: "blockdev", 5: "fifo", 6: "socket",
+                     7: "symlink", 8: "whiteout"}
+XFS_DIR3_FT_DIR = 2
+
+# Shortform directory header: the parent is 8 bytes when any inode number needs 8 (i8count > 0).
+xfs_dir2_sf_hdr = Struct("count" / Int8ub, "i8count" / Int8ub)
+XFS_DIR2_SF_HDR = xfs_dir2_sf_hdr.compile()
+
+xfs_dir3_blk_hdr = Struct(
+    "magic" / Int32ub,  # 0
+    "crc" / Int32ul,  # 4
+    "blkno" / Int64ub,  # 8, daddr of the directory block's first fs block
+    "lsn" / Int64ub,  # 16
+    "uuid" / Bytes(16),  # 24
+    "owner" / Int64ub,  # 40, the directory's inode number
+)
+xfs_dir3_data_hdr = Struct(
+    "hdr" / xfs_dir3_blk_hdr,
+    "best_free" / Array(3, Struct("offset" / Int16ub, "length" / Int16ub)),  # 48
+    "pad" / Int32ub,  # 60
+)
+XFS_DIR3_DATA_HDR = xfs_dir3_data_hdr.compile()
+XFS_DIR3_DATA_HDR_SIZE = 64
+
+# The fixed part of a data entry (xfs_dir2_data_entry); the name, an ftype byte (FTYPE), padding to 8 and a
+# be16 tag follow.  An unused span (xfs_dir2_data_unused) starts with freetag 0xffff and its be16 length.
+xfs_dir2_data_entry_head = Struct("inumber" / Int64ub, "namelen" / Int8ub)
+DIR2_DATA_ENTRY_HEAD = derived_struct(xfs_dir2_data_entry_head)
+xfs_dir2_data_unused_head = Struct("freetag" / Int16ub, "length" / Int16ub)
+DIR2_DATA_UNUSED_HEAD = derived_struct(xfs_dir2_data_unused_head)
+xfs_dir2_block_tail = Struct("count" / Int32ub, "stale" / Int32ub)  # the last 8 bytes of an XDB3 block
+DIR2_BLOCK_TAIL = derived_struct(xfs_dir2_block_tail)
+XFS_DIR2_LEAF_ENTRY_SIZE = 8  # hashval be32, address be32

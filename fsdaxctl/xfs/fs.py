@@ -82,6 +82,14 @@ class XfsFilesystem:
         return bool(self.sb.sb_features_ro_compat & f.XFS_SB_FEAT_RO_COMPAT_FINOBT)
 
     @property
+    def has_ftype(self) -> bool:
+        return bool(self.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_FTYPE)
+
+    @property
+    def has_parent(self) -> bool:
+        return bool(self.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_PARENT)
+
+    @property
     def has_sparse_inodes(self) -> bool:
         return bool(self.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_SPINODES)
 

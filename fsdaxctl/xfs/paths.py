@@ -1,0 +1,115 @@
+"""Inode numbers -> every path (all hard links), or the reason an inode has none.
+
+Without parent pointers: a breadth-first walk down from the root that reads only directory data blocks, and
+stops as soon as every wanted inode has been named as often as its link count says. Names are bytes on disk;
+they become str with surrogate escapes (os.fsdecode's convention), so no byte is lost or invented.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from fsdaxctl.errors import FsdaxError
+from fsdaxctl.parsers import xfs as f
+from fsdaxctl.xfs.dir import is_dir, read_dir
+from fsdaxctl.xfs.inode import read_inode
+
+NULLFSINO = 0xFFFFFFFFFFFFFFFF
+
+
+def decode_name(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Naming:
+    paths: list[str] = field(default_factory=list)
+    reason: str | None = None  # why there are no (or not all) paths
+    ftype: str | None = None  # file, dir, symlink, ... from the inode's mode
+
+
+_MODE_TYPES = {0o100000: "file", 0o040000: "dir", 0o120000: "symlink", 0o020000: "chardev",
+               0o060000: "blockdev", 0o010000: "fifo", 0o140000: "socket"}
+
+
+def mode_type(mode: int) -> str:
+    return _MODE_TYPES.get(mode & 0o170000, "unknown")
+
+
+class PathResolver:
+    """Names inodes; remembers every directory it has read, so later calls walk only what is new."""
+
+    def __init__(self, fs):
+        self.fs = fs
+        self.problems: list[str] = []
+        sb = fs.sb
+        self.metadata_inodes = {ino: what for ino, what in (
+            (sb.sb_rbmino, "realtime bitmap inode"), (sb.sb_rsumino, "realtime summary inode"),
+            (sb.sb_uquotino, "user quota inode"), (sb.sb_gquotino, "group quota inode"),
+            (sb.sb_pquotino, "project quota inode")) if ino not in (0, NULLFSINO)}
+
+    def name(self, inos) -> dict[int, Naming]:
+        fs = self.fs
+        out: dict[int, Naming] = {}
+        want: dict[int, int] = {}  # inode -> names still expected
+        for ino in set(inos):
+            n = out[ino] = Naming()
+            if ino in self.metadata_inodes:
+                n.reason = f"metadata: {self.metadata_inodes[ino]} (no name)"
+                continue
+            try:
+                inode = read_inode(fs, ino)
+            except FsdaxError as e:
+                n.reason = f"inode unreadable: {e}"
+                continue
+            n.ftype = mode_type(inode.core.di_mode)
+            if ino == fs.sb.sb_rootino:
+                n.paths.append("/")
+                continue
+            nlink = inode.core.di_nlink
+            if nlink == 0:
+                n.reason = ("unlinked: deleted while still open (on the AGI unlinked list); no name, the blocks "
+                            "are freed when the last user closes it")
+                continue
+            want[ino] = 1 if is_dir(inode) else nlink
+        if want:
+            self._walk(want, out)
+        for ino, left in want.items():
+            n = out[ino]
+            if left and not n.paths:
+                n.reason = "no directory entry found: an orphan (xfs_repair would move it to lost+found)"
+            elif left:
+                n.reason = f"{left} of its links not found in the directory tree"
+            n.paths.sort()
+        return out
+
+    def _walk(self, want: dict[int, int], out: dict[int, Naming]) -> None:
+        fs = self.fs
+        pending = sum(want.values())
+        queue = deque([(fs.sb.sb_rootino, b"")])
+        seen = {fs.sb.sb_rootino}
+        while queue and pending:
+            dino, dpath = queue.popleft()
+            try:
+                _, entries = read_dir(fs, read_inode(fs, dino))
+            except FsdaxError as e:
+                self.problems.append(f"directory {decode_name(dpath) or '/'} (inode {dino}) unreadable: {e}")
+                continue
+            for e in entries:
+                path = dpath + b"/" + e.name
+                left = want.get(e.ino)
+                if left:
+                    out[e.ino].paths.append(decode_name(path))
+                    want[e.ino] = left - 1
+                    pending -= 1
+                if e.ftype == f.XFS_DIR3_FT_DIR or (e.ftype is None and self._is_dir(e.ino)):
+                    if e.ino not in seen:
+                        seen.add(e.ino)
+                        queue.append((e.ino, path))
+
+    def _is_dir(self, ino: int) -> bool:
+        try:
+            return is_dir(read_inode(self.fs, ino))
+        except FsdaxError:
+            return False
