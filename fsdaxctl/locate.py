@@ -32,26 +32,14 @@ def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
     return results
 
 
-def name_owners(fs, results: list[Result], resolver=None) -> list[str]:
-    """Fill `paths` of every file piece (all hard links); say in `detail` why an inode has none.
-    Returns what could not be read on the way."""
-    from fsdaxctl.xfs.paths import PathResolver
+def describe_results(fs, results: list[Result]) -> list[str]:
+    """Name every owner exactly (paths, which structure, impact) in place; return what could not be read."""
+    from fsdaxctl.xfs.detail import Describer
 
-    resolver = resolver or PathResolver(fs)
-    inos = {p.inode for r in results for p in r.owners if p.owner == FILE}
-    if not inos:
-        return []
-    names = resolver.name(inos)
+    describer = Describer(fs)
     for r in results:
-        for i, p in enumerate(r.owners):
-            if p.owner != FILE:
-                continue
-            n = names[p.inode]
-            detail = p.detail
-            if n.reason:
-                detail = {**(detail or {}), "name": n.reason}
-            r.owners[i] = p._replace(paths=tuple(n.paths), detail=detail)
-    return resolver.problems
+        r.owners = describer.describe(r.owners)
+    return describer.problems + describer.resolver.problems
 
 
 def impact_bits(piece: Piece) -> int:

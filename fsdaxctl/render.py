@@ -14,7 +14,7 @@ from fsdaxctl.units import human
 FORMATS = ("table", "json", "jsonl", "csv")
 
 CSV_FIELDS = ("offset", "length", "owner", "inode", "fork", "file_offset", "extent_map", "unwritten", "shared",
-              "paths", "detail")
+              "paths", "detail", "impact")
 
 
 _BOOL = {True: "true", False: "false", None: "null"}
@@ -23,7 +23,7 @@ _BOOL = {True: "true", False: "false", None: "null"}
 def piece_json(p) -> str:
     """json.dumps(p.to_dict(), ensure_ascii=False), built directly: the schema is fixed and a dump writes
     millions of pieces. tests/test_render.py proves the two agree."""
-    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail = p
+    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail, impact = p
     if owner == "file":
         fo = "" if extent_map else f'"file_offset": {file_offset}, '
         pj = json.dumps(list(paths), ensure_ascii=False) if paths else "[]"
@@ -33,7 +33,9 @@ def piece_json(p) -> str:
     else:
         text = f'{{"offset": {offset}, "length": {length}, "owner": "{owner}"'
     if detail:
-        return f'{text}, "detail": {json.dumps(detail, ensure_ascii=False)}}}'
+        text = f'{text}, "detail": {json.dumps(detail, ensure_ascii=False)}'
+    if impact:
+        return f'{text}, "impact": "{impact}"}}'
     return text + "}"
 
 
@@ -66,8 +68,23 @@ def flags_text(p) -> str:
         elif p.shared is None:
             flags.append("shared?")
     if p.detail:
-        flags += [f"{k}: {printable(str(v))}" for k, v in p.detail.items()]
+        flags += [detail_text(k, v) for k, v in p.detail.items()]
     return ", ".join(flags)
+
+
+def detail_text(key: str, value) -> str:
+    """A detail item for a table cell: lists shortened, every name escaped."""
+    if isinstance(value, list):
+        shown = [printable(_item_text(v)) for v in value[:8]]
+        more = f" (+{len(value) - 8} more)" if len(value) > 8 else ""
+        return f"{key}: {'; '.join(shown)}{more}"
+    return f"{key}: {printable(str(value))}"
+
+
+def _item_text(v) -> str:
+    if isinstance(v, dict):
+        return " ".join(str(x) if not isinstance(x, list) else ",".join(map(str, x)) for x in v.values())
+    return str(v)
 
 
 def _piece_row(p) -> list:
@@ -78,11 +95,12 @@ def _piece_row(p) -> list:
         "" if p.file_offset is None else p.file_offset,
         "" if p.agno is None else p.agno,
         flags_text(p),
+        p.impact or "",
         ", ".join(printable(x) for x in p.paths),
     ]
 
 
-PIECE_HEADERS = ["OFFSET", "LENGTH", "OWNER", "INODE", "FORK", "FILE OFFSET", "AG", "FLAGS", "PATHS"]
+PIECE_HEADERS = ["OFFSET", "LENGTH", "OWNER", "INODE", "FORK", "FILE OFFSET", "AG", "FLAGS", "IMPACT", "PATHS"]
 
 
 def _drop_empty_columns(headers, rows):
@@ -111,8 +129,8 @@ def piece_csv_line(p, prefix: str = "") -> str:
     """One CSV line of CSV_FIELDS (after `prefix`, already CSV), built directly: csv.writer costs more than the
     rest of a dump. Booleans are true/false, lists and dicts JSON, absent values empty. tests/test_render.py
     proves it equals csv.writer's line for the piece's contract dict."""
-    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail = p
-    tail = _csv_cell(json.dumps(detail, ensure_ascii=False)) if detail else ""
+    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail, impact = p
+    tail = (_csv_cell(json.dumps(detail, ensure_ascii=False)) if detail else "") + "," + (impact or "")
     if owner == "file":
         pj = _csv_cell(json.dumps(list(paths), ensure_ascii=False)) if paths else ""
         return (f"{prefix}{offset},{length},file,{inode},{fork},{'' if file_offset is None else file_offset},"
@@ -144,6 +162,10 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
             headers, rows = _drop_empty_columns(PIECE_HEADERS, [_piece_row(p) for p in r.owners])
             out.write(tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
             out.write("\n")
+            if any(p.impact for p in r.owners):
+                from fsdaxctl.xfs.detail import advice
+
+                out.write(f"advice: {printable(advice(r.owners))}\n")
 
 
 def summary(pieces) -> str:

@@ -115,7 +115,9 @@ def test_ranges_from_stdin_in_input_order(mkfs_image):
     assert r.exit_code == 8  # AG headers and btree blocks are metadata
     doc = json.loads(r.stdout)
     assert [(x["offset"], x["length"]) for x in doc["results"]] == [(8192, 1024), (0, 262144), (4096, 4096)]
-    assert doc["results"][1]["owners"][0] == {"offset": 0, "length": 4096, "owner": "static-fs-metadata"}
+    assert doc["results"][1]["owners"][0] == {
+        "offset": 0, "length": 4096, "owner": "static-fs-metadata", "impact": "filesystem-metadata",
+        "detail": {"ag": 0, "structures": ["superblock", "AGF", "AGI", "AGFL", "unused space after the AG headers"]}}
 
 
 def test_both_range_forms_refused(mkfs_image, tmp_path):
@@ -211,7 +213,7 @@ def test_outside_filesystem_piece(mkfs_image, tmp_path):
     os.truncate(img, size + (1 << 20))
     r = run("locate", img, "--offset", str(size - 4096), "--length", "8192", "--format", "json")
     owners = json.loads(r.stdout)["results"][0]["owners"]
-    assert owners[-1] == {"offset": size, "length": 4096, "owner": "outside-filesystem"}
+    assert owners[-1] == {"offset": size, "length": 4096, "owner": "outside-filesystem", "impact": "none"}
     assert owners[0]["owner"] == "free" and owners[0]["length"] == 4096
     assert r.exit_code == 0
 

@@ -154,7 +154,7 @@ def test_cli_json_contract_matches_getfsmap(built, tmp_path):
         assert ours(res["owners"]) == km.pieces(r.offset, r.length)
         for p in res["owners"]:
             assert set(p) <= {"offset", "length", "owner", "inode", "fork", "file_offset", "extent_map",
-                              "unwritten", "shared", "paths", "detail"}
+                              "unwritten", "shared", "paths", "detail", "impact"}
             if p["owner"] == "file":
                 assert "paths" in p and isinstance(p["paths"], list)
                 data = p["fork"] == "data" and not p["extent_map"]
@@ -283,5 +283,5 @@ def test_table_escapes_names(built):
     proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", path, "--offset", str(piece.physical),
                            "--length", "512", "--format", "table"], capture_output=True, text=True)
     lines = proc.stdout.splitlines()
-    assert len(lines) == 4  # summary, header, rule, one row
-    assert "new\\nline" in lines[3] and "\x1b" not in proc.stdout
+    assert len(lines) == 5  # summary, header, rule, one row, advice
+    assert "new\\nline" in lines[3] and "new\\nline" in lines[4] and "\x1b" not in proc.stdout

@@ -23,13 +23,14 @@ def pieces(draw):
     off = draw(st.integers(0, 1 << 62))
     length = draw(st.integers(1, 1 << 40))
     detail = draw(st.none() | st.dictionaries(st.sampled_from(["error", "reason"]), names, min_size=1))
+    impact = draw(st.none() | st.sampled_from(["none", "file-data", "file-map", "directory", "inode"]))
     if owner != "file":
-        return Piece(off, length, owner, draw(st.none() | st.integers(0, 1000)), detail=detail)
+        return Piece(off, length, owner, draw(st.none() | st.integers(0, 1000)), detail=detail, impact=impact)
     extent_map = draw(st.booleans())
     return Piece(off, length, "file", draw(st.integers(0, 1000)), draw(st.integers(0, (1 << 64) - 1)),
                  draw(st.sampled_from(["data", "attr"])),
                  None if extent_map else draw(st.integers(0, 1 << 62)), extent_map, draw(st.booleans()),
-                 draw(st.sampled_from([True, False, None])), tuple(draw(st.lists(names, max_size=3))), detail)
+                 draw(st.sampled_from([True, False, None])), tuple(draw(st.lists(names, max_size=3))), detail, impact)
 
 
 @settings(max_examples=500)

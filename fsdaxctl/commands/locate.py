@@ -16,17 +16,18 @@ from fsdaxctl.errors import UsageError
 @click.option("--length", help="Length of the range (default: one 512-byte sector).")
 @click.option("--ranges", "ranges_file", type=click.File("rb"),
               help="File of 'OFFSET LENGTH' lines ('-' for stdin; '#' comments).")
-@click.option("--no-paths", is_flag=True, help="Do not name the files hit (skips the directory walk).")
+@click.option("--no-detail", is_flag=True,
+              help="Owners only: no paths, no structure detail (skips the directory walk and tree indexes).")
 @format_option("json")
 @click.pass_context
-def command(ctx, target, offset, length, ranges_file, no_paths, fmt):
+def command(ctx, target, offset, length, ranges_file, no_detail, fmt):
     """Who owns these bytes? Every owner of each range, clipped to it.
 
     \b
     Exit status: 0 nothing in use was hit, 4 file data, 8 filesystem metadata (12 both),
     1 some owners could not be resolved, 2 usage error.
     """
-    from fsdaxctl.locate import exit_status, locate, name_owners
+    from fsdaxctl.locate import describe_results, exit_status, locate
     from fsdaxctl.ranges import check_within, make_range, parse_ranges
     from fsdaxctl.render import default_format, write_locate
     from fsdaxctl.units import parse_size
@@ -51,8 +52,8 @@ def command(ctx, target, offset, length, ranges_file, no_paths, fmt):
         omap = OwnerMap(fs)
         results = locate(omap, ranges)
         warnings = fs.warnings + omap.problems
-        if not no_paths:
-            warnings += name_owners(fs, results)
+        if not no_detail:
+            warnings += describe_results(fs, results)
         warn(warnings)
         write_locate(sys.stdout, fmt or default_format(), target, describe(fs), results, warnings)
     ctx.exit(exit_status(results))

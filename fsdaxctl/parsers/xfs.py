@@ -401,3 +401,23 @@ DIR2_DATA_UNUSED_HEAD = derived_struct(xfs_dir2_data_unused_head)
 xfs_dir2_block_tail = Struct("count" / Int32ub, "stale" / Int32ub)  # the last 8 bytes of an XDB3 block
 DIR2_BLOCK_TAIL = derived_struct(xfs_dir2_block_tail)
 XFS_DIR2_LEAF_ENTRY_SIZE = 8  # hashval be32, address be32
+
+# --- da (directory/attr index) blocks and xattrs (xfs_da_format.h) --------------------------------------
+xfs_da3_blkinfo = Struct(
+    "forw" / Int32ub, "back" / Int32ub, "magic" / Int16ub, "pad" / Int16ub,  # 0..12
+    "crc" / Int32ul,  # 12
+    "blkno" / Int64ub, "lsn" / Int64ub, "uuid" / Bytes(16), "owner" / Int64ub,  # 16, 24, 32, 48
+)
+XFS_DA3_BLKINFO = xfs_da3_blkinfo.compile()
+XFS_DA3_NODE_MAGIC = 0x3EBE  # directory or attr btree node
+XFS_DIR3_LEAF1_MAGIC = 0x3DF1
+XFS_DIR3_LEAFN_MAGIC = 0x3DFF
+XFS_ATTR3_LEAF_MAGIC = 0x3BEE
+XFS_DIR3_FREE_MAGIC = 0x58444633  # "XDF3"
+XFS_ATTR3_RMT_MAGIC = 0x5841524D  # "XARM": a remote attribute value block
+xfs_attr3_leaf_hdr_tail = Struct("count" / Int16ub, "usedbytes" / Int16ub, "firstused" / Int16ub)  # at 56
+XFS_ATTR3_LEAF_HDR_SIZE = 80
+xfs_attr_leaf_entry = Struct("hashval" / Int32ub, "nameidx" / Int16ub, "flags" / Int8ub, "pad2" / Int8ub)
+ATTR_LEAF_ENTRY = derived_struct(xfs_attr_leaf_entry)
+XFS_ATTR_LOCAL, XFS_ATTR_ROOT, XFS_ATTR_SECURE, XFS_ATTR_PARENT = 0x01, 0x02, 0x04, 0x08
+XFS_ATTR_INCOMPLETE = 0x80

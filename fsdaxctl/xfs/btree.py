@@ -11,6 +11,7 @@ A damaged subtree is reported (an `Unreadable` item carrying the agbno span it c
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass
 
@@ -170,3 +171,42 @@ def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root):
             if nxt is None or nxt > lo:
                 last = span_hi if nxt is None else nxt - 1
                 yield from _walk(fs, tree, agno, ptrs[i], level - 1, lo, hi, first, last, False)
+
+
+def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key: int):
+    """The record with the greatest key (field 0) <= key, or None: one root-to-leaf path (ordinary trees)."""
+    if levels < 1 or levels > XFS_BTREE_MAXLEVELS:
+        raise CorruptError(f"{tree.name} height out of range", agno=agno, found=levels)
+    agbno, level, is_root = root, levels - 1, True
+    while True:
+        node = read_node(fs, tree, agno, agbno, None if is_root else level, root=is_root)
+        if is_root and node.level != level:
+            raise CorruptError("bb_level does not match the tree height in the AG header",
+                               structure=f"{tree.name} root in AG {agno}", agbno=agbno, expected=level,
+                               found=node.level)
+        keys = [e[0] for e in node.items]
+        i = bisect.bisect_right(keys, key) - 1
+        if node.level == 0:
+            return node.items[i] if i >= 0 else None
+        if i < 0:
+            return None
+        agbno, level, is_root = node.ptrs[i], level - 1, False
+
+
+def tree_blocks(fs, tree: SBtree, agno: int, root: int, levels: int) -> dict[int, int]:
+    """agbno -> level of every block of a tree. Reads only the interior nodes: a leaf's agbno is in its
+    parent. Unreadable subtrees are left out (their blocks then stay unattributed)."""
+    out = {root: levels - 1}
+    frontier = [(root, levels - 1, True)] if levels > 1 else []
+    while frontier:
+        agbno, level, is_root = frontier.pop()
+        try:
+            node = read_node(fs, tree, agno, agbno, None if is_root else level, root=is_root)
+        except FsdaxError:
+            continue
+        for p in node.ptrs:
+            if p not in out:
+                out[p] = level - 1
+                if level - 1 > 0:
+                    frontier.append((p, level - 1, False))
+    return out

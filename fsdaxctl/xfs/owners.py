@@ -59,6 +59,7 @@ class Piece(NamedTuple):
     shared: bool | None = False  # None: the refcountbt could not be read
     paths: tuple = ()
     detail: dict | None = None
+    impact: str | None = None  # set by fsdaxctl.xfs.detail: none, file-data, file-map, directory, ...
 
     def sort_key(self):
         return (self.offset, -1 if self.inode is None else self.inode,
@@ -78,6 +79,8 @@ class Piece(NamedTuple):
             d["paths"] = list(self.paths)
         if self.detail:
             d["detail"] = self.detail
+        if self.impact:
+            d["impact"] = self.impact
         return d
 
 
@@ -180,7 +183,7 @@ class OwnerMap:
             for start, count, owner, off in batch:
                 if start > cursor:
                     out.append(new(Piece, (base + (cursor << bl), (start - cursor) << bl, FREE, agno, None, None,
-                                           None, False, False, False, (), None)))
+                                           None, False, False, False, (), None, None)))
                 end = start + count
                 if end > cursor:
                     cursor = end
@@ -191,7 +194,7 @@ class OwnerMap:
                         out.append(new(Piece, (base + (start << bl), count << bl, FILE, agno, owner,
                                                "attr" if flags & 4 else "data",
                                                None if bmbt else (off & _MASK) << bl,
-                                               bool(bmbt), bool(flags & 1), False, (), None)))
+                                               bool(bmbt), bool(flags & 1), False, (), None, None)))
                         continue
                     is_shared = False
                     if self.reflink:
@@ -204,7 +207,7 @@ class OwnerMap:
                             j += 1
                         is_shared = (j < nshared and starts[j] < end) or not_shared
                     out.append(new(Piece, (base + (start << bl), count << bl, FILE, agno, owner, "data",
-                                           (off & _MASK) << bl, False, flags == 1, is_shared, (), None)))
+                                           (off & _MASK) << bl, False, flags == 1, is_shared, (), None, None)))
                 else:
                     kind = SPECIAL_OWNERS.get(owner)
                     detail = None
@@ -213,7 +216,7 @@ class OwnerMap:
                         detail = {"error": f"rmapbt record in AG {agno} at agbno {start} has an invalid owner {owner}"}
                         self._note(detail["error"])
                     out.append(new(Piece, (base + (start << bl), count << bl, kind, agno, None, None, None,
-                                           False, False, False, (), detail)))
+                                           False, False, False, (), detail, None)))
             yield [_clip(p, qstart, qend) for p in out] if edge else out
         if cursor <= hi:
             yield [self._clip(agno, cursor, hi - cursor + 1, FREE, qstart, qend)]

@@ -1,0 +1,292 @@
+"""What exactly was hit: the structure behind every metadata piece, the names in a damaged directory block,
+the inodes in a damaged inode chunk; and each piece's `impact`.
+
+Works on plain Pieces and returns new ones (detail and impact filled). Per-AG metadata indexes are built on
+first need by reading only the interior nodes of each AG btree, then kept for the rest of the batch.
+"""
+
+from __future__ import annotations
+
+from fsdaxctl.errors import FsdaxError
+from fsdaxctl.parsers import xfs as f
+from fsdaxctl.xfs import btree
+from fsdaxctl.xfs.dir import DirBlock, DirBlocks, is_dir, parse_data_block
+from fsdaxctl.xfs.inode import read_inode
+from fsdaxctl.xfs.owners import FILE, FREE, OUTSIDE, UNKNOWN, Piece
+from fsdaxctl.xfs.paths import PathResolver, decode_name
+
+MAX_LISTED = 64  # names/blocks/inodes listed in one detail; the count says how many more
+XFS_INODES_PER_CHUNK = 64
+XFS_INODES_PER_HOLEMASK_BIT = 4
+
+IMPACT = {
+    FREE: "none", OUTSIDE: "none", UNKNOWN: "unknown", "log": "log", "inodes": "inode",
+    "static-fs-metadata": "filesystem-metadata", "per-ag-metadata": "filesystem-metadata",
+    "inode-btree": "filesystem-metadata", "refcount-btree": "filesystem-metadata",
+    "cow-staging": "filesystem-metadata", "defective": "filesystem-metadata",
+}
+
+
+class Describer:
+    def __init__(self, fs, resolver: PathResolver | None = None):
+        self.fs = fs
+        self.geo = fs.geo
+        self.resolver = resolver or PathResolver(fs)
+        self.problems: list[str] = []
+        self._ag_index: dict[tuple[int, str], dict[int, tuple[str, int]]] = {}
+        self._dirs: dict[int, DirBlocks | None] = {}
+        self._ftype: dict[int, str] = {}
+
+    # --- public ---
+    def describe(self, pieces: list[Piece]) -> list[Piece]:
+        inos = {p.inode for p in pieces if p.owner == FILE}
+        names = self.resolver.name(inos) if inos else {}
+        out = []
+        for p in pieces:
+            try:
+                detail = self._detail(p, names)
+            except FsdaxError as e:
+                self._problem(str(e))
+                detail = {"detail_error": str(e)}
+            if p.owner == FILE:
+                n = names[p.inode]
+                if n.reason:
+                    detail = {**(detail or {}), "name": n.reason}
+                p = p._replace(paths=tuple(n.paths))
+            if p.detail:
+                detail = {**p.detail, **(detail or {})}
+            out.append(p._replace(detail=detail or None, impact=self._impact(p, names)))
+        return out
+
+    def _problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+
+    def _impact(self, p: Piece, names) -> str:
+        if p.owner != FILE:
+            return IMPACT.get(p.owner, "filesystem-metadata")
+        if p.extent_map:
+            return "file-map"
+        if p.fork == "attr":
+            return "file-attr"
+        if names[p.inode].ftype == "dir":
+            return "directory"
+        return "file-data"
+
+    # --- per kind ---
+    def _detail(self, p: Piece, names) -> dict | None:
+        kind = p.owner
+        if kind == "static-fs-metadata":
+            return self._ag_headers(p)
+        if kind in ("per-ag-metadata", "inode-btree", "refcount-btree"):
+            return self._ag_blocks(p)
+        if kind == "log":
+            start = self.geo.fsb_to_byte(self.fs.sb.sb_logstart)
+            return {"structure": "log", "log_offset": p.offset - start}
+        if kind == "inodes":
+            return self._inodes(p)
+        if kind == FILE:
+            if p.extent_map:
+                return self._bmbt_block(p)
+            if p.fork == "attr":
+                return self._attr_block(p)
+            if names[p.inode].ftype == "dir":
+                return self._dir_block(p)
+        return None
+
+    def _ag_headers(self, p: Piece) -> dict:
+        geo = self.geo
+        agno, _ = geo.byte_to_ag(p.offset)
+        base = geo.ag_to_byte(agno, 0)
+        sb = "superblock" if agno == 0 else "secondary superblock"
+        parts = [(sb, 0), ("AGF", 1), ("AGI", 2), ("AGFL", 3)]
+        hit = [name for name, sector in parts
+               if p.offset < base + (sector + 1) * geo.sectsize and p.offset + p.length > base + sector * geo.sectsize]
+        if p.offset + p.length > base + 4 * geo.sectsize:
+            hit.append("unused space after the AG headers")
+        return {"ag": agno, "structures": hit}
+
+    def _index(self, agno: int, kind: str) -> dict[int, tuple[str, int]]:
+        """agbno -> (structure, level) for the AG btrees behind one owner kind."""
+        key = (agno, kind)
+        if key in self._ag_index:
+            return self._ag_index[key]
+        fs = self.fs
+        idx: dict[int, tuple[str, int]] = {}
+        if kind == "per-ag-metadata":
+            agf = fs.agf(agno)
+            trees = [(btree.BNOBT, agf.agf_bno_root, agf.agf_bno_level),
+                     (btree.CNTBT, agf.agf_cnt_root, agf.agf_cnt_level)]
+            if fs.has_rmapbt:
+                trees.append((btree.RMAPBT, agf.agf_rmap_root, agf.agf_rmap_level))
+            try:
+                for b in fs.agfl(agno):
+                    idx[b] = ("AGFL block (free list)", -1)
+            except FsdaxError as e:
+                self._problem(str(e))
+        elif kind == "inode-btree":
+            agi = fs.agi(agno)
+            trees = [(btree.INOBT, agi.agi_root, agi.agi_level)]
+            if fs.has_finobt:
+                trees.append((btree.FINOBT, agi.agi_free_root, agi.agi_free_level))
+        else:
+            agf = fs.agf(agno)
+            trees = [(btree.REFCOUNTBT, agf.agf_refcount_root, agf.agf_refcount_level)]
+        for tree, root, levels in trees:
+            if 1 <= levels <= btree.XFS_BTREE_MAXLEVELS:
+                for b, level in btree.tree_blocks(fs, tree, agno, root, levels).items():
+                    idx[b] = (tree.name, level)
+        self._ag_index[key] = idx
+        return idx
+
+    def _ag_blocks(self, p: Piece) -> dict:
+        geo = self.geo
+        agno, first = geo.byte_to_ag(p.offset)
+        _, last = geo.byte_to_ag(p.offset + p.length - 1)
+        idx = self._index(agno, p.owner)
+        blocks = []
+        for b in range(first, last + 1):
+            name, level = idx.get(b, ("unattributed (not reachable from the AG headers)", -1))
+            entry = {"agbno": b, "structure": name}
+            if level >= 0:
+                entry["level"] = level
+            blocks.append(entry)
+        return _listed({"ag": agno}, "blocks", blocks)
+
+    def _inodes(self, p: Piece) -> dict:
+        geo, fs = self.geo, self.fs
+        agno, first = geo.byte_to_ag(p.offset)
+        isize = geo.inodesize
+        base = geo.ag_to_byte(agno, 0)
+        first_slot = (p.offset - base) // isize
+        last_slot = (p.offset + p.length - 1 - base) // isize
+        agi = fs.agi(agno)
+        inos, states = [], {}
+        for s in range(first_slot, last_slot + 1):
+            agino = s  # slot number from the AG start == agino (agbno << inopblog | slot)
+            ino = (agno << (geo.agblklog + geo.inopblog)) | agino
+            rec = btree.lookup_le(fs, btree.INOBT, agno, agi.agi_root, agi.agi_level, agino)
+            state = "not in any inode chunk"
+            if rec is not None and rec[0] <= agino < rec[0] + XFS_INODES_PER_CHUNK:
+                startino, holemask, _, _, free = rec
+                bit = agino - startino
+                if fs.has_sparse_inodes and holemask >> (bit // XFS_INODES_PER_HOLEMASK_BIT) & 1:
+                    state = "sparse hole (no inode allocated)"
+                elif free >> bit & 1:
+                    state = "free"
+                else:
+                    state = "in use"
+            states[ino] = state
+            if state == "in use":
+                inos.append(ino)
+        names = self.resolver.name(inos) if inos else {}
+        listed = []
+        for ino, state in states.items():
+            entry = {"inode": ino, "state": state}
+            if ino in names:
+                n = names[ino]
+                entry["type"] = n.ftype
+                entry["paths"] = n.paths
+                if n.reason:
+                    entry["name"] = n.reason
+            listed.append(entry)
+        d = _listed({"ag": agno, "in_use": len(inos)}, "inodes", listed)
+        return d
+
+    def _bmbt_block(self, p: Piece) -> dict:
+        buf = self.fs.dev.pread(p.offset - p.offset % self.geo.blocksize, self.geo.blocksize, "bmbt block")
+        hdr = f.XFS_BTREE_LBLOCK.parse(buf)
+        d = {"structure": f"{p.fork} fork extent map (bmbt) block"}
+        if hdr.bb_magic == f.XFS_BMAP_CRC_MAGIC and hdr.bb_owner == p.inode:
+            d["level"] = hdr.bb_level
+            d["records"] = hdr.bb_numrecs
+        return d
+
+    def _dirblocks(self, ino: int) -> DirBlocks:
+        if ino not in self._dirs:
+            self._dirs[ino] = DirBlocks(self.fs, read_inode(self.fs, ino))
+        return self._dirs[ino]
+
+    def _dir_block(self, p: Piece) -> dict:
+        """Names in the damaged part of a directory data block; index blocks hold no names."""
+        geo = self.geo
+        dirs = self._dirblocks(p.inode)
+        fo_first, fo_end = p.file_offset, p.file_offset + p.length
+        if fo_first >= f.XFS_DIR2_LEAF_OFFSET:
+            return {"structure": "directory hash index (leaf/node/free) block",
+                    "note": "holds no names; xfs_repair rebuilds it"}
+        step = dirs.fsbs_per_dirblk
+        names, structures = [], set()
+        first_blk = (fo_first >> geo.blocklog) // step * step
+        for dablk in range(first_blk, ((fo_end - 1) >> geo.blocklog) + 1, step):
+            block = dirs.read(dablk)
+            if block is None:
+                continue
+            _, entries = parse_data_block(self.fs, dirs.inode, block)
+            structures.add("single-block directory" if _magic(block) == f.XFS_DIR3_BLOCK_MAGIC
+                           else "directory data block")
+            for e in entries:
+                size = (11 + len(e.name) + (1 if self.fs.has_ftype else 0) + 7) & ~7
+                if e.pos < fo_end and e.pos + size > fo_first:
+                    names.append(decode_name(e.name))
+        return _listed({"structure": ", ".join(sorted(structures)) or "directory block"}, "entries", names)
+
+    def _attr_block(self, p: Piece) -> dict:
+        geo = self.geo
+        buf = self.fs.dev.pread(p.offset - p.offset % geo.blocksize, geo.blocksize, "xattr block")
+        if int.from_bytes(buf[:4], "big") == f.XFS_ATTR3_RMT_MAGIC:
+            return {"structure": "remote xattr value block"}
+        info = f.XFS_DA3_BLKINFO.parse(buf)
+        if info.magic == f.XFS_DA3_NODE_MAGIC:
+            return {"structure": "xattr btree node (hash index)"}
+        if info.magic != f.XFS_ATTR3_LEAF_MAGIC:
+            return {"structure": "xattr block (unrecognised)"}
+        count = int.from_bytes(buf[56:58], "big")
+        names = []
+        for i in range(min(count, (len(buf) - f.XFS_ATTR3_LEAF_HDR_SIZE) // 8)):
+            _, nameidx, flags, _ = f.ATTR_LEAF_ENTRY.unpack_from(buf, f.XFS_ATTR3_LEAF_HDR_SIZE + 8 * i)
+            if flags & f.XFS_ATTR_INCOMPLETE or nameidx + 9 > len(buf):
+                continue
+            if flags & f.XFS_ATTR_LOCAL:
+                namelen, off = buf[nameidx + 2], nameidx + 3
+            else:
+                namelen, off = buf[nameidx + 8], nameidx + 9
+            ns = ("trusted" if flags & f.XFS_ATTR_ROOT else "security" if flags & f.XFS_ATTR_SECURE
+                  else "parent" if flags & f.XFS_ATTR_PARENT else "user")
+            names.append(f"{ns}.{decode_name(buf[off:off + namelen])}")
+        return _listed({"structure": "xattr leaf block"}, "attributes", names)
+
+
+def _magic(block: DirBlock) -> int:
+    return int.from_bytes(block.data[:4], "big")
+
+
+def _listed(d: dict, key: str, items: list) -> dict:
+    d[key] = items[:MAX_LISTED]
+    if len(items) > MAX_LISTED:
+        d[f"{key}_not_listed"] = len(items) - MAX_LISTED
+    return d
+
+
+def advice(pieces: list[Piece]) -> str:
+    """One line: what to do about one damaged range."""
+    impacts = {p.impact for p in pieces}
+    if impacts <= {"none"}:
+        return "nothing to do: only free space or bytes outside the filesystem"
+    if impacts & {"filesystem-metadata", "log", "inode", "file-map", "directory", "file-attr"}:
+        what = sorted(impacts & {"filesystem-metadata", "log", "inode", "file-map", "directory", "file-attr"})
+        data = [p for p in pieces if p.impact == "file-data"]
+        tail = f"; then restore {_files(data)} from backup" if data else ""
+        return f"unmount and run xfs_repair (damaged: {', '.join(what)}){tail}"
+    if "file-data" in impacts:
+        data = [p for p in pieces if p.impact == "file-data"]
+        return f"restore from backup: {_files(data)}"
+    return "owners unknown: see the warnings; do not trust this range until resolved"
+
+
+def _files(pieces: list[Piece]) -> str:
+    parts = []
+    for p in pieces:
+        name = p.paths[0] if p.paths else f"inode {p.inode}"
+        parts.append(f"{name} bytes {p.file_offset}-{p.file_offset + p.length - 1}")
+    return "; ".join(dict.fromkeys(parts))
