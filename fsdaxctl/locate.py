@@ -37,8 +37,9 @@ def describe_results(fs, results: list[Result]) -> list[str]:
     from fsdaxctl.xfs.detail import Describer
 
     describer = Describer(fs)
+    described = iter(describer.describe([p for r in results for p in r.owners]))
     for r in results:
-        r.owners = describer.describe(r.owners)
+        r.owners = [next(described) for _ in r.owners]
     return describer.problems + describer.resolver.problems
 
 

@@ -44,3 +44,21 @@ def odd_ag_image(tmp_path_factory):
     mkfs(path, blocks * 4096, ["-b", "size=4096", "-d", f"agsize={5001 * 4096},size={blocks * 4096}",
                                "-m", "rmapbt=1,reflink=1"])
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """built(config) -> (image path, kernel record): tests/images.py configs, built once per session on a
+    real loop mount, with the kernel's GETFSMAP, paths (os.walk) and FIEMAP recorded."""
+    from tests import images
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            need_kernel()
+            path = str(tmp_path_factory.mktemp(name) / f"{name}.img")
+            cache[name] = (path, images.build_and_record(path, name))
+        return cache[name]
+
+    return get

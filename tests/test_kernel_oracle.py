@@ -21,27 +21,11 @@ from fsdaxctl.xfs.fs import XfsFilesystem
 from fsdaxctl.xfs.owners import OwnerMap
 from tests import images
 from tests import kernel as K
-from tests.conftest import need_kernel
 from tests.oracle import KernelMap, ours
 
 pytestmark = pytest.mark.kernel
 
 CONFIGS = sorted(images.IMAGE_CONFIGS)
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            need_kernel()
-            path = str(tmp_path_factory.mktemp(name) / f"{name}.img")
-            rec = images.build_and_record(path, name)
-            cache[name] = (path, rec)
-        return cache[name]
-
-    return get
 
 
 def kernel_map(path, rec):

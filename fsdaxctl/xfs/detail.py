@@ -15,7 +15,7 @@ from fsdaxctl.xfs.inode import read_inode
 from fsdaxctl.xfs.owners import FILE, FREE, OUTSIDE, UNKNOWN, Piece
 from fsdaxctl.xfs.paths import PathResolver, decode_name
 
-MAX_LISTED = 64  # names/blocks/inodes listed in one detail; the count says how many more
+MAX_LISTED = 256  # names/blocks/inodes listed in one detail; the count says how many more
 XFS_INODES_PER_CHUNK = 64
 XFS_INODES_PER_HOLEMASK_BIT = 4
 
@@ -39,12 +39,25 @@ class Describer:
 
     # --- public ---
     def describe(self, pieces: list[Piece]) -> list[Piece]:
+        """Detail and impact for every piece. Everything to be named (file owners, in-use inodes of damaged
+        inode chunks) is gathered first, so the directory tree is walked once per call."""
+        chunk_states = {}
+        for i, p in enumerate(pieces):
+            if p.owner == "inodes":
+                try:
+                    chunk_states[i] = self._chunk_states(p)
+                except FsdaxError as e:
+                    self._problem(str(e))
         inos = {p.inode for p in pieces if p.owner == FILE}
+        inos.update(ino for states in chunk_states.values() for ino, st in states.items() if st == "in use")
         names = self.resolver.name(inos) if inos else {}
         out = []
-        for p in pieces:
+        for i, p in enumerate(pieces):
             try:
-                detail = self._detail(p, names)
+                if i in chunk_states:
+                    detail = self._inodes(p, chunk_states[i], names)
+                else:
+                    detail = self._detail(p, names)
             except FsdaxError as e:
                 self._problem(str(e))
                 detail = {"detail_error": str(e)}
@@ -83,8 +96,6 @@ class Describer:
         if kind == "log":
             start = self.geo.fsb_to_byte(self.fs.sb.sb_logstart)
             return {"structure": "log", "log_offset": p.offset - start}
-        if kind == "inodes":
-            return self._inodes(p)
         if kind == FILE:
             if p.extent_map:
                 return self._bmbt_block(p)
@@ -153,19 +164,20 @@ class Describer:
             blocks.append(entry)
         return _listed({"ag": agno}, "blocks", blocks)
 
-    def _inodes(self, p: Piece) -> dict:
+    def _chunk_states(self, p: Piece) -> dict[int, str]:
+        """inode number -> in use | free | sparse hole, for every inode slot in a damaged `inodes` piece,
+        from the inobt record of its chunk (holemask for sparse chunks, the free mask)."""
         geo, fs = self.geo, self.fs
-        agno, first = geo.byte_to_ag(p.offset)
-        isize = geo.inodesize
+        agno, _ = geo.byte_to_ag(p.offset)
         base = geo.ag_to_byte(agno, 0)
-        first_slot = (p.offset - base) // isize
-        last_slot = (p.offset + p.length - 1 - base) // isize
+        first_slot = (p.offset - base) // geo.inodesize
+        last_slot = (p.offset + p.length - 1 - base) // geo.inodesize
         agi = fs.agi(agno)
-        inos, states = [], {}
-        for s in range(first_slot, last_slot + 1):
-            agino = s  # slot number from the AG start == agino (agbno << inopblog | slot)
+        states, rec = {}, None
+        for agino in range(first_slot, last_slot + 1):  # byte offset in the AG / inode size == agino
+            if rec is None or not rec[0] <= agino < rec[0] + XFS_INODES_PER_CHUNK:
+                rec = btree.lookup_le(fs, btree.INOBT, agno, agi.agi_root, agi.agi_level, agino)
             ino = (agno << (geo.agblklog + geo.inopblog)) | agino
-            rec = btree.lookup_le(fs, btree.INOBT, agno, agi.agi_root, agi.agi_level, agino)
             state = "not in any inode chunk"
             if rec is not None and rec[0] <= agino < rec[0] + XFS_INODES_PER_CHUNK:
                 startino, holemask, _, _, free = rec
@@ -177,21 +189,22 @@ class Describer:
                 else:
                     state = "in use"
             states[ino] = state
-            if state == "in use":
-                inos.append(ino)
-        names = self.resolver.name(inos) if inos else {}
+        return states
+
+    def _inodes(self, p: Piece, states: dict[int, str], names) -> dict:
+        agno, _ = self.geo.byte_to_ag(p.offset)
         listed = []
         for ino, state in states.items():
             entry = {"inode": ino, "state": state}
-            if ino in names:
+            if state == "in use":
                 n = names[ino]
                 entry["type"] = n.ftype
                 entry["paths"] = n.paths
                 if n.reason:
                     entry["name"] = n.reason
             listed.append(entry)
-        d = _listed({"ag": agno, "in_use": len(inos)}, "inodes", listed)
-        return d
+        in_use = sum(1 for st in states.values() if st == "in use")
+        return _listed({"ag": agno, "in_use": in_use}, "inodes", listed)
 
     def _bmbt_block(self, p: Piece) -> dict:
         buf = self.fs.dev.pread(p.offset - p.offset % self.geo.blocksize, self.geo.blocksize, "bmbt block")

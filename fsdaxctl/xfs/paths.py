@@ -55,15 +55,15 @@ class PathResolver:
         want: dict[int, int] = {}  # inode -> names still expected
         for ino in set(inos):
             n = out[ino] = Naming()
-            if ino in self.metadata_inodes:
-                n.reason = f"metadata: {self.metadata_inodes[ino]} (no name)"
-                continue
             try:
                 inode = read_inode(fs, ino)
             except FsdaxError as e:
                 n.reason = f"inode unreadable: {e}"
                 continue
             n.ftype = mode_type(inode.core.di_mode)
+            if ino in self.metadata_inodes:
+                n.reason = f"metadata: {self.metadata_inodes[ino]} (no name)"
+                continue
             if ino == fs.sb.sb_rootino:
                 n.paths.append("/")
                 continue
