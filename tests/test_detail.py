@@ -121,7 +121,8 @@ def test_inode_chunks_match_stat(built, name):
 @pytest.mark.parametrize("name", ["4k-reflink", "1k-reflink", "4k-dirblk16k"])
 def test_directory_blocks_list_every_name(built, name):
     """Query every fs block of every directory's data: the names listed, together, are the directory's
-    entries as os.walk saw them, and each name is listed in exactly one place."""
+    entries as os.walk saw them. When a directory block is one fs block each name is listed exactly once;
+    when it spans several, an entry straddling two fs blocks is (rightly) listed for both."""
     path, rec = built(name)
     by_path = {p: int(i) for i, info in rec["files"].items() for p in info["paths"]}
     children: dict[int, list[str]] = {}
@@ -136,6 +137,7 @@ def test_directory_blocks_list_every_name(built, name):
         ranges = [Range(off, geo.blocksize) for p in pieces for off in range(p.offset, p.offset + p.length,
                                                                              geo.blocksize)]
         results = described(fs, ranges)
+        one_block_dirs = geo.dirblklog == 0
     listed: dict[int, list[str]] = {}
     for res in results:
         for p in res.owners:
@@ -145,4 +147,7 @@ def test_directory_blocks_list_every_name(built, name):
     # names/, forms/block, forms/leaf and bigdir never fit in an inode: at least those were read block by block
     assert len(listed) >= 4
     for ino, names in listed.items():
-        assert sorted(names) == sorted(children.get(ino, [])), ino
+        if one_block_dirs:
+            assert sorted(names) == sorted(children.get(ino, [])), ino
+        else:
+            assert set(names) == set(children.get(ino, [])), ino
