@@ -151,3 +151,48 @@ def test_directory_blocks_list_every_name(built, name):
             assert sorted(names) == sorted(children.get(ino, [])), ino
         else:
             assert set(names) == set(children.get(ino, [])), ino
+
+
+def test_unlinked_but_open_inode(built, tmp_path):
+    """An image taken of a live system (frozen, copied) with a file deleted while still open: its blocks
+    belong to an inode with no name, on the AGI unlinked list. The kernel's GETFSMAP on the copy (mounted
+    read-only without log recovery, so the unlinked list is not processed) agrees on the owner."""
+    from tests import images
+    from tests import kernel as K
+    from tests.oracle import KernelMap, ours
+
+    src, _ = built("4k-reflink")
+    live = str(tmp_path / "live.img")
+    copy = str(tmp_path / "copy.img")
+    subprocess.run(["cp", "--sparse=always", src, live], check=True)
+    with images.loop_mount(live) as mnt:
+        fd = os.open(os.path.join(mnt, "deleted-while-open"), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            os.pwrite(fd, b"z" * 65536, 0)
+            os.fsync(fd)
+            ino = os.fstat(fd).st_ino
+            os.unlink(os.path.join(mnt, "deleted-while-open"))
+            subprocess.run(["xfs_freeze", "-f", mnt], check=True)
+            try:
+                subprocess.run(["cp", "--sparse=always", live, copy], check=True)
+            finally:
+                subprocess.run(["xfs_freeze", "-u", mnt], check=True)
+        finally:
+            os.close(fd)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop,ro,norecovery", copy, str(mnt)], check=True)
+    try:
+        kernel = K.getfsmap(str(mnt))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    mine = [r for r in kernel if r.owner == ino]
+    assert mine and sum(r.length for r in mine) == 65536
+    with XfsFilesystem.open(copy) as fs:
+        km = KernelMap(kernel, fs.geo.blocksize, fs.geo.size)
+        r0 = mine[0]
+        results = described(fs, [Range(r0.physical, r0.length)])
+        assert ours(results[0].owners) == km.pieces(r0.physical, r0.length)
+    (p,) = results[0].owners
+    assert p.inode == ino and p.paths == ()
+    assert p.detail["name"].startswith("unlinked: deleted while still open (on the AGI unlinked list)")

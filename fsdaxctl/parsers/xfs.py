@@ -212,6 +212,7 @@ XFS_BTREE_LBLOCK_CRC_LEN = 72
 xfs_bmdr_block = Struct("bb_level" / Int16ub, "bb_numrecs" / Int16ub)
 
 NULLAGBLOCK = 0xFFFFFFFF
+NULLAGINO = 0xFFFFFFFF
 NULLFSBLOCK = 0xFFFFFFFFFFFFFFFF
 
 # --- btree records and keys ---------------------------------------------------------------------------

@@ -69,8 +69,11 @@ class PathResolver:
                 continue
             nlink = inode.core.di_nlink
             if nlink == 0:
-                n.reason = ("unlinked: deleted while still open (on the AGI unlinked list); no name, the blocks "
-                            "are freed when the last user closes it")
+                if self._on_unlinked_list(ino):
+                    n.reason = ("unlinked: deleted while still open (on the AGI unlinked list); no name, the "
+                                "blocks are freed when the last user closes it or at the next mount")
+                else:
+                    n.reason = "link count 0 but not on the AGI unlinked list: xfs_repair would free it"
                 continue
             want[ino] = 1 if is_dir(inode) else nlink
         if want:
@@ -107,6 +110,24 @@ class PathResolver:
                     if e.ino not in seen:
                         seen.add(e.ino)
                         queue.append((e.ino, path))
+
+    def _on_unlinked_list(self, ino: int) -> bool:
+        """Is ino on its AGI's unlinked list? The bucket is agino % 64; the chain runs through
+        di_next_unlinked (agino, NULLAGINO ends it)."""
+        geo = self.fs.geo
+        agno, agbno, slot = geo.ino_to_ag(ino)
+        agino = (agbno << geo.inopblog) | slot
+        try:
+            cur = self.fs.agi(agno).agi_unlinked[agino % f.XFS_AGI_UNLINKED_BUCKETS]
+            for _ in range(1 << 20):  # bounded: a damaged chain may loop
+                if cur == agino:
+                    return True
+                if cur == f.NULLAGINO:
+                    return False
+                cur = read_inode(self.fs, geo.ag_to_ino(agno, 0) | cur).core.di_next_unlinked
+        except FsdaxError:
+            return False
+        return False
 
     def _is_dir(self, ino: int) -> bool:
         try:
