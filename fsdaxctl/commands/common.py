@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 
 import click
 
@@ -51,3 +52,47 @@ def open_filesystem(target: str):
 def warn(lines) -> None:
     for line in lines:
         click.echo(f"fsdaxctl: warning: {line}", err=True)
+
+
+def source_option(f):
+    return click.option(
+        "--source", type=click.Choice(["rmapbt", "walk", "bnobt"]), default=None,
+        help="Where owners come from: the rmapbt (default when there is one); a walk of all metadata "
+             "(default without rmapbt); or bnobt: free space only, the rest 'unknown' (the kernel's view).")(f)
+
+
+def verify_option(f):
+    return click.option("--verify-rmap", is_flag=True,
+                        help="Also walk all metadata and report every disagreement with the rmapbt.")(f)
+
+
+def progress_printer(label: str):
+    """A progress callback for long walks: a bar on a terminal (stderr), nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    state = {}
+
+    def progress(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    return progress
+
+
+def verify_rmap_warnings(fs, omap_ranges=None) -> list[str]:
+    from fsdaxctl.errors import UsageError
+    from fsdaxctl.xfs.walk import verify_rmap
+
+    if not fs.has_rmapbt:
+        raise UsageError("--verify-rmap: this filesystem has no rmapbt to verify")
+    agnos = None
+    if omap_ranges is not None:
+        geo = fs.geo
+        agnos = {a for off, n in omap_ranges if off < geo.size
+                 for a in range(geo.byte_to_ag(off)[0], geo.byte_to_ag(min(off + n, geo.size) - 1)[0] + 1)}
+    return [f"rmapbt check: {line}" for line in verify_rmap(fs, agnos, progress_printer("checking the rmapbt"))]

@@ -7,16 +7,19 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import format_option, open_filesystem, target_options, warn
+from fsdaxctl.commands.common import (format_option, open_filesystem, progress_printer, source_option,
+                                     target_options, verify_option, verify_rmap_warnings, warn)
 
 
 @click.command("fsmap")
 @target_options
 @click.option("--start", default="0", show_default=True, help="First byte to map (suffixes: 512s, 4k, 1m...).")
 @click.option("--end", default=None, help="Map up to this byte, exclusive (default: the end of the device).")
+@source_option
+@verify_option
 @format_option("jsonl")
 @click.pass_context
-def command(ctx, target, start, end, fmt):
+def command(ctx, target, start, end, source, verify_rmap, fmt):
     """Every owner of every byte, in device order, streamed.
 
     Pieces are clipped to [--start, --end); shared blocks show once per owner.
@@ -37,7 +40,10 @@ def command(ctx, target, start, end, fmt):
         if lo >= limit:
             raise UsageError(f"--start {lo} is past the end of {target} ({limit} bytes)")
         warn(fs.warnings)
-        omap = OwnerMap(fs)
+        if source == "rmapbt" and not fs.has_rmapbt:
+            raise UsageError("--source rmapbt: this filesystem has no rmapbt")
+        omap = OwnerMap(fs, source=source, progress=progress_printer("walking inodes"))
+        omap.prepare([(lo, hi - lo)])
         writer = FsmapWriter(sys.stdout, fmt or default_format(piped="jsonl"), target, describe(fs))
         # A dump makes millions of short-lived tuples and strings, none in reference cycles: refcounting frees
         # them at once, and the cyclic collector would only rescan them (about 6% of a full dump's time).
@@ -46,6 +52,7 @@ def command(ctx, target, start, end, fmt):
             writer.write_all(omap.iter_batches(lo, hi - lo))
         finally:
             gc.enable()
-        warn(omap.problems)
-        writer.close(fs.warnings + omap.problems)
-    ctx.exit(1 if omap.problems and fs.has_rmapbt else 0)
+        checked = verify_rmap_warnings(fs, [(lo, hi - lo)]) if verify_rmap else []
+        warn(omap.problems + checked)
+        writer.close(fs.warnings + omap.problems + checked)
+    ctx.exit(1 if (omap.problems and omap.source != "bnobt") or checked else 0)

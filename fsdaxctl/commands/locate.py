@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import format_option, open_filesystem, target_options, warn
+from fsdaxctl.commands.common import (format_option, open_filesystem, progress_printer, source_option,
+                                     target_options, verify_option, verify_rmap_warnings, warn)
 from fsdaxctl.errors import UsageError
 
 
@@ -18,9 +19,11 @@ from fsdaxctl.errors import UsageError
               help="File of 'OFFSET LENGTH' lines ('-' for stdin; '#' comments).")
 @click.option("--no-detail", is_flag=True,
               help="Owners only: no paths, no structure detail (skips the directory walk and tree indexes).")
+@source_option
+@verify_option
 @format_option("json")
 @click.pass_context
-def command(ctx, target, offset, length, ranges_file, no_detail, fmt):
+def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_rmap, fmt):
     """Who owns these bytes? Every owner of each range, clipped to it.
 
     \b
@@ -49,11 +52,20 @@ def command(ctx, target, offset, length, ranges_file, no_detail, fmt):
     fs = open_filesystem(target)
     with fs:
         check_within(ranges, max(fs.dev.size, fs.geo.size), target)
-        omap = OwnerMap(fs)
+        omap = OwnerMap(fs, source=_source(fs, source), progress=progress_printer("walking inodes"))
+        omap.prepare([(r.offset, r.length) for r in ranges])
         results = locate(omap, ranges)
         warnings = fs.warnings + omap.problems
         if not no_detail:
             warnings += describe_results(fs, results)
+        checked = verify_rmap_warnings(fs, [(r.offset, r.length) for r in ranges]) if verify_rmap else []
+        warnings += checked
         warn(warnings)
         write_locate(sys.stdout, fmt or default_format(), target, describe(fs), results, warnings)
-    ctx.exit(exit_status(results))
+    ctx.exit(exit_status(results) | (1 if checked else 0))
+
+
+def _source(fs, source):
+    if source == "rmapbt" and not fs.has_rmapbt:
+        raise UsageError("--source rmapbt: this filesystem has no rmapbt")
+    return source

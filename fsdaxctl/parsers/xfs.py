@@ -316,6 +316,9 @@ xfs_dinode_core = Struct(
     "di_uuid" / Bytes(16),  # 160
 )
 XFS_DINODE_CORE_SIZE = 176
+# The core's fields before di_crc, for reading whole inode chunks in a walk.
+DINODE_CORE_HEAD = derived_struct(xfs_dinode_core, until="di_crc")
+XFS_DIFLAG_REALTIME = 0x1  # di_flags: data fork extents are on the realtime device
 
 XFS_DINODE_FMT_DEV = 0
 XFS_DINODE_FMT_LOCAL = 1

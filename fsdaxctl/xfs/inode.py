@@ -68,9 +68,14 @@ def read_inode(fs, ino: int) -> Inode:
     if agno >= geo.agcount or agbno >= geo.ag_length(agno) or ino == 0:
         raise CorruptError("inode number outside the filesystem", structure="inode", ino=ino)
     byte = geo.ino_to_byte(ino)
-    daddr = byte >> 9
+    raw = fs.dev.pread(byte, geo.inodesize, f"inode {ino}")
+    return parse_inode(fs, ino, raw, byte >> 9)
+
+
+def parse_inode(fs, ino: int, raw: bytes, daddr: int) -> Inode:
+    """Verify and parse the inode `ino` from its on-disk bytes (daddr: where they were read, for messages)."""
+    geo = fs.geo
     where = f"inode {ino}"
-    raw = fs.dev.pread(byte, geo.inodesize, where)
     core = f.XFS_DINODE_CORE.parse(raw)
     check_magic(core.di_magic, f.XFS_DINODE_MAGIC, where, daddr, width=4)
     check_crc(raw, f.XFS_DINODE_CRC_OFF, where, daddr)
@@ -81,8 +86,9 @@ def read_inode(fs, ino: int) -> Inode:
     return Inode(ino, core, raw)
 
 
-def bmap(fs, inode: Inode, which: str = "data") -> list[Extent]:
-    """Every extent of a fork, in file order, reading the bmbt when the fork is in btree format."""
+def bmap(fs, inode: Inode, which: str = "data", blocks: list | None = None) -> list[Extent]:
+    """Every extent of a fork, in file order, reading the bmbt when the fork is in btree format.
+    `blocks`, when given, receives the fsblock of every bmbt block read."""
     fmt, lit = inode.fork(which)
     if fmt == f.XFS_DINODE_FMT_EXTENTS:
         n = inode.nextents if which == "data" else inode.anextents
@@ -91,11 +97,11 @@ def bmap(fs, inode: Inode, which: str = "data") -> list[Extent]:
                                found=n)
         return [unpack_bmbt_rec(l0, l1) for l0, l1 in f.BMBT_REC.iter_unpack(lit[:n * 16])]
     if fmt == f.XFS_DINODE_FMT_BTREE:
-        return _bmbt_walk(fs, inode, lit, which)
+        return _bmbt_walk(fs, inode, lit, which, blocks)
     return []  # local, device, or no attr fork: no blocks
 
 
-def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str) -> list[Extent]:
+def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str, blocks: list | None) -> list[Extent]:
     root = f.XFS_BMDR_BLOCK.parse(lit)
     where = f"bmbt root of inode {inode.ino} ({which} fork)"
     maxrecs = (len(lit) - 4) // 16
@@ -105,16 +111,18 @@ def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str) -> list[Extent]:
     ptrs = [p for (p,) in f.BMBT_PTR.iter_unpack(lit[ptr_off:ptr_off + 8 * root.bb_numrecs])]
     out: list[Extent] = []
     for p in ptrs:
-        _bmbt_block(fs, inode, p, root.bb_level - 1, out, which)
+        _bmbt_block(fs, inode, p, root.bb_level - 1, out, which, blocks)
     return out
 
 
-def _bmbt_block(fs, inode, fsb, level, out, which):
+def _bmbt_block(fs, inode, fsb, level, out, which, blocks):
     geo = fs.geo
     where = f"bmbt block of inode {inode.ino} ({which} fork)"
     if not geo.fsb_is_valid(fsb):
         raise CorruptError("bmbt pointer outside the filesystem", structure=where, found=f"fsblock {fsb}")
     daddr = geo.fsb_to_daddr(fsb)
+    if blocks is not None:
+        blocks.append(fsb)
     buf = fs.dev.pread(geo.fsb_to_byte(fsb), geo.blocksize, where)
     hdr = f.XFS_BTREE_LBLOCK.parse(buf)
     check_magic(hdr.bb_magic, f.XFS_BMAP_CRC_MAGIC, where, daddr)
@@ -134,4 +142,4 @@ def _bmbt_block(fs, inode, fsb, level, out, which):
         raise CorruptError("bad record count", structure=where, daddr=daddr, found=n)
     ptr_off = hl + 8 * maxrecs
     for (p,) in f.BMBT_PTR.iter_unpack(buf[ptr_off:ptr_off + 8 * n]):
-        _bmbt_block(fs, inode, p, level - 1, out, which)
+        _bmbt_block(fs, inode, p, level - 1, out, which, blocks)

@@ -87,16 +87,46 @@ class Piece(NamedTuple):
 class OwnerMap:
     """Owners of byte ranges on one XFS filesystem. Keeps a list of what could not be read."""
 
-    def __init__(self, fs):
+    def __init__(self, fs, *, source: str | None = None, progress=None):
+        """source: "rmapbt" (the default when the filesystem has one), "walk" (synthesize the records by
+        walking all metadata: the default without rmapbt), or "bnobt" (no walk: free space from the bnobt,
+        the rest `unknown`, as the kernel's GETFSMAP reports a filesystem without rmapbt)."""
         self.fs = fs
         self.geo = fs.geo
-        self.rmapbt = fs.has_rmapbt
+        self.source = source or ("rmapbt" if fs.has_rmapbt else "walk")
+        if self.source == "rmapbt" and not fs.has_rmapbt:
+            raise ValueError("this filesystem has no rmapbt")
+        self.rmapbt = self.source != "bnobt"  # records (real or synthesized) rather than free-space gaps
         self.reflink = fs.has_reflink
+        self.progress = progress
         self.problems: list[str] = []  # one line per unreadable structure, reported once each
         self._seen_problems: set[str] = set()
-        if not self.rmapbt:
+        self._walked: dict[int, tuple[list, list, int]] = {}  # agno -> (records, starts, longest)
+        if self.source == "bnobt":
             self._note("no reverse-mapping btree (rmapbt): used space is reported as 'unknown'; "
                        "only free space is resolved")
+
+    def prepare(self, ranges) -> None:
+        """Walk the metadata once for every AG these (offset, length) ranges touch (source "walk")."""
+        if self.source != "walk":
+            return
+        geo = self.geo
+        agnos = set()
+        for off, length in ranges:
+            if off < geo.size:
+                first, _ = geo.byte_to_ag(off)
+                last, _ = geo.byte_to_ag(min(off + length, geo.size) - 1)
+                agnos.update(range(first, last + 1))
+        agnos -= set(self._walked)
+        if not agnos:
+            return
+        from fsdaxctl.xfs.walk import MetadataWalk
+
+        walk = MetadataWalk(self.fs, agnos, self.progress)
+        for agno, recs in walk.run().items():
+            self._walked[agno] = (recs, [r[0] for r in recs], max((r[1] for r in recs), default=1))
+        for text in walk.problems:
+            self._note(text)
 
     def _note(self, text: str) -> None:
         if text not in self._seen_problems:
@@ -152,7 +182,15 @@ class OwnerMap:
             self._note(str(e))
             yield [self._clip(agno, lo, hi - lo + 1, UNKNOWN, qstart, qend, {"error": str(e)})]
             return
-        if self.rmapbt:
+        if self.source == "walk":
+            if agno not in self._walked:
+                self.prepare([(self.geo.ag_to_byte(agno, lo), (hi - lo + 1) << self.geo.blocklog)])
+            recs, starts, longest = self._walked[agno]
+            first = bisect.bisect_left(starts, lo - longest + 1)
+            last = bisect.bisect_right(starts, hi)
+            batch = [r for r in recs[first:last] if r[0] + r[1] > lo]
+            yield from self._rmap_pieces(agno, [batch], lo, hi, qstart, qend)
+        elif self.rmapbt:
             batches = btree.query(self.fs, btree.RMAPBT, agno, agf.agf_rmap_root, agf.agf_rmap_level, lo, hi)
             yield from self._rmap_pieces(agno, batches, lo, hi, qstart, qend)
         else:

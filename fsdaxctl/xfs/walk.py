@@ -1,0 +1,227 @@
+"""The owner map without a reverse-mapping btree: walk the metadata, synthesize rmap records.
+
+Every block's owner is found from the forward structures, as xfs_repair and xfs_db's blockget do: AG headers,
+the free-space, inode and refcount btrees, the AGFL, inode chunks (sparse holemasks honoured), every in-use
+inode's data and attr forks (extent lists, bmbt records and the bmbt blocks themselves), and the internal log.
+The result is one sorted list of records per AG in the rmapbt's own shape and key order
+(startblock, blockcount, owner, offset-with-flags), so the query code answers from it unchanged.
+Inodes can own blocks in any AG, so every inode is read; AG-local metadata is read only for the AGs asked.
+"""
+
+from __future__ import annotations
+
+from fsdaxctl.errors import FsdaxError
+from fsdaxctl.parsers import xfs as f
+from fsdaxctl.xfs import btree
+from fsdaxctl.xfs.inode import bmap, parse_inode
+
+XFS_INODES_PER_CHUNK = 64
+XFS_INODES_PER_HOLEMASK_BIT = 4
+_U64 = 1 << 64
+
+
+def rmap_sort_key(rec):
+    """The rmapbt's key order: startblock, owner as an unsigned 64-bit number, offset."""
+    return (rec[0], rec[2] % _U64, rec[3])
+
+
+class MetadataWalk:
+    """Synthesized rmap records for the AGs in `agnos` (None: all). `problems` lists what could not be read;
+    `progress(done, total)` is called as inode chunks are read."""
+
+    def __init__(self, fs, agnos=None, progress=None):
+        self.fs = fs
+        self.geo = fs.geo
+        self.agnos = set(range(fs.geo.agcount)) if agnos is None else set(agnos)
+        self.progress = progress
+        self.problems: list[str] = []
+        self.records: dict[int, list[tuple]] = {a: [] for a in self.agnos}
+
+    def run(self) -> dict[int, list[tuple]]:
+        for agno in sorted(self.agnos):
+            self._ag_metadata(agno)
+        self._inodes()
+        for agno, recs in self.records.items():
+            self.records[agno] = _merge(sorted(recs, key=rmap_sort_key))
+        return self.records
+
+    # --- helpers ---
+    def _add(self, agno: int, agbno: int, count: int, owner: int, offset: int = 0) -> None:
+        recs = self.records.get(agno)
+        if recs is not None and count > 0:
+            recs.append((agbno, count, owner, offset))
+
+    def _add_fsb(self, fsb: int, count: int, owner: int, offset: int) -> None:
+        """A file extent given in segmented fsblocks; it never crosses an AG boundary."""
+        agno, agbno = self.geo.fsb_to_ag(fsb)
+        self._add(agno, agbno, count, owner, offset)
+
+    def _problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+
+    # --- per AG ---
+    def _ag_metadata(self, agno: int) -> None:
+        fs, geo = self.fs, self.geo
+        # The AG header sectors (sb, AGF, AGI, AGFL) fill whole blocks: XFS_AGFL_BLOCK + 1 of them.
+        header_blocks = (4 * geo.sectsize - 1) // geo.blocksize + 1
+        self._add(agno, 0, header_blocks, f.XFS_RMAP_OWN_FS)
+        sb = fs.sb
+        if sb.sb_logstart:
+            lagno, lagbno = geo.fsb_to_ag(sb.sb_logstart)
+            if lagno == agno:
+                self._add(agno, lagbno, sb.sb_logblocks, f.XFS_RMAP_OWN_LOG)
+        try:
+            agf, agi = fs.agf(agno), fs.agi(agno)
+        except FsdaxError as e:
+            self._problem(str(e))
+            return
+        trees = [(btree.BNOBT, agf.agf_bno_root, agf.agf_bno_level, f.XFS_RMAP_OWN_AG),
+                 (btree.CNTBT, agf.agf_cnt_root, agf.agf_cnt_level, f.XFS_RMAP_OWN_AG),
+                 (btree.INOBT, agi.agi_root, agi.agi_level, f.XFS_RMAP_OWN_INOBT)]
+        if fs.has_rmapbt:
+            trees.append((btree.RMAPBT, agf.agf_rmap_root, agf.agf_rmap_level, f.XFS_RMAP_OWN_AG))
+        if fs.has_finobt:
+            trees.append((btree.FINOBT, agi.agi_free_root, agi.agi_free_level, f.XFS_RMAP_OWN_INOBT))
+        if fs.has_reflink:
+            trees.append((btree.REFCOUNTBT, agf.agf_refcount_root, agf.agf_refcount_level, f.XFS_RMAP_OWN_REFC))
+        for tree, root, levels, owner in trees:
+            if not 1 <= levels <= btree.XFS_BTREE_MAXLEVELS:
+                self._problem(f"{tree.name} of AG {agno}: impossible height {levels}")
+                continue
+            for agbno in btree.tree_blocks(fs, tree, agno, root, levels):
+                self._add(agno, agbno, 1, owner)
+        try:
+            for agbno in fs.agfl(agno):
+                self._add(agno, agbno, 1, f.XFS_RMAP_OWN_AG)
+        except FsdaxError as e:
+            self._problem(str(e))
+        if fs.has_reflink:  # CoW staging extents live in the refcountbt's CoW domain
+            for rec in btree.query_records(fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
+                                           agf.agf_refcount_level, f.XFS_REFC_COWFLAG, 0xFFFFFFFF):
+                if type(rec) is btree.Unreadable:
+                    self._problem(str(rec.error))
+                else:
+                    self._add(agno, rec[0] & ~f.XFS_REFC_COWFLAG, rec[1], f.XFS_RMAP_OWN_COW)
+
+    # --- inodes, in every AG: their forks can point anywhere ---
+    def _chunks(self):
+        fs = self.fs
+        for agno in range(self.geo.agcount):
+            try:
+                agi = fs.agi(agno)
+            except FsdaxError as e:
+                self._problem(str(e))
+                continue
+            for rec in btree.query_records(fs, btree.INOBT, agno, agi.agi_root, agi.agi_level, 0, 0xFFFFFFFF):
+                if type(rec) is btree.Unreadable:
+                    self._problem(str(rec.error))
+                    continue
+                yield agno, rec
+
+    def _inodes(self) -> None:
+        geo, fs = self.geo, self.fs
+        chunks = list(self._chunks())
+        isize = geo.inodesize
+        inode_blocks: dict[int, set[int]] = {}  # a block may hold several chunks (64 KiB blocks: 128 inodes)
+        for n, (agno, (startino, holemask, _, _, free)) in enumerate(chunks):
+            if self.progress:
+                self.progress(n, len(chunks))
+            sparse = fs.has_sparse_inodes
+            present = [i for i in range(XFS_INODES_PER_CHUNK)
+                       if not (sparse and holemask >> (i // XFS_INODES_PER_HOLEMASK_BIT) & 1)]
+            # OWN_INODES: the blocks holding the chunk's allocated inodes.
+            inode_blocks.setdefault(agno, set()).update((startino + i) * isize >> geo.blocklog for i in present)
+            if not present:
+                continue
+            base = geo.ag_to_byte(agno, 0) + startino * isize
+            try:
+                raw = fs.dev.pread(base, XFS_INODES_PER_CHUNK * isize, f"inode chunk at agino {startino} of AG {agno}")
+            except FsdaxError:  # a chunk cut by the end of a truncated image: read what is there, inode by inode
+                raw = None
+            for i in present:
+                if free >> i & 1:
+                    continue
+                ino = geo.ag_to_ino(agno, 0) | (startino + i)
+                try:
+                    data = raw[i * isize:(i + 1) * isize] if raw else fs.dev.pread(base + i * isize, isize,
+                                                                                   f"inode {ino}")
+                    self._inode_forks(parse_inode(fs, ino, data, (base + i * isize) >> 9))
+                except FsdaxError as e:
+                    self._problem(str(e))
+        for agno, blocks in inode_blocks.items():
+            for b in blocks:
+                self._add(agno, b, 1, f.XFS_RMAP_OWN_INODES)
+        if self.progress:
+            self.progress(len(chunks), len(chunks))
+
+    def _inode_forks(self, inode) -> None:
+        for which, flag in (("data", 0), ("attr", f.XFS_RMAP_OFF_ATTR_FORK)):
+            if which == "data" and inode.core.di_flags & f.XFS_DIFLAG_REALTIME:
+                continue  # extents on the realtime device
+            bmbt_blocks: list[int] = []
+            for e in bmap(self.fs, inode, which, bmbt_blocks):
+                self._add_fsb(e.startblock, e.blockcount, inode.ino,
+                              flag | (f.XFS_RMAP_OFF_UNWRITTEN if e.unwritten else 0) | e.startoff)
+            for fsb in bmbt_blocks:
+                self._add_fsb(fsb, 1, inode.ino, flag | f.XFS_RMAP_OFF_BMBT_BLOCK)
+
+
+def _merge(recs: list[tuple]) -> list[tuple]:
+    """Join adjacent records of one owner, as the rmapbt does when it maps a neighbouring extent:
+    special owners and bmbt blocks by position; file data when the file offsets continue too."""
+    out: list[tuple] = []
+    for rec in recs:
+        if out:
+            start, count, owner, off = out[-1]
+            if owner == rec[2] and start + count == rec[0]:
+                flags = off & ~f.XFS_RMAP_OFF_MASK
+                if owner < 0 or (flags & f.XFS_RMAP_OFF_BMBT_BLOCK and rec[3] == off):
+                    out[-1] = (start, count + rec[1], owner, off)
+                    continue
+                if rec[3] & ~f.XFS_RMAP_OFF_MASK == flags and rec[3] & f.XFS_RMAP_OFF_MASK == (off & f.XFS_RMAP_OFF_MASK) + count:
+                    out[-1] = (start, count + rec[1], owner, off)
+                    continue
+        out.append(rec)
+    return out
+
+
+def verify_rmap(fs, agnos=None, progress=None) -> list[str]:
+    """Every disagreement between the rmapbt and the owners found by walking the metadata, one line each.
+    A damaged rmapbt is a real forensic case: it is what the kernel trusts on a media error."""
+    walk = MetadataWalk(fs, agnos, progress)
+    synthesized = walk.run()
+    out = list(walk.problems)
+    for agno in sorted(synthesized):
+        agf = fs.agf(agno)
+        real = []
+        for rec in btree.query_records(fs, btree.RMAPBT, agno, agf.agf_rmap_root, agf.agf_rmap_level,
+                                       0, fs.geo.ag_length(agno) - 1):
+            if type(rec) is btree.Unreadable:
+                out.append(f"AG {agno}: rmapbt unreadable: {rec.error}")
+            else:
+                real.append(rec)
+        real = set(_merge(sorted(real, key=rmap_sort_key)))
+        found = set(synthesized[agno])
+        for rec in sorted(real - found, key=rmap_sort_key):
+            out.append(f"AG {agno}: the rmapbt says {describe_record(rec)}, the metadata does not")
+        for rec in sorted(found - real, key=rmap_sort_key):
+            out.append(f"AG {agno}: the metadata says {describe_record(rec)}, the rmapbt does not")
+    return out
+
+
+_SPECIAL = {f.XFS_RMAP_OWN_FS: "AG headers", f.XFS_RMAP_OWN_LOG: "log", f.XFS_RMAP_OWN_AG: "AG btrees/AGFL",
+            f.XFS_RMAP_OWN_INOBT: "inode btrees", f.XFS_RMAP_OWN_INODES: "inodes",
+            f.XFS_RMAP_OWN_REFC: "refcount btree", f.XFS_RMAP_OWN_COW: "CoW staging"}
+
+
+def describe_record(rec) -> str:
+    start, count, owner, off = rec
+    span = f"agbno {start}+{count}"
+    if owner < 0:
+        return f"{span} belongs to {_SPECIAL.get(owner, f'owner {owner}')}"
+    fork = "attr" if off & f.XFS_RMAP_OFF_ATTR_FORK else "data"
+    if off & f.XFS_RMAP_OFF_BMBT_BLOCK:
+        return f"{span} is a {fork} fork bmbt block of inode {owner}"
+    state = " (unwritten)" if off & f.XFS_RMAP_OFF_UNWRITTEN else ""
+    return f"{span} maps inode {owner} {fork} block {off & f.XFS_RMAP_OFF_MASK}{state}"
