@@ -196,3 +196,27 @@ def test_unlinked_but_open_inode(built, tmp_path):
     (p,) = results[0].owners
     assert p.inode == ino and p.paths == ()
     assert p.detail["name"].startswith("unlinked: deleted while still open (on the AGI unlinked list)")
+
+
+@pytest.mark.parametrize("name", ["4k-reflink", "1k-reflink", "64k-block"])
+def test_xattrs_match_the_kernel(built, name):
+    """Every file's attributes (names, and values stored in the leaf) as listxattr/getxattr return them."""
+    from fsdaxctl.xfs.attr import read_attrs
+    from fsdaxctl.xfs.inode import read_inode
+    from tests import images
+
+    path, rec = built(name)
+    with XfsFilesystem.open(path) as fs, images.loop_mount(path, readonly=True) as mnt:
+        compared = 0
+        for ino, info in rec["files"].items():
+            if info["type"] not in ("file", "dir"):
+                continue
+            p = os.fsencode(mnt + info["paths"][0])
+            kernel = {n: os.getxattr(p, n) for n in os.listxattr(p) if n.startswith("user.")}
+            ours = {f"{a.namespace}.{os.fsdecode(a.name)}": a.value for a in read_attrs(fs, read_inode(fs, int(ino)))
+                    if a.namespace == "user"}
+            assert set(ours) == set(kernel), info["paths"][0]
+            for n, v in ours.items():
+                assert v is None or v == kernel[n], (info["paths"][0], n)
+            compared += len(ours)
+    assert compared > 300

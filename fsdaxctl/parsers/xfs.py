@@ -425,3 +425,7 @@ xfs_attr_leaf_entry = Struct("hashval" / Int32ub, "nameidx" / Int16ub, "flags" /
 ATTR_LEAF_ENTRY = derived_struct(xfs_attr_leaf_entry)
 XFS_ATTR_LOCAL, XFS_ATTR_ROOT, XFS_ATTR_SECURE, XFS_ATTR_PARENT = 0x01, 0x02, 0x04, 0x08
 XFS_ATTR_INCOMPLETE = 0x80
+# A parent pointer's value (struct xfs_parent_rec): the parent directory and its generation; the xattr's name
+# is the directory entry's name.
+xfs_parent_rec = Struct("p_ino" / Int64ub, "p_gen" / Int32ub)
+XFS_PARENT_REC = derived_struct(xfs_parent_rec)

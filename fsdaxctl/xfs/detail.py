@@ -10,6 +10,7 @@ from __future__ import annotations
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
+from fsdaxctl.xfs.attr import leaf_entries
 from fsdaxctl.xfs.dir import DirBlock, DirBlocks, is_dir, parse_data_block
 from fsdaxctl.xfs.inode import read_inode
 from fsdaxctl.xfs.owners import FILE, FREE, OUTSIDE, UNKNOWN, Piece
@@ -254,19 +255,7 @@ class Describer:
             return {"structure": "xattr btree node (hash index)"}
         if info.magic != f.XFS_ATTR3_LEAF_MAGIC:
             return {"structure": "xattr block (unrecognised)"}
-        count = int.from_bytes(buf[56:58], "big")
-        names = []
-        for i in range(min(count, (len(buf) - f.XFS_ATTR3_LEAF_HDR_SIZE) // 8)):
-            _, nameidx, flags, _ = f.ATTR_LEAF_ENTRY.unpack_from(buf, f.XFS_ATTR3_LEAF_HDR_SIZE + 8 * i)
-            if flags & f.XFS_ATTR_INCOMPLETE or nameidx + 9 > len(buf):
-                continue
-            if flags & f.XFS_ATTR_LOCAL:
-                namelen, off = buf[nameidx + 2], nameidx + 3
-            else:
-                namelen, off = buf[nameidx + 8], nameidx + 9
-            ns = ("trusted" if flags & f.XFS_ATTR_ROOT else "security" if flags & f.XFS_ATTR_SECURE
-                  else "parent" if flags & f.XFS_ATTR_PARENT else "user")
-            names.append(f"{ns}.{decode_name(buf[off:off + namelen])}")
+        names = [f"{a.namespace}.{decode_name(a.name)}" for a in leaf_entries(buf)]
         return _listed({"structure": "xattr leaf block"}, "attributes", names)
 
 

@@ -1,7 +1,9 @@
 """Inode numbers -> every path (all hard links), or the reason an inode has none.
 
-Without parent pointers: a breadth-first walk down from the root that reads only directory data blocks, and
-stops as soon as every wanted inode has been named as often as its link count says. Names are bytes on disk;
+With parent pointers (the PARENT feature): up from each inode through its parent-pointer xattrs, checking
+every parent's generation. Without them (or for what they cannot name): a breadth-first walk down from the
+root that reads only directory data blocks, and stops as soon as every wanted inode has been named as often
+as its link count says. Names are bytes on disk;
 they become str with surrogate escapes (os.fsdecode's convention), so no byte is lost or invented.
 """
 
@@ -12,10 +14,12 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
+from fsdaxctl.xfs.attr import read_attrs
 from fsdaxctl.xfs.dir import is_dir, read_dir
 from fsdaxctl.xfs.inode import read_inode
 
 NULLFSINO = 0xFFFFFFFFFFFFFFFF
+PARENT_REC = f.XFS_PARENT_REC
 
 
 def decode_name(raw: bytes) -> str:
@@ -43,6 +47,7 @@ class PathResolver:
     def __init__(self, fs):
         self.fs = fs
         self.problems: list[str] = []
+        self._dir_paths: dict[tuple[int, int], bytes | None] = {}
         sb = fs.sb
         self.metadata_inodes = {ino: what for ino, what in (
             (sb.sb_rbmino, "realtime bitmap inode"), (sb.sb_rsumino, "realtime summary inode"),
@@ -76,8 +81,10 @@ class PathResolver:
                     n.reason = "link count 0 but not on the AGI unlinked list: xfs_repair would free it"
                 continue
             want[ino] = 1 if is_dir(inode) else nlink
-        if want:
-            self._walk(want, out)
+        if want and self.fs.has_parent:
+            self._up(want, out)
+        if any(want.values()):  # without parent pointers, or what they could not name
+            self._walk({i: n for i, n in want.items() if n}, out)
         for ino, left in want.items():
             n = out[ino]
             if left and not n.paths:
@@ -87,6 +94,55 @@ class PathResolver:
             n.paths.sort()
         return out
 
+    # --- up, through parent pointers (PARENT feature) ---
+    def _up(self, want: dict[int, int], out: dict[int, Naming]) -> None:
+        for ino in list(want):
+            try:
+                parents = self._parents(read_inode(self.fs, ino))
+            except FsdaxError as e:
+                self.problems.append(f"parent pointers of inode {ino} unreadable: {e}")
+                continue
+            for name, pino, pgen in parents:
+                dpath = self._dir_path(pino, pgen, 0)
+                if dpath is not None and want[ino]:
+                    out[ino].paths.append(decode_name(dpath + b"/" + name))
+                    want[ino] -= 1
+
+    def _parents(self, inode) -> list[tuple[bytes, int, int]]:
+        """(entry name, parent inode, parent generation) of every parent pointer xattr."""
+        out = []
+        for a in read_attrs(self.fs, inode):
+            if a.flags & f.XFS_ATTR_PARENT and a.value is not None and len(a.value) == PARENT_REC.size:
+                pino, pgen = PARENT_REC.unpack(a.value)
+                out.append((a.name, pino, pgen))
+        return out
+
+    def _dir_path(self, ino: int, gen: int, depth: int) -> bytes | None:
+        """The path of directory `ino` (b"" for the root) if its generation is `gen`, else None."""
+        if ino == self.fs.sb.sb_rootino:
+            return b""
+        key = (ino, gen)
+        if key in self._dir_paths:
+            return self._dir_paths[key]
+        self._dir_paths[key] = None  # a loop in damaged pointers ends here
+        try:
+            inode = read_inode(self.fs, ino)
+            if inode.core.di_gen != gen:
+                self.problems.append(f"parent pointer to inode {ino} names generation {gen}, the inode has "
+                                     f"{inode.core.di_gen}: a stale pointer")
+                return None
+            parents = self._parents(inode)
+        except FsdaxError as e:
+            self.problems.append(f"directory inode {ino} unreadable: {e}")
+            return None
+        if depth < 4096 and len(parents) == 1:
+            name, pino, pgen = parents[0]
+            up = self._dir_path(pino, pgen, depth + 1)
+            if up is not None:
+                self._dir_paths[key] = up + b"/" + name
+        return self._dir_paths[key]
+
+    # --- down, from the root ---
     def _walk(self, want: dict[int, int], out: dict[int, Naming]) -> None:
         fs = self.fs
         pending = sum(want.values())
