@@ -31,11 +31,12 @@ EXTENTS_PER_FILE = 10  # discontiguous single blocks: one rmap record each -> 1,
 BLOCK = 4096
 
 
-def build(image: str) -> None:
+def build(image: str, rmapbt: bool = True) -> None:
     from tests.images import loop_mount, mkfs
 
     size = 12 << 30  # sparse; the metadata and unwritten extents take a small part of it
-    mkfs(image, size, ["-b", f"size={BLOCK}", "-d", "agcount=8", "-m", "rmapbt=1,reflink=1", "-i", "maxpct=5"])
+    mkfs(image, size, ["-b", f"size={BLOCK}", "-d", "agcount=8", "-m",
+                       f"rmapbt={int(rmapbt)},reflink=1", "-i", "maxpct=5"])
     rng = random.Random(1)
     t0 = time.time()
     with loop_mount(image) as mnt:
@@ -85,13 +86,15 @@ def median_of(n, argv):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default="/var/tmp/fsdaxctl-bench/large.img")
+    ap.add_argument("--image-normap", default="/var/tmp/fsdaxctl-bench/large-normap.img")
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     image = args.image
     os.makedirs(os.path.dirname(image), exist_ok=True)
-    if args.rebuild or not os.path.exists(image):
-        print(f"building {image} ...", file=sys.stderr)
-        build(image)
+    for path, rmapbt in ((image, True), (args.image_normap, False)):
+        if args.rebuild or not os.path.exists(path):
+            print(f"building {path} ...", file=sys.stderr)
+            build(path, rmapbt)
 
     from fsdaxctl.xfs.fs import XfsFilesystem
     from fsdaxctl.xfs.owners import OwnerMap
@@ -111,8 +114,17 @@ def main():
                     file_offsets.append(p.offset)
         # The middle file extent on the device, for the one-range query.
         target_offset = file_offsets[len(file_offsets) // 2]
-        del file_offsets
         rng = random.Random(3)
+        # 1,000 file blocks of 1,000 different files, for the paths measurement.
+        owners, seen = [], set()
+        for p in omap.iter_batches(0, geo.size):
+            for piece in p:
+                if piece.owner == "file" and piece.fork == "data" and not piece.extent_map \
+                        and piece.inode not in seen and rng.random() < 0.02:
+                    seen.add(piece.inode)
+                    owners.append((piece.offset, piece.inode))
+        owners = owners[:1000]
+        del file_offsets
         ranges = [(rng.randrange(0, geo.size // 512) * 512, rng.choice((512, 4096, 65536))) for _ in range(10000)]
     one_off, one_len = target_offset, 4096
     print(f"image: {image}: {human(geo.size)}, {geo.agcount} AGs, {files} inodes in use, "
@@ -143,6 +155,22 @@ def main():
         w, m = median_of(3, fsdax + ["fsmap", image, "--format", fmt])
         xw, xm = median_of(3, ["xfs_db", "-r", "-c", "fsmap", image])
         rows.append((f"full fsmap dump (--format {fmt})", w, m, xw, xm))
+
+    # Paths: name the owners of 1,000 blocks of 1,000 files (every hard link), against xfs_db's ncheck.
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        fh.write("".join(f"{o} 512\n" for o, _ in owners))
+        listing = fh.name
+    w, m = median_of(3, fsdax + ["locate", image, "--ranges", listing, "--format", "jsonl"])
+    ncheck = ["-c", "blockget -n"] + ["-c", "ncheck " + " ".join(f"-i {ino}" for _, ino in owners)]
+    xw, xm = median_of(3, ["xfs_db", "-r", *ncheck, image])
+    rows.append((f"paths of {len(owners)} owners (locate, detail) vs blockget -n + ncheck", w, m, xw, xm))
+    os.unlink(listing)
+
+    # No rmapbt: the owner map from walking all metadata, against xfs_db's blockget walk.
+    normap = args.image_normap
+    w, m = median_of(3, fsdax + ["fsmap", normap, "--format", "jsonl"])
+    xw, xm = median_of(3, ["xfs_db", "-r", "-c", "blockget", normap])
+    rows.append(("no rmapbt: full owner map by walking metadata vs blockget", w, m, xw, xm))
 
     from tabulate import tabulate
 

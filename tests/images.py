@@ -32,14 +32,17 @@ MKFS_ENV = {**os.environ, "TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"}
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
-def mkfs(path, size_bytes: int, opts: list[str]) -> None:
-    """Create (or truncate) a sparse file of size_bytes and run `mkfs.xfs -f -q <opts> path` on it."""
+def mkfs(path, size_bytes: int, opts: list[str], *, binary: str = "mkfs.xfs") -> None:
+    """Create (or truncate) a sparse file of size_bytes and run `<binary> -f -q <opts> path` on it.
+
+    binary: the mkfs.xfs to run (a name on PATH or a path), e.g. a newer build for features mkfs 6.1 lacks.
+    """
     path = os.fspath(path)
     with open(path, "wb") as fh:
         fh.truncate(size_bytes)
-    p = subprocess.run(["mkfs.xfs", "-f", "-q", *opts, path], env=MKFS_ENV, capture_output=True, text=True)
+    p = subprocess.run([binary, "-f", "-q", *opts, path], env=MKFS_ENV, capture_output=True, text=True)
     if p.returncode:
-        raise RuntimeError(f"mkfs.xfs {' '.join(opts)} {path} failed ({p.returncode}): {p.stderr.strip()}")
+        raise RuntimeError(f"{binary} {' '.join(opts)} {path} failed ({p.returncode}): {p.stderr.strip()}")
 
 
 def _cfg(size, mkfs_opts, *, block_size, reflink, rmapbt, sector_size=512, **extra):
@@ -421,7 +424,7 @@ def _bmbt_format(image, ino: int) -> str:
     return out.split("=", 1)[1].strip() if "=" in out else out.strip()
 
 
-def build_and_record(image_path, config_name: str) -> dict:
+def build_and_record(image_path, config_name: str, *, cfg: dict | None = None, mkfs_binary: str = "mkfs.xfs") -> dict:
     """mkfs, mount rw, populate, umount; mount read-only and record the kernel's view; umount.
 
     Returns the record and also writes it to `<image>.kernel.json`:
@@ -431,11 +434,15 @@ def build_and_record(image_path, config_name: str) -> dict:
      "fiemap": {str(inode): [{"logical", "physical", "length", "flags"}]}   (regular files, data fork),
      "fiemap_xattr": {str(inode): [...]}   (regular files with attr-fork extents),
      "bmbt_inode": inode of BMBT_FILE (checked with xfs_db to be in btree format), "build_seconds": s}
+
+    cfg: a config (as in IMAGE_CONFIGS) to build instead of IMAGE_CONFIGS[config_name], which then only names
+    it (and seeds the population); mkfs_binary: the mkfs.xfs to run (see mkfs()).
     """
-    cfg = IMAGE_CONFIGS[config_name]
+    if cfg is None:
+        cfg = IMAGE_CONFIGS[config_name]
     image_path = os.fspath(image_path)
     t0 = time.monotonic()
-    mkfs(image_path, cfg["size"], cfg["mkfs"])
+    mkfs(image_path, cfg["size"], cfg["mkfs"], binary=mkfs_binary)
     with loop_mount(image_path) as mnt:
         populate(mnt, reflink=cfg["reflink"], seed=zlib.crc32(config_name.encode()),
                  block_size=cfg["block_size"])

@@ -6,22 +6,55 @@ files' data blocks are then zeroed (fsdaxctl never reads file contents; metadata
 kept byte for byte), so the images compress to a few KiB and the tests that use them run without root.
 
   python tests/make_fixtures.py [CONFIG ...]
+  python tests/make_fixtures.py --parent-mkfs /path/to/mkfs.xfs     # the 4k-parent fixture
+
+4k-parent (the PARENT feature: parent pointers) needs mkfs.xfs >= 6.10, which CI's xfsprogs 6.1 is not, so it
+is not in IMAGE_CONFIGS (every kernel test iterates those): it is built only here, with the mkfs.xfs given by
+--parent-mkfs (e.g. one built from an xfsprogs source tree, not installed). Its kernel record says which mkfs
+version made it ("mkfs_version") and whether the superblock has the PARENT bit ("parent"); so does every
+fixture built by this script.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import lzma
 import os
+import re
+import struct
+import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.images import build_and_record  # noqa: E402
+from tests.images import MiB, _cfg, build_and_record  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 FIXTURES = ("4k-reflink", "1k-reflink", "4k-norefl-normap")
+
+PARENT = "4k-parent"
+# mkfs.xfs >= 6.10. With parent=1 and no explicit -i exchange=, mkfs also turns on exchange-range (incompat
+# 0x40); nrext64 (incompat 0x20) is on by default since mkfs 6.5.
+PARENT_CFG = _cfg(64 * MiB, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1", "-n", "parent=1"],
+                  block_size=4096, reflink=True, rmapbt=True, parent=True)
+XFS_SB_FEAT_INCOMPAT_PARENT = 0x80  # sb_features_incompat: big-endian u32 at byte 216 of the superblock
+
+
+def mkfs_version(binary: str) -> str:
+    """'6.15.0' from `<binary> -V` ("mkfs.xfs version 6.15.0"); the whole first line if it does not parse."""
+    out = subprocess.run([binary, "-V"], capture_output=True, text=True, check=True).stdout.strip()
+    m = re.search(r"version\s+(\S+)", out)
+    return m.group(1) if m else out.splitlines()[0] if out else "unknown"
+
+
+def features_incompat(image: str) -> int:
+    with open(image, "rb") as fh:
+        sb = fh.read(220)
+    if sb[:4] != b"XFSB":
+        raise RuntimeError(f"{image}: no XFS superblock")
+    return struct.unpack_from(">I", sb, 216)[0]
 
 
 def zero_file_data(image: str, rec: dict) -> None:
@@ -33,22 +66,46 @@ def zero_file_data(image: str, rec: dict) -> None:
                 fh.write(bytes(e["length"]))
 
 
-def main(names):
+def build_fixture(name: str, cfg: dict | None = None, mkfs_binary: str = "mkfs.xfs") -> None:
+    """build_and_record, zero file data, xz the image and the kernel record into tests/data."""
+    version = mkfs_version(mkfs_binary)
+    with tempfile.TemporaryDirectory() as tmp:
+        image = os.path.join(tmp, f"{name}.img")
+        rec = build_and_record(image, name, cfg=cfg, mkfs_binary=mkfs_binary)
+        rec["mkfs_version"] = version
+        rec["parent"] = bool(features_incompat(image) & XFS_SB_FEAT_INCOMPAT_PARENT)
+        if cfg is not None and cfg.get("parent") and not rec["parent"]:
+            raise RuntimeError(f"{name}: mkfs.xfs {version} left the PARENT bit off "
+                               f"(features_incompat {features_incompat(image):#x})")
+        zero_file_data(image, rec)
+        with open(image, "rb") as fh:
+            packed = lzma.compress(fh.read(), preset=9 | lzma.PRESET_EXTREME)
+        with open(os.path.join(DATA, f"{name}.img.xz"), "wb") as fh:
+            fh.write(packed)
+        meta = lzma.compress(json.dumps(rec, sort_keys=True).encode(), preset=9)
+        with open(os.path.join(DATA, f"{name}.kernel.json.xz"), "wb") as fh:
+            fh.write(meta)
+        print(f"{name}: image {len(packed)} bytes, kernel record {len(meta)} bytes (mkfs.xfs {version})")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", metavar="CONFIG",
+                    help=f"configs to build (default: {', '.join(FIXTURES)}); {PARENT} needs --parent-mkfs")
+    ap.add_argument("--parent-mkfs", metavar="MKFS", help=f"a mkfs.xfs >= 6.10 to build {PARENT} with (alone "
+                    "it builds only that fixture)")
+    args = ap.parse_args(argv)
+    names = args.names or ([PARENT] if args.parent_mkfs else list(FIXTURES))
+    if PARENT in names and not args.parent_mkfs:
+        ap.error(f"{PARENT} needs --parent-mkfs (a mkfs.xfs >= 6.10)")
     os.makedirs(DATA, exist_ok=True)
-    for name in names or FIXTURES:
-        with tempfile.TemporaryDirectory() as tmp:
-            image = os.path.join(tmp, f"{name}.img")
-            rec = build_and_record(image, name)
-            zero_file_data(image, rec)
-            with open(image, "rb") as fh:
-                packed = lzma.compress(fh.read(), preset=9 | lzma.PRESET_EXTREME)
-            with open(os.path.join(DATA, f"{name}.img.xz"), "wb") as fh:
-                fh.write(packed)
-            meta = lzma.compress(json.dumps(rec, sort_keys=True).encode(), preset=9)
-            with open(os.path.join(DATA, f"{name}.kernel.json.xz"), "wb") as fh:
-                fh.write(meta)
-            print(f"{name}: image {len(packed)} bytes, kernel record {len(meta)} bytes")
+    for name in names:
+        if name == PARENT:
+            build_fixture(name, PARENT_CFG, args.parent_mkfs)
+        else:
+            build_fixture(name)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -24,7 +24,11 @@ def command(ctx, target, fmt):
     with fs:
         geo = fs.geo
         ags = []
-        for agno in range(geo.agcount):
+        readable = fs.readable_agcount
+        if readable < geo.agcount:
+            fs.warnings.append(f"AGs {readable} to {geo.agcount - 1} lie past the end of the device: not read")
+            status = 1
+        for agno in range(readable):
             row = {"ag": agno, "offset": geo.ag_to_byte(agno, 0), "blocks": geo.ag_length(agno)}
             try:
                 hdr = fs.ag(agno)

@@ -30,6 +30,7 @@ class SBtree:
     rec: struct.Struct
     key: struct.Struct
     overlapping: bool = False
+    extents: bool = True  # records start with (startblock, blockcount) in agbnos
 
     @property
     def entry(self) -> struct.Struct:
@@ -51,8 +52,8 @@ RMAPBT = SBtree("rmapbt", f.XFS_RMAP_CRC_MAGIC, f.RMAP_REC, f.RMAP_KEY, overlapp
 BNOBT = SBtree("bnobt", f.XFS_ABTB_CRC_MAGIC, f.ALLOC_REC, f.ALLOC_KEY)
 CNTBT = SBtree("cntbt", f.XFS_ABTC_CRC_MAGIC, f.ALLOC_REC, f.ALLOC_REC)
 REFCOUNTBT = SBtree("refcountbt", f.XFS_REFC_CRC_MAGIC, f.REFCOUNT_REC, f.REFCOUNT_KEY)
-INOBT = SBtree("inobt", f.XFS_IBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY)
-FINOBT = SBtree("finobt", f.XFS_FIBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY)
+INOBT = SBtree("inobt", f.XFS_IBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY, extents=False)
+FINOBT = SBtree("finobt", f.XFS_FIBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY, extents=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,9 @@ def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, roo
     key = (tree.name, agno, agbno)
     node = fs.node_cache_get(key)
     if node is not None:
+        if level is not None and node.level != level:
+            raise CorruptError("bb_level does not match the parent's", structure=f"{tree.name} block in AG {agno}",
+                               agbno=agbno, expected=level, found=node.level)
         return node
     geo = fs.geo
     where = f"{tree.name} block in AG {agno}"
@@ -105,8 +109,35 @@ def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, roo
         pstart = HDR + maxrecs * esz  # pointers follow *maxrecs* keys, not numrecs (trap 2)
         node = Node(bb_level, list(tree.entry.iter_unpack(mv[HDR:HDR + n * esz])),
                     [p for (p,) in f.SBTREE_PTR.iter_unpack(mv[pstart:pstart + 4 * n])])
+    bad = _check_items(tree, node, geo.ag_length(agno))
+    if bad:
+        raise CorruptError(f"bad {'record' if leaf else 'key'}", structure=where, daddr=daddr, found=bad)
     fs.node_cache_put(key, node)
     return node
+
+
+def _check_items(tree: SBtree, node: Node, aglen: int) -> str | None:
+    """What the kernel's xfs_*_check_irec and key-order checks would reject, or None."""
+    items = node.items
+    prev = None
+    for i, it in enumerate(items):
+        start = it[0]
+        if tree.extents:
+            if tree is REFCOUNTBT:
+                start &= ~f.XFS_REFC_COWFLAG
+            if node.level == 0:
+                count = it[1]
+                if count == 0 or start >= aglen or start + count > aglen:
+                    return f"record {i + 1}: agbno {start} length {count} in an AG of {aglen} blocks"
+            elif start >= aglen:
+                return f"key {i + 1}: agbno {start} in an AG of {aglen} blocks"
+        if prev is not None and it[0] < prev:
+            return f"{'record' if node.level == 0 else 'key'} {i + 1} out of order"
+        if node.level == 0 and tree.extents and not tree.overlapping and prev is not None \
+                and it[0] < items[i - 1][0] + items[i - 1][1]:
+            return f"record {i + 1} overlaps record {i}"
+        prev = it[0]
+    return None
 
 
 def query(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int):
@@ -118,7 +149,7 @@ def query(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int)
     if levels < 1 or levels > XFS_BTREE_MAXLEVELS:
         yield Unreadable(lo, hi, CorruptError(f"{tree.name} height out of range", agno=agno, found=levels))
         return
-    yield from _walk(fs, tree, agno, root, levels - 1, lo, hi, lo, hi, True)
+    yield from _walk(fs, tree, agno, root, levels - 1, lo, hi, lo, hi, True, set(), None)
 
 
 def query_records(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int):
@@ -130,13 +161,24 @@ def query_records(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, 
             yield from item
 
 
-def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root):
+def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root, seen, bounds):
+    """`seen`: blocks already visited by this query (a valid tree never reaches a block twice: this stops
+    cycles and subtrees shared by damaged pointers). `bounds`: (first, last) agbnos the parent's keys allow
+    this subtree's records to start (ordinary trees) or span (overlapping trees), None for the root."""
     try:
+        if agbno in seen:
+            raise CorruptError("btree block reached twice (a pointer cycle or a shared subtree)",
+                               structure=f"{tree.name} block in AG {agno}", agbno=agbno)
+        seen.add(agbno)
         node = read_node(fs, tree, agno, agbno, None if root else level, root=root)
         if root and node.level != level:
             raise CorruptError("bb_level does not match the tree height in the AG header",
                                structure=f"{tree.name} root in AG {agno}", agbno=agbno,
                                expected=level, found=node.level)
+        if bounds is not None and node.items and not _within(tree, node, bounds):
+            raise CorruptError("keys outside the range the parent block gives this block",
+                               structure=f"{tree.name} block in AG {agno}", agbno=agbno,
+                               expected=f"agbno {bounds[0]}..{bounds[1]}")
     except FsdaxError as e:
         yield Unreadable(max(lo, span_lo), min(hi, span_hi), e)
         return
@@ -160,7 +202,8 @@ def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root):
             if low_start > hi:
                 break
             if high_start >= lo:
-                yield from _walk(fs, tree, agno, ptr, level - 1, lo, hi, low_start, high_start, False)
+                yield from _walk(fs, tree, agno, ptr, level - 1, lo, hi, low_start, high_start, False, seen,
+                                 (low_start, high_start))
     else:
         n = len(items)
         for i in range(n):
@@ -170,7 +213,21 @@ def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root):
             nxt = items[i + 1][0] if i + 1 < n else None
             if nxt is None or nxt > lo:
                 last = span_hi if nxt is None else nxt - 1
-                yield from _walk(fs, tree, agno, ptrs[i], level - 1, lo, hi, first, last, False)
+                yield from _walk(fs, tree, agno, ptrs[i], level - 1, lo, hi, first, last, False, seen,
+                                 (first, None if nxt is None else nxt - 1))
+
+
+def _within(tree: SBtree, node: Node, bounds) -> bool:
+    first, last = bounds
+    items = node.items
+    if items[0][0] < first:
+        return False
+    if tree.overlapping:  # every record (or child high key) must end by the parent's high key
+        if node.level == 0:
+            return all(r[0] + r[1] - 1 <= last for r in items)
+        ksz = len(items[0]) // 2
+        return all(e[ksz] <= last for e in items)
+    return last is None or items[-1][0] <= last
 
 
 def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key: int):

@@ -165,6 +165,15 @@ class XfsFilesystem:
         return sb
 
     # --- AG headers ---
+    @property
+    def readable_agcount(self) -> int:
+        """AGs whose headers lie within the device (a truncated image or a lying superblock has fewer)."""
+        geo = self.geo
+        n = min(geo.agcount, -(-self.dev.size // (geo.agblocks << geo.blocklog)))
+        while n and geo.ag_header_byte(n - 1, 4) > self.dev.size:
+            n -= 1
+        return n
+
     def ag(self, agno: int) -> AgHeaders:
         return AgHeaders(agno, self.agf(agno), self.agi(agno))
 

@@ -102,8 +102,10 @@ def bmap(fs, inode: Inode, which: str = "data", blocks: list | None = None) -> l
 
 
 def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str, blocks: list | None) -> list[Extent]:
-    root = f.XFS_BMDR_BLOCK.parse(lit)
     where = f"bmbt root of inode {inode.ino} ({which} fork)"
+    if len(lit) < 4 + 16:
+        raise CorruptError("btree-format fork too small for a bmbt root", structure=where, found=f"{len(lit)} bytes")
+    root = f.XFS_BMDR_BLOCK.parse(lit)
     maxrecs = (len(lit) - 4) // 16
     if not (1 <= root.bb_level < XFS_BMAP_MAXLEVELS) or root.bb_numrecs > maxrecs:
         raise CorruptError("bad bmbt root", structure=where, found=f"level {root.bb_level} numrecs {root.bb_numrecs}")

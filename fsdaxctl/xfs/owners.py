@@ -168,6 +168,14 @@ class OwnerMap:
             for agno in range(first_ag, last_ag + 1):
                 ag_lo = lo if agno == first_ag else 0
                 ag_hi = hi if agno == last_ag else geo.ag_length(agno) - 1
+                if geo.ag_header_byte(agno, 4) > self.fs.dev.size:
+                    # The AG headers are past the end of a truncated image: nothing from here on can be read.
+                    start = max(qstart, geo.ag_to_byte(agno, 0))
+                    msg = (f"AG {agno} and after lie past the end of the device ({self.fs.dev.size} bytes): "
+                           "the image is truncated")
+                    self._note(msg)
+                    yield [Piece(start, in_end - start, UNKNOWN, agno, detail={"error": msg})]
+                    break
                 yield from self._ag_pieces(agno, ag_lo, ag_hi, qstart, in_end)
         if qend > fs_end:
             start = max(qstart, fs_end)
@@ -214,7 +222,9 @@ class OwnerMap:
         for batch in batches:
             out = []
             if type(batch) is Unreadable:
-                out.append(self._unreadable(agno, batch, qstart, qend))
+                if batch.first > cursor:  # what lies before the unreadable span is still known free
+                    out.append(self._clip(agno, cursor, batch.first - cursor, FREE, qstart, qend))
+                out += self._unreadable(agno, batch, cursor, qstart, qend)
                 cursor = max(cursor, batch.last + 1)
                 yield out
                 continue
@@ -265,7 +275,9 @@ class OwnerMap:
         for batch in batches:
             out = []
             if type(batch) is Unreadable:
-                out.append(self._unreadable(agno, batch, qstart, qend))
+                if batch.first > cursor:
+                    out.append(self._clip(agno, cursor, batch.first - cursor, UNKNOWN, qstart, qend, NO_RMAP_GAP))
+                out += self._unreadable(agno, batch, cursor, qstart, qend)
                 cursor = max(cursor, batch.last + 1)
             else:
                 for start, count in batch:
@@ -277,10 +289,14 @@ class OwnerMap:
         if cursor <= hi:
             yield [self._clip(agno, cursor, hi - cursor + 1, UNKNOWN, qstart, qend, NO_RMAP_GAP)]
 
-    def _unreadable(self, agno: int, bad: Unreadable, qstart: int, qend: int) -> Piece:
+    def _unreadable(self, agno: int, bad: Unreadable, cursor: int, qstart: int, qend: int) -> list[Piece]:
+        """An `unknown` piece for what an unreadable subtree covered beyond what is already known (from
+        `cursor` on, so pieces stay in device order); the problem is noted either way."""
         self._note(str(bad.error))
-        return self._clip(agno, bad.first, bad.last - bad.first + 1, UNKNOWN, qstart, qend,
-                          {"error": str(bad.error)})
+        first = max(bad.first, cursor)
+        if first > bad.last:
+            return []
+        return [self._clip(agno, first, bad.last - first + 1, UNKNOWN, qstart, qend, {"error": str(bad.error)})]
 
     def _clip(self, agno, agbno, count, kind, qstart, qend, detail=None) -> Piece:
         rb = self.geo.ag_to_byte(agno, agbno)

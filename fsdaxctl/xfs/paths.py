@@ -83,8 +83,10 @@ class PathResolver:
             want[ino] = 1 if is_dir(inode) else nlink
         if want and self.fs.has_parent:
             self._up(want, out)
-        if any(want.values()):  # without parent pointers, or what they could not name
-            self._walk({i: n for i, n in want.items() if n}, out)
+        remaining = {i: n for i, n in want.items() if n}
+        if remaining:  # without parent pointers, or what they could not name
+            self._walk(remaining, out)
+            want.update(remaining)
         for ino, left in want.items():
             n = out[ino]
             if left and not n.paths:

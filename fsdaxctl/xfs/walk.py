@@ -32,9 +32,12 @@ class MetadataWalk:
     def __init__(self, fs, agnos=None, progress=None):
         self.fs = fs
         self.geo = fs.geo
-        self.agnos = set(range(fs.geo.agcount)) if agnos is None else set(agnos)
+        readable = fs.readable_agcount
+        self.agnos = set(range(readable)) if agnos is None else {a for a in agnos if a < readable}
         self.progress = progress
         self.problems: list[str] = []
+        if readable < fs.geo.agcount:
+            self.problems.append(f"AG {readable} and after lie past the end of the device: not walked")
         self.records: dict[int, list[tuple]] = {a: [] for a in self.agnos}
 
     def run(self) -> dict[int, list[tuple]]:
@@ -107,7 +110,7 @@ class MetadataWalk:
     # --- inodes, in every AG: their forks can point anywhere ---
     def _chunks(self):
         fs = self.fs
-        for agno in range(self.geo.agcount):
+        for agno in range(fs.readable_agcount):
             try:
                 agi = fs.agi(agno)
             except FsdaxError as e:
