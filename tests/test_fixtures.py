@@ -87,3 +87,56 @@ def test_fixture_paths_match_recorded_tree(fixture, name):
     assert len(names) > 3000
     for ino, info in rec["files"].items():
         assert sorted(names[int(ino)].paths) == sorted(info["paths"]), ino
+
+
+def test_parent_pointers_name_every_inode_walking_up(fixture):
+    """4k-parent was made by mkfs.xfs 6.15 (-n parent=1, built here from source) and populated on a real mount
+    by the kernel: with the PARENT feature every inode is named by walking up its parent pointers alone."""
+    from fsdaxctl.xfs.paths import PathResolver
+
+    path, rec = fixture("4k-parent")
+    assert rec["parent"] and rec["mkfs_version"] >= "6.10"
+    with XfsFilesystem.open(path) as fs:
+        assert fs.has_parent
+        resolver = PathResolver(fs)
+
+        def no_walk(*a):
+            raise AssertionError("fell back to walking down from the root")
+
+        resolver._walk = no_walk
+        names = resolver.name(int(i) for i in rec["files"])
+    for ino, info in rec["files"].items():
+        assert sorted(names[int(ino)].paths) == sorted(info["paths"]), ino
+    assert resolver.problems == []
+
+
+def test_stale_parent_pointer_is_reported_and_the_walk_names_the_file(fixture, tmp_path):
+    """A parent pointer whose generation no longer matches its directory is stale: reported, not followed."""
+    import struct
+
+    from fsdaxctl.xfs.attr import read_attrs
+    from fsdaxctl.xfs.inode import read_inode
+    from fsdaxctl.xfs.paths import PathResolver
+    from fsdaxctl.xfs.verify import xfs_cksum
+
+    path, rec = fixture("4k-parent")
+    target = next(int(i) for i, info in rec["files"].items() if info["paths"] == ["/links/short"])
+    bad = tmp_path / "stale.img"
+    bad.write_bytes(open(path, "rb").read())
+    with XfsFilesystem.open(str(bad)) as fs:
+        (pp,) = [a for a in read_attrs(fs, read_inode(fs, target)) if a.namespace == "parent"]
+        at = fs.geo.ino_to_byte(target)
+        raw = bytearray(open(bad, "rb").read()[at:at + fs.geo.inodesize])
+    i = raw.index(pp.name + pp.value)  # shortform entry: name then value, in the inode
+    gen_at = i + len(pp.name) + 8
+    struct.pack_into(">I", raw, gen_at, (struct.unpack_from(">I", raw, gen_at)[0] + 1) & 0xFFFFFFFF)
+    struct.pack_into("<I", raw, 100, 0)
+    struct.pack_into("<I", raw, 100, xfs_cksum(bytes(raw), 100))  # a valid CRC: only the generation is wrong
+    with open(bad, "r+b") as fh:
+        fh.seek(at)
+        fh.write(raw)
+    with XfsFilesystem.open(str(bad)) as fs:
+        resolver = PathResolver(fs)
+        names = resolver.name([target])
+    assert names[target].paths == ["/links/short"]
+    assert any("names generation" in p and "stale" in p for p in resolver.problems), resolver.problems
