@@ -12,8 +12,8 @@ import struct
 import construct
 
 
-def derived_struct(decl: construct.Struct, until: str | None = None) -> struct.Struct:
-    """A struct.Struct with the same layout as `decl` (or its fields before `until`), for iter_unpack over
+def derived_struct(decl: construct.Struct, until: str | None = None, start: str | None = None) -> struct.Struct:
+    """A struct.Struct with the same layout as `decl` (or its fields from `start`, before `until`), for iter_unpack over
     arrays of records and for headers read in hot loops (construct's parse contexts hold reference cycles).
 
     Only integer fields of a single byte order and fixed-size Bytes are allowed: anything else would make the
@@ -22,9 +22,13 @@ def derived_struct(decl: construct.Struct, until: str | None = None) -> struct.S
     order = None
     fmt = []
     size = 0
+    started = start is None
     for sub in decl.subcons:
         if sub.name == until:
             break
+        started = started or sub.name == start
+        if not started:
+            continue
         field = sub.subcon if isinstance(sub, construct.Renamed) else sub
         if isinstance(field, construct.Bytes) and isinstance(field.length, int):
             fmt.append(f"{field.length}s")
@@ -47,6 +51,7 @@ def derived_struct(decl: construct.Struct, until: str | None = None) -> struct.S
     return st
 
 
-def field_names(decl: construct.Struct, until: str | None = None) -> tuple[str, ...]:
+def field_names(decl: construct.Struct, until: str | None = None, start: str | None = None) -> tuple[str, ...]:
     names = tuple(sub.name for sub in decl.subcons)
-    return names[:names.index(until)] if until else names
+    names = names[:names.index(until)] if until else names
+    return names[names.index(start):] if start else names

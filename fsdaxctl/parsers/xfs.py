@@ -316,8 +316,10 @@ xfs_dinode_core = Struct(
     "di_uuid" / Bytes(16),  # 160
 )
 XFS_DINODE_CORE_SIZE = 176
-# The core's fields before di_crc, for reading whole inode chunks in a walk.
+# The core is big-endian but for di_crc: derived structs read the fields before and after it (a walk reads
+# every inode; construct's parse would cost more than the rest of it).
 DINODE_CORE_HEAD = derived_struct(xfs_dinode_core, until="di_crc")
+DINODE_CORE_TAIL = derived_struct(xfs_dinode_core, start="di_changecount")
 XFS_DIFLAG_REALTIME = 0x1  # di_flags: data fork extents are on the realtime device
 
 XFS_DINODE_FMT_DEV = 0

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import struct
+from collections import namedtuple
 from dataclasses import dataclass
 
 from fsdaxctl.errors import CorruptError
+from fsdaxctl.parsers import field_names
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
 
 BMBT_STARTOFF_MASK = (1 << 54) - 1
 BMBT_BLOCKCOUNT_MASK = (1 << 21) - 1
 XFS_BMAP_MAXLEVELS = 9
+
+# struct xfs_dinode's core as a plain tuple with the kernel's field names (xfs_dinode_core in parsers/xfs.py).
+DinodeCore = namedtuple("DinodeCore", field_names(f.xfs_dinode_core))
+_LE32 = struct.Struct("<I")
+
+
+def parse_core(raw: bytes) -> DinodeCore:
+    return DinodeCore._make(f.DINODE_CORE_HEAD.unpack_from(raw, 0) + _LE32.unpack_from(raw, f.XFS_DINODE_CRC_OFF)
+                            + f.DINODE_CORE_TAIL.unpack_from(raw, f.XFS_DINODE_CRC_OFF + 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +88,7 @@ def parse_inode(fs, ino: int, raw: bytes, daddr: int) -> Inode:
     """Verify and parse the inode `ino` from its on-disk bytes (daddr: where they were read, for messages)."""
     geo = fs.geo
     where = f"inode {ino}"
-    core = f.XFS_DINODE_CORE.parse(raw)
+    core = parse_core(raw)
     check_magic(core.di_magic, f.XFS_DINODE_MAGIC, where, daddr, width=4)
     check_crc(raw, f.XFS_DINODE_CRC_OFF, where, daddr)
     check_field(core.di_ino == ino, "di_ino", where, daddr, ino, core.di_ino)
