@@ -135,20 +135,25 @@ def main():
         return geo.ag_to_fsb(agno, agbno)
 
     rows = []
+    xw, xm = median_of(5, ["xfs_db", "-r", "-c", f"fsmap {fsb(one_off)} {fsb(one_off + one_len - 1)}", image])
+    w, m = median_of(5, fsdax + ["locate", image, "--offset", str(one_off), "--length", str(one_len),
+                                 "--format", "json", "--no-detail"])
+    rows.append(("one range (4 KiB), whole process, owners only (--no-detail)", w, m, xw, xm))
     w, m = median_of(5, fsdax + ["locate", image, "--offset", str(one_off), "--length", str(one_len),
                                  "--format", "json"])
-    xw, xm = median_of(5, ["xfs_db", "-r", "-c", f"fsmap {fsb(one_off)} {fsb(one_off + one_len - 1)}", image])
-    rows.append(("one range (4 KiB), whole process", w, m, xw, xm))
+    rows.append(("one range (4 KiB), whole process, with paths and detail", w, m, xw, xm))
 
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         fh.write("".join(f"{o} {n}\n" for o, n in ranges))
         listing = fh.name
-    w, m = median_of(3, fsdax + ["locate", image, "--ranges", listing, "--format", "jsonl"])
     xcmds = []
     for o, n in ranges:
         xcmds += ["-c", f"fsmap {fsb(o)} {fsb(o + n - 1)}"]
     xw, xm = median_of(3, ["xfs_db", "-r", *xcmds, image])
-    rows.append(("10,000 ranges, one call", w, m, xw, xm))
+    w, m = median_of(3, fsdax + ["locate", image, "--ranges", listing, "--format", "jsonl", "--no-detail"])
+    rows.append(("10,000 ranges, one call, owners only (--no-detail)", w, m, xw, xm))
+    w, m = median_of(3, fsdax + ["locate", image, "--ranges", listing, "--format", "jsonl"])
+    rows.append(("10,000 ranges, one call, with paths and detail", w, m, xw, xm))
     os.unlink(listing)
 
     for fmt in ("jsonl", "csv", "table"):
@@ -168,9 +173,12 @@ def main():
 
     # No rmapbt: the owner map from walking all metadata, against xfs_db's blockget walk.
     normap = args.image_normap
-    w, m = median_of(3, fsdax + ["fsmap", normap, "--format", "jsonl"])
     xw, xm = median_of(3, ["xfs_db", "-r", "-c", "blockget", normap])
-    rows.append(("no rmapbt: full owner map by walking metadata vs blockget", w, m, xw, xm))
+    w, m = median_of(3, fsdax + ["locate", normap, "--offset", str(one_off), "--length", "4096", "--no-detail",
+                                 "--format", "json"])
+    rows.append(("no rmapbt: walk of all metadata (one-range locate) vs blockget", w, m, xw, xm))
+    w, m = median_of(3, fsdax + ["fsmap", normap, "--format", "jsonl"])
+    rows.append(("no rmapbt: walk + full owner map dump (jsonl) vs blockget", w, m, xw, xm))
 
     from tabulate import tabulate
 

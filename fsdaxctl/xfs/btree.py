@@ -12,6 +12,7 @@ A damaged subtree is reported (an `Unreadable` item carrying the agbno span it c
 from __future__ import annotations
 
 import bisect
+import operator
 import struct
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ class Node:
     level: int
     items: list  # records (leaf) or key entries (node)
     ptrs: list  # child agbnos (node only)
+    last: int = 0  # the last agbno this block's records cover (extents) or start at (others)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,35 +111,42 @@ def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, roo
         pstart = HDR + maxrecs * esz  # pointers follow *maxrecs* keys, not numrecs (trap 2)
         node = Node(bb_level, list(tree.entry.iter_unpack(mv[HDR:HDR + n * esz])),
                     [p for (p,) in f.SBTREE_PTR.iter_unpack(mv[pstart:pstart + 4 * n])])
-    bad = _check_items(tree, node, geo.ag_length(agno))
+    bad, last = _check_items(tree, node, geo.ag_length(agno))
     if bad:
         raise CorruptError(f"bad {'record' if leaf else 'key'}", structure=where, daddr=daddr, found=bad)
+    node = Node(node.level, node.items, node.ptrs, last)
     fs.node_cache_put(key, node)
     return node
 
 
-def _check_items(tree: SBtree, node: Node, aglen: int) -> str | None:
-    """What the kernel's xfs_*_check_irec and key-order checks would reject, or None."""
+def _check_items(tree: SBtree, node: Node, aglen: int) -> tuple[str | None, int]:
+    """(what the kernel's xfs_*_check_irec and key-order checks would reject, or None; the block's last
+    agbno). Once per block read, from C-level builtins (zip, map, max, sorted): a dump reads every block."""
     items = node.items
-    prev = None
-    for i, it in enumerate(items):
-        start = it[0]
-        if tree.extents:
-            if tree is REFCOUNTBT:
-                start &= ~f.XFS_REFC_COWFLAG
-            if node.level == 0:
-                count = it[1]
-                if count == 0 or start >= aglen or start + count > aglen:
-                    return f"record {i + 1}: agbno {start} length {count} in an AG of {aglen} blocks"
-            elif start >= aglen:
-                return f"key {i + 1}: agbno {start} in an AG of {aglen} blocks"
-        if prev is not None and it[0] < prev:
-            return f"{'record' if node.level == 0 else 'key'} {i + 1} out of order"
-        if node.level == 0 and tree.extents and not tree.overlapping and prev is not None \
-                and it[0] < items[i - 1][0] + items[i - 1][1]:
-            return f"record {i + 1} overlaps record {i}"
-        prev = it[0]
-    return None
+    if not items:
+        return None, 0
+    leaf = node.level == 0
+    what = "record" if leaf else "key"
+    cols = list(zip(*items))
+    starts = cols[0]
+    if list(starts) != sorted(starts):
+        return f"{what}s out of order", 0
+    if not tree.extents:
+        return None, starts[-1]
+    if tree is REFCOUNTBT:
+        starts = [s & ~f.XFS_REFC_COWFLAG for s in starts]
+    if max(starts) >= aglen:
+        return f"{what} at agbno {max(starts)} in an AG of {aglen} blocks", 0
+    if not leaf:
+        return None, max(cols[len(cols) // 2]) if tree.overlapping else starts[-1]
+    counts = cols[1]
+    ends = list(map(operator.add, starts, counts))
+    if min(counts) == 0 or max(ends) > aglen:
+        i = next(i for i, (c, e) in enumerate(zip(counts, ends)) if c == 0 or e > aglen)
+        return f"record {i + 1}: agbno {starts[i]} length {counts[i]} in an AG of {aglen} blocks", 0
+    if not tree.overlapping and any(map(operator.gt, ends[:-1], starts[1:])):
+        return "records overlap", 0
+    return None, max(ends) - 1
 
 
 def query(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int):
@@ -218,16 +227,14 @@ def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root, seen, bo
 
 
 def _within(tree: SBtree, node: Node, bounds) -> bool:
+    """Do the block's keys lie where its parent's keys say? Overlapping trees: every record (or child high
+    key) ends by the parent's high key; ordinary trees: every record starts before the next sibling's key."""
     first, last = bounds
-    items = node.items
-    if items[0][0] < first:
+    if node.items[0][0] < first:
         return False
-    if tree.overlapping:  # every record (or child high key) must end by the parent's high key
-        if node.level == 0:
-            return all(r[0] + r[1] - 1 <= last for r in items)
-        ksz = len(items[0]) // 2
-        return all(e[ksz] <= last for e in items)
-    return last is None or items[-1][0] <= last
+    if tree.overlapping:
+        return node.last <= last
+    return last is None or node.items[-1][0] <= last
 
 
 def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key: int):
