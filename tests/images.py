@@ -83,8 +83,9 @@ IMAGE_CONFIGS: dict[str, dict] = {
                       ["-b", "size=8192", "-d", f"agsize={_ODD_AG_BLOCKS * 8192},size={_ODD_FS_BLOCKS * 8192}",
                        "-m", "rmapbt=1,reflink=1"],
                       block_size=8192, reflink=True, rmapbt=True),
-    # 0.8 TiB AGs (agblklog 28 + inopblog 3): inode numbers of AG 2 and up need more than 32 bits, so the root's shortform directory keeps
-    # 8-byte inode numbers (i8count > 0). Sparse: mkfs writes only the AG headers and the log.
+    # 0.8 TiB AGs (agblklog 28 + inopblog 3): inode numbers of AG 2 and up need more than 32 bits, so the
+    # root's shortform directory keeps 8-byte inode numbers (i8count > 0). Sparse: mkfs writes only the AG
+    # headers and the log.
     "4k-4t-sparse": _cfg(4 << 40, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1", "-d", "agcount=5", "-l", "size=64m"],
                          block_size=4096, reflink=True, rmapbt=True),
     # A directory block of 4 fs blocks (-n size=16k): directory blocks span fs blocks (dirblklog = 2).

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from fsdaxctl.parsers import derived_struct, field_names
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.fs import XfsFilesystem
-from fsdaxctl.xfs.inode import read_inode, unpack_bmbt_rec
+from fsdaxctl.xfs.inode import read_inode, unpack_bmbt_recs
 from tests import xfsdb
 
 
@@ -112,7 +112,7 @@ def test_bmbt_rec_unpack_roundtrip(unwritten, startoff, startblock, count):
     # Pack as xfs_bmbt_disk_set_all does (xfs_bmap_btree.c), bit by bit.
     l0 = (int(unwritten) << 63) | (startoff << 9) | (startblock >> 43)
     l1 = ((startblock & ((1 << 43) - 1)) << 21) | count
-    e = unpack_bmbt_rec(*struct.unpack(">QQ", struct.pack(">QQ", l0, l1)))
+    (e,) = unpack_bmbt_recs(struct.pack(">QQ", l0, l1))
     assert (e.unwritten, e.startoff, e.startblock, e.blockcount) == (unwritten, startoff, startblock, count)
 
 

@@ -258,7 +258,7 @@ xfs_inobt_rec = Struct(  # sparse-inode layout; without SPINODES holemask/count 
 )
 xfs_inobt_key = Struct("ir_startino" / Int32ub)
 
-xfs_bmbt_rec = Struct("l0" / Int64ub, "l1" / Int64ub)  # packed: see fsdaxctl.xfs.bmap.unpack_bmbt_rec
+xfs_bmbt_rec = Struct("l0" / Int64ub, "l1" / Int64ub)  # packed: see fsdaxctl.xfs.inode.unpack_bmbt_recs
 xfs_bmbt_key = Struct("br_startoff" / Int64ub)
 xfs_bmbt_ptr = Struct("ptr" / Int64ub)
 xfs_sbtree_ptr = Struct("ptr" / Int32ub)

@@ -11,7 +11,7 @@ from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.attr import leaf_entries
-from fsdaxctl.xfs.dir import DirBlock, DirBlocks, is_dir, parse_data_block
+from fsdaxctl.xfs.dir import DirBlock, DirBlocks, parse_data_block
 from fsdaxctl.xfs.inode import read_inode
 from fsdaxctl.xfs.owners import FILE, FREE, OUTSIDE, UNKNOWN, Piece
 from fsdaxctl.xfs.paths import PathResolver, decode_name

@@ -124,9 +124,11 @@ class XfsFilesystem:
                 "supported: fsdaxctl reads v5 filesystems", structure="superblock", daddr=0)
         # Geometry sanity before anything is computed from it (absurd values would mean absurd reads).
         bad = None
-        if not (XFS_MIN_SECTORSIZE_LOG <= sb.sb_sectlog <= XFS_MAX_SECTORSIZE_LOG) or sb.sb_sectsize != 1 << sb.sb_sectlog:
+        if not XFS_MIN_SECTORSIZE_LOG <= sb.sb_sectlog <= XFS_MAX_SECTORSIZE_LOG \
+                or sb.sb_sectsize != 1 << sb.sb_sectlog:
             bad = ("sb_sectsize", sb.sb_sectsize)
-        elif not (XFS_MIN_BLOCKSIZE_LOG <= sb.sb_blocklog <= XFS_MAX_BLOCKSIZE_LOG) or sb.sb_blocksize != 1 << sb.sb_blocklog:
+        elif not XFS_MIN_BLOCKSIZE_LOG <= sb.sb_blocklog <= XFS_MAX_BLOCKSIZE_LOG \
+                or sb.sb_blocksize != 1 << sb.sb_blocklog:
             bad = ("sb_blocksize", sb.sb_blocksize)
         elif sb.sb_blocksize < sb.sb_sectsize:
             bad = ("sb_blocksize < sb_sectsize", sb.sb_blocksize)
@@ -134,7 +136,7 @@ class XfsFilesystem:
             bad = ("sb_agcount/sb_agblocks", f"{sb.sb_agcount}/{sb.sb_agblocks}")
         elif sb.sb_agblklog != (sb.sb_agblocks - 1).bit_length():
             bad = ("sb_agblklog", sb.sb_agblklog)
-        elif not (sb.sb_dblocks > (sb.sb_agcount - 1) * sb.sb_agblocks and sb.sb_dblocks <= sb.sb_agcount * sb.sb_agblocks):
+        elif not (sb.sb_agcount - 1) * sb.sb_agblocks < sb.sb_dblocks <= sb.sb_agcount * sb.sb_agblocks:
             bad = ("sb_dblocks", sb.sb_dblocks)
         elif sb.sb_inodesize != 1 << sb.sb_inodelog or sb.sb_inodesize < 256 or sb.sb_inodesize > 2048 \
                 or sb.sb_inopblog != sb.sb_blocklog - sb.sb_inodelog:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from collections import namedtuple
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fsdaxctl.errors import CorruptError
 from fsdaxctl.parsers import field_names
@@ -25,8 +26,7 @@ def parse_core(raw: bytes) -> DinodeCore:
                             + f.DINODE_CORE_TAIL.unpack_from(raw, f.XFS_DINODE_CRC_OFF + 4))
 
 
-@dataclass(frozen=True, slots=True)
-class Extent:
+class Extent(NamedTuple):
     """One mapping of a fork: file block startoff -> fsblock startblock (segmented), blockcount blocks."""
     startoff: int
     startblock: int
@@ -34,14 +34,12 @@ class Extent:
     unwritten: bool
 
 
-def unpack_bmbt_rec(l0: int, l1: int) -> Extent:
-    """The packed 128-bit bmbt record (xfs_bmbt_disk_get_all): flag 1, startoff 54, startblock 52, count 21."""
-    return Extent(
-        startoff=(l0 >> 9) & BMBT_STARTOFF_MASK,
-        startblock=((l0 & 0x1FF) << 43) | (l1 >> 21),
-        blockcount=l1 & BMBT_BLOCKCOUNT_MASK,
-        unwritten=bool(l0 >> 63),
-    )
+def unpack_bmbt_recs(raw: bytes) -> list[Extent]:
+    """Packed 128-bit bmbt records (xfs_bmbt_disk_get_all): flag 1, startoff 54, startblock 52, count 21.
+    The one place that knows this layout; one comprehension per fork or block (a walk decodes millions)."""
+    new = tuple.__new__
+    return [new(Extent, ((l0 >> 9) & BMBT_STARTOFF_MASK, ((l0 & 0x1FF) << 43) | (l1 >> 21),
+                         l1 & BMBT_BLOCKCOUNT_MASK, l0 >> 63 == 1)) for l0, l1 in f.BMBT_REC.iter_unpack(raw)]
 
 
 @dataclass
@@ -107,7 +105,7 @@ def bmap(fs, inode: Inode, which: str = "data", blocks: list | None = None) -> l
         if n * 16 > len(lit):
             raise CorruptError(f"{which} fork extent count larger than the fork", structure=f"inode {inode.ino}",
                                found=n)
-        return [unpack_bmbt_rec(l0, l1) for l0, l1 in f.BMBT_REC.iter_unpack(lit[:n * 16])]
+        return unpack_bmbt_recs(lit[:n * 16])
     if fmt == f.XFS_DINODE_FMT_BTREE:
         return _bmbt_walk(fs, inode, lit, which, blocks)
     return []  # local, device, or no attr fork: no blocks
@@ -149,7 +147,7 @@ def _bmbt_block(fs, inode, fsb, level, out, which, blocks):
     if level == 0:
         if n > (geo.blocksize - hl) // 16:
             raise CorruptError("bad record count", structure=where, daddr=daddr, found=n)
-        out.extend(unpack_bmbt_rec(l0, l1) for l0, l1 in f.BMBT_REC.iter_unpack(buf[hl:hl + 16 * n]))
+        out.extend(unpack_bmbt_recs(buf[hl:hl + 16 * n]))
         return
     maxrecs = (geo.blocksize - hl) // 16
     if n > maxrecs or n == 0:

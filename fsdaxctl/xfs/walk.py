@@ -15,7 +15,7 @@ import operator
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
-from fsdaxctl.xfs.inode import bmap, parse_inode
+from fsdaxctl.xfs.inode import bmap, parse_inode, unpack_bmbt_recs
 
 XFS_INODES_PER_CHUNK = 64
 XFS_INODES_PER_HOLEMASK_BIT = 4
@@ -191,18 +191,11 @@ class MetadataWalk:
         agblklog = self.geo.agblklog
         mask = (1 << agblklog) - 1
         records, ino = self.records, inode.ino
-        for l0, l1 in f.BMBT_REC.iter_unpack(lit[:n * 16]):
-            fsb = ((l0 & 0x1FF) << 43) | (l1 >> 21)
+        for startoff, fsb, count, unwritten in unpack_bmbt_recs(lit[:n * 16]):
             recs = records.get(fsb >> agblklog)
             if recs is not None:
-                off = flag | ((l0 >> 9) & _STARTOFF_MASK)
-                if l0 >> 63:
-                    off |= f.XFS_RMAP_OFF_UNWRITTEN
-                recs.append((fsb & mask, l1 & _COUNT_MASK, ino, off))
-
-
-_STARTOFF_MASK = (1 << 54) - 1
-_COUNT_MASK = (1 << 21) - 1
+                recs.append((fsb & mask, count, ino,
+                             flag | startoff | (f.XFS_RMAP_OFF_UNWRITTEN if unwritten else 0)))
 
 
 def _merge(recs: list[tuple]) -> list[tuple]:
@@ -217,7 +210,8 @@ def _merge(recs: list[tuple]) -> list[tuple]:
                 if owner < 0 or (flags & f.XFS_RMAP_OFF_BMBT_BLOCK and rec[3] == off):
                     out[-1] = (start, count + rec[1], owner, off)
                     continue
-                if rec[3] & ~f.XFS_RMAP_OFF_MASK == flags and rec[3] & f.XFS_RMAP_OFF_MASK == (off & f.XFS_RMAP_OFF_MASK) + count:
+                if rec[3] & ~f.XFS_RMAP_OFF_MASK == flags \
+                        and rec[3] & f.XFS_RMAP_OFF_MASK == (off & f.XFS_RMAP_OFF_MASK) + count:
                     out[-1] = (start, count + rec[1], owner, off)
                     continue
         out.append(rec)
