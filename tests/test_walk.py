@@ -101,3 +101,20 @@ def test_verify_rmap_healthy_and_damaged(built, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", bad, "--verify-rmap", "--format", "csv"],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "rmapbt check: AG 1: the rmapbt says" in proc.stderr
+
+
+def test_walk_ignores_and_reports_an_empty_extent(built, tmp_path):
+    """An extent of length 0 (a damaged inode, CRC valid) is reported and ignored, never a 0-byte piece.
+    Found by tests/test_fuzz.py in CI."""
+    path, rec = built("4k-norefl-normap")
+    ino = next(int(i) for i, e in rec["fiemap"].items() if len(e) == 1)
+    bad = str(tmp_path / "bad.img")
+    shutil.copy(path, bad)
+    subprocess.run(["xfs_db", "-x", "-c", f"inode {ino}", "-c", "write u3.bmx[0].blockcount 0", bad],
+                   check=True, capture_output=True)
+    with XfsFilesystem.open(bad) as fs:
+        omap = OwnerMap(fs)
+        pieces = omap.pieces(0, fs.dev.size)
+    assert all(p.length > 0 for p in pieces)
+    assert not any(p.inode == ino for p in pieces)
+    assert any(f"inode {ino}: extent" in p and "empty" in p for p in omap.problems), omap.problems

@@ -63,9 +63,15 @@ class MetadataWalk:
             recs.append((agbno, count, owner, offset))
 
     def _add_fsb(self, fsb: int, count: int, owner: int, offset: int) -> None:
-        """A file extent given in segmented fsblocks; it never crosses an AG boundary."""
+        """A file extent given in segmented fsblocks; one that is empty or leaves its AG is reported."""
         agno, agbno = self.geo.fsb_to_ag(fsb)
-        self._add(agno, agbno, count, owner, offset)
+        if count == 0 or agno >= self.geo.agcount or agbno + count > self.geo.ag_length(agno):
+            self._bad_extent(owner, fsb, count)
+        else:
+            self._add(agno, agbno, count, owner, offset)
+
+    def _bad_extent(self, ino: int, fsb: int, count: int) -> None:
+        self._problem(f"inode {ino}: extent at fsblock {fsb} of {count} blocks is empty or leaves its AG: ignored")
 
     def _problem(self, text: str) -> None:
         if text not in self.problems:
@@ -188,14 +194,18 @@ class MetadataWalk:
         if n * 16 > len(lit):
             self._problem(f"inode {inode.ino}: {which} fork extent count {n} larger than the fork")
             n = len(lit) // 16
-        agblklog = self.geo.agblklog
+        geo = self.geo
+        agblklog = geo.agblklog
         mask = (1 << agblklog) - 1
         records, ino = self.records, inode.ino
         for startoff, fsb, count, unwritten in unpack_bmbt_recs(lit[:n * 16]):
-            recs = records.get(fsb >> agblklog)
+            agno, agbno = fsb >> agblklog, fsb & mask
+            if count == 0 or agno >= geo.agcount or agbno + count > geo.ag_length(agno):
+                self._bad_extent(ino, fsb, count)
+                continue
+            recs = records.get(agno)
             if recs is not None:
-                recs.append((fsb & mask, count, ino,
-                             flag | startoff | (f.XFS_RMAP_OFF_UNWRITTEN if unwritten else 0)))
+                recs.append((agbno, count, ino, flag | startoff | (f.XFS_RMAP_OFF_UNWRITTEN if unwritten else 0)))
 
 
 def _merge(recs: list[tuple]) -> list[tuple]:
