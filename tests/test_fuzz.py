@@ -48,7 +48,7 @@ from fsdaxctl.cli import main
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
-from fsdaxctl.xfs.fs import XfsFilesystem, describe
+from fsdaxctl.xfs.fs import XfsFilesystem, filesystem_info
 from fsdaxctl.xfs.inode import bmap, read_inode
 from fsdaxctl.xfs.log import log_is_clean, log_warnings
 from fsdaxctl.xfs.owners import OWNER_KINDS, OwnerMap
@@ -562,7 +562,7 @@ def exercise_library(path: str, layout: Layout, queries, source: str | None = No
         geo = fs.geo
         for w in fs.warnings:
             assert "\n" not in w
-        json.dumps(describe(fs))  # the JSON contract's `filesystem` object (names may carry surrogate escapes)
+        json.dumps(filesystem_info(fs))  # the JSON contract's `filesystem` object (names may carry surrogate escapes)
         for agno in range(min(geo.agcount, 8)):  # what `info` reads
             for read in (fs.agf, fs.agi, fs.agfl):
                 try:

@@ -27,7 +27,7 @@ def command(ctx, target, start, end, source, verify_rmap, fmt):
     from fsdaxctl.errors import UsageError
     from fsdaxctl.render import FsmapWriter, default_format
     from fsdaxctl.units import parse_size
-    from fsdaxctl.xfs.fs import describe
+    from fsdaxctl.xfs.fs import filesystem_info
     from fsdaxctl.xfs.owners import OwnerMap
 
     fs = open_filesystem(target)
@@ -44,7 +44,7 @@ def command(ctx, target, start, end, source, verify_rmap, fmt):
             raise UsageError("--source rmapbt: this filesystem has no rmapbt")
         omap = OwnerMap(fs, source=source, progress=progress_printer("walking inodes"))
         omap.prepare([(lo, hi - lo)])
-        writer = FsmapWriter(sys.stdout, fmt or default_format(piped="jsonl"), target, describe(fs))
+        writer = FsmapWriter(sys.stdout, fmt or default_format(piped="jsonl"), target, filesystem_info(fs))
         # A dump makes millions of short-lived tuples and strings, none in reference cycles: refcounting frees
         # them at once, and the cyclic collector would only rescan them (about 6% of a full dump's time).
         gc.disable()

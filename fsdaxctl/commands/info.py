@@ -17,7 +17,7 @@ def command(ctx, target, fmt):
     """Superblock, features and AG geometry of TARGET, and what makes its answers doubtful."""
     from fsdaxctl.errors import FsdaxError
     from fsdaxctl.render import default_format, write_info
-    from fsdaxctl.xfs.fs import describe
+    from fsdaxctl.xfs.fs import filesystem_info
 
     fs = open_filesystem(target)
     status = 0
@@ -46,5 +46,5 @@ def command(ctx, target, fmt):
                     row["refcountbt_levels"] = agf.agf_refcount_level
             ags.append(row)
         warn(fs.warnings)
-        write_info(sys.stdout, fmt or default_format(), target, describe(fs), ags, fs.warnings)
+        write_info(sys.stdout, fmt or default_format(), target, filesystem_info(fs), ags, fs.warnings)
     ctx.exit(status)

@@ -34,7 +34,7 @@ def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_
     from fsdaxctl.ranges import check_within, make_range, parse_ranges
     from fsdaxctl.render import default_format, write_locate
     from fsdaxctl.units import parse_size
-    from fsdaxctl.xfs.fs import describe
+    from fsdaxctl.xfs.fs import filesystem_info
     from fsdaxctl.xfs.owners import OwnerMap
 
     if ranges_file is not None and (offset is not None or length is not None):
@@ -61,7 +61,7 @@ def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_
         checked = verify_rmap_warnings(fs, [(r.offset, r.length) for r in ranges]) if verify_rmap else []
         warnings += checked
         warn(warnings)
-        write_locate(sys.stdout, fmt or default_format(), target, describe(fs), results, warnings)
+        write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings)
     ctx.exit(exit_status(results) | (1 if checked else 0))
 
 

@@ -256,7 +256,7 @@ def buf_be32(buf: bytes, off: int = 0) -> int:
     return int.from_bytes(buf[off:off + 4], "big")
 
 
-def describe(fs: XfsFilesystem) -> dict:
+def filesystem_info(fs: XfsFilesystem) -> dict:
     """The `filesystem` object of the JSON contract: plain values, bytes for sizes."""
     sb, geo = fs.sb, fs.geo
     return {

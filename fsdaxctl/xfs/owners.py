@@ -188,7 +188,7 @@ class OwnerMap:
             agf = self.fs.agf(agno)
         except FsdaxError as e:
             self._note(str(e))
-            yield [self._clip(agno, lo, hi - lo + 1, UNKNOWN, qstart, qend, {"error": str(e)})]
+            yield [self._run(agno, lo, hi - lo + 1, UNKNOWN, qstart, qend, {"error": str(e)})]
             return
         if self.source == "walk":
             if agno not in self._walked:
@@ -223,7 +223,7 @@ class OwnerMap:
             out = []
             if type(batch) is Unreadable:
                 if batch.first > cursor:  # what lies before the unreadable span is still known free
-                    out.append(self._clip(agno, cursor, batch.first - cursor, FREE, qstart, qend))
+                    out.append(self._run(agno, cursor, batch.first - cursor, FREE, qstart, qend))
                 out += self._unreadable(agno, batch, cursor, qstart, qend)
                 cursor = max(cursor, batch.last + 1)
                 yield out
@@ -267,7 +267,7 @@ class OwnerMap:
                                            False, False, False, (), detail, None)))
             yield [_clip(p, qstart, qend) for p in out] if edge else out
         if cursor <= hi:
-            yield [self._clip(agno, cursor, hi - cursor + 1, FREE, qstart, qend)]
+            yield [self._run(agno, cursor, hi - cursor + 1, FREE, qstart, qend)]
 
     def _bnobt_pieces(self, agno, batches, lo, hi, qstart, qend):
         """No rmapbt: free extents from the bnobt, `unknown` between them."""
@@ -276,18 +276,18 @@ class OwnerMap:
             out = []
             if type(batch) is Unreadable:
                 if batch.first > cursor:
-                    out.append(self._clip(agno, cursor, batch.first - cursor, UNKNOWN, qstart, qend, NO_RMAP_GAP))
+                    out.append(self._run(agno, cursor, batch.first - cursor, UNKNOWN, qstart, qend, NO_RMAP_GAP))
                 out += self._unreadable(agno, batch, cursor, qstart, qend)
                 cursor = max(cursor, batch.last + 1)
             else:
                 for start, count in batch:
                     if start > cursor:
-                        out.append(self._clip(agno, cursor, start - cursor, UNKNOWN, qstart, qend, NO_RMAP_GAP))
-                    out.append(self._clip(agno, start, count, FREE, qstart, qend))
+                        out.append(self._run(agno, cursor, start - cursor, UNKNOWN, qstart, qend, NO_RMAP_GAP))
+                    out.append(self._run(agno, start, count, FREE, qstart, qend))
                     cursor = max(cursor, start + count)
             yield out
         if cursor <= hi:
-            yield [self._clip(agno, cursor, hi - cursor + 1, UNKNOWN, qstart, qend, NO_RMAP_GAP)]
+            yield [self._run(agno, cursor, hi - cursor + 1, UNKNOWN, qstart, qend, NO_RMAP_GAP)]
 
     def _unreadable(self, agno: int, bad: Unreadable, cursor: int, qstart: int, qend: int) -> list[Piece]:
         """An `unknown` piece for what an unreadable subtree covered beyond what is already known (from
@@ -296,13 +296,12 @@ class OwnerMap:
         first = max(bad.first, cursor)
         if first > bad.last:
             return []
-        return [self._clip(agno, first, bad.last - first + 1, UNKNOWN, qstart, qend, {"error": str(bad.error)})]
+        return [self._run(agno, first, bad.last - first + 1, UNKNOWN, qstart, qend, {"error": str(bad.error)})]
 
-    def _clip(self, agno, agbno, count, kind, qstart, qend, detail=None) -> Piece:
-        rb = self.geo.ag_to_byte(agno, agbno)
-        s = max(rb, qstart)
-        e = min(rb + (count << self.geo.blocklog), qend)
-        return Piece(s, e - s, kind, agno, detail=detail)
+    def _run(self, agno, agbno, count, kind, qstart, qend, detail=None) -> Piece:
+        """A piece for `count` blocks from agbno, cut to the query."""
+        return _clip(Piece(self.geo.ag_to_byte(agno, agbno), count << self.geo.blocklog, kind, agno, detail=detail),
+                     qstart, qend)
 
     def _shared_extents(self, agno: int, lo: int, hi: int) -> "_Intervals":
         agf = self.fs.agf(agno)
