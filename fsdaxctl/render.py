@@ -12,6 +12,7 @@ import sys
 from fsdaxctl.units import human
 
 FORMATS = ("table", "json", "jsonl", "csv")
+LOCATE_FORMATS = FORMATS + ("paths",)
 
 CSV_FIELDS = ("offset", "length", "owner", "inode", "fork", "file_offset", "extent_map", "unwritten", "shared",
               "paths", "detail", "impact")
@@ -136,6 +137,30 @@ def piece_csv_line(p, prefix: str = "") -> str:
         return (f"{prefix}{offset},{length},file,{inode},{fork},{'' if file_offset is None else file_offset},"
                 f"{_BOOL[extent_map]},{_BOOL[unwritten]},{'' if shared is None else _BOOL[shared]},{pj},{tail}\n")
     return f"{prefix}{offset},{length},{_csv_cell(owner)},,,,,,,,{tail}\n"
+
+
+def write_paths(out, results, null: bool = False) -> list[int]:
+    """Every path of every file hit, once, as its bytes on disk (for xargs, rsync --files-from, restores):
+    newline-terminated, or NUL-terminated with `null` (names may hold newlines). Returns the inodes hit that
+    have no path, for the caller to warn about."""
+    seen, unnamed = set(), []
+    end = b"\0" if null else b"\n"
+    buf = out.buffer if hasattr(out, "buffer") else None
+    for r in results:
+        for p in r.owners:
+            if p.owner != "file":
+                continue
+            if not p.paths and p.inode not in unnamed:
+                unnamed.append(p.inode)
+            for path in p.paths:
+                if path not in seen:
+                    seen.add(path)
+                    raw = path.encode("utf-8", "surrogateescape") + end
+                    if buf is not None:
+                        buf.write(raw)
+                    else:
+                        out.write(raw.decode("utf-8", "surrogateescape"))
+    return unnamed
 
 
 def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str]) -> None:

@@ -237,3 +237,14 @@ def test_fsmap_bad_bounds(mkfs_image):
     r = run("fsmap", mkfs_image, "--start", "8k", "--end", "4k")
     assert r.exit_code == 2
     one_line_error(r, "--end")
+
+
+def test_paths_format_usage(mkfs_image):
+    r = run("locate", mkfs_image, "--offset", "0", "--format", "json", "--null")
+    assert r.exit_code == 2
+    one_line_error(r, "--null")
+    r = run("locate", mkfs_image, "--offset", "0", "--format", "paths", "--no-detail")
+    assert r.exit_code == 2
+    one_line_error(r, "--no-detail")
+    r = run("locate", mkfs_image, "--offset", "0", "--length", "64k", "--format", "paths")
+    assert r.exit_code == 8 and r.stdout == ""  # metadata only: no file, no path

@@ -270,3 +270,17 @@ def test_table_escapes_names(built):
     lines = proc.stdout.splitlines()
     assert len(lines) == 5  # summary, header, rule, one row, advice
     assert "new\\nline" in lines[3] and "new\\nline" in lines[4] and "\x1b" not in proc.stdout
+
+
+def test_paths_format_lists_every_damaged_file_as_bytes(built):
+    """--format paths -0: the on-disk bytes of every name of every file the kernel says owns blocks."""
+    path, rec = built("4k-reflink")
+    km = kernel_map(path, rec)
+    owners = {r.owner for r in km.recs if K.owner_name(r) == "file"}
+    want = {os.fsencode(p) for ino in owners for p in rec["files"][str(ino)]["paths"]}
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", path, "--offset", "0", "--length",
+                           str(os.path.getsize(path)), "--format", "paths", "--null"], capture_output=True)
+    got = proc.stdout.split(b"\0")
+    assert got[-1] == b"" and len(got) - 1 == len(set(got[:-1]))
+    assert set(got[:-1]) == want
+    assert any(b"\xff\xfe not utf-8 \x80" in p for p in want) and any(b"new\nline" in p for p in want)

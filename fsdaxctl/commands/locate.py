@@ -6,9 +6,10 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import (format_option, open_filesystem, progress_printer, source_option,
-                                     target_options, verify_option, verify_rmap_warnings, warn)
+from fsdaxctl.commands.common import (open_filesystem, progress_printer, source_option, target_options,
+                                     verify_option, verify_rmap_warnings, warn)
 from fsdaxctl.errors import UsageError
+from fsdaxctl.render import LOCATE_FORMATS
 
 
 @click.command("locate")
@@ -21,9 +22,12 @@ from fsdaxctl.errors import UsageError
               help="Owners only: no paths, no structure detail (skips the directory walk and tree indexes).")
 @source_option
 @verify_option
-@format_option("json")
+@click.option("--format", "fmt", type=click.Choice(LOCATE_FORMATS), default=None,
+              help="Output format (default: table on a terminal, json otherwise); paths: every path of every "
+                   "file hit, one a line.")
+@click.option("--null", "-0", "null", is_flag=True, help="With --format paths: end each path with NUL, not newline.")
 @click.pass_context
-def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_rmap, fmt):
+def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_rmap, fmt, null):
     """Who owns these bytes? Every owner of each range, clipped to it.
 
     \b
@@ -32,11 +36,15 @@ def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_
     """
     from fsdaxctl.locate import describe_results, exit_status, locate
     from fsdaxctl.ranges import check_within, make_range, parse_ranges
-    from fsdaxctl.render import default_format, write_locate
+    from fsdaxctl.render import default_format, write_locate, write_paths
     from fsdaxctl.units import parse_size
     from fsdaxctl.xfs.fs import filesystem_info
     from fsdaxctl.xfs.owners import OwnerMap
 
+    if fmt == "paths" and no_detail:
+        raise UsageError("--format paths needs the paths: drop --no-detail")
+    if null and fmt != "paths":
+        raise UsageError("--null goes with --format paths")
     if ranges_file is not None and (offset is not None or length is not None):
         raise UsageError("give --offset/--length or --ranges, not both")
     if ranges_file is not None:
@@ -60,8 +68,14 @@ def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_
             warnings += describe_results(fs, results)
         checked = verify_rmap_warnings(fs, [(r.offset, r.length) for r in ranges]) if verify_rmap else []
         warnings += checked
-        warn(warnings)
-        write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings)
+        if fmt == "paths":
+            sys.stdout.flush()
+            unnamed = write_paths(sys.stdout, results, null)
+            warnings += [f"inode {ino} was hit but has no path (see --format json for why)" for ino in unnamed]
+            warn(warnings)
+        else:
+            warn(warnings)
+            write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings)
     ctx.exit(exit_status(results) | (1 if checked else 0))
 
 
