@@ -26,7 +26,6 @@ Bugs the fuzzers found have plain reproductions at the end of the file.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import json
 import os
@@ -541,13 +540,7 @@ def check_pieces(pieces, qstart: int, length: int, what: str) -> None:
 
 
 def owner_map(fs, source: str | None = None) -> OwnerMap:
-    """OwnerMap(fs), from `source` ("rmapbt", "bnobt", "walk") when asked and this OwnerMap knows sources."""
-    if source is None:
-        return OwnerMap(fs)
-    if "source" not in inspect.signature(OwnerMap).parameters:
-        if source == "walk":
-            pytest.skip("this OwnerMap has no metadata-walk source")
-        return OwnerMap(fs)  # before sources: a filesystem without rmapbt was answered from its bnobt
+    """OwnerMap(fs), from `source` ("rmapbt", "bnobt", "walk") when asked."""
     return OwnerMap(fs, source=source)
 
 
@@ -617,8 +610,8 @@ def _damage_test(bench: Bench, data, kind: str, crc_weights=(True, False), sourc
     if isinstance(kind, tuple):
         kind = data.draw(st.sampled_from([k for k in kind if bench.layout.targets.get(k)]), label="kind")
     targets = bench.layout.targets[kind]
-    if not targets:
-        pytest.skip(f"{bench.layout.name} has no {kind} structure")
+    if not targets:  # the fuzz image lost a shape it is built to have: a fixture defect, not a reason to skip
+        pytest.fail(f"{bench.layout.name} has no {kind} structure")
     target = data.draw(st.sampled_from(targets), label="target")
     edits = data.draw(edits_strategy(target), label="edits")
     fix = data.draw(st.sampled_from(crc_weights), label="fix_crc") if target.crc_off is not None else False
@@ -804,7 +797,7 @@ def _cli_test(bench: Bench, data, kinds):
     lay = bench.layout
     kinds = [k for k in kinds if k == "truncate" or lay.targets.get(k)]
     if not kinds:
-        pytest.skip(f"{lay.name} has none of {kinds}")
+        pytest.fail(f"{lay.name} has none of the structures to damage")
     kind = data.draw(st.sampled_from(kinds), label="kind")
     loc = data.draw(st.tuples(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 32) - 1)), label="locate")
     patches, cut, aim = (), None, None
