@@ -257,9 +257,34 @@ def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key: int):
         agbno, level, is_root = node.ptrs[i], level - 1, False
 
 
+def ag_btrees(fs, agno: int, owner: int | None = None) -> list[tuple[SBtree, int, int, int]]:
+    """(tree, root agbno, levels, rmap owner) of every btree rooted in AG agno's headers, grouped as the
+    rmapbt records their blocks: OWN_AG (bnobt, cntbt, rmapbt), OWN_INOBT (inobt, finobt), OWN_REFC
+    (refcountbt); only those of `owner` when given. The AGI is read only when inode btrees are wanted."""
+    out = []
+    if owner in (None, f.XFS_RMAP_OWN_AG, f.XFS_RMAP_OWN_REFC):
+        agf = fs.agf(agno)
+        if owner in (None, f.XFS_RMAP_OWN_AG):
+            out += [(BNOBT, agf.agf_bno_root, agf.agf_bno_level, f.XFS_RMAP_OWN_AG),
+                    (CNTBT, agf.agf_cnt_root, agf.agf_cnt_level, f.XFS_RMAP_OWN_AG)]
+            if fs.has_rmapbt:
+                out.append((RMAPBT, agf.agf_rmap_root, agf.agf_rmap_level, f.XFS_RMAP_OWN_AG))
+        if owner in (None, f.XFS_RMAP_OWN_REFC) and fs.has_reflink:
+            out.append((REFCOUNTBT, agf.agf_refcount_root, agf.agf_refcount_level, f.XFS_RMAP_OWN_REFC))
+    if owner in (None, f.XFS_RMAP_OWN_INOBT):
+        agi = fs.agi(agno)
+        out.append((INOBT, agi.agi_root, agi.agi_level, f.XFS_RMAP_OWN_INOBT))
+        if fs.has_finobt:
+            out.append((FINOBT, agi.agi_free_root, agi.agi_free_level, f.XFS_RMAP_OWN_INOBT))
+    return out
+
+
 def tree_blocks(fs, tree: SBtree, agno: int, root: int, levels: int) -> dict[int, int]:
     """agbno -> level of every block of a tree. Reads only the interior nodes: a leaf's agbno is in its
-    parent. Unreadable subtrees are left out (their blocks then stay unattributed)."""
+    parent. Unreadable subtrees are left out (their blocks then stay unattributed); an impossible height
+    in the AG header is an error."""
+    if not 1 <= levels <= XFS_BTREE_MAXLEVELS:
+        raise CorruptError(f"{tree.name} height out of range", agno=agno, found=levels)
     out = {root: levels - 1}
     frontier = [(root, levels - 1, True)] if levels > 1 else []
     while frontier:

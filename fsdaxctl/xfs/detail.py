@@ -12,13 +12,14 @@ from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.attr import leaf_entries
 from fsdaxctl.xfs.dir import DirBlock, DirBlocks, parse_data_block
-from fsdaxctl.xfs.inode import read_inode
+from fsdaxctl.xfs.inode import IN_USE, XFS_INODES_PER_CHUNK, chunk_slot_states, read_inode
 from fsdaxctl.xfs.owners import FILE, FREE, OUTSIDE, UNKNOWN, Piece
 from fsdaxctl.xfs.paths import PathResolver, decode_name
 
 MAX_LISTED = 256  # names/blocks/inodes listed in one detail; the count says how many more
-XFS_INODES_PER_CHUNK = 64
-XFS_INODES_PER_HOLEMASK_BIT = 4
+
+_TREE_OWNERS = {"per-ag-metadata": f.XFS_RMAP_OWN_AG, "inode-btree": f.XFS_RMAP_OWN_INOBT,
+                "refcount-btree": f.XFS_RMAP_OWN_REFC}
 
 IMPACT = {
     FREE: "none", OUTSIDE: "none", UNKNOWN: "unknown", "log": "log", "inodes": "inode",
@@ -50,7 +51,7 @@ class Describer:
                 except FsdaxError as e:
                     self._problem(str(e))
         inos = {p.inode for p in pieces if p.owner == FILE}
-        inos.update(ino for states in chunk_states.values() for ino, st in states.items() if st == "in use")
+        inos.update(ino for states in chunk_states.values() for ino, st in states.items() if st == IN_USE)
         names = self.resolver.name(inos) if inos else {}
         out = []
         for i, p in enumerate(pieces):
@@ -125,29 +126,16 @@ class Describer:
             return self._ag_index[key]
         fs = self.fs
         idx: dict[int, tuple[str, int]] = {}
-        if kind == "per-ag-metadata":
-            agf = fs.agf(agno)
-            trees = [(btree.BNOBT, agf.agf_bno_root, agf.agf_bno_level),
-                     (btree.CNTBT, agf.agf_cnt_root, agf.agf_cnt_level)]
-            if fs.has_rmapbt:
-                trees.append((btree.RMAPBT, agf.agf_rmap_root, agf.agf_rmap_level))
+        owner = _TREE_OWNERS[kind]
+        if owner == f.XFS_RMAP_OWN_AG:
             try:
                 for b in fs.agfl(agno):
                     idx[b] = ("AGFL block (free list)", -1)
             except FsdaxError as e:
                 self._problem(str(e))
-        elif kind == "inode-btree":
-            agi = fs.agi(agno)
-            trees = [(btree.INOBT, agi.agi_root, agi.agi_level)]
-            if fs.has_finobt:
-                trees.append((btree.FINOBT, agi.agi_free_root, agi.agi_free_level))
-        else:
-            agf = fs.agf(agno)
-            trees = [(btree.REFCOUNTBT, agf.agf_refcount_root, agf.agf_refcount_level)]
-        for tree, root, levels in trees:
-            if 1 <= levels <= btree.XFS_BTREE_MAXLEVELS:
-                for b, level in btree.tree_blocks(fs, tree, agno, root, levels).items():
-                    idx[b] = (tree.name, level)
+        for tree, root, levels, _ in btree.ag_btrees(fs, agno, owner):
+            for b, level in btree.tree_blocks(fs, tree, agno, root, levels).items():
+                idx[b] = (tree.name, level)
         self._ag_index[key] = idx
         return idx
 
@@ -178,17 +166,11 @@ class Describer:
         for agino in range(first_slot, last_slot + 1):  # byte offset in the AG / inode size == agino
             if rec is None or not rec[0] <= agino < rec[0] + XFS_INODES_PER_CHUNK:
                 rec = btree.lookup_le(fs, btree.INOBT, agno, agi.agi_root, agi.agi_level, agino)
+                slots = chunk_slot_states(fs, rec) if rec is not None else None
             ino = (agno << (geo.agblklog + geo.inopblog)) | agino
             state = "not in any inode chunk"
             if rec is not None and rec[0] <= agino < rec[0] + XFS_INODES_PER_CHUNK:
-                startino, holemask, _, _, free = rec
-                bit = agino - startino
-                if fs.has_sparse_inodes and holemask >> (bit // XFS_INODES_PER_HOLEMASK_BIT) & 1:
-                    state = "sparse hole (no inode allocated)"
-                elif free >> bit & 1:
-                    state = "free"
-                else:
-                    state = "in use"
+                state = slots[agino - rec[0]]
             states[ino] = state
         return states
 
@@ -197,14 +179,14 @@ class Describer:
         listed = []
         for ino, state in states.items():
             entry = {"inode": ino, "state": state}
-            if state == "in use":
+            if state == IN_USE:
                 n = names[ino]
                 entry["type"] = n.ftype
                 entry["paths"] = n.paths
                 if n.reason:
                     entry["name"] = n.reason
             listed.append(entry)
-        in_use = sum(1 for st in states.values() if st == "in use")
+        in_use = sum(1 for st in states.values() if st == IN_USE)
         return _listed({"ag": agno, "in_use": in_use}, "inodes", listed)
 
     def _bmbt_block(self, p: Piece) -> dict:

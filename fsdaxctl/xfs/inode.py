@@ -12,6 +12,9 @@ from fsdaxctl.parsers import field_names
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
 
+XFS_INODES_PER_CHUNK = 64
+XFS_INODES_PER_HOLEMASK_BIT = 4  # a sparse chunk's holemask has 16 bits for its 64 inodes
+IN_USE, FREE, SPARSE_HOLE = "in use", "free", "sparse hole (no inode allocated)"
 BMBT_STARTOFF_MASK = (1 << 54) - 1
 BMBT_BLOCKCOUNT_MASK = (1 << 21) - 1
 XFS_BMAP_MAXLEVELS = 9
@@ -40,6 +43,16 @@ def unpack_bmbt_recs(raw: bytes) -> list[Extent]:
     new = tuple.__new__
     return [new(Extent, ((l0 >> 9) & BMBT_STARTOFF_MASK, ((l0 & 0x1FF) << 43) | (l1 >> 21),
                          l1 & BMBT_BLOCKCOUNT_MASK, l0 >> 63 == 1)) for l0, l1 in f.BMBT_REC.iter_unpack(raw)]
+
+
+def chunk_slot_states(fs, rec) -> list[str]:
+    """The state of each of the 64 inodes of the chunk an inobt record describes: a sparse hole (no inode on
+    disk), free, or in use, from the record's holemask (SPINODES) and free mask."""
+    _, holemask, _, _, free = rec
+    if not fs.has_sparse_inodes:
+        holemask = 0  # without SPINODES those bits belong to a 32-bit freecount
+    return [SPARSE_HOLE if holemask >> (i // XFS_INODES_PER_HOLEMASK_BIT) & 1 else FREE if free >> i & 1 else IN_USE
+            for i in range(XFS_INODES_PER_CHUNK)]
 
 
 @dataclass

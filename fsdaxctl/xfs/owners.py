@@ -165,10 +165,11 @@ class OwnerMap:
             in_end = min(qend, fs_end)
             first_ag, lo = geo.byte_to_ag(qstart)
             last_ag, hi = geo.byte_to_ag(in_end - 1)
+            readable = self.fs.readable_agcount
             for agno in range(first_ag, last_ag + 1):
                 ag_lo = lo if agno == first_ag else 0
                 ag_hi = hi if agno == last_ag else geo.ag_length(agno) - 1
-                if geo.ag_header_byte(agno, 4) > self.fs.dev.size:
+                if agno >= readable:
                     # The AG headers are past the end of a truncated image: nothing from here on can be read.
                     start = max(qstart, geo.ag_to_byte(agno, 0))
                     msg = (f"AG {agno} and after lie past the end of the device ({self.fs.dev.size} bytes): "

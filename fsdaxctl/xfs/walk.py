@@ -15,10 +15,9 @@ import operator
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
-from fsdaxctl.xfs.inode import bmap, parse_inode, unpack_bmbt_recs
+from fsdaxctl.xfs.inode import (IN_USE, SPARSE_HOLE, XFS_INODES_PER_CHUNK, bmap, chunk_slot_states, parse_inode,
+                                 unpack_bmbt_recs)
 
-XFS_INODES_PER_CHUNK = 64
-XFS_INODES_PER_HOLEMASK_BIT = 4
 _U64 = 1 << 64
 
 
@@ -89,25 +88,17 @@ class MetadataWalk:
             if lagno == agno:
                 self._add(agno, lagbno, sb.sb_logblocks, f.XFS_RMAP_OWN_LOG)
         try:
-            agf, agi = fs.agf(agno), fs.agi(agno)
+            trees = btree.ag_btrees(fs, agno)
         except FsdaxError as e:
             self._problem(str(e))
             return
-        trees = [(btree.BNOBT, agf.agf_bno_root, agf.agf_bno_level, f.XFS_RMAP_OWN_AG),
-                 (btree.CNTBT, agf.agf_cnt_root, agf.agf_cnt_level, f.XFS_RMAP_OWN_AG),
-                 (btree.INOBT, agi.agi_root, agi.agi_level, f.XFS_RMAP_OWN_INOBT)]
-        if fs.has_rmapbt:
-            trees.append((btree.RMAPBT, agf.agf_rmap_root, agf.agf_rmap_level, f.XFS_RMAP_OWN_AG))
-        if fs.has_finobt:
-            trees.append((btree.FINOBT, agi.agi_free_root, agi.agi_free_level, f.XFS_RMAP_OWN_INOBT))
-        if fs.has_reflink:
-            trees.append((btree.REFCOUNTBT, agf.agf_refcount_root, agf.agf_refcount_level, f.XFS_RMAP_OWN_REFC))
+        agf = fs.agf(agno)
         for tree, root, levels, owner in trees:
-            if not 1 <= levels <= btree.XFS_BTREE_MAXLEVELS:
-                self._problem(f"{tree.name} of AG {agno}: impossible height {levels}")
-                continue
-            for agbno in btree.tree_blocks(fs, tree, agno, root, levels):
-                self._add(agno, agbno, 1, owner)
+            try:
+                for agbno in btree.tree_blocks(fs, tree, agno, root, levels):
+                    self._add(agno, agbno, 1, owner)
+            except FsdaxError as e:
+                self._problem(str(e))
         try:
             for agbno in fs.agfl(agno):
                 self._add(agno, agbno, 1, f.XFS_RMAP_OWN_AG)
@@ -141,12 +132,12 @@ class MetadataWalk:
         chunks = list(self._chunks())
         isize = geo.inodesize
         inode_blocks: dict[int, set[int]] = {}  # a block may hold several chunks (64 KiB blocks: 128 inodes)
-        for n, (agno, (startino, holemask, _, _, free)) in enumerate(chunks):
+        for n, (agno, rec) in enumerate(chunks):
             if self.progress:
                 self.progress(n, len(chunks))
-            sparse = fs.has_sparse_inodes
-            present = [i for i in range(XFS_INODES_PER_CHUNK)
-                       if not (sparse and holemask >> (i // XFS_INODES_PER_HOLEMASK_BIT) & 1)]
+            startino = rec[0]
+            states = chunk_slot_states(fs, rec)
+            present = [i for i, st in enumerate(states) if st != SPARSE_HOLE]
             # OWN_INODES: the blocks holding the chunk's allocated inodes.
             inode_blocks.setdefault(agno, set()).update((startino + i) * isize >> geo.blocklog for i in present)
             if not present:
@@ -157,7 +148,7 @@ class MetadataWalk:
             except FsdaxError:  # a chunk cut by the end of a truncated image: read what is there, inode by inode
                 raw = None
             for i in present:
-                if free >> i & 1:
+                if states[i] != IN_USE:
                     continue
                 ino = geo.ag_to_ino(agno, 0) | (startino + i)
                 try:
