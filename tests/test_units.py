@@ -101,3 +101,15 @@ def test_conversions_match_xfs_db(odd_ag_image):
                                                                   f"ino {ino} offset")])
         for i, ino in enumerate(inos):
             assert geo.ino_to_ag(ino) == tuple(got[3 * i:3 * i + 3])
+
+
+@settings(max_examples=300)
+@given(geo=geometries(), data=st.data())
+def test_agnos_touched_is_every_ag_of_every_block(geo, data):
+    ranges = data.draw(st.lists(st.tuples(st.integers(0, geo.size + (1 << 20)), st.integers(1, 1 << 22)),
+                                max_size=4))
+    want = set()
+    for off, length in ranges:
+        for byte in range(off - off % geo.blocksize, min(off + length, geo.size), geo.blocksize):
+            want.add(geo.byte_to_ag(byte)[0])
+    assert geo.agnos_touched(ranges) == want

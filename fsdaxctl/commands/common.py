@@ -90,9 +90,5 @@ def verify_rmap_warnings(fs, omap_ranges=None) -> list[str]:
 
     if not fs.has_rmapbt:
         raise UsageError("--verify-rmap: this filesystem has no rmapbt to verify")
-    agnos = None
-    if omap_ranges is not None:
-        geo = fs.geo
-        agnos = {a for off, n in omap_ranges if off < geo.size
-                 for a in range(geo.byte_to_ag(off)[0], geo.byte_to_ag(min(off + n, geo.size) - 1)[0] + 1)}
+    agnos = None if omap_ranges is None else fs.geo.agnos_touched(omap_ranges)
     return [f"rmapbt check: {line}" for line in verify_rmap(fs, agnos, progress_printer("checking the rmapbt"))]

@@ -79,6 +79,16 @@ class Geometry:
     def byte_to_ag(self, b: int) -> tuple[int, int]:
         return divmod(b >> self.blocklog, self.agblocks)
 
+    def agnos_touched(self, ranges) -> set[int]:
+        """The AGs that (offset, length) byte ranges reach inside the filesystem."""
+        out: set[int] = set()
+        for off, length in ranges:
+            if off < self.size:
+                first, _ = self.byte_to_ag(off)
+                last, _ = self.byte_to_ag(min(off + length, self.size) - 1)
+                out.update(range(first, last + 1))
+        return out
+
     # --- segmented fsblocks ---
     def fsb_to_ag(self, fsb: int) -> tuple[int, int]:
         return fsb >> self.agblklog, fsb & ((1 << self.agblklog) - 1)

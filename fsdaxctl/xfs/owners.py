@@ -110,14 +110,7 @@ class OwnerMap:
         """Walk the metadata once for every AG these (offset, length) ranges touch (source "walk")."""
         if self.source != "walk":
             return
-        geo = self.geo
-        agnos = set()
-        for off, length in ranges:
-            if off < geo.size:
-                first, _ = geo.byte_to_ag(off)
-                last, _ = geo.byte_to_ag(min(off + length, geo.size) - 1)
-                agnos.update(range(first, last + 1))
-        agnos -= set(self._walked)
+        agnos = self.geo.agnos_touched(ranges) - set(self._walked)
         if not agnos:
             return
         from fsdaxctl.xfs.walk import MetadataWalk
