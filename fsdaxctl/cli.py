@@ -18,6 +18,8 @@ COMMANDS = {
     "info": "superblock, features, AG geometry and warnings",
     "fsmap": "the whole owner map (offline GETFSMAP)",
     "locate": "who owns these bytes? owners of each damaged range",
+    "inject": "what would the kernel do? walk the memory-failure chain for an event; --act to do it",
+    "badblocks": "normalise badblocks lists, ndctl JSON, ddrescue maps and kernel logs to byte ranges",
 }
 
 

@@ -5,7 +5,9 @@ The only module that touches the target. It knows bytes, never filesystem struct
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import stat
 
 from fsdaxctl.errors import DeviceError, TruncatedError
@@ -59,6 +61,34 @@ class Device:
         self.close()
 
 
+class Window:
+    """Bytes [start, start + size) of a Device seen as a device of their own: the filesystem inside a partition
+    or a pmem namespace's data area. Offsets, sizes and messages are the window's, as the filesystem counts them.
+    """
+
+    def __init__(self, dev: Device, start: int, size: int, name: str):
+        self.base, self.start = dev, start
+        self.size = max(0, min(size, dev.size - start))  # a truncated image: the window ends where the file does
+        self.declared_size = size
+        self.path = f"{dev.path} ({name})"
+        self.is_block_device, self.rdev, self.ino = dev.is_block_device, dev.rdev, dev.ino
+
+    def pread(self, offset: int, length: int, what: str = "data") -> bytes:
+        if offset + length > self.size:
+            raise TruncatedError(f"{what} lies past the end of {self.path} ({self.size} bytes): the image is "
+                                 "truncated", daddr=offset >> 9)
+        return self.base.pread(self.start + offset, length, what)
+
+    def close(self) -> None:
+        self.base.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _loop_devices_backing(path: str) -> list[str]:
     """'MAJ:MIN' of every loop device whose backing file is `path`."""
     real = os.path.realpath(path)
@@ -82,26 +112,125 @@ def _loop_devices_backing(path: str) -> list[str]:
     return found
 
 
-def mount_points(dev: Device, mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, bool]]:
+# --- mounts ----------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """One line of /proc/PID/mountinfo (fs/proc_namespace.c show_mountinfo), unescaped."""
+
+    mount_id: int
+    parent_id: int
+    dev: tuple[int, int]              # sb->s_dev: for XFS on a loop device, the loop device's major:minor
+    root: str                         # the directory of the filesystem mounted here ("/" unless a bind mount)
+    mount_point: str
+    mount_options: tuple[str, ...]    # per mount (rw/ro, nosuid, relatime ...)
+    fs_type: str
+    source: str
+    super_options: tuple[str, ...]    # per superblock: rw/ro, then the filesystem's ->show_options
+    optional: tuple[str, ...] = ()    # shared:N, master:N ...
+
+    @property
+    def read_only(self) -> bool:
+        """Read-only through either the mount or the superblock."""
+        return "ro" in self.mount_options or "ro" in self.super_options
+
+    def option(self, name: str) -> str | bool | None:
+        """The value of super or mount option `name` ("dax=always" -> "always"), True for a flag, None if absent."""
+        for opt in self.super_options + self.mount_options:
+            key, eq, value = opt.partition("=")
+            if key == name:
+                return value if eq else True
+        return None
+
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def unescape(field: bytes | str) -> str:
+    """Undo the kernel's mangle(): mountinfo writes space, tab, newline and backslash as \\ooo (seq_path_root,
+    seq_escape); other bytes, UTF-8 or not, are written raw. Bytes that are not UTF-8 come back as \\udcXX."""
+    raw = field if isinstance(field, bytes) else os.fsencode(field)
+    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), raw))
+
+
+def parse_mountinfo_line(line: bytes | str) -> Mount:
+    """`36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue` (proc(5))."""
+    raw = line if isinstance(line, bytes) else os.fsencode(line)
+    fields = raw.rstrip(b"\n").split(b" ")
+    try:
+        sep = fields.index(b"-", 6)
+        major, minor = fields[2].split(b":")
+        return Mount(
+            mount_id=int(fields[0]), parent_id=int(fields[1]), dev=(int(major), int(minor)),
+            root=unescape(fields[3]), mount_point=unescape(fields[4]),
+            mount_options=tuple(unescape(o) for o in fields[5].split(b",") if o),
+            optional=tuple(unescape(o) for o in fields[6:sep]),
+            fs_type=unescape(fields[sep + 1]), source=unescape(fields[sep + 2]),
+            super_options=tuple(unescape(o) for o in fields[sep + 3].split(b",") if o) if len(fields) > sep + 3
+            else (),
+        )
+    except (ValueError, IndexError):
+        raise DeviceError("malformed mountinfo line", found=os.fsdecode(raw.strip())[:200]) from None
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    """Every mount in this process's mount namespace."""
+    try:
+        with open(mountinfo, "rb") as fh:
+            return [parse_mountinfo_line(line) for line in fh if line.strip()]
+    except OSError as e:
+        raise DeviceError(f"cannot read {mountinfo}: {e.strerror}") from None
+
+
+def _devt(devt: tuple[int, int] | str) -> tuple[int, int]:
+    """(major, minor) from a tuple, a "MAJ:MIN" string or the path of a block device."""
+    if isinstance(devt, tuple):
+        return int(devt[0]), int(devt[1])
+    if re.fullmatch(r"\d+:\d+", devt):
+        major, minor = devt.split(":")
+        return int(major), int(minor)
+    try:
+        st = os.stat(devt)
+    except OSError as e:
+        raise DeviceError(f"cannot stat {devt}: {e.strerror}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise DeviceError(f"{devt} is not a block device (give MAJ:MIN, a device, or find its loop device first)")
+    return os.major(st.st_rdev), os.minor(st.st_rdev)
+
+
+def mounts_of_device(devt: tuple[int, int] | str, mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    """Every mount (bind mounts included) of the filesystem whose superblock is on device `devt`."""
+    want = _devt(devt)
+    return [m for m in mounts(mountinfo) if m.dev == want]
+
+
+def mount_of_path(path: str, mountinfo: str = "/proc/self/mountinfo") -> Mount | None:
+    """The mount `path` lives on: same device, longest mount point that prefixes its real path."""
+    real = os.path.realpath(path)
+    dev = os.stat(real).st_dev
+    best = None
+    for m in mounts(mountinfo):
+        if m.dev != (os.major(dev), os.minor(dev)):
+            continue
+        mp = m.mount_point.rstrip("/") or "/"
+        if (real == mp or real.startswith(mp + "/") or mp == "/") and (best is None or len(mp) > len(best.mount_point)):
+            best = m
+    return best
+
+
+def mount_points(dev, mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, bool]]:
     """(mount point, read-only?) for every mount of the target, directly or through a loop device."""
+    dev = getattr(dev, "base", dev)  # a Window: its mounts are the underlying device's
     if dev.is_block_device:
-        wanted = {f"{os.major(dev.rdev)}:{os.minor(dev.rdev)}"}
+        wanted = {(os.major(dev.rdev), os.minor(dev.rdev))}
     else:
-        wanted = set(_loop_devices_backing(dev.path))
+        wanted = {tuple(int(x) for x in m.split(":")) for m in _loop_devices_backing(dev.path)}
     if not wanted:
         return []
-    out = []
     try:
-        with open(mountinfo) as fh:
-            for line in fh:
-                fields = line.split()
-                if len(fields) > 5 and fields[2] in wanted:
-                    # Octal escapes (\040 for space) as the kernel writes them in mountinfo.
-                    point = fields[4].encode().decode("unicode_escape")
-                    out.append((point, "ro" in fields[5].split(",")))
-    except OSError:
-        pass
-    return out
+        return [(m.mount_point, m.read_only) for m in mounts(mountinfo) if m.dev in wanted]
+    except DeviceError:
+        return []
 
 
 def mount_warnings(dev: Device) -> list[str]:

@@ -14,12 +14,23 @@ class Result:
     offset: int
     length: int
     owners: list[Piece]
+    input: dict | None = None   # where the range came from, when not a plain --offset/--ranges on the filesystem
+    trace: list | None = None   # every hop from the input to these filesystem bytes (--explain)
+    recoverable: str = ""       # a good copy exists (raid1 mirror): the owners are listed, not counted as lost
 
     def to_dict(self) -> dict:
-        return {"offset": self.offset, "length": self.length, "owners": [p.to_dict() for p in self.owners]}
+        d = {"offset": self.offset, "length": self.length, "owners": [p.to_dict() for p in self.owners]}
+        if self.input is not None:
+            d["input"] = self.input
+        if self.recoverable:
+            d["recoverable"] = self.recoverable
+        if self.trace is not None:
+            d["trace"] = self.trace
+        return d
 
 
 def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
+    # Range.where doubles as the input description for routed inputs (see locate_routes).
     """Resolve every range; results come back in input order.
 
     The ranges are resolved in device order so that neighbouring queries share the btree blocks they read
@@ -62,6 +73,26 @@ def impact_bits(piece: Piece) -> int:
 def exit_status(results: list[Result]) -> int:
     status = EXIT_OK
     for res in results:
+        if res.recoverable:
+            continue  # a mirror holds the data: nothing is lost
         for p in res.owners:
             status |= impact_bits(p)
     return status
+
+
+def locate_routes(omap: OwnerMap, routes, explain: bool) -> list[Result]:
+    """Results for every path of every routed input that reached the filesystem, in input order."""
+    from fsdaxctl.pipeline import fs_paths
+
+    paths = list(fs_paths(routes))
+    ranges = [Range(path[-1].offset, path[-1].length, route.extent.origin) for route, path in paths]
+    results = locate(omap, ranges)
+    for res, (route, path) in zip(results, paths):
+        e = route.extent
+        res.input = {"origin": e.origin, "space": str(e.space), "offset": e.offset, "length": e.length}
+        if e.note:
+            res.input["note"] = e.note
+        res.recoverable = route.recoverable(path)
+        if explain:
+            res.trace = [h.to_dict() for h in path]
+    return results

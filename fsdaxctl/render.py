@@ -41,8 +41,15 @@ def piece_json(p) -> str:
 
 
 def result_json(r) -> str:
+    extra = ""
+    if r.input is not None:
+        extra += ', "input": ' + json.dumps(r.input, ensure_ascii=False)
+    if r.recoverable:
+        extra += ', "recoverable": ' + json.dumps(r.recoverable, ensure_ascii=False)
+    if r.trace is not None:
+        extra += ', "trace": ' + json.dumps(r.trace, ensure_ascii=False)
     return (f'{{"offset": {r.offset}, "length": {r.length}, "owners": ['
-            + ", ".join(piece_json(p) for p in r.owners) + "]}")
+            + ", ".join(piece_json(p) for p in r.owners) + "]" + extra + "}")
 
 
 def default_format(stream=None, interactive="table", piped="json") -> str:
@@ -163,15 +170,26 @@ def write_paths(out, results, null: bool = False) -> list[int]:
     return unnamed
 
 
-def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str]) -> None:
+def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str], *,
+                 dropped: list[dict] | None = None, stack: list[str] | None = None) -> None:
+    """`dropped`: input bytes that never reached the filesystem (with why); `stack`: the layers, for --explain."""
+    dropped = dropped or []
     if fmt == "json":
-        head = json.dumps({"source": source, "filesystem": fsinfo}, ensure_ascii=False)
+        head = {"source": source, "filesystem": fsinfo}
+        if stack is not None:
+            head["stack"] = stack
+        head = json.dumps(head, ensure_ascii=False)
         out.write(head[:-1] + ', "results": [')
         out.write(", ".join(result_json(r) for r in results))
-        out.write('], "warnings": ' + json.dumps(warnings, ensure_ascii=False) + "}\n")
+        out.write("]")
+        if dropped:
+            out.write(', "not_on_filesystem": ' + json.dumps(dropped, ensure_ascii=False))
+        out.write(', "warnings": ' + json.dumps(warnings, ensure_ascii=False) + "}\n")
     elif fmt == "jsonl":
         for r in results:
             out.write(result_json(r) + "\n")
+        for d in dropped:
+            out.write(json.dumps(d, ensure_ascii=False) + "\n")
     elif fmt == "csv":
         out.write(",".join(("query_offset", "query_length") + CSV_FIELDS) + "\n")
         for r in results:
@@ -180,17 +198,34 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
     else:
         from tabulate import tabulate  # only tables pay for tabulate's import
 
+        if stack:
+            out.write("stack:\n" + "".join(f"  {printable(line)}\n" for line in stack) + "\n")
         for i, r in enumerate(results):
             if i:
                 out.write("\n")
+            if r.input is not None:
+                note = f" ({r.input['note']})" if r.input.get("note") else ""
+                out.write(f"from {printable(r.input['origin'])}{printable(note)}\n")
+            for hop in r.trace or ():
+                out.write(f"  {hop['layer']}: {printable(hop['arithmetic'])}\n")
             out.write(f"range {r.offset} + {r.length} ({human(r.length)}): {summary(r.owners)}\n")
             headers, rows = _drop_empty_columns(PIECE_HEADERS, [_piece_row(p) for p in r.owners])
             out.write(tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
             out.write("\n")
-            if any(p.impact for p in r.owners):
+            if r.recoverable:
+                out.write(f"recoverable: {printable(r.recoverable)}; resynchronise the array to repair the bad "
+                          "copy\n")
+            elif any(p.impact for p in r.owners):
                 from fsdaxctl.xfs.detail import advice
 
                 out.write(f"advice: {printable(advice(r.owners))}\n")
+        if dropped:
+            out.write(("\n" if results else "") + "not on the filesystem:\n")
+            for d in dropped:
+                out.write(f"  {printable(d['input']['origin'])}: {human(d['length'])} at byte {d['offset']} of "
+                          f"{printable(d['space'])}: {d['dropped']}: {printable(d['reason'])}\n")
+                for hop in d.get("trace") or ():
+                    out.write(f"    {hop['layer']}: {printable(hop.get('arithmetic', hop.get('reason', '')))}\n")
 
 
 def summary(pieces) -> str:

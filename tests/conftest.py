@@ -31,6 +31,18 @@ def need_kernel():
         pytest.skip(f"kernel-oracle tests need root and loop mounts: {why}")
 
 
+def need_tool(*names, package: str = ""):
+    """Skip (or, under FSDAXCTL_REQUIRE_KERNEL=1, fail: CI installs them) unless every tool is installed."""
+    import shutil
+
+    for name in names:
+        if shutil.which(name) is None:
+            why = f"{name} not found" + (f" (apt-get install -y {package})" if package else "")
+            if REQUIRE_KERNEL:
+                pytest.fail(f"{why} but FSDAXCTL_REQUIRE_KERNEL=1", pytrace=False)
+            pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def mkfs_image(tmp_path_factory):
     """An empty 64 MiB v5 filesystem (rmapbt, reflink, 4 AGs): mkfs only, no mount, no root needed."""

@@ -37,16 +37,12 @@ def format_option(piped_default: str = "json"):
         help=f"Output format (default: table on a terminal, {piped_default} otherwise).")
 
 
-def open_filesystem(target: str):
-    """Open TARGET read-only and warn (stderr) about what makes its answers doubtful."""
-    from fsdaxctl.device import mount_warnings
-    from fsdaxctl.xfs.fs import XfsFilesystem
-    from fsdaxctl.xfs.log import log_warnings
+def open_filesystem(target: str, partition: int | None = None):
+    """Open TARGET read-only (the filesystem at its start, in a partition or behind a pmem info block), with
+    warnings about what makes its answers doubtful in fs.warnings."""
+    from fsdaxctl.pipeline import open_target
 
-    fs = XfsFilesystem.open(target)
-    fs.warnings += mount_warnings(fs.dev)
-    fs.warnings += log_warnings(fs)
-    return fs
+    return open_target(target, partition)[0]
 
 
 def warn(lines) -> None:
@@ -92,3 +88,170 @@ def verify_rmap_warnings(fs, omap_ranges=None) -> list[str]:
         raise UsageError("--verify-rmap: this filesystem has no rmapbt to verify")
     agnos = None if omap_ranges is None else fs.geo.agnos_touched(omap_ranges)
     return [f"rmapbt check: {line}" for line in verify_rmap(fs, agnos, progress_printer("checking the rmapbt"))]
+
+
+def input_options(f):
+    """Every way to say where the damage is (issue 4): byte ranges on TARGET, error lists, kernel logs,
+    physical addresses, filesystem-relative places; and the layers between them and the filesystem."""
+    opts = [
+        click.option("--offset", help="Start of the damaged range, bytes on TARGET (suffixes: 512s, 4k, 1m, 2g)."),
+        click.option("--length", help="Length for --offset, --daddr, --fsblock, --agbno, --phys, --file-offset "
+                                      "(default: a sector; a block for blocks; a page for --phys/--pfn)."),
+        click.option("--ranges", "ranges_file", type=click.File("rb"),
+                     help="File of 'OFFSET LENGTH' lines on TARGET ('-' for stdin; '#' comments)."),
+        click.option("--badblocks", "badblocks", multiple=True, metavar="[DEV=]FILE",
+                     help="A badblocks list ('SECTOR COUNT' lines, 512-byte sectors: /sys/block/pmemN/badblocks, "
+                          "/sys/bus/nd/devices/regionN/badblocks or a copy). Counts from DEV, or as its sysfs path "
+                          "says, or from TARGET."),
+        click.option("--ndctl-json", "ndctl_json", multiple=True, metavar="FILE",
+                     help="Output of 'ndctl list --media-errors' (namespaces and/or regions)."),
+        click.option("--ddrescue", "ddrescue", multiple=True, metavar="[DEV=]FILE", help="A GNU ddrescue mapfile."),
+        click.option("--ddrescue-damaged", default="-*/?", show_default=True,
+                     help="ddrescue status characters that count as damaged."),
+        click.option("--e2fs-badblocks", "e2fs", multiple=True, metavar="[DEV=]FILE",
+                     help="Output of 'badblocks -o' (block numbers in units of --block-size)."),
+        click.option("--block-size", default="1024", show_default=True,
+                     help="Block size 'badblocks -b' was run with (for --e2fs-badblocks)."),
+        click.option("--kmsg", multiple=True, metavar="FILE|-",
+                     help="Kernel log (dmesg, journalctl -k, kern.log): memory failures, medium errors, XFS "
+                          "I/O and corruption reports. Other lines are counted and ignored."),
+        click.option("--buffer-block-size", default="4096", show_default=True,
+                     help="Block size of 'Buffer I/O error ... logical block N' lines (the message has none)."),
+        click.option("--input", "inputs", multiple=True, metavar="[KIND:]FILE",
+                     help="Any of the above, kind detected (or given: sysfs, ndctl, ddrescue, e2fs, kmsg)."),
+        click.option("--phys", multiple=True, metavar="ADDR",
+                     help="A system physical address (machine-check log): its 4 KiB page, through the nd region."),
+        click.option("--pfn", multiple=True, metavar="PFN",
+                     help="A page frame number ('Memory failure: 0x...'): that 4 KiB page."),
+        click.option("--daddr", multiple=True, metavar="N", help="XFS daddr (512-byte units on the filesystem)."),
+        click.option("--fsblock", multiple=True, metavar="N",
+                     help="XFS fsblock (segmented: agno << agblklog | agbno)."),
+        click.option("--agno", type=int, help="With --agbno: a block by AG."),
+        click.option("--agbno", type=int, help="With --agno: a block by AG."),
+        click.option("--inode", "inodes", multiple=True, metavar="INO", help="Where is this inode? Its bytes."),
+        click.option("--file", "file_path", metavar="PATH",
+                     help="The reverse question: which device bytes hold PATH (from the filesystem root) "
+                          "[--file-offset, --length], and who else shares them."),
+        click.option("--file-offset", default="0", help="With --file: start of the file range (default 0)."),
+        click.option("--device", "device_name", metavar="NAME",
+                     help="What the machine calls TARGET (pmem0, sdb): needed when inputs name several devices."),
+        click.option("--partition", type=int, metavar="N", help="Use partition N of TARGET (default: the XFS one)."),
+        click.option("--sysfs-root", metavar="DIR",
+                     help="Read the nd/block layout from DIR instead of /sys (a copy of another machine's sysfs)."),
+        click.option("--dm-table", "dm_tables", multiple=True, metavar="[NAME=]FILE",
+                     help="'dmsetup table' output: linear, striped and crypt segments are followed."),
+        click.option("--md", "md", multiple=True, metavar="SPEC",
+                     help="An md array: 'md0 raid0 chunk=512k sdb1@1m sdc1@1m' (members in slot order, "
+                          "@data offset, +size) or 'sysfs:md0'."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _dev_file(spec: str) -> tuple[str | None, str]:
+    """'sdb=FILE' -> ('sdb', 'FILE'); a plain path stays a path (kind prefixes are left to inputs.load)."""
+    import os
+
+    name, sep, path = spec.partition("=")
+    if sep and name and "/" not in name and not os.path.exists(spec):
+        return name, path
+    return None, spec
+
+
+def build_plan(target: str, o: dict, *, need_input: bool = True):
+    """A pipeline Plan from input_options' values (`o`); every problem is one UsageError line."""
+    from fsdaxctl.inputs import Parsed
+    from fsdaxctl.inputs.load import load
+    from fsdaxctl.pipeline import Plan, target_extent
+    from fsdaxctl.ranges import make_range, parse_ranges
+    from fsdaxctl.stack import BLOCK, PHYS, Extent, Space
+    from fsdaxctl.units import parse_size
+
+    parsed = Parsed()
+    length = parse_size(o["length"], "--length") if o["length"] is not None else None
+    if length is not None and length <= 0 and o["offset"] is None:
+        raise UsageError(f"--length: the length must be positive, not {length}")
+    if o["ranges_file"] is not None:
+        name = getattr(o["ranges_file"], "name", "<stdin>")
+        name = "stdin" if name in ("<stdin>", "-") else name
+        for r in parse_ranges(o["ranges_file"], name):
+            parsed.extents.append(target_extent(r.offset, r.length, r.where))
+    if o["offset"] is not None:
+        r = make_range(parse_size(o["offset"], "--offset"), 512 if length is None else length, "--offset/--length")
+        parsed.extents.append(target_extent(r.offset, r.length, r.where))
+    elif o["length"] is not None and not any(o[k] for k in ("daddr", "fsblock", "phys", "file_path")) \
+            and o["agbno"] is None:
+        raise UsageError("--length goes with --offset, --daddr, --fsblock, --agbno, --phys or --file")
+
+    block_size = _power_of_two(parse_size(o["block_size"], "--block-size"), "--block-size")
+    buffer_bs = _power_of_two(parse_size(o["buffer_block_size"], "--buffer-block-size"), "--buffer-block-size")
+    damaged = set(o["ddrescue_damaged"])
+    if not damaged <= set("-*/?+"):
+        raise UsageError(f"--ddrescue-damaged: unknown status character(s) {''.join(damaged - set('-*/?+'))!r}")
+    for opt, kind in (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), ("ndctl_json", "ndctl"),
+                      ("kmsg", "kmsg"), ("inputs", None)):
+        for spec in o[opt]:
+            dev, path = _dev_file(spec) if opt not in ("ndctl_json", "kmsg", "inputs") else (None, spec)
+            parsed.extend(load(path, kind=kind, space=Space(BLOCK, dev) if dev else None, block_size=block_size,
+                               buffer_block_size=buffer_bs, damaged=damaged))
+    for text in o["phys"]:
+        addr = parse_size(text, "--phys")
+        page = addr & ~0xFFF
+        n = length or 4096
+        start = page if length is None else addr
+        parsed.extents.append(Extent(Space(PHYS), start, n, "--phys",
+                                     f"physical address {addr:#x}" + (f": its page {page:#x}" if length is None
+                                                                       else "")))
+    for text in o["pfn"]:
+        pfn = parse_size(text, "--pfn")
+        if pfn > (1 << 52):
+            raise UsageError(f"--pfn {text}: not a page frame number (past 2^52)")
+        parsed.extents.append(Extent(Space(PHYS), pfn << 12, 4096, "--pfn", f"pfn {pfn:#x} << 12 = physical "
+                                                                          f"address {pfn << 12:#x}"))
+    queries = _fs_queries(o, length)
+    if (o["agno"] is None) != (o["agbno"] is None):
+        raise UsageError("--agno and --agbno go together")
+    if need_input and not parsed.extents and not parsed.inodes and not queries:
+        if parsed.skipped or parsed.ignored:
+            raise UsageError(f"nothing usable in the input ({len(parsed.skipped)} line(s) skipped, "
+                             f"{parsed.ignored} not error reports)")
+        raise UsageError("nothing to locate: give --offset, --ranges, --badblocks, --ndctl-json, --kmsg, --phys, "
+                         "--pfn, --daddr, --fsblock, --agno/--agbno, --inode or --file (see --help)")
+    return Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
+                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
+
+
+def _power_of_two(n: int, what: str) -> int:
+    if n < 512 or n & (n - 1):
+        raise UsageError(f"{what}: {n} is not a power of two of at least 512")
+    return n
+
+
+def _fs_queries(o: dict, length):
+    """Filesystem-relative places need the filesystem's geometry: deferred until it is open."""
+    from fsdaxctl.units import parse_size
+    from fsdaxctl.xfs import where
+
+    queries = []
+    for text in o["daddr"]:
+        d = parse_size(text, "--daddr")
+        queries.append(lambda fs, d=d: ([where.daddr_extent(fs, d, length)], []))
+    for text in o["fsblock"]:
+        b = parse_size(text, "--fsblock")
+        queries.append(lambda fs, b=b: ([where.fsblock_extent(fs, b, length)], []))
+    if o["agno"] is not None and o["agbno"] is not None:
+        a, b = o["agno"], o["agbno"]
+        if a < 0 or b < 0:
+            raise UsageError("--agno/--agbno must not be negative")
+        queries.append(lambda fs: ([where.agbno_extent(fs, a, b, length)], []))
+    for text in o["inodes"]:
+        ino = parse_size(text, "--inode")
+        queries.append(lambda fs, ino=ino: ([where.inode_extent(fs, ino)], []))
+    if o["file_path"]:
+        off = parse_size(o["file_offset"], "--file-offset")
+        n = length or 4096  # one page: the unit memory failure works in
+        queries.append(lambda fs: where.file_extents(fs, o["file_path"], off, n))
+    elif o["file_offset"] != "0":
+        raise UsageError("--file-offset goes with --file")
+    return queries

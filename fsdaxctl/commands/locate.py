@@ -1,4 +1,4 @@
-"""fsdaxctl locate: the owners of every byte of each range."""
+"""fsdaxctl locate: the owners of every byte of each range, from whatever the damage report says."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import (open_filesystem, progress_printer, source_option, target_options,
+from fsdaxctl.commands.common import (build_plan, input_options, progress_printer, source_option, target_options,
                                      verify_option, verify_rmap_warnings, warn)
 from fsdaxctl.errors import UsageError
 from fsdaxctl.render import LOCATE_FORMATS
@@ -14,10 +14,9 @@ from fsdaxctl.render import LOCATE_FORMATS
 
 @click.command("locate")
 @target_options
-@click.option("--offset", help="Start of the damaged range, bytes on TARGET (suffixes: 512s, 4k, 1m, 2g).")
-@click.option("--length", help="Length of the range (default: one 512-byte sector).")
-@click.option("--ranges", "ranges_file", type=click.File("rb"),
-              help="File of 'OFFSET LENGTH' lines ('-' for stdin; '#' comments).")
+@input_options
+@click.option("--explain", "--trace", "explain", is_flag=True,
+              help="Show every step: input -> region -> namespace -> partition -> dm/md -> filesystem bytes.")
 @click.option("--no-detail", is_flag=True,
               help="Owners only: no paths, no structure detail (skips the directory walk and tree indexes).")
 @source_option
@@ -27,17 +26,21 @@ from fsdaxctl.render import LOCATE_FORMATS
                    "file hit, one a line.")
 @click.option("--null", "-0", "null", is_flag=True, help="With --format paths: end each path with NUL, not newline.")
 @click.pass_context
-def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_rmap, fmt, null):
-    """Who owns these bytes? Every owner of each range, clipped to it.
+def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **inputs):
+    """Who owns these bytes? Every owner of each damaged range, clipped to it.
+
+    The damage can be given as bytes on TARGET (--offset, --ranges), as the lists and logs that report it
+    (--badblocks, --ndctl-json, --ddrescue, --e2fs-badblocks, --kmsg), as physical addresses (--phys, --pfn),
+    or as filesystem places (--daddr, --fsblock, --agno/--agbno, --inode, --file). TARGET may be the
+    filesystem itself, a whole disk with a partition table, or a raw pmem namespace with its info block.
 
     \b
     Exit status: 0 nothing in use was hit, 4 file data, 8 filesystem metadata (12 both),
     1 some owners could not be resolved, 2 usage error.
     """
-    from fsdaxctl.locate import describe_results, exit_status, locate
-    from fsdaxctl.ranges import check_within, make_range, parse_ranges
+    from fsdaxctl.locate import describe_results, exit_status, locate_routes
+    from fsdaxctl.pipeline import METADATA_DROPS, dropped_paths, fs_paths, resolve
     from fsdaxctl.render import default_format, write_locate, write_paths
-    from fsdaxctl.units import parse_size
     from fsdaxctl.xfs.fs import filesystem_info
     from fsdaxctl.xfs.owners import OwnerMap
 
@@ -45,29 +48,38 @@ def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_
         raise UsageError("--format paths needs the paths: drop --no-detail")
     if null and fmt != "paths":
         raise UsageError("--null goes with --format paths")
-    if ranges_file is not None and (offset is not None or length is not None):
+    if inputs["ranges_file"] is not None and inputs["offset"] is not None:
         raise UsageError("give --offset/--length or --ranges, not both")
-    if ranges_file is not None:
-        name = getattr(ranges_file, "name", "<stdin>")
-        name = "stdin" if name in ("<stdin>", "-") else name
-        ranges = parse_ranges(ranges_file, name)
-    elif offset is not None:
-        ranges = [make_range(parse_size(offset, "--offset"),
-                             parse_size(length, "--length") if length is not None else 512, "--offset/--length")]
-    else:
-        raise UsageError("nothing to locate: give --offset [--length] or --ranges FILE")
-
-    fs = open_filesystem(target)
+    plan = build_plan(target, inputs)
+    answer = resolve(plan)
+    fs = answer.fs
     with fs:
-        check_within(ranges, max(fs.dev.size, fs.geo.size), target)
+        warnings = list(fs.warnings) + _input_warnings(plan.parsed) + answer.warnings
+        ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
         omap = OwnerMap(fs, source=_source(fs, source), progress=progress_printer("walking inodes"))
-        omap.prepare([(r.offset, r.length) for r in ranges])
-        results = locate(omap, ranges)
-        warnings = fs.warnings + omap.problems
+        omap.prepare(ranges)
+        results = locate_routes(omap, answer.routes, explain)
+        warnings += omap.problems
         if not no_detail:
             warnings += describe_results(fs, results)
-        checked = verify_rmap_warnings(fs, [(r.offset, r.length) for r in ranges]) if verify_rmap else []
+        checked = verify_rmap_warnings(fs, ranges) if verify_rmap else []
         warnings += checked
+        dropped, drop_bits = [], 0
+        for route, path in dropped_paths(answer.routes):
+            d = path[-1].to_dict()
+            e = route.extent
+            d["input"] = {"origin": e.origin, "space": str(e.space), "offset": e.offset, "length": e.length}
+            if explain:
+                d["trace"] = [h.to_dict() for h in path]
+            dropped.append(d)
+            if path[-1].kind in METADATA_DROPS:
+                drop_bits |= 8
+        for d in dropped:
+            if d["dropped"] == "not-in-stack":
+                warnings.append(f"{d['input']['origin']}: {d['reason']}: skipped")
+        if answer.plain and not explain:
+            for r in results:  # bytes on the filesystem itself: the query is the answer's offset, as before
+                r.input = None
         if fmt == "paths":
             sys.stdout.flush()
             unnamed = write_paths(sys.stdout, results, null)
@@ -75,8 +87,16 @@ def command(ctx, target, offset, length, ranges_file, no_detail, source, verify_
             warn(warnings)
         else:
             warn(warnings)
-            write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings)
-    ctx.exit(exit_status(results) | (1 if checked else 0))
+            write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings,
+                         dropped=dropped, stack=answer.stack.describe() if explain else None)
+    ctx.exit(exit_status(results) | drop_bits | (1 if checked else 0))
+
+
+def _input_warnings(parsed) -> list[str]:
+    out = [f"{where}: skipped: {why}" for where, why in parsed.skipped[:20]]
+    if len(parsed.skipped) > 20:
+        out.append(f"... and {len(parsed.skipped) - 20} more skipped input lines")
+    return out
 
 
 def _source(fs, source):

@@ -1,0 +1,89 @@
+"""fsdaxctl badblocks: read error lists and logs, print the damaged ranges they describe, in bytes."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from fsdaxctl.commands.common import build_plan, input_options, warn
+from fsdaxctl.errors import UsageError
+
+
+@click.command("badblocks")
+@click.argument("sources", nargs=-1, metavar="[KIND:]SOURCE...")
+@input_options
+@click.option("--on", "target", metavar="TARGET",
+              help="Follow the ranges down to the filesystem on TARGET (image or device): print filesystem bytes.")
+@click.option("--format", "fmt", type=click.Choice(["ranges", "table", "json"]), default=None,
+              help="ranges: 'OFFSET LENGTH' lines (bytes), merged and sorted, one block per space (default when "
+                   "piped); table (default on a terminal); json: every extent with where it came from.")
+@click.pass_context
+def command(ctx, sources, target, fmt, **inputs):
+    """Normalise damage reports: sysfs/ndctl badblocks, ddrescue mapfiles, 'badblocks -o' lists, kernel logs.
+
+    \b
+    SOURCE kinds are detected, or given as KIND:FILE (sysfs, ndctl, ddrescue, e2fs, kmsg); '-' is stdin.
+    Without --on, ranges stay in the space the source counts in (a region, a block device, physical
+    addresses); with --on TARGET they are followed through the device stack to the filesystem's bytes.
+    """
+    from fsdaxctl.render import default_format
+
+    inputs["inputs"] = tuple(inputs["inputs"]) + tuple(sources)
+    if target is None and any(inputs[k] for k in ("daddr", "fsblock", "inodes", "file_path")):
+        raise UsageError("--daddr, --fsblock, --inode and --file need the filesystem: give --on TARGET")
+    plan = build_plan(target or "", inputs)
+    fmt = fmt or default_format(interactive="table", piped="ranges")
+    warnings = [f"{where}: skipped: {why}" for where, why in plan.parsed.skipped]
+    if plan.parsed.ignored:
+        warnings.append(f"{plan.parsed.ignored} line(s) were not error reports and were ignored")
+    if target is None:
+        rows = [(str(e.space), e.offset, e.length, e.origin, e.note) for e in plan.parsed.extents]
+        rows += [("inode", r.ino, 0, r.origin, r.note) for r in plan.parsed.inodes]
+    else:
+        from fsdaxctl.pipeline import dropped_paths, fs_paths, resolve
+
+        answer = resolve(plan)
+        with answer.fs:
+            warnings = list(answer.fs.warnings) + warnings + answer.warnings
+            rows = [("filesystem", p[-1].offset, p[-1].length, r.extent.origin, r.extent.note)
+                    for r, p in fs_paths(answer.routes)]
+            for r, p in dropped_paths(answer.routes):
+                d = p[-1]
+                warnings.append(f"{r.extent.origin}: {d.length} bytes at byte {d.offset} of {d.space} do not reach "
+                                f"the filesystem: {d.kind}: {d.reason}")
+    warn(warnings)
+    out = sys.stdout
+    if fmt == "json":
+        json.dump([{"space": s, "offset": o, "length": n, "origin": w, "note": t} for s, o, n, w, t in rows], out,
+                  ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "table":
+        from tabulate import tabulate
+
+        from fsdaxctl.render import printable
+
+        out.write(tabulate([(s, o, n, printable(w), printable(t)) for s, o, n, w, t in rows],
+                           ["SPACE", "OFFSET", "LENGTH", "FROM", "AS GIVEN"], disable_numparse=True) + "\n")
+    else:
+        spaces: dict[str, list] = {}
+        for s, o, n, _, _ in rows:
+            spaces.setdefault(s, []).append((o, n))
+        for s, ranges in spaces.items():
+            if len(spaces) > 1 or target is None:
+                out.write(f"# {s}\n")
+            out.write("".join(f"{o} {n}\n" for o, n in merge(ranges)))
+    ctx.exit(0)
+
+
+def merge(ranges):
+    """Sorted, with overlapping and touching ranges joined: the same damage listed twice is one range."""
+    out = []
+    for o, n in sorted(ranges):
+        if out and o <= out[-1][0] + out[-1][1]:
+            po, pn = out[-1]
+            out[-1] = (po, max(pn, o + n - po))
+        else:
+            out.append((o, n))
+    return out

@@ -1,0 +1,208 @@
+"""fsdaxctl inject: put a failure into the kernel's chain at any layer and see what would happen."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fsdaxctl.commands.common import target_options, warn
+from fsdaxctl.errors import UsageError
+
+
+@click.command("inject")
+@target_options
+@click.option("--pfn", help="A page frame number: memory_failure(pfn) (the 'Memory failure: 0x...' value).")
+@click.option("--phys", help="A system physical address: memory_failure() of its page (needs the nd layout).")
+@click.option("--sector", help="A block-layer error: first 512-byte sector on --device (default TARGET).")
+@click.option("--count", default="1", show_default=True, help="With --sector: how many sectors.")
+@click.option("--daddr", help="Enter at XFS with a daddr (512-byte units on the filesystem).")
+@click.option("--file", "file_path", metavar="PATH",
+              help="The reverse question: a poisoned file range (--file-offset, --length): which device bytes, "
+                   "who else shares them, what happens.")
+@click.option("--file-offset", default="0", help="With --file: start of the range.")
+@click.option("--length", help="With --daddr or --file: bytes (default one page).")
+@click.option("--flags", "flags_spec", default="", help="mf_flags: action-required, pre-remove (comma separated).")
+@click.option("--mapping", type=click.Choice(["auto", "dax", "page-cache"]), default="auto", show_default=True,
+              help="How file pages are mapped: auto asks the mount (an image or unmounted device: as DAX).")
+@click.option("--assume-dax", is_flag=True, help="Treat every mapping as DAX (rehearsals on machines without pmem).")
+@click.option("--device", "device_name", metavar="NAME", help="What the machine calls TARGET (pmem0, sdb).")
+@click.option("--partition", type=int, metavar="N", help="Use partition N of TARGET.")
+@click.option("--sysfs-root", metavar="DIR", help="Read the nd/block layout from DIR instead of /sys.")
+@click.option("--dm-table", "dm_tables", multiple=True, metavar="[NAME=]FILE", help="'dmsetup table' output.")
+@click.option("--md", "md", multiple=True, metavar="SPEC", help="An md array (see locate --help).")
+@click.option("--act", is_flag=True, help="Carry the decisions out on the live system (after a dry run and "
+                                          "confirmation): SIGBUS to mappers, XFS shutdown, --exec.")
+@click.option("--yes", is_flag=True, help="With --act: do not ask for confirmation.")
+@click.option("--signal", "sig", default="SIGBUS", show_default=True, help="With --act: the signal for mappers.")
+@click.option("--exec", "exec_cmd", metavar="CMD",
+              help="With --act: run CMD (split like a shell would, never through one) once per decision, the "
+                   "decision as JSON on stdin.")
+@click.option("--action-log", type=click.File("a"), default=None,
+              help="With --act: append one JSON line per action here (default: stderr).")
+@click.option("--poison", metavar="COPY", help="Drill on a copy: write a recognisable pattern over the damaged "
+                                               "bytes of COPY (a copy of TARGET) and append them to COPY.badblocks.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
+              help="table: the call path and the decisions (default on a terminal); json otherwise.")
+@click.pass_context
+def command(ctx, target, **o):
+    """What would the kernel do about this failure? The whole chain, each hop, a decision per owner.
+
+    \b
+    memory_failure -> pmem pagemap -> dax holder -> XFS notify_failure -> rmap -> per owner:
+    kill-mappers, invalidate-mappings, rewrite-cached-page, report-writeback-error,
+    shutdown-filesystem, restore-from-backup or none. Nothing on TARGET is touched; --act acts on the
+    live system where TARGET is mounted, --poison on a copy.
+
+    \b
+    Exit status: as locate (0 nothing in use, 4 file data, 8 metadata), 1 when an action failed.
+    """
+    from fsdaxctl.engine import chain
+    from fsdaxctl.engine.flags import parse_flags
+    from fsdaxctl.pipeline import Plan, resolve
+    from fsdaxctl.render import default_format
+    from fsdaxctl.xfs.owners import OwnerMap
+
+    flags = parse_flags(o["flags_spec"])
+    event, plan = _plan(target, o, Plan)
+    answer = resolve(plan)
+    fs = answer.fs
+    with fs:
+        mapping = _mapping(fs, o)
+        omap = OwnerMap(fs)
+        outcomes = chain.run(answer, omap, event, flags, mapping)
+        warnings = list(fs.warnings) + answer.warnings + [n for oc in outcomes for n in oc.notes] + omap.problems
+        warn(warnings)
+        fmt = o["fmt"] or default_format(interactive="table", piped="json")
+        write_outcomes(sys.stdout, fmt, target, outcomes, mapping)
+        status = _status(outcomes)
+        if o["poison"]:
+            from fsdaxctl.engine.act import poison_copy
+
+            for line in poison_copy(target, o["poison"], fs, answer):
+                click.echo(f"fsdaxctl: {line}", err=True)
+        if o["act"]:
+            from fsdaxctl.engine.act import act
+
+            status |= act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags,
+                                                                       _mapping(fs, o)),
+                          yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"])
+        elif o["exec_cmd"] or o["yes"]:
+            raise UsageError("--exec and --yes go with --act")
+    ctx.exit(status)
+
+
+def _plan(target, o, Plan):
+    from fsdaxctl.inputs import Parsed
+    from fsdaxctl.pipeline import target_extent
+    from fsdaxctl.stack import BLOCK, PHYS, Extent, Space
+    from fsdaxctl.units import parse_size
+    from fsdaxctl.xfs import where
+
+    given = [k for k in ("pfn", "phys", "sector", "daddr", "file_path") if o[k] is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one event: --pfn, --phys, --sector, --daddr or --file")
+    kind = given[0]
+    parsed = Parsed()
+    queries = []
+    length = parse_size(o["length"], "--length") if o["length"] else None
+    if kind == "pfn":
+        pfn = parse_size(o["pfn"], "--pfn")
+        if pfn >= 1 << 52:
+            raise UsageError(f"--pfn {o['pfn']}: not a page frame number")
+        parsed.extents.append(Extent(Space(PHYS), pfn << 12, 4096, "--pfn",
+                                     f"pfn {pfn:#x} << 12 = physical address {pfn << 12:#x}"))
+        event = {"kind": "pfn", "pfn": pfn}
+    elif kind == "phys":
+        addr = parse_size(o["phys"], "--phys")
+        parsed.extents.append(Extent(Space(PHYS), addr & ~0xFFF, 4096, "--phys",
+                                     f"physical address {addr:#x}: pfn {addr >> 12:#x}"))
+        event = {"kind": "phys", "address": addr}
+    elif kind == "sector":
+        sector, count = parse_size(o["sector"], "--sector"), parse_size(o["count"], "--count")
+        if count <= 0:
+            raise UsageError("--count must be positive")
+        dev = o["device_name"]
+        if dev:
+            ext = Extent(Space(BLOCK, dev), sector * 512, count * 512, "--sector",
+                         f"sector {sector}, {count} sector(s) of {dev}")
+        else:
+            ext = target_extent(sector * 512, count * 512, "--sector")
+        parsed.extents.append(ext)
+        event = {"kind": "sector", "sector": sector, "count": count, "device": dev}
+    elif kind == "daddr":
+        d = parse_size(o["daddr"], "--daddr")
+        queries.append(lambda fs: ([where.daddr_extent(fs, d, length or 4096)], []))
+        event = {"kind": "daddr", "daddr": d}
+    else:
+        off = parse_size(o["file_offset"], "--file-offset")
+        n = length or 4096
+        queries.append(lambda fs: where.file_extents(fs, o["file_path"], off, n))
+        event = {"kind": "file", "path": o["file_path"], "file_offset": off, "length": n}
+    plan = Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
+                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
+    return event, plan
+
+
+def _mapping(fs, o):
+    from fsdaxctl.engine.chain import DAX, PAGE_CACHE
+
+    if o["assume_dax"] or o["mapping"] == "dax":
+        forced = DAX
+    elif o["mapping"] == "page-cache":
+        forced = PAGE_CACHE
+    else:
+        forced = None
+    from fsdaxctl.engine.act import live_mapping
+
+    return live_mapping(fs, forced, "--assume-dax" if o["assume_dax"] else f"--mapping {o['mapping']}")
+
+
+def _status(outcomes) -> int:
+    status = 0
+    for oc in outcomes:
+        for d in oc.decisions:
+            if d.action == "shutdown-filesystem" and d.shutdown == "SHUTDOWN_CORRUPT_ONDISK":
+                status |= 8
+            elif d.action in ("kill-mappers", "restore-from-backup", "report-writeback-error",
+                              "rewrite-cached-page"):
+                status |= 4
+    return status
+
+
+def write_outcomes(out, fmt, target, outcomes, mapping) -> None:
+    import json
+
+    from fsdaxctl.render import printable
+
+    if fmt == "json":
+        json.dump({"source": target, "mapping": mapping.why, "mount": mapping.mount,
+                   "outcomes": [oc.to_dict() for oc in outcomes]}, out, ensure_ascii=False)
+        out.write("\n")
+        return
+    from tabulate import tabulate
+
+    for i, oc in enumerate(outcomes):
+        if i:
+            out.write("\n")
+        for depth, text in oc.trace:
+            out.write("  " * depth + printable(text) + "\n")
+        rows = []
+        for d in oc.decisions:
+            what = ", ".join(printable(p) for p in d.paths) or (f"inode {d.inode}" if d.inode else d.owner)
+            extra = []
+            if d.pgcnt is not None and d.action in ("kill-mappers", "invalidate-mappings"):
+                extra.append(f"pages {d.pgoff}..{d.pgoff + max(d.pgcnt, 1) - 1}")
+            if d.when:
+                extra.append(f"when: {d.when}")
+            if d.mappers is not None:
+                extra.append("mappers: " + (", ".join(f"{m['pid']} ({printable(m.get('comm', ''))})"
+                                                      for m in d.mappers) or "none now"))
+            if d.shutdown:
+                extra.append(d.shutdown)
+            if d.beyond_kernel:
+                extra.append("beyond the merged kernel")
+            rows.append([d.action, what, "; ".join(extra), printable(d.reason)])
+        out.write("\n" + tabulate(rows, ["DECISION", "OWNER", "DETAIL", "WHY"], disable_numparse=True) + "\n")
+    if mapping.why:
+        out.write(f"\nmapping: {printable(mapping.why)}\n")

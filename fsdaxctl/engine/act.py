@@ -1,0 +1,255 @@
+"""Carrying the chain's decisions out on a live system, and drills on copies.
+
+Nothing here runs unless the user asked (--act, --poison). --act shows the dry run, asks (or takes --yes), walks
+the chain again and acts only if the second walk decides exactly what was shown: a process that started or
+stopped mapping the pages in between means the confirmation was for something else. Every action is one JSON
+line in the action log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal as signals
+import sys
+import time
+
+import click
+
+from fsdaxctl.engine.chain import DAX, PAGE_CACHE, PAGE_SHIFT, PAGE_SIZE, Mapping
+from fsdaxctl.errors import EXIT_FAILED, FsdaxError, UsageError
+
+POISON = b"fsdaxctl poison!"  # 16 bytes: recognisable in a hex dump, and it breaks every XFS magic and CRC
+
+
+class LiveMapping(Mapping):
+    """The target is mounted here: ask the mount (dax option, inode flag) and /proc (who maps the pages)."""
+
+    def __init__(self, fs, point: str, forced: str | None, label: str):
+        from fsdaxctl.engine import live
+
+        self.live = live
+        st = os.stat(point)
+        self.devt = (os.major(st.st_dev), os.minor(st.st_dev))
+        self.mount = point
+        self.forced = forced
+        self.options = ""
+        for m in live.mounts_of_device(self.devt):
+            if m.mount_point == point:
+                self.mnt = m
+                self.dax = live.dax_option(m)
+                break
+        else:
+            self.mnt, self.dax = None, "never"
+        if forced:
+            why = f"{label}: every mapping taken as {forced} (mounted at {point})"
+        else:
+            why = f"mounted at {point} with dax={self.dax}"
+        super().__init__(forced or DAX, why)
+
+    def mode(self, ino: int, paths=()) -> tuple[str, str]:
+        if self.forced:
+            return self.forced, self.why
+        if self.dax == "always":
+            return DAX, f"mount option dax=always at {self.mount}"
+        if self.dax == "inode":
+            for p in paths:
+                flag = self.live.inode_dax_flag(os.path.join(self.mount, p.lstrip("/")))
+                return (DAX if flag else PAGE_CACHE), f"dax=inode and FS_XFLAG_DAX is {'set' if flag else 'clear'}"
+            return PAGE_CACHE, "dax=inode, no path to read the inode's DAX flag"
+        return PAGE_CACHE, f"mounted at {self.mount} without DAX: page cache"
+
+    def mappers(self, ino: int, pgoff: int, pgcnt: int):
+        found = self.live.find_mappers(self.devt, ino, pgoff, max(pgcnt, 1))
+        return [m.to_dict() for m in found]
+
+    def cached(self, ino: int, pgoff: int, pgcnt: int, paths=()):
+        """Are these pages in the page cache? preadv(RWF_NOWAIT) reads only what is resident."""
+        for p in paths:
+            try:
+                fd = os.open(os.path.join(self.mount, p.lstrip("/")), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                for pg in range(pgoff, pgoff + max(pgcnt, 1)):
+                    buf = bytearray(PAGE_SIZE)
+                    try:
+                        n = os.preadv(fd, [buf], pg << PAGE_SHIFT, os.RWF_NOWAIT)
+                    except BlockingIOError:
+                        return False
+                    if n < PAGE_SIZE:
+                        return False
+                return True
+            finally:
+                os.close(fd)
+        return None
+
+    def early_kill(self):
+        try:
+            with open("/proc/sys/vm/memory_failure_early_kill") as fh:
+                return fh.read().strip() == "1"
+        except OSError:
+            return None
+
+
+def live_mapping(fs, forced: str | None, label: str) -> Mapping:
+    """A LiveMapping when the target is mounted on this machine, else the offline one."""
+    from fsdaxctl.device import mount_points
+
+    mounts = mount_points(fs.dev)
+    if not mounts:
+        if forced:
+            return Mapping(forced, f"{label}: every mapping taken as {forced} (not mounted here)")
+        return Mapping()
+    return LiveMapping(fs, mounts[0][0], forced, label)
+
+
+def _log(log, record: dict) -> None:
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
+    (log or sys.stderr).write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    (log or sys.stderr).flush()
+
+
+def _plan_lines(outcomes, mapping) -> list[str]:
+    lines = []
+    for oc in outcomes:
+        for d in oc.decisions:
+            if d.action == "kill-mappers":
+                who = ", ".join(f"{m['pid']} ({m.get('comm', '')})" for m in d.mappers or ()) or "nobody maps them now"
+                last = d.pgoff + max(d.pgcnt, 1) - 1
+                lines.append(f"signal the processes mapping inode {d.inode} pages {d.pgoff}..{last}: {who}")
+            elif d.action == "shutdown-filesystem":
+                lines.append(f"shut down the filesystem mounted at {mapping.mount or '(not mounted here)'} "
+                             f"({d.shutdown})")
+            elif d.action == "invalidate-mappings":
+                lines.append(f"drop the cached pages {d.pgoff}..{d.pgoff + max(d.pgcnt, 1) - 1} of inode {d.inode}")
+            elif d.action == "rewrite-cached-page":
+                lines.append(f"rewrite the cached pages of inode {d.inode} over the bad media (beyond the kernel)")
+    return lines
+
+
+def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, log) -> int:
+    """Dry run, confirmation, second walk, then the actions. Returns exit bits (1 when an action failed)."""
+    from fsdaxctl.engine import live
+
+    try:
+        signum = signals.Signals[sig.upper() if sig.upper().startswith("SIG") else "SIG" + sig.upper()]
+    except KeyError:
+        raise UsageError(f"--signal: unknown signal {sig!r}") from None
+    argv = shlex.split(exec_cmd) if exec_cmd else None
+    plan = _plan_lines(outcomes, mapping)
+    if argv:
+        plan.append(f"run {' '.join(argv)} once per decision ({sum(len(o.decisions) for o in outcomes)})")
+    if not plan:
+        click.echo("fsdaxctl: --act: nothing to do", err=True)
+        return 0
+    click.echo("fsdaxctl: --act will:\n" + "".join(f"  {line}\n" for line in plan), err=True, nl=False)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("--act: not on a terminal, cannot ask for confirmation: add --yes")
+        if not click.confirm("fsdaxctl: go ahead?", err=True):
+            raise FsdaxError("--act: not confirmed: nothing done")
+    again = rerun()
+    before = [d.key() for o in outcomes for d in o.decisions]
+    after = [d.key() for o in again for d in o.decisions]
+    if before != after:
+        raise FsdaxError("--act: the situation changed since the dry run (processes mapping the pages or the "
+                         "decisions differ): nothing done; run it again")
+    status = 0
+    shutdowns = []
+    for oc in again:
+        for d in oc.decisions:
+            records = []
+            if d.action == "kill-mappers" and d.mappers:
+                records = live.signal_mappers(_mapper_objects(d.mappers), signum)
+            elif d.action == "invalidate-mappings" and mapping.mount and d.paths:
+                records = [live.invalidate_mappings(os.path.join(mapping.mount, d.paths[0].lstrip("/")), d.pgoff,
+                                                    max(d.pgcnt, 1))]
+            elif d.action == "rewrite-cached-page" and mapping.mount and d.paths:
+                records = [_rewrite(os.path.join(mapping.mount, d.paths[0].lstrip("/")), d.pgoff, max(d.pgcnt, 1))]
+            elif d.action == "shutdown-filesystem":
+                shutdowns.append(d)  # after the walk, as xfs_dax_notify_dev_failure does
+            for rec in records:
+                rec = rec if isinstance(rec, dict) else rec.to_dict()
+                status |= EXIT_FAILED if rec.get("error") else 0
+                _log(log, {"decision": d.action, **rec})
+            if argv:
+                rec = live.run_exec(argv, d.to_dict())
+                rec = rec if isinstance(rec, dict) else rec.to_dict()
+                status |= EXIT_FAILED if rec.get("error") or rec.get("exit_status") not in (0, None) else 0
+                _log(log, {"decision": d.action, **rec})
+    for d in shutdowns[:1]:
+        if not mapping.mount:
+            _log(log, {"decision": d.action, "action": "shutdown", "outcome": "skipped",
+                       "error": "the filesystem is not mounted on this machine"})
+            continue
+        rec = live.shutdown_filesystem(mapping.mount)
+        rec = rec if isinstance(rec, dict) else rec.to_dict()
+        status |= EXIT_FAILED if rec.get("error") else 0
+        _log(log, {"decision": d.action, **rec})
+    return status
+
+
+def _mapper_objects(mappers):
+    from fsdaxctl.engine import live
+
+    return [live.Mapper.from_dict(m) for m in mappers]
+
+
+def _rewrite(path: str, pgoff: int, pgcnt: int) -> dict:
+    """Beyond the kernel: write resident page-cache contents back, so writeback puts good data on the media
+    (for a shared extent XFS copies on write: this file moves off the bad blocks; other sharers do not)."""
+    rec = {"action": "rewrite-cached-page", "target": path, "args": {"pgoff": pgoff, "pgcnt": pgcnt}}
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            for pg in range(pgoff, pgoff + pgcnt):
+                buf = bytearray(PAGE_SIZE)
+                n = os.preadv(fd, [buf], pg << PAGE_SHIFT, os.RWF_NOWAIT)
+                os.pwrite(fd, bytes(buf[:n]), pg << PAGE_SHIFT)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        rec["outcome"] = "rewritten"
+    except OSError as e:
+        rec["outcome"], rec["error"] = "failed", e.strerror
+    return rec
+
+
+def poison_copy(target: str, copy: str, fs, answer) -> list[str]:
+    """Drill: write POISON over the damaged bytes of COPY (a copy of TARGET) and append them, in 512-byte
+    sectors of COPY, to COPY.badblocks in the sysfs format; never TARGET itself, never a mounted copy."""
+    from fsdaxctl.device import Device, mount_points
+    from fsdaxctl.pipeline import fs_paths
+
+    try:
+        if os.path.samefile(target, copy):
+            raise UsageError("--poison: that is TARGET itself; drills write to a copy")
+    except FileNotFoundError:
+        raise UsageError(f"--poison: {copy} does not exist (make a copy of TARGET first)") from None
+    with Device(copy) as dev:
+        if mount_points(dev):
+            raise UsageError(f"--poison: {copy} is mounted; unmount it first")
+        size = dev.size
+    base = getattr(fs.dev, "start", 0)  # where the filesystem starts on TARGET (a partition, a namespace)
+    lines, entries = [], []
+    fd = os.open(copy, os.O_WRONLY)
+    try:
+        for _, path in fs_paths(answer.routes):
+            hop = path[-1]
+            first = (base + hop.offset) // 512
+            last = (base + hop.offset + hop.length + 511) // 512
+            if last * 512 > size:
+                raise UsageError(f"--poison: {copy} is smaller than TARGET ({size} bytes)")
+            n = (last - first) * 512
+            os.pwrite(fd, (POISON * (n // len(POISON) + 1))[:n], first * 512)
+            entries.append(f"{first} {last - first}\n")
+            lines.append(f"poisoned {copy} sectors {first}..{last - 1} ({n} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with open(copy + ".badblocks", "a") as fh:
+        fh.writelines(entries)
+    lines.append(f"appended {len(entries)} range(s) to {copy}.badblocks (sysfs badblocks format)")
+    return lines

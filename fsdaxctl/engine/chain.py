@@ -1,0 +1,381 @@
+"""The memory-failure chain, walked the way the kernel walks it, with a decision for every owner.
+
+    memory_failure(pfn, flags)                                   mm/memory-failure.c
+      memory_failure_dev_pagemap -> pgmap->ops->memory_failure
+        pmem_pagemap_memory_failure: pfn -> offset in /dev/pmemN    drivers/nvdimm/pmem.c
+          dax_holder_notify_failure(dax_dev, offset, len, flags)   drivers/dax/super.c
+            xfs_dax_notify_failure                                 fs/xfs/xfs_notify_failure.c
+              xfs_dax_translate_range: minus the partition start, BTOBB() to daddrs
+              xfs_dax_notify_dev_failure: per AG, xfs_rmap_query_range -> xfs_dax_failure_fn per record:
+                non-inode owner, attr fork, bmbt block: want_shutdown (PRE_REMOVE: continue)
+                file data: pgoff/pgcnt -> mf_dax_kill_procs (DAX mapping); PRE_REMOVE: invalidate too
+              PRE_REMOVE: shutdown(FORCE_UMOUNT); want_shutdown: shutdown(CORRUPT_ONDISK), -EFSCORRUPTED
+      action_result: "Memory failure: %#lx: recovery action for dax page: Recovered|Failed"
+
+The device part of the walk is the device stack's routing (fsdaxctl.stack); the filesystem part runs on the
+owner map. Everything that would happen is a Decision; nothing here touches a live system (act.py does that).
+Events that enter lower down (a block-device sector range, a daddr, a file range) start at that step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fsdaxctl.engine.flags import MF_ACTION_REQUIRED, MF_MEM_PRE_REMOVE, MF_MUST_KILL, flags_text
+from fsdaxctl.stack import FS, PHYS, Dropped, Hop
+from fsdaxctl.xfs.geometry import BBSHIFT
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+ACTIONS = ("none", "kill-mappers", "invalidate-mappings", "rewrite-cached-page", "report-writeback-error",
+           "shutdown-filesystem", "restore-from-backup")
+
+DAX, PAGE_CACHE = "dax", "page-cache"
+
+
+def btobb(n: int) -> int:
+    """BTOBB(): bytes to 512-byte basic blocks, rounding up (xfs_fs.h)."""
+    return (n + (1 << BBSHIFT) - 1) >> BBSHIFT
+
+
+@dataclass
+class Decision:
+    action: str
+    reason: str
+    owner: str = ""
+    offset: int | None = None   # filesystem device bytes the decision is about
+    length: int | None = None
+    inode: int | None = None
+    paths: list = field(default_factory=list)
+    fork: str | None = None
+    file_offset: int | None = None
+    file_length: int | None = None
+    pgoff: int | None = None
+    pgcnt: int | None = None
+    si_code: str | None = None
+    when: str | None = None        # kill-mappers: 'now' or 'on-access' (the kernel's late kill)
+    mappers: list | None = None    # live: the processes mapping those pages (None: not looked up)
+    shutdown: str | None = None    # SHUTDOWN_CORRUPT_ONDISK / SHUTDOWN_FORCE_UMOUNT
+    mount: str | None = None
+    beyond_kernel: bool = False    # an action the merged kernel does not take (rewrite-cached-page)
+
+    def to_dict(self) -> dict:
+        d = {"action": self.action, "reason": self.reason}
+        for key in ("owner", "offset", "length", "inode", "paths", "fork", "file_offset", "file_length", "pgoff",
+                    "pgcnt", "si_code", "when", "mappers", "shutdown", "mount"):
+            v = getattr(self, key)
+            if v not in (None, "", []) or (key == "mappers" and v == []):
+                d[key] = v
+        if self.beyond_kernel:
+            d["beyond_kernel"] = True
+        return d
+
+    def key(self) -> tuple:
+        """What must not change between the dry run and the action (nothing runs when it does)."""
+        pids = tuple(sorted(m["pid"] for m in self.mappers or ()))
+        return (self.action, self.inode, self.pgoff, self.pgcnt, self.shutdown, self.offset, self.length, pids)
+
+
+@dataclass
+class Outcome:
+    event: dict
+    flags: int
+    trace: list = field(default_factory=list)       # (depth, text)
+    decisions: list[Decision] = field(default_factory=list)
+    result: str = ""                                # Recovered / Failed / Ignored, as action_result says
+    notes: list[str] = field(default_factory=list)
+
+    def line(self, depth: int, text: str) -> None:
+        self.trace.append((depth, text))
+
+    def to_dict(self) -> dict:
+        return {"event": self.event, "flags": flags_text(self.flags), "result": self.result,
+                "trace": [{"depth": d, "call": t} for d, t in self.trace],
+                "decisions": [d.to_dict() for d in self.decisions], "notes": self.notes}
+
+
+class Mapping:
+    """How file pages are mapped, and (live) who maps them. The default is the image case: no mount to ask,
+    so decide as for DAX, the chain this tool models, and say so."""
+
+    def __init__(self, mode: str | None = None, why: str = ""):
+        self.mode_default = mode or DAX
+        self.why = why or ("no mount to ask (an image or an unmounted device): deciding as for a DAX mapping"
+                           if mode is None else f"mapping given: {mode}")
+        self.mount = None
+
+    def mode(self, ino: int, paths=()) -> tuple[str, str]:
+        return self.mode_default, self.why
+
+    def mappers(self, ino: int, pgoff: int, pgcnt: int):
+        return None  # offline: nobody to ask
+
+    def cached(self, ino: int, pgoff: int, pgcnt: int, paths=()):
+        return None
+
+    def early_kill(self) -> bool | None:
+        return None
+
+
+# Kernel functions for each device-stack layer type, for the call path.
+_CALLS = {
+    "PhysLayer": "get_dev_pagemap",
+    "RegionLayer": "nd_region",
+    "NamespaceLayer": "pmem_pagemap_memory_failure",
+    "PartitionLayer": "xfs_dax_translate_range (bt_dax_part_off)",
+    "Shift": "holder offset",
+    "DmLayer": "dm map",
+    "MdLayer": "md map",
+}
+
+
+def _call(stack, path, i) -> str:
+    layer = stack.by_upper.get(path[i - 1].space)
+    return _CALLS.get(type(layer).__name__, path[i].layer) if layer is not None else path[i].layer
+
+
+def run(answer, omap, event: dict, flags: int, mapping: Mapping) -> list[Outcome]:
+    """One Outcome per routed input of the Answer (pipeline.resolve), in input order."""
+    return [_run_route(answer, omap, route, event, flags, mapping) for route in answer.routes]
+
+
+def _run_route(answer, omap, route, event, flags, mapping) -> Outcome:
+    out = Outcome(event=dict(event, origin=route.extent.origin), flags=flags)
+    ext = route.extent
+    depth = 0
+    pfn = None
+    if ext.space.kind == PHYS:
+        pfn = ext.offset >> PAGE_SHIFT
+        out.line(0, f"memory_failure(pfn={pfn:#x}, flags={flags_text(flags)})")
+        out.line(1, f"{ext.note}; pfn_valid, not an online page: get_dev_pagemap -> memory_failure_dev_pagemap")
+        depth = 2
+    elif ext.space.kind == FS:
+        out.line(0, f"{ext.origin}: {ext.note}")
+    else:
+        out.line(0, f"block layer error on {ext.space}: {{offset={ext.offset}, len={ext.length}}} ({ext.note}), "
+                    f"flags={flags_text(flags)}")
+        depth = 1
+    rc = 0
+    for path in route.paths:
+        d = depth
+        for i in range(1, len(path)):
+            step = path[i]
+            if isinstance(step, Dropped):
+                out.line(d, f"{step.layer}: {step.length} bytes at byte {step.offset} of {step.space}: {step.reason}")
+                rc = rc or _dropped_rc(out, d, step)
+                break
+            if step.layer == "filesystem":
+                continue
+            out.line(d, f"{_call(answer.stack, path, i)}: {step.arithmetic}")
+            d += 1
+        last = path[-1]
+        if isinstance(last, Hop) and last.space.kind == FS:
+            if ext.space.kind != FS:
+                call = "dax_holder_notify_failure" if pfn is not None else "holder notify_failure"
+                out.line(d, f"{call}(offset={last.offset}, len={last.length}, flags={flags_text(flags)})")
+                d += 1
+            rc = _xfs_notify_failure(answer.fs, omap, last.offset, last.length, flags, mapping, out, d) or rc
+    if pfn is not None:
+        out.result = "Recovered" if rc == 0 else "Failed"
+        out.line(0, f"action_result: Memory failure: {pfn:#x}: recovery action for dax page: {out.result}")
+    else:
+        out.result = "Recovered" if rc == 0 else "Failed"
+        out.line(0, f"result: {rc or 0} ({out.result})")
+    return out
+
+
+def _dropped_rc(out: Outcome, d: int, step: Dropped) -> int:
+    if step.kind == "struct-page-reserve":
+        out.line(d, "memory_failure_dev_pagemap: -ENXIO: device metadata space is not recoverable")
+        out.decisions.append(Decision("none", "the page is in the device's struct-page reserve (map=dev): not "
+                                              "recoverable, and no file or filesystem structure lives there",
+                                      owner="struct-page-reserve"))
+        return -6
+    if step.kind == "namespace-metadata":
+        out.decisions.append(Decision("none", "the pmem info block / namespace metadata: the kernel has no owner "
+                                              "to notify; re-create the namespace's info block (ndctl) to recover",
+                                      owner="namespace-metadata"))
+        return -6
+    if step.kind == "not-pmem":
+        out.line(d, "memory_failure: not device memory of an nd region: ordinary RAM handling, not this chain")
+        out.decisions.append(Decision("none", step.reason, owner="not-pmem"))
+        return -6
+    out.decisions.append(Decision("none", f"{step.kind}: {step.reason}", owner=step.kind))
+    return -6  # -ENXIO: the holder ignores ranges outside the filesystem
+
+
+def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, d: int) -> int:
+    geo = fs.geo
+    pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
+    out.line(d, "xfs_dax_notify_failure: the data device")
+    d += 1
+    if not fs.has_rmapbt:
+        out.line(d, "xfs_dax_notify_dev_failure: notify_failure() needs rmapbt enabled! -> -EOPNOTSUPP")
+        out.line(d, "memory_failure_dev_pagemap: -EOPNOTSUPP -> mf_generic_kill_procs: the page's one "
+                    "mapping (page->mapping) only; filesystem metadata is not noticed until it is read")
+        return _generic(fs, omap, offset, length, flags, mapping, out, d + 1)
+    # xfs_dax_translate_range: clip to the filesystem, then BTOBB() both ends (rounding up, as the kernel does).
+    dev_len = geo.size
+    if offset > dev_len - 1:
+        out.line(d, f"xfs_dax_translate_range: offset {offset} is past the filesystem ({dev_len} bytes): -ENXIO")
+        out.decisions.append(Decision("none", "outside the filesystem", owner="outside-filesystem",
+                                      offset=offset, length=length))
+        return -6
+    if offset + length - 1 > dev_len - 1:
+        length = dev_len - offset
+    daddr, bblen = btobb(offset), btobb(length)
+    out.line(d, f"xfs_dax_translate_range: daddr = BTOBB({offset}) = {daddr:#x}, bblen = BTOBB({length}) = {bblen}")
+    start_lin = (daddr << BBSHIFT) >> geo.blocklog
+    end_lin = ((daddr + bblen - 1) << BBSHIFT) >> geo.blocklog
+    sag, sagbno = geo.lin_to_ag(start_lin)
+    eag, eagbno = geo.lin_to_ag(end_lin)
+    out.line(d, f"xfs_dax_notify_dev_failure: start_bno = AG {sag} block {sagbno}, end_bno = AG {eag} block "
+                f"{eagbno} (fsblocks {geo.ag_to_fsb(sag, sagbno)}..{geo.ag_to_fsb(eag, eagbno)})")
+    if pre_remove:
+        out.line(d, "MF_MEM_PRE_REMOVE: \"Device is about to be removed!\": freeze the filesystem for the walk")
+    want_shutdown = False
+    rc = 0
+    metadata_hits = []
+    for agno in range(sag, eag + 1):
+        low = sagbno if agno == sag else 0
+        high = eagbno if agno == eag else geo.ag_length(agno) - 1
+        # notify.blockcount = min(ag blocks, high + 1) - low: the intent. In C, high is all ones in every AG but
+        # the last and high + 1 wraps to 0 (xfs_agblock_t); only a range crossing an AG boundary meets that.
+        count = min(geo.ag_length(agno), high + 1) - low
+        out.line(d + 1, f"AG {agno}: xfs_rmap_query_range(agbno {low}..{high}), notify {{startblock={low}, "
+                        f"blockcount={count}}}")
+        start = geo.ag_to_byte(agno, low)
+        for p in _described(fs, omap.pieces(start, count << geo.blocklog)):
+            ws, hit = _failure_fn(fs, p, flags, mapping, out, d + 2)
+            want_shutdown |= ws
+            if hit:
+                metadata_hits.append(hit)
+    if pre_remove:
+        out.line(d, "xfs_force_shutdown(SHUTDOWN_FORCE_UMOUNT): the device is going away")
+        out.decisions.append(Decision("shutdown-filesystem", "the device is being removed (MF_MEM_PRE_REMOVE)",
+                                      shutdown="SHUTDOWN_FORCE_UMOUNT", mount=mapping.mount))
+    elif want_shutdown:
+        out.line(d, "xfs_force_shutdown(SHUTDOWN_CORRUPT_ONDISK) -> -EFSCORRUPTED")
+        out.decisions.append(Decision("shutdown-filesystem", "filesystem metadata is damaged: " +
+                                      "; ".join(metadata_hits[:8]) + (" ..." if len(metadata_hits) > 8 else "") +
+                                      ". Unmount and run xfs_repair", shutdown="SHUTDOWN_CORRUPT_ONDISK",
+                                      mount=mapping.mount))
+        rc = -117  # EFSCORRUPTED (EUCLEAN)
+    return rc
+
+
+def _described(fs, pieces):
+    """Owners with their paths (the decisions name files, not just inode numbers)."""
+    from fsdaxctl.xfs.detail import Describer
+
+    return Describer(fs).describe(list(pieces))
+
+
+def _owner_text(p) -> str:
+    if p.owner == "file":
+        what = "extent map (bmbt) block" if p.extent_map else f"{p.fork} fork"
+        return f"inode {p.inode} {what}"
+    return p.owner
+
+
+def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]:
+    """xfs_dax_failure_fn for one owner piece: (want_shutdown, what metadata was hit)."""
+    pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
+    where = f"bytes {p.offset}+{p.length}"
+    if p.owner in ("free",):
+        out.line(d, f"{where}: free space: no rmap record, nothing to do")
+        out.decisions.append(Decision("none", "free space: no owner", owner="free", offset=p.offset,
+                                      length=p.length))
+        return False, ""
+    if p.owner == "unknown":
+        out.line(d, f"{where}: the rmap query failed here ({(p.detail or {}).get('why', 'unreadable')}): error -> "
+                    "shutdown")
+        return (not pre_remove), f"unreadable rmapbt at {where}"
+    if p.owner != "file" or p.fork == "attr" or p.extent_map:
+        what = _owner_text(p)
+        if pre_remove:
+            out.line(d, f"{where}: {what}: not a failure during pre-remove: continue")
+            return False, ""
+        kind = ("an attr fork block" if p.fork == "attr" else "an extent map (bmbt) block" if p.extent_map
+                else "a non-inode owner (XFS_RMAP_NON_INODE_OWNER)")
+        out.line(d, f"{where}: {what}: {kind}: want_shutdown")
+        return True, f"{what} ({where})"
+    # File data.
+    pgoff = p.file_offset >> PAGE_SHIFT
+    pgcnt = p.length >> PAGE_SHIFT
+    mode, why = mapping.mode(p.inode, p.paths)
+    base = dict(owner="file", offset=p.offset, length=p.length, inode=p.inode, paths=list(p.paths), fork="data",
+                file_offset=p.file_offset, file_length=p.length, pgoff=pgoff, pgcnt=pgcnt)
+    names = ", ".join(p.paths) or f"inode {p.inode}"
+    out.line(d, f"{where}: inode {p.inode} ({names}) file offset {p.file_offset}: xfs_iget(INCORE); "
+                f"pgoff = {p.file_offset} >> {PAGE_SHIFT} = {pgoff}, pgcnt = {p.length} >> {PAGE_SHIFT} = {pgcnt}"
+                + (" (shared: every owner is told)" if p.shared else ""))
+    if pgcnt == 0:
+        out.line(d + 1, "pgcnt is 0 (a block smaller than a page): mf_dax_kill_procs finds no page to kill")
+    mappers = mapping.mappers(p.inode, pgoff, pgcnt)
+    if mode == DAX:
+        kflags = flags | MF_ACTION_REQUIRED | MF_MUST_KILL
+        early = None
+        if pre_remove:
+            when, text = "now", "every task mapping the pages (pre-remove collects all tasks)"
+        else:
+            early = mapping.early_kill()
+            when = "now" if early else "on-access"
+            text = ("early-kill tasks now (vm.memory_failure_early_kill=1)" if early else
+                    "the task that touched the page (BUS_MCEERR_AR) and early-kill tasks now; the others lose "
+                    "the mapping and get SIGBUS when they next touch it")
+        for m in mappers or ():
+            # collect_procs_fsdax: without PRE_REMOVE only task_early_kill() tasks are signalled at once
+            m["kernel_signals"] = "now" if pre_remove or early or m.get("early_kill_tid") else "on-access"
+        out.line(d + 1, f"mf_dax_kill_procs(mapping of inode {p.inode}, pgoff={pgoff}, count={pgcnt}, "
+                        f"flags={flags_text(kflags)}): unmap, SIGBUS to {text}"
+                        + (f"; {len(mappers)} process(es) map these pages now" if mappers is not None else ""))
+        out.decisions.append(Decision("kill-mappers", "DAX mapping: processes mapping the damaged pages get SIGBUS",
+                                      si_code="BUS_MCEERR_AO", when=when,
+                                      mappers=mappers, **base))
+        if pre_remove:
+            out.line(d + 1, f"invalidate_inode_pages2_range(pgoff {pgoff}..{pgoff + pgcnt - 1})")
+            out.decisions.append(Decision("invalidate-mappings", "the device is being removed: drop the DAX "
+                                                                 "mappings of these pages", **base))
+        else:
+            out.decisions.append(Decision("restore-from-backup", f"the data is lost: restore {names} bytes "
+                                                                 f"{p.file_offset}..{p.file_offset + p.length - 1}",
+                                          **base))
+        return False, ""
+    # Page cache: the holder path leaves it alone (dax_mapping() is false); the page-cache policy applies.
+    out.line(d + 1, f"not a DAX mapping ({why}): no kill")
+    if pre_remove:
+        out.line(d + 1, f"invalidate_inode_pages2_range(pgoff {pgoff}..{pgoff + pgcnt - 1})")
+        out.decisions.append(Decision("invalidate-mappings", "the device is being removed: drop cached pages",
+                                      **base))
+        return False, ""
+    cached = mapping.cached(p.inode, pgoff, pgcnt, p.paths)
+    if cached:
+        out.line(d + 1, "the pages are in the page cache: rewrite them over the bad media (beyond the merged "
+                        "kernel: the 2020 design, not merged)")
+        out.decisions.append(Decision("rewrite-cached-page", "a cached copy of the pages exists: writing it back "
+                                                             "replaces the bad media's contents", beyond_kernel=True,
+                                      **base))
+        return False, ""
+    out.line(d + 1, "no cached copy " + ("(looked: not resident)" if cached is False else "(offline: cannot look)")
+             + ": the next read fails; mapping_set_error(-EIO) reports it at the next fsync")
+    out.decisions.append(Decision("report-writeback-error", "no good copy in memory: readers and the next fsync "
+                                                            "get EIO", **base))
+    out.decisions.append(Decision("restore-from-backup", f"the data is lost: restore {names} bytes "
+                                                         f"{p.file_offset}..{p.file_offset + p.length - 1}", **base))
+    return False, ""
+
+
+def _generic(fs, omap, offset, length, flags, mapping, out, d) -> int:
+    """No rmapbt: the kernel knows only page->mapping; we still name every owner (from the walk)."""
+    for p in _described(fs, omap.pieces(offset, min(length, max(0, fs.geo.size - offset)))):
+        if p.owner == "file" and p.fork == "data" and not p.extent_map:
+            _failure_fn(fs, p, flags, mapping, out, d)
+        elif p.owner not in ("free",):
+            out.line(d, f"bytes {p.offset}+{p.length}: {_owner_text(p)}: the kernel is not told (no rmapbt); the "
+                        "next read of it fails")
+            out.decisions.append(Decision("none", f"{_owner_text(p)}: the kernel cannot notice this without rmapbt; "
+                                                  "unmount and run xfs_repair", owner=p.owner, offset=p.offset,
+                                          length=p.length, inode=p.inode))
+    return 0

@@ -1,0 +1,210 @@
+"""inputs -> device stack -> filesystem -> owners: the whole walk for `locate` (and `badblocks --on`).
+
+A Plan holds what the user asked (already-parsed sources, filesystem-relative places, the layers they named);
+resolve() opens the target read-only, finds the filesystem on it (probe), builds the stack, routes every input
+extent down to filesystem bytes, and asks the owner map about those bytes in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from fsdaxctl.errors import FsdaxError, UsageError
+from fsdaxctl.inputs import Parsed
+from fsdaxctl.stack import BLOCK, FS, NAMESPACE, PHYS, REGION, Dropped, Extent, Hop, Route, Space, Stack
+
+TARGET = "target"  # space kind of --offset/--ranges: bytes on TARGET, whatever TARGET turns out to be
+
+# Bytes dropped before the filesystem that still matter (exit bit 8): what the filesystem cannot be found without.
+METADATA_DROPS = {"partition-table", "namespace-metadata", "md-metadata"}
+
+
+@dataclass
+class Plan:
+    target: str
+    device: str | None = None          # what the machine calls TARGET (pmem0, sdb); None: infer or leave unnamed
+    partition: int | None = None
+    sysfs_root: str | None = None
+    dm_tables: list[str] = field(default_factory=list)   # 'NAME=FILE' or FILE (`dmsetup table` with names)
+    md: list[str] = field(default_factory=list)          # specs, or 'sysfs:md0'
+    parsed: Parsed = field(default_factory=Parsed)
+    fs_queries: list = field(default_factory=list)      # callables fs -> (extents, notes)
+
+
+@dataclass
+class Answer:
+    fs: object
+    stack: Stack
+    routes: list[Route]
+    warnings: list[str]
+    notes: list[str]
+    plain: bool = False  # only bytes on a TARGET that is the filesystem itself: nothing to explain
+
+
+def target_extent(offset: int, length: int, where: str) -> Extent:
+    return Extent(Space(TARGET), offset, length, where, f"bytes {offset}+{length} of TARGET")
+
+
+def _wants_sysfs(extents) -> bool:
+    return any(e.space.kind in (PHYS, REGION) or (e.space.kind == NAMESPACE and e.space.name) for e in extents)
+
+
+def _base_name(name: str) -> str:
+    """sdb1 -> sdb, pmem0p1 -> pmem0, nvme0n1p2 -> nvme0n1 (the kernel's partition naming, disk_name())."""
+    import re
+
+    m = re.fullmatch(r"(.*\d)p\d+|(.*\D)\d+", name)
+    if m and not name.startswith(("dm-", "md", "loop", "pmem", "nvme", "mmcblk", "nbd", "zram")):
+        return m.group(2) or m.group(1)
+    m = re.fullmatch(r"((?:pmem|nvme\d+n|mmcblk|loop|nbd)\d+)p\d+", name)
+    return m.group(1) if m else name
+
+
+def _bind_name(plan: Plan, extents, known: set[str], layout) -> tuple[str | None, list[str]]:
+    """TARGET's kernel name: --device, a block device's own name, or the one device the inputs name."""
+    if plan.device:
+        return plan.device, []
+    real = os.path.realpath(plan.target)
+    if real.startswith("/dev/") and os.path.exists(real):
+        import stat
+
+        if stat.S_ISBLK(os.stat(real).st_mode):
+            return os.path.basename(real), []
+    names = {e.space.name for e in extents if e.space.kind == BLOCK and e.space.name} - known
+    if not names:
+        return None, []
+    bases = {_base_name(n) for n in names} if layout.partition is not None else names
+    if len(bases) == 1:
+        name = bases.pop()
+        return name, [f"taking TARGET to be {name}, the only device the input names (--device NAME to say "
+                      "otherwise)"]
+    raise UsageError(f"the input names several devices ({', '.join(sorted(names))}): which one is TARGET? "
+                     "give --device NAME (the others are skipped)")
+
+
+def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
+    from fsdaxctl.stack.dm import dm_layers, parse_table
+    from fsdaxctl.stack.md import md_layers, parse_md_spec, read_md_sysfs
+
+    layers, arrays = [], {}
+    for spec in plan.dm_tables:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = None, spec
+        from fsdaxctl.inputs.load import read_source
+
+        shown, data = read_source(path)
+        tables = parse_table(data.decode("utf-8", "replace").splitlines(), shown, name)
+        rename = sysfs.name_of_devt if sysfs is not None else (lambda d: d)
+        layers += dm_layers(tables, lambda d: (rename(d) or d) if ":" in d else d)
+    for spec in plan.md:
+        if spec.startswith("sysfs:"):
+            md = read_md_sysfs(plan.sysfs_root or "/sys", spec[6:])
+        else:
+            md = parse_md_spec(spec)
+        arrays[md.name] = md
+        layers += md_layers(md)
+    lowers = {layer.lower.name for layer in layers}
+    return layers, arrays, lowers
+
+
+def open_target(path: str, partition: int | None = None):
+    """(XfsFilesystem, Layout): the filesystem on TARGET, wherever it starts, with every warning that makes its
+    answers doubtful (a table repaired from its backup, a mount, a dirty log) in fs.warnings."""
+    from fsdaxctl.device import Device, mount_warnings
+    from fsdaxctl.stack.probe import filesystem_window, probe
+    from fsdaxctl.xfs.fs import XfsFilesystem
+    from fsdaxctl.xfs.log import log_warnings
+
+    dev = Device(path)
+    try:
+        layout = probe(dev, partition)
+        fs = XfsFilesystem(filesystem_window(dev, layout))
+    except BaseException:
+        dev.close()
+        raise
+    fs.warnings[:0] = layout.warnings
+    fs.warnings += mount_warnings(fs.dev)
+    fs.warnings += log_warnings(fs)
+    return fs, layout
+
+
+def resolve(plan: Plan, *, progress=None, source: str | None = None):
+    """Open, probe, build the stack, route. Returns (Answer, ranges for the owner map: list of (Route, path))."""
+    from fsdaxctl.stack.probe import layers_for
+    from fsdaxctl.xfs.where import inode_extent
+
+    fs, layout = open_target(plan.target, plan.partition)
+    dev = fs.dev
+    warnings: list[str] = []
+    notes: list[str] = []
+    extents = list(plan.parsed.extents)
+    for query in plan.fs_queries:
+        exts, qnotes = query(fs)
+        extents += exts
+        notes += qnotes
+    for ref in plan.parsed.inodes:
+        try:
+            extents.append(inode_extent(fs, ref.ino, ref.origin, ref.note))
+        except UsageError as e:
+            warnings.append(f"skipped: {e}")
+
+    sysfs = None
+    if plan.sysfs_root or _wants_sysfs(extents) or dev.is_block_device:
+        from fsdaxctl.stack.sysfs import Sysfs
+
+        sysfs = Sysfs(plan.sysfs_root or "/sys")
+    extra, arrays, array_names = _dm_md_layers(plan, sysfs)
+    known = {layer.upper.name for layer in extra} | array_names
+    name = plan.device
+    if not name:
+        name, bind_notes = _bind_name(plan, extents, known, layout)
+        notes += bind_notes
+    layers, target_space, fs_space = layers_for(layout, name)
+    if sysfs is not None and name and (_wants_sysfs(extents) or dev.is_block_device or plan.sysfs_root):
+        try:
+            chain, chain_notes = sysfs.layers_to_block(name)
+        except FsdaxError as e:
+            if _wants_sysfs(extents):
+                raise
+            chain, chain_notes = [], [f"sysfs: {e}"]
+        covered = {layer.upper for layer in layers}
+        layers = [layer for layer in chain if layer.upper not in covered] + layers
+        notes += chain_notes
+    elif _wants_sysfs(extents):
+        raise UsageError("physical addresses and nd regions need the machine's nd layout: give --sysfs-root DIR "
+                         "(a copy of that machine's /sys) and --device NAME (TARGET's name there)")
+    stack = Stack(layers + extra, fs_space, notes)
+    routes = []
+    base = getattr(dev, "base", dev)
+    limit = max(base.size, layout.fs_start + fs.geo.size)  # a truncated image still has its filesystem's bytes
+    for ext in extents:
+        if ext.space.kind == TARGET:
+            if ext.offset >= limit:
+                raise UsageError(f"{ext.origin}: offset {ext.offset} is past the end of {plan.target} "
+                                 f"({limit} bytes)")
+            ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note)
+        routes.append(stack.route(ext))
+    if arrays:
+        from fsdaxctl.stack.md import settle_mirrors
+
+        warnings += settle_mirrors(routes, arrays)
+    plain = not stack.layers and all(r.extent.note.endswith("of TARGET") for r in routes)
+    return Answer(fs, stack, routes, warnings, notes, plain)
+
+
+def fs_paths(routes: list[Route]):
+    """(route, path) for every path that reached the filesystem, in input order."""
+    for route in routes:
+        for path in route.paths:
+            last = path[-1]
+            if isinstance(last, Hop) and last.space.kind == FS and last.length > 0:
+                yield route, path
+
+
+def dropped_paths(routes: list[Route]):
+    for route in routes:
+        for path in route.paths:
+            if isinstance(path[-1], Dropped):
+                yield route, path
