@@ -158,6 +158,11 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
     extra, arrays, array_names = _dm_md_layers(plan, sysfs)
     known = {layer.upper.name for layer in extra} | array_names
     name = plan.device
+    tops = array_names - {layer.upper.name for layer in extra}  # dm/md devices nothing else is built on
+    if not name and not dev.is_block_device and len(tops) == 1:
+        name = tops.pop()
+        notes.append(f"taking TARGET to be {name}, the device the given dm/md layout builds (--device NAME to say "
+                     "otherwise)")
     if not name:
         name, bind_notes = _bind_name(plan, extents, known, layout)
         notes += bind_notes

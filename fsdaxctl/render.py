@@ -207,7 +207,8 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
                 note = f" ({r.input['note']})" if r.input.get("note") else ""
                 out.write(f"from {printable(r.input['origin'])}{printable(note)}\n")
             for hop in r.trace or ():
-                out.write(f"  {hop['layer']}: {printable(hop['arithmetic'])}\n")
+                if hop["layer"] != "input":  # the 'from' line above already says it
+                    out.write(f"  {hop['layer']}: {printable(hop['arithmetic'])}\n")
             out.write(f"range {r.offset} + {r.length} ({human(r.length)}): {summary(r.owners)}\n")
             headers, rows = _drop_empty_columns(PIECE_HEADERS, [_piece_row(p) for p in r.owners])
             out.write(tabulate(rows, headers, tablefmt="simple", disable_numparse=True))

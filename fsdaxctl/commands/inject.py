@@ -33,6 +33,9 @@ from fsdaxctl.errors import UsageError
 @click.option("--md", "md", multiple=True, metavar="SPEC", help="An md array (see locate --help).")
 @click.option("--act", is_flag=True, help="Carry the decisions out on the live system (after a dry run and "
                                           "confirmation): SIGBUS to mappers, XFS shutdown, --exec.")
+@click.option("--rewrite-cached", is_flag=True,
+              help="With --act: also carry out rewrite-cached-page (write resident page-cache contents back over "
+                   "the bad media). Beyond the merged kernel, so never implied.")
 @click.option("--yes", is_flag=True, help="With --act: do not ask for confirmation.")
 @click.option("--signal", "sig", default="SIGBUS", show_default=True, help="With --act: the signal for mappers.")
 @click.option("--exec", "exec_cmd", metavar="CMD",
@@ -86,9 +89,10 @@ def command(ctx, target, **o):
 
             status |= act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags,
                                                                        _mapping(fs, o)),
-                          yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"])
-        elif o["exec_cmd"] or o["yes"]:
-            raise UsageError("--exec and --yes go with --act")
+                          yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"],
+                          rewrite=o["rewrite_cached"])
+        elif o["exec_cmd"] or o["yes"] or o["rewrite_cached"]:
+            raise UsageError("--exec, --yes and --rewrite-cached go with --act")
     ctx.exit(status)
 
 

@@ -47,6 +47,7 @@ class LiveMapping(Mapping):
         else:
             why = f"mounted at {point} with dax={self.dax}"
         super().__init__(forced or DAX, why)
+        self.mount = point  # Mapping.__init__ says "not mounted"
 
     def mode(self, ino: int, paths=()) -> tuple[str, str]:
         if self.forced:
@@ -111,7 +112,7 @@ def _log(log, record: dict) -> None:
     (log or sys.stderr).flush()
 
 
-def _plan_lines(outcomes, mapping) -> list[str]:
+def _plan_lines(outcomes, mapping, rewrite: bool) -> list[str]:
     lines = []
     for oc in outcomes:
         for d in oc.decisions:
@@ -124,12 +125,12 @@ def _plan_lines(outcomes, mapping) -> list[str]:
                              f"({d.shutdown})")
             elif d.action == "invalidate-mappings":
                 lines.append(f"drop the cached pages {d.pgoff}..{d.pgoff + max(d.pgcnt, 1) - 1} of inode {d.inode}")
-            elif d.action == "rewrite-cached-page":
+            elif d.action == "rewrite-cached-page" and rewrite:
                 lines.append(f"rewrite the cached pages of inode {d.inode} over the bad media (beyond the kernel)")
     return lines
 
 
-def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, log) -> int:
+def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, log, rewrite: bool = False) -> int:
     """Dry run, confirmation, second walk, then the actions. Returns exit bits (1 when an action failed)."""
     from fsdaxctl.engine import live
 
@@ -138,7 +139,7 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
     except KeyError:
         raise UsageError(f"--signal: unknown signal {sig!r}") from None
     argv = shlex.split(exec_cmd) if exec_cmd else None
-    plan = _plan_lines(outcomes, mapping)
+    plan = _plan_lines(outcomes, mapping, rewrite)
     if argv:
         plan.append(f"run {' '.join(argv)} once per decision ({sum(len(o.decisions) for o in outcomes)})")
     if not plan:
@@ -166,6 +167,9 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
             elif d.action == "invalidate-mappings" and mapping.mount and d.paths:
                 records = [live.invalidate_mappings(os.path.join(mapping.mount, d.paths[0].lstrip("/")), d.pgoff,
                                                     max(d.pgcnt, 1))]
+            elif d.action == "rewrite-cached-page" and not rewrite:
+                records = [{"action": "rewrite-cached-page", "target": d.paths[0] if d.paths else d.inode,
+                            "outcome": "skipped", "note": "beyond the merged kernel: --rewrite-cached to do it"}]
             elif d.action == "rewrite-cached-page" and mapping.mount and d.paths:
                 records = [_rewrite(os.path.join(mapping.mount, d.paths[0].lstrip("/")), d.pgoff, max(d.pgcnt, 1))]
             elif d.action == "shutdown-filesystem":
