@@ -211,3 +211,41 @@ def test_one_line_errors():
                         (["--sample", "--pfn", 5], "nd layout")):
         r = inject(*args)
         assert r.exit_code == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_poison_drill_end_to_end_with_the_kernel(tmp_path):
+    """--poison on a copy, then the real kernel mounts the copy, reports the damage in its log, and that log
+    through --kmsg names the same structure as the drill's badblocks list and as the original event."""
+    need_kernel()
+    import shutil
+
+    from tests.images import loop_mount, mkfs
+
+    img, copy = tmp_path / "a.img", tmp_path / "copy.img"
+    mkfs(img, 64 << 20, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1"])
+    shutil.copyfile(img, copy)
+    r = CliRunner().invoke(cli, ["locate", str(img), "--inode", "128", "--format", "json", "--no-detail"])
+    root = json.loads(r.stdout)["results"][0]
+    before = img.read_bytes()
+    r = inject(img, "--daddr", root["offset"] // 512, "--poison", copy, "--format", "json")
+    assert r.exit_code == 8 and img.read_bytes() == before  # TARGET untouched
+    assert (tmp_path / "copy.img.badblocks").read_text() == f"{root['offset'] // 512} 8\n"
+    assert copy.read_bytes()[root["offset"]:root["offset"] + 16] == b"fsdaxctl poison!"
+    marker = f"fsdaxctl-drill-{os.getpid()}-{id(tmp_path)}"
+    with open("/dev/kmsg", "w") as fh:
+        fh.write(marker + "\n")
+    with pytest.raises(RuntimeError, match="Structure needs cleaning"):
+        with loop_mount(copy):
+            pass  # the kernel refuses: the root inode fails its verifier
+    log = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
+    log = log[log.index(marker):]
+    (tmp_path / "dmesg.txt").write_text(log)
+    r = CliRunner().invoke(cli, ["locate", str(copy), "--kmsg", str(tmp_path / "dmesg.txt"), "--format", "json",
+                                 "--no-detail"])
+    res = json.loads(r.stdout)["results"]
+    assert res and all(x["offset"] <= root["offset"] < x["offset"] + x["length"] for x in res), log
+    assert all([o["owner"] for o in x["owners"]] == ["inodes"] for x in res)
+    r = CliRunner().invoke(cli, ["locate", str(copy), "--badblocks", str(tmp_path / "copy.img.badblocks"),
+                                 "--format", "json", "--no-detail"])
+    [x] = json.loads(r.stdout)["results"]
+    assert (x["offset"], [o["owner"] for o in x["owners"]]) == (root["offset"], ["inodes"])

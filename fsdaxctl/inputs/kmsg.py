@@ -106,6 +106,8 @@ _XFS = re.compile(rf"""
         \ (?:(?P<xv_ops>\S+)\ )?block\ (?P<xv_daddr>{_HEX})(?:\ |$))
     # xfs_error.c xfs_inode_verifier_error(): "Metadata %s detected at %pS, inode 0x%llx %s"
   | (?P<x_inode>Metadata\ (?:CRC\ error|corruption)\ detected\ at\ .+?,\ inode\ (?P<xn_ino>{_HEX})(?:\ |$))
+    # xfs_mount.c xfs_mountfs(): "Failed to read root inode 0x%llx, error %d" (seen here on a poisoned copy)
+  | (?P<x_root>Failed\ to\ read\ root\ inode\ (?P<xr_ino>{_HEX}),\ error)
     # xfs_buf.c xfs_buftarg_drain(): "Corruption Alert: Buffer at daddr 0x%llx had permanent write failures!"
   | (?P<x_alert>Corruption\ Alert:\ Buffer\ at\ daddr\ (?P<xa_daddr>{_HEX})\ had\ permanent\ write\ failures)
     # xfs_log_recover.c xlog_do_io(): "log recovery %s I/O error at daddr 0x%llx len %d error %d" -- the
@@ -120,7 +122,7 @@ _XFS = re.compile(rf"""
 """, re.X)
 
 # Words that mark a damage report; a line holding one that matched no branch is reported, not ignored.
-_HINT = re.compile(r"Memory failure: 0|error, dev |Buffer I/O error on |metadata I/O error|Metadata (?:CRC error|"
+_HINT = re.compile(r"Memory failure: 0|Failed to read root inode|error, dev |Buffer I/O error on |metadata I/O error|Metadata (?:CRC error|"
                    r"corruption) detected at|Found a bad range|physical_address: |hardware memory error in user|"
                    r"writeback error on inode")
 
@@ -349,6 +351,8 @@ class _Kmsg:
                         "its first sector")
         elif kind == "x_inode":
             self.inode(where, dev, _hex(x["xn_ino"]), f"inode verifier error, inode {x['xn_ino']}")
+        elif kind == "x_root":
+            self.inode(where, dev, _hex(x["xr_ino"]), f"the root inode {x['xr_ino']} could not be read")
         elif kind == "x_logio":
             self.skip(where, f"log block {x['xl_daddr']} counts from the start of the log, which the message does "
                              "not give (the superblock's logstart does)")
