@@ -122,7 +122,8 @@ _XFS = re.compile(rf"""
 """, re.X)
 
 # Words that mark a damage report; a line holding one that matched no branch is reported, not ignored.
-_HINT = re.compile(r"Memory failure: 0|Failed to read root inode|error, dev |Buffer I/O error on |metadata I/O error|Metadata (?:CRC error|"
+_HINT = re.compile(r"Memory failure: 0|Failed to read root inode|"
+                   r"error, dev |Buffer I/O error on |metadata I/O error|Metadata (?:CRC error|"
                    r"corruption) detected at|Found a bad range|physical_address: |hardware memory error in user|"
                    r"writeback error on inode")
 
