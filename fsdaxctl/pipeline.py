@@ -50,17 +50,6 @@ def _wants_sysfs(extents) -> bool:
     return any(e.space.kind in (PHYS, REGION) or (e.space.kind == NAMESPACE and e.space.name) for e in extents)
 
 
-def _base_name(name: str) -> str:
-    """sdb1 -> sdb, pmem0p1 -> pmem0, nvme0n1p2 -> nvme0n1 (the kernel's partition naming, disk_name())."""
-    import re
-
-    m = re.fullmatch(r"(.*\d)p\d+|(.*\D)\d+", name)
-    if m and not name.startswith(("dm-", "md", "loop", "pmem", "nvme", "mmcblk", "nbd", "zram")):
-        return m.group(2) or m.group(1)
-    m = re.fullmatch(r"((?:pmem|nvme\d+n|mmcblk|loop|nbd)\d+)p\d+", name)
-    return m.group(1) if m else name
-
-
 def _bind_name(plan: Plan, extents, known: set[str], layout) -> tuple[str | None, list[str]]:
     """TARGET's kernel name: --device, a block device's own name, or the one device the inputs name."""
     if plan.device:
@@ -71,16 +60,22 @@ def _bind_name(plan: Plan, extents, known: set[str], layout) -> tuple[str | None
 
         if stat.S_ISBLK(os.stat(real).st_mode):
             return os.path.basename(real), []
-    names = {e.space.name for e in extents if e.space.kind == BLOCK and e.space.name} - known
+    # Block devices, and the filesystem devices of XFS messages ("XFS (sdb2): ..."), name what TARGET is.
+    names = {e.space.name for e in extents if e.space.kind in (BLOCK, FS) and e.space.name} - known
     if not names:
         return None, []
-    bases = {_base_name(n) for n in names} if layout.partition is not None else names
+    if layout.partition is not None:
+        from fsdaxctl.stack.partition import disk_of
+
+        bases = {disk_of(n, names) for n in names}
+    else:
+        bases = names
     if len(bases) == 1:
         name = bases.pop()
         return name, [f"taking TARGET to be {name}, the only device the input names (--device NAME to say "
                       "otherwise)"]
     raise UsageError(f"the input names several devices ({', '.join(sorted(names))}): which one is TARGET? "
-                     "give --device NAME (the others are skipped)")
+                     "give --device NAME")
 
 
 def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
@@ -103,6 +98,8 @@ def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
             md = read_md_sysfs(plan.sysfs_root or "/sys", spec[6:])
         else:
             md = parse_md_spec(spec)
+        if md.name in arrays:
+            raise UsageError(f"--md: {md.name} is given twice")
         arrays[md.name] = md
         layers += md_layers(md)
     lowers = {layer.lower.name for layer in layers}
@@ -143,7 +140,7 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
     for query in plan.fs_queries:
         exts, qnotes = query(fs)
         extents += exts
-        notes += qnotes
+        warnings += qnotes  # holes and the like: the user asked about those bytes
     for ref in plan.parsed.inodes:
         try:
             extents.append(inode_extent(fs, ref.ino, ref.origin, ref.note))
@@ -184,13 +181,20 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
     routes = []
     base = getattr(dev, "base", dev)
     limit = max(base.size, layout.fs_start + fs.geo.size)  # a truncated image still has its filesystem's bytes
+    past = []
     for ext in extents:
         if ext.space.kind == TARGET:
             if ext.offset >= limit:
                 raise UsageError(f"{ext.origin}: offset {ext.offset} is past the end of {plan.target} "
                                  f"({limit} bytes)")
             ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note)
+        elif ext.space == target_space and ext.offset >= limit:
+            past.append(ext.origin)  # a list about another (bigger) device, or the wrong list
+            continue
         routes.append(stack.route(ext))
+    if past:
+        warnings.append(f"{len(past)} input range(s) start past the end of {plan.target} ({limit} bytes), e.g. "
+                        f"{past[0]}: is it a list of another device? skipped")
     if arrays:
         from fsdaxctl.stack.md import settle_mirrors
 

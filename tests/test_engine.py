@@ -249,3 +249,15 @@ def test_poison_drill_end_to_end_with_the_kernel(tmp_path):
                                  "--format", "json", "--no-detail"])
     [x] = json.loads(r.stdout)["results"]
     assert (x["offset"], [o["owner"] for o in x["owners"]]) == (root["offset"], ["inodes"])
+
+
+def test_act_needs_a_live_system_and_options_are_checked_first(tmp_path):
+    r = inject("--sample", "--daddr", 1, "--act", "--yes", "--format", "json")
+    assert r.exit_code == 1 and "not mounted on this machine" in r.stderr
+    copy = tmp_path / "copy.img"
+    copy.write_bytes(b"")
+    r = inject("--sample", "--daddr", 1, "--poison", copy, "--yes")
+    assert r.exit_code == 2 and copy.read_bytes() == b"" and not (tmp_path / "copy.img.badblocks").exists()
+    for args in (["--sector", 8, "--length", "4k"], ["--daddr", 1, "--length", 0]):
+        r = inject("--sample", *args)
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

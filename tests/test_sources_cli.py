@@ -294,3 +294,60 @@ def test_md_raid1_mirror_is_recoverable(tmp_path):
     r = fsdaxctl("locate", sample, "--md", spec, "--badblocks", f"sdb1={bb}", "--badblocks", f"sdc1={both}",
                  "--format", "json")
     assert r.exit_code == 4 and all("recoverable" not in res for res in results(r)["results"])
+
+
+def test_xfs_lines_alone_name_the_disk(gpt_disk, tmp_path):
+    """'XFS (sdb2): ...' is the filesystem's device: on a whole-disk image it says TARGET is sdb."""
+    img, start, kmap, _ = gpt_disk
+    log = tmp_path / "xfs.txt"
+    # fs/xfs/xfs_buf.c xfs_buf_ioerror_alert, prefixed by xfs_message.c's "XFS (%s): "
+    log.write_text('XFS (sdb2): metadata I/O error in "xfs_read_agi+0x9e/0x140 [xfs]" at daddr 0x2 len 1 error 5\n')
+    r = fsdaxctl("locate", img, "--kmsg", log, "--format", "json")
+    [res] = results(r)["results"]
+    assert (res["offset"], r.exit_code) == (1024, 8)
+    assert sorted(ours(res["owners"])) == sorted(kmap.pieces(1024, 512))
+    log.write_text('XFS (sdc1): metadata I/O error in "xfs_read_agi+0x9e/0x140 [xfs]" at daddr 0x2 len 1 error 5\n')
+    r = fsdaxctl("locate", img, "--kmsg", log, "--format", "json", "--device", "sdb")
+    assert results(r)["results"] == [] and "sdc1" in r.stderr and r.exit_code == 0
+
+
+@pytest.mark.parametrize("name, names, disk", [
+    ("sda1", (), "sda"), ("sdb12", (), "sdb"), ("nvme0n1p2", (), "nvme0n1"), ("pmem0p1", (), "pmem0"),
+    ("mmcblk0p1", (), "mmcblk0"), ("loop0p1", (), "loop0"), ("md127p1", (), "md127"), ("pmem1.1p1", (), "pmem1.1"),
+    ("xvda2", (), "xvda"), ("dm-3", (), "dm-3"), ("md127", (), "md127"), ("rbd0", (), "rbd0"), ("zd0", (), "zd0"),
+    ("sr0", (), "sr0"), ("nullb0", (), "nullb0"), ("drbd0", (), "drbd0"), ("foo3", ("foo", "foo3"), "foo"),
+])
+def test_disk_of_inverts_the_kernels_partition_names(name, names, disk):
+    from fsdaxctl.stack.partition import disk_of, partition_name
+
+    assert disk_of(name, names) == disk
+    if disk != name:
+        assert partition_name(disk, int(name[len(disk):].lstrip("p"))) == name
+
+
+def test_empty_list_and_clean_log_are_healthy_answers(tmp_path):
+    empty, clean = tmp_path / "badblocks", tmp_path / "dmesg"
+    empty.write_text("")  # /sys/block/X/badblocks on a healthy device
+    clean.write_text("[    1.000000] Linux version 6.18.0\n")
+    for args in (["--badblocks", empty], ["--kmsg", clean]):
+        r = fsdaxctl("locate", "--sample", *args, "--format", "json")
+        assert r.exit_code == 0 and results(r)["results"] == [] and "no damage reported" in r.stderr
+
+
+def test_huge_numbers_are_skipped_not_crashes(tmp_path):
+    huge = "9" * 5000
+    bb, nd, km = tmp_path / "bb", tmp_path / "nd.json", tmp_path / "k"
+    bb.write_text(f"{huge} 8\n8 8\n")
+    nd.write_text(f'[{{"dev": "namespace0.0", "mode": "fsdax", "blockdev": "pmem0", "badblocks": '
+                  f'[{{"offset": {huge}, "length": 1}}]}}]')
+    km.write_text(f"critical medium error, dev sdb, sector {huge} op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2\n")
+    r = fsdaxctl("locate", "--sample", "--badblocks", bb, "--format", "json")
+    assert r.exit_code == 8 and "too large" in r.stderr
+    for args in (["--ndctl-json", nd], ["--kmsg", km]):
+        r = fsdaxctl("locate", "--sample", *args)
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_two_inputs_from_stdin_are_refused():
+    r = fsdaxctl("locate", "--sample", "--kmsg", "-", "--badblocks", "-", input="")
+    assert r.exit_code == 2 and "stdin" in r.stderr

@@ -31,11 +31,15 @@ def command(ctx, sources, target, fmt, **inputs):
     from fsdaxctl.render import default_format
 
     inputs["inputs"] = tuple(inputs["inputs"]) + tuple(sources)
+    if not any(inputs[k] for k in ("inputs", "badblocks", "ddrescue", "e2fs", "ndctl_json", "kmsg", "phys", "pfn",
+                                   "daddr", "fsblock", "inodes", "file_path")) and inputs["ranges_file"] is None:
+        raise UsageError("give at least one SOURCE: a badblocks list, ndctl JSON, ddrescue mapfile, 'badblocks -o' "
+                         "output or kernel log (or '-' for stdin)")
     if target is None and any(inputs[k] for k in ("daddr", "fsblock", "inodes", "file_path")):
         raise UsageError("--daddr, --fsblock, --inode and --file need the filesystem: give --on TARGET")
     plan = build_plan(target or "", inputs)
     fmt = fmt or default_format(interactive="table", piped="ranges")
-    warnings = [f"{where}: skipped: {why}" for where, why in plan.parsed.skipped]
+    warnings = list(plan.parsed.notes) + [f"{where}: skipped: {why}" for where, why in plan.parsed.skipped]
     if plan.parsed.ignored:
         warnings.append(f"{plan.parsed.ignored} line(s) were not error reports and were ignored")
     if target is None:

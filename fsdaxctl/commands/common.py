@@ -189,6 +189,10 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
     damaged = set(o["ddrescue_damaged"])
     if not damaged <= set("-*/?+"):
         raise UsageError(f"--ddrescue-damaged: unknown status character(s) {''.join(damaged - set('-*/?+'))!r}")
+    stdin_users = [opt for opt in ("badblocks", "ddrescue", "e2fs", "ndctl_json", "kmsg", "inputs")
+                   for spec in o[opt] if spec.rpartition(":")[2].rpartition("=")[2] == "-"]
+    if len(stdin_users) + (getattr(o["ranges_file"], "name", "") in ("<stdin>", "-")) > 1:
+        raise UsageError("only one input can be read from stdin ('-')")
     for opt, kind in (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), ("ndctl_json", "ndctl"),
                       ("kmsg", "kmsg"), ("inputs", None)):
         for spec in o[opt]:
@@ -212,12 +216,18 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
     queries = _fs_queries(o, length)
     if (o["agno"] is None) != (o["agbno"] is None):
         raise UsageError("--agno and --agbno go together")
+    sources_given = any(o[k] for k in ("badblocks", "ddrescue", "e2fs", "ndctl_json", "kmsg", "inputs"))
     if need_input and not parsed.extents and not parsed.inodes and not queries:
-        if parsed.skipped or parsed.ignored:
-            raise UsageError(f"nothing usable in the input ({len(parsed.skipped)} line(s) skipped, "
-                             f"{parsed.ignored} not error reports)")
-        raise UsageError("nothing to locate: give --offset, --ranges, --badblocks, --ndctl-json, --kmsg, --phys, "
-                         "--pfn, --daddr, --fsblock, --agno/--agbno, --inode or --file (see --help)")
+        if parsed.skipped:
+            where, why = parsed.skipped[0]
+            raise UsageError(f"nothing usable in the input: {len(parsed.skipped)} line(s) skipped (first: {where}: "
+                             f"{why})")
+        if not sources_given and o["ranges_file"] is None:
+            raise UsageError("nothing to locate: give --offset, --ranges, --badblocks, --ndctl-json, --kmsg, "
+                             "--phys, --pfn, --daddr, --fsblock, --agno/--agbno, --inode or --file (see --help)")
+        # An empty badblocks list or a log without reports is the healthy answer, not a mistake.
+        parsed.notes.append("no damage reported in the input" + (f" ({parsed.ignored} log line(s), none a damage "
+                                                                 "report)" if parsed.ignored else ""))
     return Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
                 dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
 

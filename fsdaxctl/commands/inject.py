@@ -67,6 +67,10 @@ def command(ctx, target, **o):
     from fsdaxctl.xfs.owners import OwnerMap
 
     flags = parse_flags(o["flags_spec"])
+    if not o["act"] and (o["exec_cmd"] or o["yes"] or o["rewrite_cached"] or o["action_log"]):
+        raise UsageError("--exec, --yes, --rewrite-cached and --action-log go with --act")
+    if o["act"] and o["poison"]:
+        raise UsageError("--poison drills on a copy; --act acts on the live system: one at a time")
     event, plan = _plan(target, o, Plan)
     answer = resolve(plan)
     fs = answer.fs
@@ -91,8 +95,6 @@ def command(ctx, target, **o):
                                                                        _mapping(fs, o)),
                           yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"],
                           rewrite=o["rewrite_cached"])
-        elif o["exec_cmd"] or o["yes"] or o["rewrite_cached"]:
-            raise UsageError("--exec, --yes and --rewrite-cached go with --act")
     ctx.exit(status)
 
 
@@ -109,7 +111,10 @@ def _plan(target, o, Plan):
     kind = given[0]
     parsed = Parsed()
     queries = []
-    length = parse_size(o["length"], "--length") if o["length"] else None
+    length = parse_size(o["length"], "--length") if o["length"] is not None else None
+    if length is not None and (length <= 0 or kind not in ("daddr", "file_path")):
+        raise UsageError("--length must be positive" if length is not None and length <= 0 else
+                         "--length goes with --daddr or --file (--sector takes --count; a pfn is one page)")
     if kind == "pfn":
         pfn = parse_size(o["pfn"], "--pfn")
         if pfn >= 1 << 52:
@@ -163,10 +168,14 @@ def _mapping(fs, o):
 
 
 def _status(outcomes) -> int:
+    """The same bits as locate's for the same bytes (the info block and partition tables count as metadata)."""
+    from fsdaxctl.pipeline import METADATA_DROPS
+
     status = 0
     for oc in outcomes:
         for d in oc.decisions:
-            if d.action == "shutdown-filesystem" and d.shutdown == "SHUTDOWN_CORRUPT_ONDISK":
+            if (d.action == "shutdown-filesystem" and d.shutdown == "SHUTDOWN_CORRUPT_ONDISK") or \
+                    d.owner in METADATA_DROPS:
                 status |= 8
             elif d.action in ("kill-mappers", "restore-from-backup", "report-writeback-error",
                               "rewrite-cached-page"):

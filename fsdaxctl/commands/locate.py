@@ -93,7 +93,7 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
 
 
 def _input_warnings(parsed) -> list[str]:
-    out = [f"{where}: skipped: {why}" for where, why in parsed.skipped[:20]]
+    out = list(parsed.notes) + [f"{where}: skipped: {why}" for where, why in parsed.skipped[:20]]
     if len(parsed.skipped) > 20:
         out.append(f"... and {len(parsed.skipped) - 20} more skipped input lines")
     return out

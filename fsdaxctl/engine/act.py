@@ -117,7 +117,12 @@ def _plan_lines(outcomes, mapping, rewrite: bool) -> list[str]:
     for oc in outcomes:
         for d in oc.decisions:
             if d.action == "kill-mappers":
-                who = ", ".join(f"{m['pid']} ({m.get('comm', '')})" for m in d.mappers or ()) or "nobody maps them now"
+                if d.mappers is None:
+                    who = "not looked up (not mounted here)"
+                else:
+                    who = ", ".join(f"{m['pid']} ({m.get('comm', '')})" for m in d.mappers) or "nobody maps them now"
+                    if any(m.get("kernel_signals") == "on-access" for m in d.mappers):
+                        who += " (all now: the kernel would leave late-kill tasks until they touch the page)"
                 last = d.pgoff + max(d.pgcnt, 1) - 1
                 lines.append(f"signal the processes mapping inode {d.inode} pages {d.pgoff}..{last}: {who}")
             elif d.action == "shutdown-filesystem":
@@ -138,7 +143,13 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
         signum = signals.Signals[sig.upper() if sig.upper().startswith("SIG") else "SIG" + sig.upper()]
     except KeyError:
         raise UsageError(f"--signal: unknown signal {sig!r}") from None
-    argv = shlex.split(exec_cmd) if exec_cmd else None
+    try:
+        argv = shlex.split(exec_cmd) if exec_cmd else None
+    except ValueError as e:
+        raise UsageError(f"--exec: {e}") from None
+    if mapping.mount is None and not argv:
+        raise FsdaxError("--act: TARGET is not mounted on this machine: there is no live system to act on "
+                         "(--exec CMD hands each decision to a command anyway)")
     plan = _plan_lines(outcomes, mapping, rewrite)
     if argv:
         plan.append(f"run {' '.join(argv)} once per decision ({sum(len(o.decisions) for o in outcomes)})")
@@ -187,6 +198,7 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
         if not mapping.mount:
             _log(log, {"decision": d.action, "action": "shutdown", "outcome": "skipped",
                        "error": "the filesystem is not mounted on this machine"})
+            status |= EXIT_FAILED
             continue
         rec = live.shutdown_filesystem(mapping.mount)
         rec = rec if isinstance(rec, dict) else rec.to_dict()

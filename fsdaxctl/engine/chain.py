@@ -140,6 +140,16 @@ def run(answer, omap, event: dict, flags: int, mapping: Mapping) -> list[Outcome
     return [_run_route(answer, omap, route, event, flags, mapping) for route in answer.routes]
 
 
+def _has_pagemap(stack, path) -> bool:
+    """Did the bytes pass a pfn/dax namespace? Only those have struct pages (a dev_pagemap) for memory_failure;
+    raw namespaces do not (the kernel says "memory outside kernel control")."""
+    for i in range(1, len(path)):
+        layer = stack.by_upper.get(path[i - 1].space)
+        if type(layer).__name__ == "NamespaceLayer" and getattr(layer, "info", None) is not None:
+            return True
+    return False
+
+
 def _run_route(answer, omap, route, event, flags, mapping) -> Outcome:
     out = Outcome(event=dict(event, origin=route.extent.origin), flags=flags)
     ext = route.extent
@@ -148,35 +158,60 @@ def _run_route(answer, omap, route, event, flags, mapping) -> Outcome:
     if ext.space.kind == PHYS:
         pfn = ext.offset >> PAGE_SHIFT
         out.line(0, f"memory_failure(pfn={pfn:#x}, flags={flags_text(flags)})")
-        out.line(1, f"{ext.note}; pfn_valid, not an online page: get_dev_pagemap -> memory_failure_dev_pagemap")
-        depth = 2
+        out.line(1, ext.note)
+        depth = 1
     elif ext.space.kind == FS:
         out.line(0, f"{ext.origin}: {ext.note}")
     else:
         out.line(0, f"block layer error on {ext.space}: {{offset={ext.offset}, len={ext.length}}} ({ext.note}), "
                     f"flags={flags_text(flags)}")
+        out.line(1, "the kernel has no notify_failure for a block-layer error (the reader gets EIO; XFS shuts down "
+                    "if it was metadata it needed); fsdaxctl follows the same holder walk to say who is hit")
         depth = 1
-    rc = 0
+    rc_fs, rc_drop, reached = 0, 0, False
+    outside = None
     for path in route.paths:
         d = depth
+        last = path[-1]
+        if pfn is not None and isinstance(last, Hop) and last.space.kind == FS and \
+                not _has_pagemap(answer.stack, path):
+            outside = last
+            continue
         for i in range(1, len(path)):
             step = path[i]
             if isinstance(step, Dropped):
                 out.line(d, f"{step.layer}: {step.length} bytes at byte {step.offset} of {step.space}: {step.reason}")
-                rc = rc or _dropped_rc(out, d, step)
+                rc_drop = rc_drop or _dropped_rc(out, d, step)
                 break
             if step.layer == "filesystem":
                 continue
             out.line(d, f"{_call(answer.stack, path, i)}: {step.arithmetic}")
             d += 1
-        last = path[-1]
         if isinstance(last, Hop) and last.space.kind == FS:
+            reached = True
             if ext.space.kind != FS:
-                call = "dax_holder_notify_failure" if pfn is not None else "holder notify_failure"
+                call = "dax_holder_notify_failure" if pfn is not None else "holder walk"
                 out.line(d, f"{call}(offset={last.offset}, len={last.length}, flags={flags_text(flags)})")
                 d += 1
-            rc = _xfs_notify_failure(answer.fs, omap, last.offset, last.length, flags, mapping, out, d) or rc
+            rc_fs = _xfs_notify_failure(answer.fs, omap, last.offset, last.length, flags, mapping, out, d,
+                                        pfn is not None) or rc_fs
+    if outside is not None:
+        out.line(1, f"Memory failure: {pfn:#x}: memory outside kernel control (a raw namespace has no struct "
+                    "pages): -ENXIO; the bad range is recorded in badblocks and the next read fails with EIO")
+        out.decisions.append(Decision("none", "the kernel cannot act on memory without struct pages; run "
+                                              "'fsdaxctl locate' for who owns these bytes", owner="raw-namespace",
+                                      offset=outside.offset, length=outside.length))
+        rc_drop = rc_drop or -6
+        out.result = "-ENXIO (no action_result)"
+        return out
+    # xfs_dax_translate_range clips a range that is partly outside the filesystem and goes on: bytes dropped
+    # on the way decide the result only when nothing reached the filesystem.
+    rc = rc_fs if reached else rc_drop
     if pfn is not None:
+        if not reached and any(isinstance(p[-1], Dropped) and p[-1].kind in ("not-pmem", "unallocated-region-space")
+                               for p in route.paths):
+            out.result = "-ENXIO (no action_result)"
+            return out
         out.result = "Recovered" if rc == 0 else "Failed"
         out.line(0, f"action_result: Memory failure: {pfn:#x}: recovery action for dax page: {out.result}")
     else:
@@ -186,34 +221,41 @@ def _run_route(answer, omap, route, event, flags, mapping) -> Outcome:
 
 
 def _dropped_rc(out: Outcome, d: int, step: Dropped) -> int:
-    if step.kind == "struct-page-reserve":
+    if step.kind in ("struct-page-reserve", "namespace-metadata"):
+        # Both lie before the first data pfn (the altmap reserve): pgmap_pfn_valid() is false.
         out.line(d, "memory_failure_dev_pagemap: -ENXIO: device metadata space is not recoverable")
-        out.decisions.append(Decision("none", "the page is in the device's struct-page reserve (map=dev): not "
-                                              "recoverable, and no file or filesystem structure lives there",
-                                      owner="struct-page-reserve"))
-        return -6
-    if step.kind == "namespace-metadata":
-        out.decisions.append(Decision("none", "the pmem info block / namespace metadata: the kernel has no owner "
-                                              "to notify; re-create the namespace's info block (ndctl) to recover",
-                                      owner="namespace-metadata"))
+        why = ("the device's struct-page reserve (map=dev): no file or filesystem structure lives there; the "
+               "struct pages are rebuilt when the namespace is enabled" if step.kind == "struct-page-reserve" else
+               "the namespace's info block: without it the namespace comes up raw and the data area is "
+               "unreachable; rewrite it (ndctl create-namespace -f -e ... with the same settings) or restore")
+        out.decisions.append(Decision("none", why, owner=step.kind))
         return -6
     if step.kind == "not-pmem":
-        out.line(d, "memory_failure: not device memory of an nd region: ordinary RAM handling, not this chain")
+        out.line(d, "not device memory of an nd region: the ordinary memory_failure path for a RAM page, which "
+                    "fsdaxctl does not model")
         out.decisions.append(Decision("none", step.reason, owner="not-pmem"))
+        return -6
+    if step.kind == "unallocated-region-space":
+        out.line(d, "Memory failure: memory outside kernel control (no namespace, no struct pages): -ENXIO")
+        out.decisions.append(Decision("none", step.reason, owner=step.kind))
         return -6
     out.decisions.append(Decision("none", f"{step.kind}: {step.reason}", owner=step.kind))
     return -6  # -ENXIO: the holder ignores ranges outside the filesystem
 
 
-def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, d: int) -> int:
+def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool) -> int:
     geo = fs.geo
     pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
     out.line(d, "xfs_dax_notify_failure: the data device")
     d += 1
     if not fs.has_rmapbt:
         out.line(d, "xfs_dax_notify_dev_failure: notify_failure() needs rmapbt enabled! -> -EOPNOTSUPP")
-        out.line(d, "memory_failure_dev_pagemap: -EOPNOTSUPP -> mf_generic_kill_procs: the page's one "
-                    "mapping (page->mapping) only; filesystem metadata is not noticed until it is read")
+        if memory:
+            out.line(d, "memory_failure_dev_pagemap: -EOPNOTSUPP -> mf_generic_kill_procs: the page's one "
+                        "mapping (page->mapping) only; filesystem metadata is not noticed until it is read")
+        else:
+            out.line(d, "no reverse mapping: the kernel cannot tell who owns these blocks; each owner learns at "
+                        "its next read (EIO)")
         return _generic(fs, omap, offset, length, flags, mapping, out, d + 1)
     # xfs_dax_translate_range: clip to the filesystem, then BTOBB() both ends (rounding up, as the kernel does).
     dev_len = geo.size

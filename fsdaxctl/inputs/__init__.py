@@ -27,10 +27,12 @@ class Parsed:
     inodes: list[InodeRef] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, why): 'dmesg.txt line 7', 'not hex'
     ignored: int = 0  # lines that are not error reports at all (kernel logs are mostly other things)
+    notes: list[str] = field(default_factory=list)  # said once to the user (an empty list, ...)
 
     def extend(self, other: "Parsed") -> "Parsed":
         self.extents += other.extents
         self.inodes += other.inodes
         self.skipped += other.skipped
         self.ignored += other.ignored
+        self.notes += other.notes
         return self

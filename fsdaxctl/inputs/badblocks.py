@@ -14,7 +14,7 @@ from fsdaxctl.stack import BLOCK, REGION, Extent, Space
 from fsdaxctl.units import MAX_BYTES, SECTOR
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as os.fsdecode/surrogateescape keeps them
-_DECIMAL = re.compile(r"\d+")
+_DECIMAL = re.compile(r"\d{1,40}")  # longer is no sector number (2^64 has 20 digits), and int() would refuse it
 
 
 def numbered_lines(lines: Iterable[str | bytes], name: str, parsed: Parsed, *,
@@ -71,7 +71,9 @@ def _bad_number(text: str) -> str:
     if text.startswith("-") and _DECIMAL.fullmatch(text[1:]):
         return f"negative: {text}"
     if text[:2].lower() == "0x":
-        return f"hex {text!r}: the kernel and badblocks print decimal"
+        return f"hex {text[:40]!r}: the kernel and badblocks print decimal"
+    if text.isdigit():
+        return f"number too large: {text[:20]}... ({len(text)} digits)"
     return f"not a decimal number: {text[:40]!r}"
 
 

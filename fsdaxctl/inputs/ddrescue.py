@@ -39,6 +39,8 @@ def _c_integer(text: str) -> int | None:
     if not _INT.fullmatch(text):
         return None
     t = text.lstrip("+")
+    if len(t) > 40:  # no position has that many digits, and int() refuses past 4300
+        return None
     if t[:2] in ("0x", "0X"):
         return int(t[2:], 16)
     if len(t) > 1 and t[0] == "0":

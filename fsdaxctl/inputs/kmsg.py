@@ -151,7 +151,7 @@ _BARE_HEX = re.compile(r"[0-9a-fA-F]+")
 
 def _dec(text: str) -> int | str:
     if _DEC.fullmatch(text):
-        return int(text)
+        return int(text) if len(text) <= 40 else f"number too large ({len(text)} digits)"
     if text.startswith("-") and _DEC.fullmatch(text[1:]):
         return f"negative: {text}"
     return f"{text[:30]!r} is not a decimal number"

@@ -17,12 +17,12 @@ KINDS = ("sysfs", "ndctl", "ddrescue", "e2fs", "kmsg", "ranges")
 
 
 def read_source(path: str) -> tuple[str, bytes]:
-    """(display name, bytes). Sysfs attribute files report a size of 4096 whatever they hold: read to EOF."""
+    """(display name, bytes), all of it (sysfs attribute files report a size of 4096 whatever they hold)."""
     if path == "-":
         return "stdin", sys.stdin.buffer.read()
     try:
         with open(path, "rb") as fh:
-            return path, fh.read(64 << 20)
+            return path, fh.read()
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
 
@@ -32,6 +32,8 @@ def detect(name: str, data: bytes) -> str:
     from fsdaxctl.inputs.badblocks import space_for_sysfs_path
 
     head = data.lstrip()[:4096]
+    if not head:
+        return "sysfs"  # an empty list: what /sys/block/X/badblocks holds on a healthy device
     if name.endswith("badblocks") and space_for_sysfs_path(name) is not None:
         return "sysfs"
     # JSON starts with { or [, but so does a dmesg line ("[ 7504.88] ...", "[Tue Nov 24 ...]" with -T).

@@ -219,6 +219,8 @@ def parse_ndctl_json(text: str | bytes, name: str,
         raise UsageError(f"{name}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     except RecursionError:
         raise UsageError(f"{name}: not ndctl JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise UsageError(f"{name}: not ndctl JSON: {str(e)[:80]}") from None
     w = _Walk(name, block_space_for)
     try:
         w.any(doc, None)

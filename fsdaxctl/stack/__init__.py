@@ -85,7 +85,7 @@ class Dropped:
     offset: int
     length: int
     kind: str    # namespace-metadata, struct-page-reserve, alignment-padding, not-pmem, unallocated-region-space,
-    #              partition-table, unpartitioned, md-metadata, unmapped, not-in-stack
+    #              partition-table, unpartitioned, md-metadata, unmapped, not-in-stack, cycle
     reason: str
 
     def to_dict(self) -> dict:
@@ -207,6 +207,11 @@ class Stack:
             if last.space == self.fs_space:
                 route.paths.append(path + [Hop("filesystem", Space(FS, self.fs_space.name), last.offset,
                                                last.length, f"{self.fs_space} holds the filesystem")])
+                continue
+            if any(isinstance(h, Hop) and h.space == last.space for h in path[:-1]):
+                route.paths.append(path + [Dropped("stack", last.space, last.offset, last.length, "cycle",
+                                                   f"{last.space} is reached twice: the layers given form a "
+                                                   "cycle")])
                 continue
             layer = self.by_upper.get(last.space)
             if layer is None or len(path) > MAX_DEPTH:

@@ -82,6 +82,9 @@ def parse_table(lines, name: str, default_device: str | None = None) -> dict[str
                                  "positive chunk size")
             if length % stripes:  # dm-stripe.c stripe_ctr refuses the same
                 raise UsageError(f"{where}: striped: length {length} is not divisible by {stripes} stripes")
+            if (length // stripes) % chunk:  # stripe_ctr: "Target length not divisible by chunk size"
+                raise UsageError(f"{where}: striped: {length // stripes} sectors per stripe is not a multiple of "
+                                 f"the chunk size {chunk}")
             devs = tuple((_devname(pairs[2 * i]), _int(pairs[2 * i + 1], where, "offset")) for i in range(stripes))
             seg = Segment(start, length, target, devs, chunk, where)
         elif target == "crypt":

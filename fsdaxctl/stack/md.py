@@ -62,6 +62,8 @@ def parse_md_spec(text: str) -> MdArray:
             tok, size_text = tok.split("+", 1)
             size = parse_size(size_text, f"{where}: size of {tok}")
         member, _, off = tok.partition("@")
+        if not member or "/" in member:
+            raise UsageError(f"{where}: a member needs a device name, found {tok!r}")
         members.append(Member(member, len(members), parse_size(off, f"{where}: data offset of {member}")
                               if off else 0, size))
     return _checked(MdArray(name, level, chunk, tuple(members)), where)
@@ -79,17 +81,27 @@ def read_md_sysfs(root: str, name: str) -> MdArray:
         except OSError as e:
             raise UsageError(f"{where}: cannot read {path}: {e.strerror}") from None
 
+    def num(path):
+        text = attr(path)
+        if not text.isdigit() or len(text) > 20:
+            raise UsageError(f"{where}: {path} holds {text[:30]!r}, not a number")
+        return int(text)
+
     level = attr("level")
-    chunk = int(attr("chunk_size")) if level != "raid1" else 0
+    chunk = num("chunk_size") if level != "raid1" else 0
     members = []
-    for entry in sorted(os.listdir(base)):
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError as e:
+        raise UsageError(f"{where}: {e.strerror}: is {name} an md array on that machine?") from None
+    for entry in entries:
         if not entry.startswith("dev-"):
             continue
         slot = attr(f"{entry}/slot")
         if slot == "none":  # a spare or faulty member holds no array data
             continue
-        members.append(Member(entry[4:], int(slot), int(attr(f"{entry}/offset")) * SECTOR,
-                              int(attr(f"{entry}/size")) * 1024))
+        members.append(Member(entry[4:], num(f"{entry}/slot"), num(f"{entry}/offset") * SECTOR,
+                              num(f"{entry}/size") * 1024))
     members.sort(key=lambda m: m.slot)
     return _checked(MdArray(name, level, chunk, tuple(members)), where)
 
@@ -101,6 +113,13 @@ def _checked(md: MdArray, where: str) -> MdArray:
         raise UsageError(f"{where}: no active members")
     if md.level in ("raid0",) and (md.chunk <= 0 or md.chunk % SECTOR):
         raise UsageError(f"{where}: raid0 needs chunk=SIZE, a multiple of 512 bytes")
+    if md.chunk % SECTOR:
+        raise UsageError(f"{where}: chunk {md.chunk} is not a multiple of 512 bytes")
+    if len({m.name for m in md.members}) != len(md.members):
+        raise UsageError(f"{where}: a member is listed twice")
+    small = [m.name for m in md.members if m.size is not None and md.chunk and m.size < md.chunk]
+    if small:
+        raise UsageError(f"{where}: {', '.join(small)} smaller than one chunk: holds no array data")
     if md.level == "raid0":
         sizes = {m.size // md.chunk * md.chunk for m in md.members if m.size is not None}
         if len(sizes) > 1:
@@ -180,8 +199,10 @@ def md_layers(md: MdArray) -> list[Layer]:
 def settle_mirrors(routes: list[Route], arrays: dict[str, MdArray]) -> list[str]:
     """raid1 bytes bad on every member have no good copy: clear `recoverable` on those paths.
 
-    Conservative: a piece counts as lost when every other member has bad bytes overlapping it. Returns one line
-    per such piece (what the admin must restore)."""
+    Conservative: a piece counts as lost when every other member has bad bytes overlapping it. Returns at most
+    20 lines naming such pieces (what the admin must restore), then how many more."""
+    import bisect
+
     bad: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (array, member) -> array byte ranges bad there
     hits = []
     for route in routes:
@@ -191,12 +212,31 @@ def settle_mirrors(routes: list[Route], arrays: dict[str, MdArray]) -> list[str]
                     member = path[i - 1].space.name
                     bad.setdefault((h.space.name, member), []).append((h.offset, h.offset + h.length))
                     hits.append((path, i))
-    lines = set()
+    index = {}
+    for key, ranges in bad.items():  # sorted starts and a running maximum of ends: one bisect per question
+        ranges.sort()
+        ends, top = [], 0
+        for _, b in ranges:
+            top = max(top, b)
+            ends.append(top)
+        index[key] = ([a for a, _ in ranges], ends)
+
+    def overlaps(key, lo, hi) -> bool:
+        if key not in index:
+            return False
+        starts, ends = index[key]
+        k = bisect.bisect_left(starts, hi)  # ranges starting before hi
+        return k > 0 and ends[k - 1] > lo
+
+    lost = []
     for path, i in hits:
         h = path[i]
         lo, hi = h.offset, h.offset + h.length
-        members = [m.name for m in arrays[h.space.name].members]
-        if all(any(a < hi and lo < b for a, b in bad.get((h.space.name, m), ())) for m in members):
+        if all(overlaps((h.space.name, m.name), lo, hi) for m in arrays[h.space.name].members):
             path[i] = Hop(h.layer, h.space, h.offset, h.length, h.arithmetic + " (bad on every mirror)", "")
-            lines.add(f"{h.space.name} bytes {lo}..{hi - 1}: bad on every raid1 member, no good copy")
-    return sorted(lines)
+            lost.append((h.space.name, lo, hi))
+    lost = sorted(set(lost))
+    lines = [f"{a} bytes {lo}..{hi - 1}: bad on every raid1 member, no good copy" for a, lo, hi in lost[:20]]
+    if len(lost) > 20:
+        lines.append(f"... and {len(lost) - 20} more ranges bad on every raid1 member")
+    return lines

@@ -12,6 +12,8 @@ offset map. Units: the table counts logical sectors (512 or 4096 bytes); everyth
 
 from __future__ import annotations
 
+import re
+
 import bisect
 import uuid
 import zlib
@@ -506,6 +508,24 @@ def partition_name(disk: str, number: int) -> str:
     """The kernel's name of partition `number` of `disk` (core.c add_partition): sda -> sda1, but a disk whose
     name ends in a digit gets a 'p' between: pmem0 -> pmem0p1, nvme0n1 -> nvme0n1p1, loop0 -> loop0p1."""
     return f"{disk}p{number}" if disk[-1:].isdigit() else f"{disk}{number}"
+
+
+_P_PART = re.compile(r"(.+\d)p\d+")
+_PLAIN_PART = re.compile(r"(.*\D)\d+")
+_LETTER_DISKS = re.compile(r"(?:sd|vd|hd|xvd)[a-z]+")  # disk names that end in letters: partitions are plain N
+
+
+def disk_of(name: str, names=()) -> str:
+    """The disk a kernel device name belongs to: partition_name() backwards. 'pmem0p1' -> 'pmem0', 'sdb2' ->
+    'sdb'; a name ending in digits without 'p' is a whole disk (rbd0, md127, dm-3) unless the part before the
+    digits is one of `names` (the other devices in the same report) or a letter-named disk (sdX, vdX, xvdX)."""
+    m = _P_PART.fullmatch(name)
+    if m:
+        return m.group(1)
+    m = _PLAIN_PART.fullmatch(name)
+    if m and (m.group(1) in names or _LETTER_DISKS.fullmatch(m.group(1))):
+        return m.group(1)
+    return name
 
 
 def choose_partition(table: PartitionTable, number: int | None,

@@ -91,11 +91,19 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
     holes (no device bytes: nothing there to damage)."""
     from fsdaxctl.xfs.inode import bmap, read_inode
 
+    from fsdaxctl.parsers import xfs as f
+
     geo = fs.geo
     try:
         ino = lookup_path(fs, path)
         inode = read_inode(fs, ino)
+        fmt, _ = inode.fork("data")
+        if fmt == f.XFS_DINODE_FMT_LOCAL:
+            raise UsageError(f"--file {path}: its contents live inside inode {ino} (local format): no blocks of "
+                             f"its own; --inode {ino} says where that inode is")
         extents = bmap(fs, inode, "data")
+    except UsageError:
+        raise
     except FsdaxError as e:
         raise UsageError(f"--file {path}: {e}") from None
     end = file_offset + length
