@@ -261,3 +261,60 @@ def test_act_needs_a_live_system_and_options_are_checked_first(tmp_path):
     for args in (["--sector", 8, "--length", "4k"], ["--daddr", 1, "--length", 0]):
         r = inject("--sample", *args)
         assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_locate_act_on_a_badblocks_list(live, children, tmp_path):
+    """The monitoring path: a badblocks list of TARGET, `locate --act`: the mapper of the damaged page is
+    signalled, the mapper of the next page is not."""
+    img, mnt = live
+    byte = device_byte(os.path.join(mnt, "c"), 5 * PS)
+    hit, spared = children(mnt, "c", 5, 1), children(mnt, "c", 6, 1)
+    for c in (hit, spared):
+        c.wait_ready()
+    bb = tmp_path / "badblocks"
+    bb.write_text(f"{byte // 512} 8\n")
+    r = CliRunner().invoke(cli, ["locate", img, "--badblocks", str(bb), "--assume-dax", "--act", "--yes",
+                                 "--format", "json", "--action-log", str(tmp_path / "log")])
+    assert r.exit_code == 4, r.output
+    assert hit.got() == (7, 0, os.getpid()) and spared.got(timeout=0.5) is None
+
+
+def test_nothing_runs_when_the_second_walk_differs(tmp_path):
+    from fsdaxctl.engine.act import act
+    from fsdaxctl.engine.chain import Decision, Mapping, Outcome
+    from fsdaxctl.errors import FsdaxError
+
+    def outcome(pids):
+        return [Outcome(event={}, flags=0, decisions=[Decision("kill-mappers", "x", inode=131, pgoff=0, pgcnt=1,
+                                                               mappers=[{"pid": p, "comm": "t"} for p in pids])])]
+    mapping = Mapping()
+    mapping.mount = str(tmp_path)  # pretend mounted; nothing may be signalled anyway
+    log = tmp_path / "log"
+    with open(log, "w") as fh, pytest.raises(FsdaxError, match="changed since the dry run"):
+        act(outcome([os.getpid()]), mapping, rerun=lambda: outcome([os.getpid(), 1]), yes=True, sig="SIGBUS",
+            exec_cmd=None, log=fh)
+    assert log.read_text() == ""
+
+
+def test_chain_splits_a_range_at_the_ag_boundary(odd_ag_image):
+    """AGs of 5001 blocks: a range over the last block of AG 0 and the first of AG 1 is two rmap queries with the
+    kernel's low/high keys (xfs_dax_notify_dev_failure), and every owner is told."""
+    byte = 5001 * 4096 - 4096
+    r = inject(odd_ag_image, "--daddr", byte // 512, "--length", 8192, "--format", "json")
+    calls = [t["call"] for t in json.loads(r.stdout)["outcomes"][0]["trace"]]
+    assert any("AG 0: xfs_rmap_query_range(agbno 5000..5000)" in c for c in calls), calls
+    assert any("AG 1: xfs_rmap_query_range(agbno 0..0)" in c for c in calls), calls
+    assert any("start_bno = AG 0 block 5000, end_bno = AG 1 block 0" in c for c in calls)
+
+
+def test_pgcnt_of_a_block_smaller_than_a_page_is_zero_as_in_the_kernel():
+    """xfs_failure_pgcnt: FSB_TO_B(1 block of 1 KiB) >> PAGE_SHIFT = 0: mf_dax_kill_procs gets count 0."""
+    from fsdaxctl.engine.chain import Mapping, _failure_fn, Outcome
+    from fsdaxctl.xfs.owners import Piece
+
+    out = Outcome(event={}, flags=0)
+    p = Piece(offset=1 << 20, length=1024, owner="file", inode=131, fork="data", file_offset=3072)
+    _failure_fn(None, p, 0, Mapping(), out, 0)
+    kill = next(d for d in out.decisions if d.action == "kill-mappers")
+    assert (kill.pgoff, kill.pgcnt) == (0, 0)
+    assert any("pgcnt is 0" in t for _, t in out.trace)

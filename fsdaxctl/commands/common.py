@@ -265,3 +265,62 @@ def _fs_queries(o: dict, length):
     elif o["file_offset"] != "0":
         raise UsageError("--file-offset goes with --file")
     return queries
+
+
+def chain_options(f):
+    """The corruption-chain engine's options, shared by inject and locate: flags, the mapping, --act."""
+    opts = [
+        click.option("--flags", "flags_spec", default="",
+                     help="mf_flags: action-required, pre-remove (comma separated)."),
+        click.option("--mapping", type=click.Choice(["auto", "dax", "page-cache"]), default="auto",
+                     show_default=True,
+                     help="How file pages are mapped: auto asks the mount (an image or unmounted device: as DAX)."),
+        click.option("--assume-dax", is_flag=True,
+                     help="Treat every mapping as DAX (rehearsals on machines without pmem)."),
+        click.option("--act", is_flag=True, help="Carry the decisions out on the live system (after a dry run and "
+                                                 "confirmation): SIGBUS to mappers, XFS shutdown, --exec."),
+        click.option("--rewrite-cached", is_flag=True,
+                     help="With --act: also carry out rewrite-cached-page (write resident page-cache contents back "
+                          "over the bad media). Beyond the merged kernel, so never implied."),
+        click.option("--yes", is_flag=True, help="With --act: do not ask for confirmation."),
+        click.option("--signal", "sig", default="SIGBUS", show_default=True,
+                     help="With --act: the signal for mappers."),
+        click.option("--exec", "exec_cmd", metavar="CMD",
+                     help="With --act: run CMD (split like a shell would, never through one) once per decision, "
+                          "the decision as JSON on stdin."),
+        click.option("--action-log", type=click.File("a"), default=None,
+                     help="With --act: append one JSON line per action here (default: stderr)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def check_chain_options(o: dict) -> int:
+    """The mf_flags; usage errors before any work is done."""
+    from fsdaxctl.engine.flags import parse_flags
+
+    if not o["act"] and (o["exec_cmd"] or o["yes"] or o["rewrite_cached"] or o["action_log"]):
+        raise UsageError("--exec, --yes, --rewrite-cached and --action-log go with --act")
+    return parse_flags(o["flags_spec"])
+
+
+def chain_mapping(fs, o: dict):
+    """How file pages are mapped: forced by --assume-dax/--mapping, else asked of the mount (offline: DAX)."""
+    from fsdaxctl.engine.act import live_mapping
+    from fsdaxctl.engine.chain import DAX, PAGE_CACHE
+
+    forced = DAX if o["assume_dax"] or o["mapping"] == "dax" else PAGE_CACHE if o["mapping"] == "page-cache" else None
+    return live_mapping(fs, forced, "--assume-dax" if o["assume_dax"] else f"--mapping {o['mapping']}")
+
+
+def run_act(answer, omap, event: dict, flags: int, o: dict, outcomes=None) -> int:
+    """--act: walk the chain (unless done), show the dry run, confirm, walk again, act. Returns exit bits."""
+    from fsdaxctl.engine import chain
+    from fsdaxctl.engine.act import act
+
+    mapping = chain_mapping(answer.fs, o)
+    if outcomes is None:
+        outcomes = chain.run(answer, omap, event, flags, mapping)
+    return act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags, chain_mapping(answer.fs, o)),
+               yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"], rewrite=o["rewrite_cached"])

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import target_options, warn
+from fsdaxctl.commands.common import (chain_mapping, chain_options, check_chain_options, run_act, target_options,
+                                     warn)
 from fsdaxctl.errors import UsageError
 
 
@@ -22,27 +23,12 @@ from fsdaxctl.errors import UsageError
                    "who else shares them, what happens.")
 @click.option("--file-offset", default="0", help="With --file: start of the range.")
 @click.option("--length", help="With --daddr or --file: bytes (default one page).")
-@click.option("--flags", "flags_spec", default="", help="mf_flags: action-required, pre-remove (comma separated).")
-@click.option("--mapping", type=click.Choice(["auto", "dax", "page-cache"]), default="auto", show_default=True,
-              help="How file pages are mapped: auto asks the mount (an image or unmounted device: as DAX).")
-@click.option("--assume-dax", is_flag=True, help="Treat every mapping as DAX (rehearsals on machines without pmem).")
 @click.option("--device", "device_name", metavar="NAME", help="What the machine calls TARGET (pmem0, sdb).")
 @click.option("--partition", type=int, metavar="N", help="Use partition N of TARGET.")
 @click.option("--sysfs-root", metavar="DIR", help="Read the nd/block layout from DIR instead of /sys.")
 @click.option("--dm-table", "dm_tables", multiple=True, metavar="[NAME=]FILE", help="'dmsetup table' output.")
 @click.option("--md", "md", multiple=True, metavar="SPEC", help="An md array (see locate --help).")
-@click.option("--act", is_flag=True, help="Carry the decisions out on the live system (after a dry run and "
-                                          "confirmation): SIGBUS to mappers, XFS shutdown, --exec.")
-@click.option("--rewrite-cached", is_flag=True,
-              help="With --act: also carry out rewrite-cached-page (write resident page-cache contents back over "
-                   "the bad media). Beyond the merged kernel, so never implied.")
-@click.option("--yes", is_flag=True, help="With --act: do not ask for confirmation.")
-@click.option("--signal", "sig", default="SIGBUS", show_default=True, help="With --act: the signal for mappers.")
-@click.option("--exec", "exec_cmd", metavar="CMD",
-              help="With --act: run CMD (split like a shell would, never through one) once per decision, the "
-                   "decision as JSON on stdin.")
-@click.option("--action-log", type=click.File("a"), default=None,
-              help="With --act: append one JSON line per action here (default: stderr).")
+@chain_options
 @click.option("--poison", metavar="COPY", help="Drill on a copy: write a recognisable pattern over the damaged "
                                                "bytes of COPY (a copy of TARGET) and append them to COPY.badblocks.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
@@ -61,21 +47,18 @@ def command(ctx, target, **o):
     Exit status: as locate (0 nothing in use, 4 file data, 8 metadata), 1 when an action failed.
     """
     from fsdaxctl.engine import chain
-    from fsdaxctl.engine.flags import parse_flags
     from fsdaxctl.pipeline import Plan, resolve
     from fsdaxctl.render import default_format
     from fsdaxctl.xfs.owners import OwnerMap
 
-    flags = parse_flags(o["flags_spec"])
-    if not o["act"] and (o["exec_cmd"] or o["yes"] or o["rewrite_cached"] or o["action_log"]):
-        raise UsageError("--exec, --yes, --rewrite-cached and --action-log go with --act")
+    flags = check_chain_options(o)
     if o["act"] and o["poison"]:
         raise UsageError("--poison drills on a copy; --act acts on the live system: one at a time")
     event, plan = _plan(target, o, Plan)
     answer = resolve(plan)
     fs = answer.fs
     with fs:
-        mapping = _mapping(fs, o)
+        mapping = chain_mapping(fs, o)
         omap = OwnerMap(fs)
         outcomes = chain.run(answer, omap, event, flags, mapping)
         warnings = list(fs.warnings) + answer.warnings + [n for oc in outcomes for n in oc.notes] + omap.problems
@@ -89,12 +72,7 @@ def command(ctx, target, **o):
             for line in poison_copy(target, o["poison"], fs, answer):
                 click.echo(f"fsdaxctl: {line}", err=True)
         if o["act"]:
-            from fsdaxctl.engine.act import act
-
-            status |= act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags,
-                                                                       _mapping(fs, o)),
-                          yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"],
-                          rewrite=o["rewrite_cached"])
+            status |= run_act(answer, omap, event, flags, o, outcomes)
     ctx.exit(status)
 
 
@@ -151,20 +129,6 @@ def _plan(target, o, Plan):
     plan = Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
                 dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
     return event, plan
-
-
-def _mapping(fs, o):
-    from fsdaxctl.engine.chain import DAX, PAGE_CACHE
-
-    if o["assume_dax"] or o["mapping"] == "dax":
-        forced = DAX
-    elif o["mapping"] == "page-cache":
-        forced = PAGE_CACHE
-    else:
-        forced = None
-    from fsdaxctl.engine.act import live_mapping
-
-    return live_mapping(fs, forced, "--assume-dax" if o["assume_dax"] else f"--mapping {o['mapping']}")
 
 
 def _status(outcomes) -> int:

@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import (build_plan, input_options, progress_printer, source_option, target_options,
-                                     verify_option, verify_rmap_warnings, warn)
+from fsdaxctl.commands.common import (build_plan, chain_options, check_chain_options, input_options, progress_printer,
+                                     run_act, source_option, target_options, verify_option, verify_rmap_warnings,
+                                     warn)
 from fsdaxctl.errors import UsageError
 from fsdaxctl.render import LOCATE_FORMATS
 
@@ -21,6 +22,7 @@ from fsdaxctl.render import LOCATE_FORMATS
               help="Owners only: no paths, no structure detail (skips the directory walk and tree indexes).")
 @source_option
 @verify_option
+@chain_options
 @click.option("--format", "fmt", type=click.Choice(LOCATE_FORMATS), default=None,
               help="Output format (default: table on a terminal, json otherwise); paths: every path of every "
                    "file hit, one a line.")
@@ -35,8 +37,12 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
     filesystem itself, a whole disk with a partition table, or a raw pmem namespace with its info block.
 
     \b
+    With --act, what the kernel's memory-failure chain would decide for each input (see `inject`) is carried
+    out where TARGET is mounted, after a dry run and confirmation.
+
+    \b
     Exit status: 0 nothing in use was hit, 4 file data, 8 filesystem metadata (12 both),
-    1 some owners could not be resolved, 2 usage error.
+    1 some owners could not be resolved (or an --act action failed), 2 usage error.
     """
     from fsdaxctl.locate import describe_results, exit_status, locate_routes
     from fsdaxctl.pipeline import METADATA_DROPS, dropped_paths, fs_paths, resolve
@@ -50,6 +56,7 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
         raise UsageError("--null goes with --format paths")
     if inputs["ranges_file"] is not None and inputs["offset"] is not None:
         raise UsageError("give --offset/--length or --ranges, not both")
+    flags = check_chain_options(inputs)
     plan = build_plan(target, inputs)
     answer = resolve(plan)
     fs = answer.fs
@@ -89,7 +96,8 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
             warn(warnings)
             write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings,
                          dropped=dropped, stack=answer.stack.describe() if explain else None)
-    ctx.exit(exit_status(results) | drop_bits | (1 if checked else 0))
+        acted = run_act(answer, omap, {"kind": "locate"}, flags, inputs) if inputs["act"] else 0
+    ctx.exit(exit_status(results) | drop_bits | (1 if checked else 0) | acted)
 
 
 def _input_warnings(parsed) -> list[str]:
