@@ -303,6 +303,8 @@ def write_info(out, fmt: str, source: str, fsinfo: dict, ags: list[dict], warnin
         ("label", printable(fsinfo["label"]) or "(none)"),
         ("size", f"{fsinfo['size']} bytes ({human(fsinfo['size'])})"),
         ("device size", f"{fsinfo['device_size']} bytes ({human(fsinfo['device_size'])})"),
+        *([("in TARGET at", f"byte {fsinfo['target_offset']} ({human(fsinfo['target_offset'])})")]
+          if "target_offset" in fsinfo else []),
         ("block size", fsinfo["block_size"]),
         ("sector size", fsinfo["sector_size"]),
         ("inode size", fsinfo["inode_size"]),

@@ -13,13 +13,15 @@ from fsdaxctl.commands.common import (format_option, open_filesystem, progress_p
 
 @click.command("fsmap")
 @target_options
+@click.option("--partition", type=int, metavar="N",
+              help="Use partition N of a whole-disk TARGET (default: the one holding XFS).")
 @click.option("--start", default="0", show_default=True, help="First byte to map (suffixes: 512s, 4k, 1m...).")
 @click.option("--end", default=None, help="Map up to this byte, exclusive (default: the end of the device).")
 @source_option
 @verify_option
 @format_option("jsonl")
 @click.pass_context
-def command(ctx, target, start, end, source, verify_rmap, fmt):
+def command(ctx, target, start, end, source, verify_rmap, fmt, partition):
     """Every owner of every byte, in device order, streamed.
 
     Pieces are clipped to [--start, --end); shared blocks show once per owner.
@@ -30,7 +32,7 @@ def command(ctx, target, start, end, source, verify_rmap, fmt):
     from fsdaxctl.xfs.fs import filesystem_info
     from fsdaxctl.xfs.owners import OwnerMap
 
-    fs = open_filesystem(target)
+    fs = open_filesystem(target, partition)
     with fs:
         limit = max(fs.dev.size, fs.geo.size)
         lo = parse_size(start, "--start")

@@ -11,15 +11,17 @@ from fsdaxctl.commands.common import format_option, open_filesystem, target_opti
 
 @click.command("info")
 @target_options
+@click.option("--partition", type=int, metavar="N",
+              help="Use partition N of a whole-disk TARGET (default: the one holding XFS).")
 @format_option("json")
 @click.pass_context
-def command(ctx, target, fmt):
+def command(ctx, target, fmt, partition):
     """Superblock, features and AG geometry of TARGET, and what makes its answers doubtful."""
     from fsdaxctl.errors import FsdaxError
     from fsdaxctl.render import default_format, write_info
     from fsdaxctl.xfs.fs import filesystem_info
 
-    fs = open_filesystem(target)
+    fs = open_filesystem(target, partition)
     status = 0
     with fs:
         geo = fs.geo

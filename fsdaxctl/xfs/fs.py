@@ -259,7 +259,7 @@ def buf_be32(buf: bytes, off: int = 0) -> int:
 def filesystem_info(fs: XfsFilesystem) -> dict:
     """The `filesystem` object of the JSON contract: plain values, bytes for sizes."""
     sb, geo = fs.sb, fs.geo
-    return {
+    info = {
         "type": "xfs",
         "uuid": str(fs.uuid),
         "label": fs.label,
@@ -275,3 +275,6 @@ def filesystem_info(fs: XfsFilesystem) -> dict:
         "features": fs.feature_names(),
         "device_size": fs.dev.size,
     }
+    if getattr(fs.dev, "start", 0):  # inside a partition or a namespace's data area: where, in TARGET's bytes
+        info["target_offset"] = fs.dev.start
+    return info
