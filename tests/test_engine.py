@@ -318,3 +318,19 @@ def test_pgcnt_of_a_block_smaller_than_a_page_is_zero_as_in_the_kernel():
     kill = next(d for d in out.decisions if d.action == "kill-mappers")
     assert (kill.pgoff, kill.pgcnt) == (0, 0)
     assert any("pgcnt is 0" in t for _, t in out.trace)
+
+
+def test_range_past_the_filesystem_end_is_clipped_like_xfs_dax_translate_range():
+    last = (64 << 20) - 512  # the sample's last sector
+    r = inject("--sample", "--daddr", last // 512, "--length", 4096, "--format", "json")
+    oc = json.loads(r.stdout)["outcomes"][0]
+    calls = [t["call"] for t in oc["trace"]]
+    assert any(f"BTOBB({last}) = {last // 512:#x}, bblen = BTOBB(512) = 1" in c for c in calls), calls
+    assert oc["result"] == "Recovered" and r.exit_code == 0
+
+
+def test_trace_flag_prints_the_call_path():
+    plain = inject("--sample", "--daddr", 1, "--format", "table")
+    traced = inject("--sample", "--daddr", 1, "--format", "table", "--trace")
+    assert "xfs_rmap_query_range" not in plain.stdout and "--trace" in plain.stdout
+    assert "  xfs_dax_translate_range: daddr = BTOBB(512)" in traced.stdout

@@ -31,6 +31,8 @@ from fsdaxctl.errors import UsageError
 @chain_options
 @click.option("--poison", metavar="COPY", help="Drill on a copy: write a recognisable pattern over the damaged "
                                                "bytes of COPY (a copy of TARGET) and append them to COPY.badblocks.")
+@click.option("--trace", is_flag=True, help="Print the call path (as the kernel walks it) above the decisions; JSON "
+                                          "always carries it.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
               help="table: the call path and the decisions (default on a terminal); json otherwise.")
 @click.pass_context
@@ -64,7 +66,7 @@ def command(ctx, target, **o):
         warnings = list(fs.warnings) + answer.warnings + [n for oc in outcomes for n in oc.notes] + omap.problems
         warn(warnings)
         fmt = o["fmt"] or default_format(interactive="table", piped="json")
-        write_outcomes(sys.stdout, fmt, target, outcomes, mapping)
+        write_outcomes(sys.stdout, fmt, target, outcomes, mapping, o["trace"])
         status = _status(outcomes)
         if o["poison"]:
             from fsdaxctl.engine.act import poison_copy
@@ -147,7 +149,7 @@ def _status(outcomes) -> int:
     return status
 
 
-def write_outcomes(out, fmt, target, outcomes, mapping) -> None:
+def write_outcomes(out, fmt, target, outcomes, mapping, trace: bool = True) -> None:
     import json
 
     from fsdaxctl.render import printable
@@ -162,8 +164,11 @@ def write_outcomes(out, fmt, target, outcomes, mapping) -> None:
     for i, oc in enumerate(outcomes):
         if i:
             out.write("\n")
-        for depth, text in oc.trace:
-            out.write("  " * depth + printable(text) + "\n")
+        if trace:
+            for depth, text in oc.trace:
+                out.write("  " * depth + printable(text) + "\n")
+        else:
+            out.write(f"{printable(oc.event.get('origin', ''))}: {oc.result} (--trace for the call path)\n")
         rows = []
         for d in oc.decisions:
             what = ", ".join(printable(p) for p in d.paths) or (f"inode {d.inode}" if d.inode else d.owner)
