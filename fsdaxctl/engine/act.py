@@ -52,14 +52,15 @@ class LiveMapping(Mapping):
     def mode(self, ino: int, paths=()) -> tuple[str, str]:
         if self.forced:
             return self.forced, self.why
+        for p in paths:  # xfs_inode_should_enable_dax, as live.mapping_is_dax follows it
+            try:
+                state = self.live.mapping_is_dax(os.path.join(self.mount, p.lstrip("/")), self.mnt)
+            except FsdaxError:
+                continue
+            return (DAX if state.dax else PAGE_CACHE), state.why
         if self.dax == "always":
-            return DAX, f"mount option dax=always at {self.mount}"
-        if self.dax == "inode":
-            for p in paths:
-                flag = self.live.inode_dax_flag(os.path.join(self.mount, p.lstrip("/")))
-                return (DAX if flag else PAGE_CACHE), f"dax=inode and FS_XFLAG_DAX is {'set' if flag else 'clear'}"
-            return PAGE_CACHE, "dax=inode, no path to read the inode's DAX flag"
-        return PAGE_CACHE, f"mounted at {self.mount} without DAX: page cache"
+            return DAX, f"mount option dax=always at {self.mount} (no path to ask about inode {ino})"
+        return PAGE_CACHE, f"mounted at {self.mount} with dax={self.dax}; no path to ask about inode {ino}"
 
     def mappers(self, ino: int, pgoff: int, pgcnt: int):
         found = self.live.find_mappers(self.devt, ino, pgoff, max(pgcnt, 1))
