@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from fsdaxctl.cli import cli
 from tests.conftest import need_kernel
 from tests.kernel import fiemap
-from tests.test_live import Child
+from tests.test_live import child_pool, mounted_abc
 
 PS = 4096
 
@@ -44,34 +44,16 @@ def freeze(mnt):
 def live(tmp_path):
     """A mounted XFS: a (16 pages), b = reflink of a, c (16 pages). Yields (image, mount point)."""
     need_kernel()
-    from tests.images import loop_mount, mkfs
-
     img = tmp_path / "live.img"
-    mkfs(img, 64 << 20, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1"])
-    with loop_mount(img) as mnt:
-        for name, fill in (("a", b"A"), ("c", b"C")):
-            with open(os.path.join(mnt, name), "wb") as fh:
-                fh.write(fill * (16 * PS))
-        subprocess.run(["cp", "--reflink=always", os.path.join(mnt, "a"), os.path.join(mnt, "b")], check=True)
-        os.sync()
+    with mounted_abc(img) as mnt:
         freeze(mnt)
         yield str(img), mnt
 
 
 @pytest.fixture
 def children(tmp_path):
-    made = []
-
-    def start(mnt, name, first, count, kind="shared"):
-        c = Child(os.path.join(mnt, name), first, count, kind, tmp=str(tmp_path))
-        made.append(c)
-        return c
-
-    try:
-        yield start
-    finally:
-        for c in made:
-            c.stop()
+    with child_pool(tmp_path) as start:
+        yield lambda mnt, name, *args: start(os.path.join(mnt, name), *args)
 
 
 def device_byte(path, file_offset):

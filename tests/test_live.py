@@ -54,13 +54,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def xfs(tmp_path_factory):
-    """A mounted 64 MiB XFS (reflink, rmapbt, 4 KiB blocks) with files a, its reflinked clone b, and c."""
-    need_kernel()
+@contextlib.contextmanager
+def mounted_abc(img):
+    """mkfs a 64 MiB XFS (reflink, rmapbt, 4 KiB blocks) at `img`, mount it, write a and c (16 pages each) and
+    b, a reflinked clone of a; yield the mount point (unmounted afterwards)."""
     from tests.images import loop_mount, mkfs
 
-    img = tmp_path_factory.mktemp("live") / "live.img"
     mkfs(img, 64 << 20, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1"])
     with loop_mount(img) as mnt:
         for name, fill in (("a", b"A"), ("c", b"C")):
@@ -68,6 +67,13 @@ def xfs(tmp_path_factory):
                 fh.write(fill * (16 * PS))
         subprocess.run(["cp", "--reflink=always", os.path.join(mnt, "a"), os.path.join(mnt, "b")], check=True)
         os.sync()
+        yield mnt
+
+
+@pytest.fixture(scope="module")
+def xfs(tmp_path_factory):
+    need_kernel()
+    with mounted_abc(tmp_path_factory.mktemp("live") / "live.img") as mnt:
         yield mnt
 
 
@@ -108,13 +114,13 @@ class Child:
         self.proc.stdout.close()
 
 
-@pytest.fixture
-def children(xfs, tmp_path):
-    """Start children (Child(...) through the returned function); always killed at the end."""
+@contextlib.contextmanager
+def child_pool(tmp):
+    """start(path, first, count, kind="shared", *opts) -> a ready-to-wait Child; all killed on exit."""
     made = []
 
-    def start(name, first, count, kind="shared", *opts):
-        c = Child(os.path.join(xfs, name), first, count, kind, *opts, tmp=str(tmp_path))
+    def start(path, first, count, kind="shared", *opts):
+        c = Child(path, first, count, kind, *opts, tmp=str(tmp))
         made.append(c)
         return c
 
@@ -123,6 +129,13 @@ def children(xfs, tmp_path):
     finally:
         for c in made:
             c.stop()
+
+
+@pytest.fixture
+def children(xfs, tmp_path):
+    """Start children on the module's mount by file name; always killed at the end."""
+    with child_pool(tmp_path) as start:
+        yield lambda name, *args: start(os.path.join(xfs, name), *args)
 
 
 def test_find_mappers_exact_pages_files_and_processes(xfs, children):

@@ -36,6 +36,23 @@ def stripe_members(dev: bytes, n: int, chunk: int, offsets: list[int]) -> list[b
     return members
 
 
+def assert_maps_bytes(stack, dev: bytes, member: bytes, name: str, off: int, length: int, data_start: int):
+    """Every byte of member `name` in [off, off+length) either lands on the byte of `dev` it holds, or is
+    dropped because it lies before the member's data; nothing is lost or invented."""
+    r = stack.route(Extent(Space(BLOCK, name), off, length, "test"))
+    covered = 0
+    for path in r.paths:
+        last = path[-1]
+        if isinstance(last, Dropped):
+            assert last.offset + last.length <= data_start
+        else:
+            hop = path[1]  # the layer's hop; the path ends with "the filesystem is here"
+            start = int(hop.arithmetic.split()[1])  # "byte N - ...": the member byte this piece starts at
+            assert off <= start and dev[hop.offset:hop.offset + hop.length] == bytes(member[start:start + hop.length])
+        covered += last.length
+    assert covered == length
+
+
 def test_dm_table_text_shapes():
     # `dmsetup table` of one device, and of all devices (NAME: prefix), as dmsetup(8) prints them.
     one = parse_table(["0 2097152 linear 8:16 2048"], "t", "vg-lv")
@@ -81,19 +98,7 @@ def test_dm_striped_maps_every_byte_to_the_same_byte(n, chunk_sectors, data):
     i = data.draw(st.integers(0, n - 1))
     off = data.draw(st.integers(0, len(members[i]) - 1))
     length = data.draw(st.integers(1, len(members[i]) - off))
-    r = stack.route(Extent(Space(BLOCK, f"m{i}"), off, length, "test"))
-    covered = 0
-    for path in r.paths:
-        last = path[-1]
-        if isinstance(last, Dropped):
-            assert last.offset + last.length <= offsets[i]  # only the bytes before the stripe's data
-            covered += last.length
-            continue
-        hop = path[1]  # the dm layer's hop; the path ends with "the filesystem is here"
-        start = int(hop.arithmetic.split()[1])  # "byte N - ...": the member byte this piece starts at
-        assert dev[hop.offset:hop.offset + hop.length] == bytes(members[i][start:start + hop.length])
-        covered += last.length
-    assert covered == length
+    assert_maps_bytes(stack, dev, members[i], f"m{i}", off, length, offsets[i])
 
 
 def test_dm_linear_two_segments_and_gap():
@@ -131,18 +136,7 @@ def test_md_raid0_maps_member_bytes_to_array_bytes(n, chunk, data):
     i = data.draw(st.integers(0, n - 1))
     off = data.draw(st.integers(8192, len(members[i]) - 1))
     length = data.draw(st.integers(1, len(members[i]) - off))
-    r = stack.route(Extent(Space(BLOCK, f"m{i}"), off, length, "t"))
-    total = 0
-    for path in r.paths:
-        last = path[-1]
-        assert isinstance(last, Hop)
-        total += last.length
-    assert total == length
-    # byte for byte: each piece starts at a member byte named in its arithmetic ("byte N - data offset")
-    for path in r.paths:
-        hop = path[1]
-        start = int(hop.arithmetic.split()[1])
-        assert off <= start and dev[hop.offset:hop.offset + hop.length] == bytes(members[i][start:start + hop.length])
+    assert_maps_bytes(stack, dev, members[i], f"m{i}", off, length, 8192)
 
 
 def test_md_raid1_is_recoverable_unless_every_mirror_is_bad():
