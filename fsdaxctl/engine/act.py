@@ -34,7 +34,7 @@ class LiveMapping(Mapping):
         self.devt = (os.major(st.st_dev), os.minor(st.st_dev))
         self.mount = point
         self.forced = forced
-        self.options = ""
+        self.snapshot = None
         for m in live.mounts_of_device(self.devt):
             if m.mount_point == point:
                 self.mnt = m
@@ -63,28 +63,23 @@ class LiveMapping(Mapping):
         return PAGE_CACHE, f"mounted at {self.mount} with dax={self.dax}; no path to ask about inode {ino}"
 
     def mappers(self, ino: int, pgoff: int, pgcnt: int):
-        found = self.live.find_mappers(self.devt, ino, pgoff, max(pgcnt, 1))
+        if self.snapshot is None:  # one pass over /proc per walk of the chain, however many owners it has
+            self.snapshot = self.live.read_all_maps()
+        found = self.live.find_mappers(self.devt, ino, pgoff, max(pgcnt, 1), snapshot=self.snapshot)
         return [m.to_dict() for m in found]
 
     def cached(self, ino: int, pgoff: int, pgcnt: int, paths=()):
-        """Are these pages in the page cache? preadv(RWF_NOWAIT) reads only what is resident."""
+        """Are these pages in the page cache? mincore(2) on a mapping that is never touched (live.cached_pages)."""
         for p in paths:
             try:
-                fd = os.open(os.path.join(self.mount, p.lstrip("/")), os.O_RDONLY)
+                fd = os.open(os.path.join(self.mount, p.lstrip("/")), os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue
             try:
-                for pg in range(pgoff, pgoff + max(pgcnt, 1)):
-                    buf = bytearray(PAGE_SIZE)
-                    try:
-                        n = os.preadv(fd, [buf], pg << PAGE_SHIFT, os.RWF_NOWAIT)
-                    except BlockingIOError:
-                        return False
-                    if n < PAGE_SIZE:
-                        return False
-                return True
+                n = self.live.cached_pages(fd, pgoff, max(pgcnt, 1))
             finally:
                 os.close(fd)
+            return None if n is None else n == max(pgcnt, 1)
         return None
 
     def early_kill(self):

@@ -269,8 +269,28 @@ def early_kill_thread(pid: int, proc: str = "/proc") -> int | None:
     return None
 
 
+def read_all_maps(proc: str = "/proc") -> tuple[dict[int, bytes], list[str]]:
+    """({pid: its /proc/PID/maps}, notes on processes that could not be read): one pass over /proc, which a
+    batch of find_mappers() calls can share (snapshot=) instead of reading every process once per question."""
+    try:
+        entries = os.scandir(proc)
+    except OSError as e:
+        raise LiveError(f"cannot list {proc}: {e.strerror}") from None
+    with entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    out, notes = {}, []
+    for pid in sorted(pids):
+        try:
+            out[pid] = _read(f"{proc}/{pid}/maps")
+        except FileNotFoundError:
+            notes.append(f"process {pid} exited while /proc was read")
+        except OSError as e:
+            notes.append(f"process {pid}: cannot read its maps: {e.strerror}")
+    return out, notes
+
+
 def find_mappers(dev: tuple[int, int], ino: int, first_page: int, page_count: int, proc: str = "/proc",
-                 page_size: int = PAGE_SIZE) -> MapperList:
+                 page_size: int = PAGE_SIZE, snapshot: tuple | None = None) -> MapperList:
     """Every process with a VMA over file pages [first_page, first_page + page_count) of inode `ino` on the
     filesystem whose superblock is on `dev`, from /proc/PID/maps (fs/proc/task_mmu.c show_map_vma: `start-end
     perms offset MAJ:MIN inode path`, offset = vm_pgoff << PAGE_SHIFT, dev = inode->i_sb->s_dev in hex).
@@ -285,21 +305,9 @@ def find_mappers(dev: tuple[int, int], ino: int, first_page: int, page_count: in
     needle = b" %s %d " % (devfield, ino)
     last = first_page + page_count
     found = MapperList()
-    try:
-        entries = os.scandir(proc)
-    except OSError as e:
-        raise LiveError(f"cannot list {proc}: {e.strerror}") from None
-    with entries:
-        pids = [int(e.name) for e in entries if e.name.isdigit()]
-    for pid in sorted(pids):
-        try:
-            maps = _read(f"{proc}/{pid}/maps")
-        except FileNotFoundError:
-            found.notes.append(f"process {pid} exited while /proc was read")
-            continue
-        except OSError as e:
-            found.notes.append(f"process {pid}: cannot read its maps: {e.strerror}")
-            continue
+    all_maps, notes = snapshot if snapshot is not None else read_all_maps(proc)
+    found.notes += notes
+    for pid, maps in all_maps.items():
         if needle not in maps:  # the fast path: most processes map nothing of this inode
             continue
         hits = []
