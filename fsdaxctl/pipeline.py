@@ -135,7 +135,7 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
     fs, layout = open_target(plan.target, plan.partition)
     dev = fs.dev
     warnings: list[str] = []
-    notes: list[str] = []
+    notes: list[str] = list(layout.notes)
     extents = list(plan.parsed.extents)
     for query in plan.fs_queries:
         exts, qnotes = query(fs)

@@ -187,3 +187,12 @@ def test_inject_reproduces_the_kernels_own_chain(replayed):
     r = fsdaxctl("inject", img, "--pfn", hex((REGION0 + 0x10000) >> 12), *common)
     oc = json.loads(r.stdout)["outcomes"][0]
     assert oc["result"] == "Failed" and oc["decisions"][0]["owner"] == "struct-page-reserve"
+
+
+def test_qemu_label_area_is_not_namespace_data(real):
+    """QEMU keeps the NVDIMM label area (label-size=128K) after the region in the backing file."""
+    imgs, _ = real
+    r = fsdaxctl("locate", imgs[0], "--offset", 640 << 20, "--explain", "--format", "json")
+    out = json.loads(r.stdout)
+    assert any("the last 131072 bytes are an NVDIMM label area" in line for line in out["stack"])
+    assert out["results"] == [] and out["not_on_filesystem"][0]["dropped"] == "outside-device"

@@ -26,6 +26,7 @@ class Layout:
     fs_start: int = 0          # where the filesystem starts, in target bytes
     fs_size: int = 0
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the probe found, for --explain
 
 
 def _is_xfs(read, offset: int, size: int) -> bool:
@@ -54,8 +55,9 @@ def probe(dev, partition: int | None = None) -> Layout:
     if info is not None:
         from fsdaxctl.stack.pmem import NamespaceLayer
 
-        layer = NamespaceLayer(info, dev.size, Space(NAMESPACE), Space(BLOCK))
-        layout.info, layout.ns_layer_args = info, (info, dev.size)
+        ns_size = dev.size - _label_area(dev, layout)
+        layer = NamespaceLayer(info, ns_size, Space(NAMESPACE), Space(BLOCK))
+        layout.info, layout.ns_layer_args = info, (info, ns_size)
         base, size = layer.data_start, layer.data_size
         layout.fs_start, layout.fs_size = base, size
         if _is_xfs(dev.pread, base, dev.size):
@@ -72,6 +74,24 @@ def probe(dev, partition: int | None = None) -> Layout:
     layout.partition = chosen
     layout.fs_start, layout.fs_size = base + chosen.start, chosen.size
     return layout
+
+
+def _label_area(dev, layout: Layout) -> int:
+    """Bytes of NVDIMM label storage at the end of the file: QEMU's NVDIMM backing file (label-size=) keeps the
+    label area after the region; it starts with a NAMESPACE_INDEX block. 0 when there is none."""
+    from fsdaxctl.parsers.nvdimm import NSINDEX_SIGNATURE
+
+    size = 128 << 10  # QEMU's smallest label-size
+    while size <= min(16 << 20, dev.size // 2):
+        try:
+            if dev.pread(dev.size - size, len(NSINDEX_SIGNATURE), "label area") == NSINDEX_SIGNATURE:
+                layout.notes.append(f"the last {size} bytes are an NVDIMM label area (NAMESPACE_INDEX): a QEMU "
+                                    f"NVDIMM backing file; the namespace is the {dev.size - size} bytes before it")
+                return size
+        except OSError:
+            return 0
+        size <<= 1
+    return 0
 
 
 def layers_for(layout: Layout, name: str | None, namespace: str | None = None) -> tuple[list[Layer], Space, Space]:
