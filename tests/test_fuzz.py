@@ -1164,3 +1164,55 @@ def test_label_that_is_not_utf8(mkfs_bench):
                                env={**os.environ, **env}, check=False)
             assert p.returncode == 0, p.stderr
             assert json.loads(p.stdout.decode("utf-8"))["filesystem"]["label"] == want
+
+
+# --- damage reports through the CLI: whatever the bytes, one clear line or an answer ------------------------
+
+_REPORT_LINES = [
+    b"2048 8\n", b"critical medium error, dev sdb, sector 90304 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2\n",
+    b'XFS (sdb): metadata I/O error in "xfs_read_agf+0x8e/0x120 [xfs]" at daddr 0x1 len 1 error 5\n',
+    b"[ 54.363325] Memory failure: 0x100d58: recovery action for dax page: Recovered\n",
+    b"# Mapfile. Created by GNU ddrescue version 1.27\n0x0 + 1\n0x0 0x1000 -\n",
+    b'[{"dev":"namespace0.0","mode":"fsdax","blockdev":"pmem0","badblocks":[{"offset":8,"length":8}]}]',
+]
+
+
+@settings(max_examples=int(os.environ.get("FSDAXCTL_FUZZ_EXAMPLES", 60)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["badblocks", "kmsg", "ndctl-json", "ddrescue", "e2fs-badblocks", "input"]),
+       seed=st.sampled_from(_REPORT_LINES), junk=st.binary(max_size=200), cut=st.integers(0, 300))
+def test_any_report_bytes_give_an_answer_or_one_line(tmp_path, kind, seed, junk, cut):
+    data = (seed + junk + seed)[:cut] if cut % 3 else junk + seed
+    path = tmp_path / "report"
+    path.write_bytes(data)
+    r = CliRunner().invoke(cli_group(), ["locate", "--sample", f"--{kind}", str(path), "--format", "json",
+                                         "--no-detail"])
+    assert "Traceback" not in (r.stderr or "") and "internal error" not in (r.stderr or ""), r.stderr
+    if r.exit_code == 2:
+        errors = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("fsdaxctl: warning:")]
+        assert len(errors) == 1, r.stderr
+    else:
+        assert r.exit_code in (0, 1, 4, 8, 12, 5, 9, 13), (r.exit_code, r.stderr)
+        json.loads(r.stdout)
+
+
+def cli_group():
+    from fsdaxctl.cli import cli
+
+    return cli
+
+
+@settings(max_examples=int(os.environ.get("FSDAXCTL_FUZZ_EXAMPLES", 60)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.text(alphabet="0123456789 :/-abcdefgilnprstvxyz\n", max_size=120),
+       md=st.text(alphabet="0123456789 =@+:kmdrailneacsbpuhy", max_size=60))
+def test_any_dm_table_or_md_spec_gives_an_answer_or_one_line(tmp_path, table, md):
+    path = tmp_path / "table"
+    path.write_text(table)
+    for extra in (["--dm-table", str(path)], ["--md", md]):
+        r = CliRunner().invoke(cli_group(), ["locate", "--sample", "--offset", "0", *extra, "--format", "json",
+                                             "--no-detail"])
+        assert "Traceback" not in (r.stderr or "") and "internal error" not in (r.stderr or ""), (extra, r.stderr)
+        if r.exit_code == 2 or r.exit_code == 1 and not r.stdout:
+            errors = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("fsdaxctl: warning:")]
+            assert len(errors) == 1, r.stderr
