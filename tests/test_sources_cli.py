@@ -351,3 +351,49 @@ def test_huge_numbers_are_skipped_not_crashes(tmp_path):
 def test_two_inputs_from_stdin_are_refused():
     r = fsdaxctl("locate", "--sample", "--kmsg", "-", "--badblocks", "-", input="")
     assert r.exit_code == 2 and "stdin" in r.stderr
+
+
+def test_partition_inside_a_pmem_namespace(tmp_path):
+    """pmem0p1: a GPT (made by sfdisk) in the fsdax data area, XFS in partition 1. --pfn goes memory -> region ->
+    namespace -> pmem0 -> pmem0p1 (the probe finds both the info block and the table) -> the file."""
+    need_tool("sfdisk", package="fdisk")
+    from fsdaxctl.sample import sample_image
+    from tests.test_pmem import SysfsTree, nd_pfn_init_block
+
+    sample = sample_image()
+    block, dataoff, end_trunc = nd_pfn_init_block(start=NS_START, size=NS_SIZE, align=ALIGN)
+    disk_size = NS_SIZE - dataoff - end_trunc
+    disk = tmp_path / "pmem0.img"
+    with open(disk, "wb") as fh:
+        fh.truncate(disk_size)
+    subprocess.run(["sfdisk", "-q", str(disk)], input="label: gpt\nstart=2048, size=131072\n", text=True, check=True)
+    part_start = 2048 * 512
+    ns = tmp_path / "ns.img"
+    with open(ns, "wb") as out:
+        out.truncate(NS_SIZE)
+        out.seek(4096)
+        out.write(block)
+        out.seek(dataoff)
+        with open(disk, "rb") as src:
+            shutil.copyfileobj(src, out)
+        out.seek(dataoff + part_start)
+        with open(sample, "rb") as src:
+            shutil.copyfileobj(src, out)
+    t = SysfsTree(tmp_path / "sys")
+    t.region(0, REGION, 1 << 30)
+    t.namespace(0, 0, 0, NS_START, NS_SIZE, "memory", "11223344-5566-7788-9900-aabbccddeeff", "pfn0.0")
+    t.pfn("pfn", 0, 0, 0, "namespace0.0", "pmem", uuid="a-0", resource=NS_START + dataoff, size=disk_size)
+    t.disk(f"{t.BUS}/region0/pfn0.0", "pmem0", 259, 0, disk_size)
+    pfn = (NS_START + dataoff + part_start + SHARED) >> 12
+    r = fsdaxctl("locate", ns, "--pfn", hex(pfn), "--sysfs-root", tmp_path / "sys", "--device", "pmem0",
+                 "--format", "json", "--explain")
+    out = results(r)
+    [res] = out["results"]
+    assert (res["offset"], res["owners"]) == (SHARED, owners_of(sample, SHARED)), r.output
+    assert [h["space"] for h in res["trace"]][-3:] == ["pmem0", "pmem0p1", "filesystem device pmem0p1"]
+    r = fsdaxctl("inject", ns, "--pfn", hex(pfn), "--sysfs-root", tmp_path / "sys", "--device", "pmem0",
+                 "--format", "json")
+    oc = results(r)["outcomes"][0]
+    calls = [t["call"] for t in oc["trace"]]
+    assert any(c.startswith("xfs_dax_translate_range (bt_dax_part_off): byte") for c in calls), calls
+    assert oc["result"] == "Recovered" and r.exit_code == 4
