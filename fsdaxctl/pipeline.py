@@ -78,11 +78,55 @@ def _bind_name(plan: Plan, extents, known: set[str], layout) -> tuple[str | None
                      "give --device NAME")
 
 
+def _in_input_order(extents: list[Extent]) -> list[Extent]:
+    """Inode reports become extents after the byte ranges: put every extent back where its line was ('FILE line
+    N' origins), sources in the order they came, so results follow the input (README: input order)."""
+    import re
+
+    first_seen: dict[str, int] = {}
+    keys = []
+    for i, e in enumerate(extents):
+        m = re.fullmatch(r"(.*) line (\d+)", e.origin)
+        src, line = (m.group(1), int(m.group(2))) if m else (e.origin, i)
+        first_seen.setdefault(src, len(first_seen))
+        keys.append((first_seen[src], line, i))
+    return [extents[k[2]] for k in sorted(keys)]
+
+
+def _disk_for_partition_name(name: str, layout, warnings: list[str]) -> str:
+    """--device sdb1 on a whole-disk TARGET whose XFS is partition 1: TARGET is sdb (else the name is wrong)."""
+    from fsdaxctl.stack.partition import disk_of
+
+    disk = disk_of(name, {name})
+    if disk == name:
+        return name
+    number = int(name[len(disk):].lstrip("p"))
+    if number != layout.partition.number:
+        raise UsageError(f"--device {name}: TARGET holds a partition table and its XFS is partition "
+                         f"{layout.partition.number}, not {number}: give the whole disk's name (--device {disk}) or "
+                         f"--partition {number}")
+    warnings.append(f"{name} is partition {number} of TARGET's partition table: taking TARGET to be {disk}")
+    return disk
+
+
+def _alias_fs_names(extents: list[Extent], fs_name: str, warnings: list[str]) -> list[Extent]:
+    """TARGET's name was inferred, so an XFS message naming one other device ('XFS (dm-3)' where the dm table
+    calls it vg-lv) is taken to be about this filesystem, and said so."""
+    names = {e.space.name for e in extents if e.space.kind == FS and e.space.name and e.space.name != fs_name}
+    if len(names) != 1:
+        return extents
+    other = names.pop()
+    warnings.append(f"taking XFS ({other}) to be TARGET's filesystem ({fs_name}): --device NAME to say otherwise")
+    return [Extent(Space(FS, fs_name), e.offset, e.length, e.origin, e.note)
+            if e.space.kind == FS and e.space.name == other else e for e in extents]
+
+
 def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
     from fsdaxctl.stack.dm import dm_layers, parse_table
     from fsdaxctl.stack.md import md_layers, parse_md_spec, read_md_sysfs
 
     layers, arrays = [], {}
+    plan_notes = plan.parsed.notes
     for spec in plan.dm_tables:
         name, sep, path = spec.partition("=")
         if not sep:
@@ -92,7 +136,20 @@ def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
         shown, data = read_source(path)
         tables = parse_table(data.decode("utf-8", "replace").splitlines(), shown, name)
         rename = sysfs.name_of_devt if sysfs is not None else (lambda d: d)
-        layers += dm_layers(tables, lambda d: (rename(d) or d) if ":" in d else d)
+
+        def named(d, rename=rename):
+            if ":" not in d:
+                return d
+            try:
+                return rename(d) or d
+            except FsdaxError:
+                return d
+        layers += dm_layers(tables, named)
+        unresolved = sorted({layer.upper.name for layer in layers if ":" in (layer.upper.name or "")})
+        if unresolved:
+            plan_notes.append(f"the dm table names {', '.join(unresolved)} by number; without that machine's sysfs "
+                              "(--sysfs-root) they cannot be matched to names in the input (sdb, ...): write the "
+                              "table with device names (/dev/sdb) or give --sysfs-root")
     for spec in plan.md:
         if spec.startswith("sysfs:"):
             md = read_md_sysfs(plan.sysfs_root or "/sys", spec[6:])
@@ -146,6 +203,7 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
             extents.append(inode_extent(fs, ref.ino, ref.origin, ref.note))
         except UsageError as e:
             warnings.append(f"skipped: {e}")
+    extents = _in_input_order(extents)
 
     sysfs = None
     if plan.sysfs_root or _wants_sysfs(extents) or dev.is_block_device:
@@ -156,14 +214,21 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
     known = {layer.upper.name for layer in extra} | array_names
     name = plan.device
     tops = array_names - {layer.upper.name for layer in extra}  # dm/md devices nothing else is built on
+    inferred = False
     if not name and not dev.is_block_device and len(tops) == 1:
         name = tops.pop()
-        notes.append(f"taking TARGET to be {name}, the device the given dm/md layout builds (--device NAME to say "
-                     "otherwise)")
+        inferred = True
+        warnings.append(f"taking TARGET to be {name}, the device the given dm/md layout builds (--device NAME to "
+                        "say otherwise)")
     if not name:
         name, bind_notes = _bind_name(plan, extents, known, layout)
-        notes += bind_notes
+        inferred = bool(bind_notes)
+        warnings += bind_notes
+    if name and layout.partition is not None:
+        name = _disk_for_partition_name(name, layout, warnings)
     layers, target_space, fs_space = layers_for(layout, name)
+    if inferred and fs_space.name:
+        extents = _alias_fs_names(extents, fs_space.name, warnings)
     if sysfs is not None and name and (_wants_sysfs(extents) or dev.is_block_device or plan.sysfs_root):
         try:
             chain, chain_notes = sysfs.layers_to_block(name)
@@ -175,6 +240,8 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
         layers = [layer for layer in chain if layer.upper not in covered] + layers
         notes += chain_notes
     elif _wants_sysfs(extents):
+        if plan.sysfs_root and not name:
+            raise UsageError("which device in that sysfs is TARGET? give --device NAME (pmem0, ...)")
         raise UsageError("physical addresses and nd regions need the machine's nd layout: give --sysfs-root DIR "
                          "(a copy of that machine's /sys) and --device NAME (TARGET's name there)")
     stack = Stack(layers + extra, fs_space, notes)

@@ -909,7 +909,7 @@ def test_layer_in_the_stack(built):
         [fs] = route.fs_ranges()
         assert (fs.offset, fs.length) == (p1.size - 4096, 4096)
         [dropped] = route.dropped()
-        assert dropped.kind == "not-in-stack" and dropped.space == Space(BLOCK, other) and dropped.offset == 0
+        assert dropped.kind == "elsewhere" and dropped.space == Space(BLOCK, other) and dropped.offset == 0
         assert p2.start == p1.end
     assert "GPT partition 1 (partition 1)" in layer.describe() and "name 'data one'" in layer.describe()
     with pytest.raises(UsageError):

@@ -477,8 +477,10 @@ def route(layers, target, addr, length=1):
 
 def where(steps):
     """[(dropped kind | space name, offset)] of each path's last step (the filesystem hop left out)."""
-    return [(s.kind if s.kind != "not-in-stack" else f"not-in-stack {s.space}", s.offset) if isinstance(s, Dropped)
-            else (str(s.space), s.offset) for s in steps]
+    def kind(s):
+        return f"elsewhere {s.space}" if s.kind in ("not-in-stack", "elsewhere") else s.kind
+
+    return [(kind(s), s.offset) if isinstance(s, Dropped) else (str(s.space), s.offset) for s in steps]
 
 
 def test_phys_to_pmem0_off_by_one(machine):
@@ -497,12 +499,12 @@ def test_phys_to_pmem0_off_by_one(machine):
         NS00 + NS00_SIZE - 1: ("pmem0", NS00_SIZE - DATAOFF00 - 1),
         NS00 + NS00_SIZE: ("unallocated-region-space", NS00_SIZE),
         NS01 - 1: ("unallocated-region-space", NS01 - R0 - 1),
-        NS01: ("not-in-stack namespace0.1", 0),
+        NS01: ("elsewhere namespace0.1", 0),
         NS02 + NS02_SIZE: ("unallocated-region-space", NS02 + NS02_SIZE - R0),
         R0 + R0_SIZE - 1: ("unallocated-region-space", R0_SIZE - 1),
         R0 + R0_SIZE: ("not-pmem", R0 + R0_SIZE),
         R1 - 1: ("not-pmem", R1 - 1),
-        R1: ("not-in-stack region1", 0),
+        R1: ("elsewhere region1", 0),
     }
     for addr, want in cases.items():
         assert where(route(layers, "pmem0", addr)) == [want], hex(addr)
@@ -545,7 +547,7 @@ def test_phys_to_map_mem_and_raw(machine):
     layers, _ = machine.layers_to_block("pmem0.1")
     assert where(route(layers, "pmem0.1", NS01 + SZ_8K)) == [("alignment-padding", SZ_8K)]
     assert where(route(layers, "pmem0.1", NS01 + DATAOFF01)) == [("pmem0.1", 0)]
-    assert where(route(layers, "pmem0.1", NS00 + DATAOFF00)) == [("not-in-stack namespace0.0", DATAOFF00)]
+    assert where(route(layers, "pmem0.1", NS00 + DATAOFF00)) == [("elsewhere namespace0.0", DATAOFF00)]
     layers, notes = machine.layers_to_block("pmem1")
     assert layers[-1].info is None and "raw namespace1.0" in notes[0]
     assert where(route(layers, "pmem1", R1)) == [("pmem1", 0)]

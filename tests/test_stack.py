@@ -73,6 +73,7 @@ def test_dm_table_text_shapes():
     (["0 -1 linear sdb 0"], "out of range"),
     (["0 10 linear sdb 99999999999999999999999"], "out of range"),
     ([""], "no table lines"),
+    (["0 10 linear /dev/dm-0 0"], "itself"),
 ])
 def test_dm_table_errors_are_one_line(lines, words):
     with pytest.raises(UsageError) as e:
@@ -149,7 +150,8 @@ def test_md_raid1_is_recoverable_unless_every_mirror_is_bad():
     both = [stack.route(Extent(Space(BLOCK, "sdb1"), (1 << 20) + 4096, 4096, "b")),
             stack.route(Extent(Space(BLOCK, "sdc1"), (1 << 20) + 6144, 512, "c"))]
     lines = settle_mirrors(both, arrays)
-    assert lines and all(r.recoverable(r.paths[0]) == "" for r in both)
+    assert all(r.recoverable(r.paths[0]) == "" for r in both)
+    assert lines == ["md0 bytes 6144..6655: bad on every raid1 member, no good copy"]  # only the common bytes
     # the md superblock area before the data offset is not array data
     r = stack.route(Extent(Space(BLOCK, "sdb1"), 4096, 512, "sb"))
     assert isinstance(r.paths[0][-1], Dropped) and r.paths[0][-1].kind == "md-metadata"
@@ -182,7 +184,8 @@ def test_md_sysfs_attributes(tmp_path):
 
 @pytest.mark.parametrize("spec, words", [
     ("md0 raid5 a b", "raid5"), ("md0 raid0 a b", "chunk"), ("md0", "expected"),
-    ("md0 linear a b", "size"), ("md0 raid0 chunk=4k a+8k b+16k", "unequal"),
+    ("md0 linear a b", "size"), ("md0 raid0 chunk=4k a+8k b+16k", "unequal"), ("md0 raid1 md0 sdc", "itself"),
+    ("md0 raid1 sdb sdb", "twice"), ("md0 raid1 @1m sdc", "device name"),
 ])
 def test_md_spec_errors(spec, words):
     with pytest.raises((UsageError, UnsupportedError)) as e:

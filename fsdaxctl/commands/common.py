@@ -196,7 +196,7 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
     for opt, kind in (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), ("ndctl_json", "ndctl"),
                       ("kmsg", "kmsg"), ("inputs", None)):
         for spec in o[opt]:
-            dev, path = _dev_file(spec) if opt not in ("ndctl_json", "kmsg", "inputs") else (None, spec)
+            dev, path = _dev_file(spec) if opt not in ("ndctl_json", "kmsg") else (None, spec)
             parsed.extend(load(path, kind=kind, space=Space(BLOCK, dev) if dev else None, block_size=block_size,
                                buffer_block_size=buffer_bs, damaged=damaged))
     for text in o["phys"]:

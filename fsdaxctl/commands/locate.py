@@ -81,9 +81,13 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
             dropped.append(d)
             if path[-1].kind in METADATA_DROPS:
                 drop_bits |= 8
-        for d in dropped:
-            if d["dropped"] == "not-in-stack":
-                warnings.append(f"{d['input']['origin']}: {d['reason']}: skipped")
+            elif path[-1].kind in ("not-in-stack", "cycle"):
+                drop_bits |= 1  # these inputs were never looked at: the job is not done for them
+        skipped = [d for d in dropped if d["dropped"] in ("not-in-stack", "elsewhere", "cycle")]
+        for d in skipped[:20]:
+            warnings.append(f"{d['input']['origin']}: {d['reason']}: skipped")
+        if len(skipped) > 20:
+            warnings.append(f"... and {len(skipped) - 20} more inputs about other devices skipped")
         if answer.plain and not explain:
             for r in results:  # bytes on the filesystem itself: the query is the answer's offset, as before
                 r.input = None

@@ -331,7 +331,8 @@ def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]
                                       length=p.length))
         return False, ""
     if p.owner == "unknown":
-        out.line(d, f"{where}: the rmap query failed here ({(p.detail or {}).get('why', 'unreadable')}): error -> "
+        why = (p.detail or {}).get("error") or (p.detail or {}).get("why", "unreadable")
+        out.line(d, f"{where}: the rmap query failed here ({why}): error -> "
                     "shutdown")
         return (not pre_remove), f"unreadable rmapbt at {where}"
     if p.owner != "file" or p.fork == "attr" or p.extent_map:

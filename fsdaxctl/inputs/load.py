@@ -13,7 +13,7 @@ from fsdaxctl.errors import UsageError
 from fsdaxctl.inputs import Parsed
 from fsdaxctl.stack import BLOCK, Space
 
-KINDS = ("sysfs", "ndctl", "ddrescue", "e2fs", "kmsg", "ranges")
+KINDS = ("sysfs", "ndctl", "ddrescue", "e2fs", "kmsg")
 
 
 def read_source(path: str) -> tuple[str, bytes]:
@@ -47,8 +47,10 @@ def detect(name: str, data: bytes) -> str:
         return "sysfs"
     if lines and all(len(f) == 1 and f[0].isdigit() for f in lines):
         return "e2fs"
-    if any(x in head for x in (b"Memory failure", b"XFS (", b"error, dev ", b"Buffer I/O error", b"mce:",
-                               b"physical_address", b"bad range")):
+    # A kernel log starts with pages of boot messages: look for its shape, and for reports anywhere.
+    if re.match(rb"(<\d+>)?\[\s*\d+\.\d+\]|\d+,\d+,\d+,", head) or any(
+            x in data for x in (b"Memory failure", b"XFS (", b"error, dev ", b"Buffer I/O error", b"mce:",
+                                b"physical_address", b"bad range")):
         return "kmsg"
     raise UsageError(f"{name}: cannot tell what kind of list this is; say it: sysfs:FILE, ndctl:FILE, "
                      "ddrescue:FILE, e2fs:FILE (badblocks -o, with --block-size) or kmsg:FILE")
@@ -85,4 +87,4 @@ def load(spec: str, *, kind: str | None = None, space: Space | None = None, bloc
         return ndctl.parse_ndctl_json(text, name)
     if kind == "kmsg":
         return kmsg.parse_kmsg(lines, name, buffer_block_size=buffer_block_size)
-    raise UsageError(f"{spec}: unknown source kind {kind!r} (one of {', '.join(KINDS[:-1])})")
+    raise UsageError(f"{spec}: unknown source kind {kind!r} (one of {', '.join(KINDS)})")

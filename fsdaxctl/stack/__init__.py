@@ -85,7 +85,7 @@ class Dropped:
     offset: int
     length: int
     kind: str    # namespace-metadata, struct-page-reserve, alignment-padding, not-pmem, unallocated-region-space,
-    #              partition-table, unpartitioned, md-metadata, unmapped, not-in-stack, cycle
+    #              partition-table, unpartitioned, md-metadata, unmapped, elsewhere, not-in-stack, cycle
     reason: str
 
     def to_dict(self) -> dict:
@@ -215,7 +215,10 @@ class Stack:
                 continue
             layer = self.by_upper.get(last.space)
             if layer is None or len(path) > MAX_DEPTH:
-                route.paths.append(path + [Dropped("stack", last.space, last.offset, last.length, "not-in-stack",
+                # Reached through a layer (another partition of the same disk, another namespace of the region):
+                # an answer about those bytes. Named by the input itself: a device this stack does not know.
+                kind = "elsewhere" if len(path) > 1 else "not-in-stack"
+                route.paths.append(path + [Dropped("stack", last.space, last.offset, last.length, kind,
                                                    f"{last.space} is not under the target's filesystem")])
                 continue
             for step in layer.map(last.offset, last.length):

@@ -100,6 +100,8 @@ def parse_table(lines, name: str, default_device: str | None = None) -> dict[str
         else:
             raise UnsupportedError(f"{where}: dm target {target!r} is not an offset map fsdaxctl can follow "
                                    "(linear, striped, crypt, zero and error are)")
+        if any(d == dev for d, _ in seg.devices):
+            raise UsageError(f"{where}: {dev} cannot map onto itself")
         segs = tables.setdefault(dev, [])
         if segs and segs[-1].start + segs[-1].length != start:
             raise UsageError(f"{where}: segment starts at sector {start}, but the previous one ends at "

@@ -117,6 +117,8 @@ def _checked(md: MdArray, where: str) -> MdArray:
         raise UsageError(f"{where}: chunk {md.chunk} is not a multiple of 512 bytes")
     if len({m.name for m in md.members}) != len(md.members):
         raise UsageError(f"{where}: a member is listed twice")
+    if any(m.name == md.name for m in md.members):
+        raise UsageError(f"{where}: {md.name} cannot be a member of itself")
     small = [m.name for m in md.members if m.size is not None and md.chunk and m.size < md.chunk]
     if small:
         raise UsageError(f"{where}: {', '.join(small)} smaller than one chunk: holds no array data")
@@ -228,13 +230,30 @@ def settle_mirrors(routes: list[Route], arrays: dict[str, MdArray]) -> list[str]
         k = bisect.bisect_left(starts, hi)  # ranges starting before hi
         return k > 0 and ends[k - 1] > lo
 
+    def bad_within(key, lo, hi) -> list[tuple[int, int]]:
+        """Member `key`'s bad array bytes clipped to [lo, hi), merged."""
+        out = []
+        for a, b in sorted(bad.get(key, ())):
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                if out and a <= out[-1][1]:
+                    out[-1] = (out[-1][0], max(out[-1][1], b))
+                else:
+                    out.append((a, b))
+        return out
+
     lost = []
     for path, i in hits:
         h = path[i]
         lo, hi = h.offset, h.offset + h.length
-        if all(overlaps((h.space.name, m.name), lo, hi) for m in arrays[h.space.name].members):
+        members = arrays[h.space.name].members
+        if all(overlaps((h.space.name, m.name), lo, hi) for m in members):
             path[i] = Hop(h.layer, h.space, h.offset, h.length, h.arithmetic + " (bad on every mirror)", "")
-            lost.append((h.space.name, lo, hi))
+            common = [(lo, hi)]  # the bytes bad on every member: what no mirror can give back
+            for m in members:
+                theirs = bad_within((h.space.name, m.name), lo, hi)
+                common = [(max(a, c), min(b, d)) for a, b in common for c, d in theirs if max(a, c) < min(b, d)]
+            lost += [(h.space.name, a, b) for a, b in common]
     lost = sorted(set(lost))
     lines = [f"{a} bytes {lo}..{hi - 1}: bad on every raid1 member, no good copy" for a, lo, hi in lost[:20]]
     if len(lost) > 20:

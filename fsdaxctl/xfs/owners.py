@@ -37,6 +37,8 @@ SPECIAL_OWNERS = {
 OWNER_KINDS = (FILE, FREE, "static-fs-metadata", "log", "per-ag-metadata", "inode-btree", "inodes",
                "refcount-btree", "cow-staging", UNKNOWN, "defective", OUTSIDE)
 NOT_IN_USE = frozenset({FREE, OUTSIDE})
+OWN_UNKNOWN_DETAIL = {"why": "the rmapbt record's owner is XFS_RMAP_OWN_UNKNOWN: the filesystem itself does not "
+                             "know it"}
 # The detail of used space whose owner is unknown because there is no rmapbt. One shared object: its identity
 # marks these gaps, which the kernel reports joined across AG boundaries.
 NO_RMAP_GAP = {"reason": "no rmapbt"}
@@ -103,7 +105,8 @@ class OwnerMap:
         self._seen_problems: set[str] = set()
         self._walked: dict[int, tuple[list, list, int]] = {}  # agno -> (records, starts, longest)
         if self.source == "bnobt":
-            self._note("no reverse-mapping btree (rmapbt): used space is reported as 'unknown'; "
+            self._note(("--source bnobt: the rmapbt is not used" if fs.has_rmapbt else
+                        "no reverse-mapping btree (rmapbt)") + ": used space is reported as 'unknown'; "
                        "only free space is resolved")
 
     def prepare(self, ranges) -> None:
@@ -253,7 +256,9 @@ class OwnerMap:
                 else:
                     kind = SPECIAL_OWNERS.get(owner)
                     detail = None
-                    if kind is None:
+                    if kind == UNKNOWN:  # XFS_RMAP_OWN_UNKNOWN: a record that says its owner is not known
+                        detail = OWN_UNKNOWN_DETAIL
+                    elif kind is None:
                         kind = UNKNOWN
                         detail = {"error": f"rmapbt record in AG {agno} at agbno {start} has an invalid owner {owner}"}
                         self._note(detail["error"])
