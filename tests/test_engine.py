@@ -316,3 +316,31 @@ def test_trace_flag_prints_the_call_path():
     traced = inject("--sample", "--daddr", 1, "--format", "table", "--trace")
     assert "xfs_rmap_query_range" not in plain.stdout and "--trace" in plain.stdout
     assert "  xfs_dax_translate_range: daddr = BTOBB(512)" in traced.stdout
+
+
+def test_act_refuses_when_the_disk_is_behind_the_kernel(live, children, tmp_path):
+    """A file written after the last freeze: its extent may be only in the log, so the offline answer can miss
+    it. --act asks the kernel (GETFSMAP) first and does nothing on a disagreement; if the disk has caught up
+    (the AIL wrote it back already), the answers agree and the mapper is signalled."""
+    from fsdaxctl.engine.live import kernel_data_owners
+
+    img, mnt = live
+    path = os.path.join(mnt, "late")
+    with open(path, "wb") as fh:
+        fh.write(b"L" * (4 * PS))
+    os.sync()  # data and log on disk; the rmapbt in place only when the log is written back
+    ino = os.stat(path).st_ino
+    byte = device_byte(path, 0)
+    assert kernel_data_owners(mnt, byte, 4096) == {ino}
+    child = children(mnt, "late", 0, 1)
+    child.wait_ready()
+    offline = CliRunner().invoke(cli, ["locate", img, "--offset", str(byte), "--length", "4096", "--format",
+                                       "json", "--no-detail"])
+    on_disk = {o.get("inode") for o in json.loads(offline.stdout)["results"][0]["owners"]}
+    r = inject(img, "--sector", byte // 512, "--count", 8, "--assume-dax", "--act", "--yes", "--format", "json",
+               "--action-log", tmp_path / "log")
+    if ino in on_disk:
+        assert r.exit_code == 4 and child.got() == (7, 0, os.getpid())
+    else:
+        assert r.exit_code == 1 and "behind the mounted filesystem" in r.stderr, r.stderr
+        assert child.got(timeout=0.5) is None

@@ -319,8 +319,12 @@ def run_act(answer, omap, event: dict, flags: int, o: dict, outcomes=None) -> in
     from fsdaxctl.engine import chain
     from fsdaxctl.engine.act import act
 
+    from fsdaxctl.pipeline import fs_paths
+
     mapping = chain_mapping(answer.fs, o)
     if outcomes is None:
         outcomes = chain.run(answer, omap, event, flags, mapping)
+    ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
     return act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags, chain_mapping(answer.fs, o)),
-               yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"], rewrite=o["rewrite_cached"])
+               yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"], rewrite=o["rewrite_cached"],
+               ranges=ranges)

@@ -131,7 +131,8 @@ def _plan_lines(outcomes, mapping, rewrite: bool) -> list[str]:
     return lines
 
 
-def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, log, rewrite: bool = False) -> int:
+def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, log, rewrite: bool = False,
+        ranges=()) -> int:
     """Dry run, confirmation, second walk, then the actions. Returns exit bits (1 when an action failed)."""
     from fsdaxctl.engine import live
 
@@ -146,6 +147,8 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
     if mapping.mount is None and not argv:
         raise FsdaxError("--act: TARGET is not mounted on this machine: there is no live system to act on "
                          "(--exec CMD hands each decision to a command anyway)")
+    if mapping.mount and ranges:  # before anything else: "nothing to do" on stale metadata is a wrong answer too
+        _check_with_the_kernel(mapping.mount, ranges, outcomes)
     plan = _plan_lines(outcomes, mapping, rewrite)
     if argv:
         plan.append(f"run {' '.join(argv)} once per decision ({sum(len(o.decisions) for o in outcomes)})")
@@ -164,6 +167,8 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
     if before != after:
         raise FsdaxError("--act: the situation changed since the dry run (processes mapping the pages or the "
                          "decisions differ): nothing done; run it again")
+    if mapping.mount and ranges:
+        _check_with_the_kernel(mapping.mount, ranges, again)
     status = 0
     shutdowns = []
     for oc in again:
@@ -201,6 +206,23 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
         status |= EXIT_FAILED if rec.get("error") else 0
         _log(log, {"decision": d.action, **rec})
     return status
+
+
+def _check_with_the_kernel(mount: str, ranges, outcomes) -> None:
+    """The offline answer comes from the metadata on disk; a mounted filesystem's newest changes may still be in
+    its log. Before acting, ask the kernel (GETFSMAP) who owns the file data in those bytes: if it names other
+    inodes, the decisions were made on stale metadata and nothing is done."""
+    from fsdaxctl.engine import live
+
+    ours = {d.inode for o in outcomes for d in o.decisions if d.inode is not None and d.owner == "file"}
+    kernel: set[int] = set()
+    for offset, length in ranges:
+        kernel |= live.kernel_data_owners(mount, offset, length)
+    if kernel != ours:
+        raise FsdaxError(f"--act: the metadata on disk is behind the mounted filesystem for these bytes (the "
+                         f"kernel says file data of inode(s) {sorted(kernel) or 'none'}, the disk says "
+                         f"{sorted(ours) or 'none'}): nothing done; 'fsfreeze -f {mount}; fsfreeze -u {mount}' "
+                         "writes the log back, then run it again")
 
 
 def _mapper_objects(mappers):
