@@ -344,3 +344,5 @@ def test_act_refuses_when_the_disk_is_behind_the_kernel(live, children, tmp_path
     else:
         assert r.exit_code == 1 and "behind the mounted filesystem" in r.stderr, r.stderr
         assert child.got(timeout=0.5) is None
+        assert f"the mounted filesystem's kernel says file data of inode(s) [{ino}]" in offline.stderr
+        assert offline.exit_code & 1  # locate says so too, and that the job is not done

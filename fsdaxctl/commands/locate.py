@@ -70,6 +70,7 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
         if not no_detail:
             warnings += describe_results(fs, results)
         checked = verify_rmap_warnings(fs, ranges) if verify_rmap else []
+        checked += _live_check(fs, results)
         warnings += checked
         dropped, drop_bits = [], 0
         for route, path in dropped_paths(answer.routes):
@@ -102,6 +103,29 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
                          dropped=dropped, stack=answer.stack.describe() if explain else None)
         acted = run_act(answer, omap, {"kind": "locate"}, flags, inputs) if inputs["act"] else 0
     ctx.exit(exit_status(results) | drop_bits | (1 if checked else 0) | acted)
+
+
+def _live_check(fs, results) -> list[str]:
+    """Mounted here: the kernel's GETFSMAP is the live truth; say where the disk's answer differs from it."""
+    from fsdaxctl.device import mount_points
+    from fsdaxctl.engine.live import kernel_data_owners
+    from fsdaxctl.errors import FsdaxError
+
+    mounts = mount_points(fs.dev)
+    if not mounts or len(results) > 10000:
+        return []
+    out = []
+    for r in results:
+        ours = {p.inode for p in r.owners if p.owner == "file" and p.fork == "data" and not p.extent_map}
+        try:
+            kernel = kernel_data_owners(mounts[0][0], r.offset, r.length)
+        except (FsdaxError, OSError):
+            return []  # not ours to ask (permissions, not XFS): the mount warning stands
+        if kernel != ours:
+            out.append(f"bytes {r.offset}+{r.length}: the mounted filesystem's kernel says file data of inode(s) "
+                       f"{sorted(kernel) or 'none'}, the disk says {sorted(ours) or 'none'}: its newest changes are "
+                       f"still in the log (fsfreeze -f/-u {mounts[0][0]} writes them back)")
+    return out
 
 
 def _input_warnings(parsed) -> list[str]:
