@@ -13,6 +13,7 @@ files, only the filesystem stage reads the device). Every step records the arith
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from fsdaxctl.errors import UsageError
@@ -93,15 +94,16 @@ class Dropped:
                 "dropped": self.kind, "reason": self.reason}
 
 
-class Layer:
+class Layer(ABC):
     """One offset map from `upper` to `lower`. Subclasses set the three attributes and implement map()."""
 
     upper: Space
     lower: Space  # where the bytes that matter go; hop(space=...) may send others elsewhere
     name: str
 
+    @abstractmethod
     def map(self, offset: int, length: int) -> list[Hop | Dropped]:
-        raise NotImplementedError
+        """Where bytes [offset, offset + length) of `upper` go: hops on, or dropped with the reason."""
 
     def describe(self) -> str:
         """One line for --explain's header: what this layer is and its parameters."""
