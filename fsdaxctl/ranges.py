@@ -57,3 +57,16 @@ def check_within(ranges: list[Range], limit: int, target: str) -> None:
     for r in ranges:
         if r.offset >= limit:
             raise UsageError(f"{r.where}: offset {r.offset} is past the end of {target} ({limit} bytes)")
+
+
+def merge_ranges(ranges) -> list[tuple[int, int]]:
+    """(offset, length) pairs sorted, with overlapping and touching ones joined: the same damage listed twice,
+    or in pieces, is one range."""
+    out: list[tuple[int, int]] = []
+    for o, n in sorted(ranges):
+        if out and o <= out[-1][0] + out[-1][1]:
+            po, pn = out[-1]
+            out[-1] = (po, max(pn, o + n - po))
+        else:
+            out.append((o, n))
+    return out

@@ -28,6 +28,7 @@ def command(ctx, sources, target, fmt, **inputs):
     Without --on, ranges stay in the space the source counts in (a region, a block device, physical
     addresses); with --on TARGET they are followed through the device stack to the filesystem's bytes.
     """
+    from fsdaxctl.ranges import merge_ranges
     from fsdaxctl.render import default_format
 
     inputs["inputs"] = tuple(inputs["inputs"]) + tuple(sources)
@@ -79,17 +80,5 @@ def command(ctx, sources, target, fmt, **inputs):
         for s, ranges in spaces.items():
             if len(spaces) > 1 or target is None:
                 out.write(f"# {s}\n")
-            out.write("".join(f"{o} {n}\n" for o, n in merge(ranges)))
+            out.write("".join(f"{o} {n}\n" for o, n in merge_ranges(ranges)))
     ctx.exit(0)
-
-
-def merge(ranges):
-    """Sorted, with overlapping and touching ranges joined: the same damage listed twice is one range."""
-    out = []
-    for o, n in sorted(ranges):
-        if out and o <= out[-1][0] + out[-1][1]:
-            po, pn = out[-1]
-            out[-1] = (po, max(pn, o + n - po))
-        else:
-            out.append((o, n))
-    return out
