@@ -161,11 +161,11 @@ def _dev_file(spec: str) -> tuple[str | None, str]:
 
 def build_plan(target: str, o: dict, *, need_input: bool = True):
     """A pipeline Plan from input_options' values (`o`); every problem is one UsageError line."""
-    from fsdaxctl.inputs import Parsed
+    from fsdaxctl.inputs import Parsed, pfn_extent, phys_extent
     from fsdaxctl.inputs.load import load
     from fsdaxctl.pipeline import Plan, target_extent
     from fsdaxctl.ranges import make_range, parse_ranges
-    from fsdaxctl.stack import BLOCK, PHYS, Extent, Space
+    from fsdaxctl.stack import BLOCK, Space
     from fsdaxctl.units import parse_size
 
     parsed = Parsed()
@@ -200,19 +200,9 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
             parsed.extend(load(path, kind=kind, space=Space(BLOCK, dev) if dev else None, block_size=block_size,
                                buffer_block_size=buffer_bs, damaged=damaged))
     for text in o["phys"]:
-        addr = parse_size(text, "--phys")
-        page = addr & ~0xFFF
-        n = length or 4096
-        start = page if length is None else addr
-        parsed.extents.append(Extent(Space(PHYS), start, n, "--phys",
-                                     f"physical address {addr:#x}" + (f": its page {page:#x}" if length is None
-                                                                       else "")))
+        parsed.extents.append(phys_extent(parse_size(text, "--phys"), "--phys", length))
     for text in o["pfn"]:
-        pfn = parse_size(text, "--pfn")
-        if pfn > (1 << 52):
-            raise UsageError(f"--pfn {text}: not a page frame number (past 2^52)")
-        parsed.extents.append(Extent(Space(PHYS), pfn << 12, 4096, "--pfn", f"pfn {pfn:#x} << 12 = physical "
-                                                                          f"address {pfn << 12:#x}"))
+        parsed.extents.append(pfn_extent(parse_size(text, "--pfn"), "--pfn"))
     queries = _fs_queries(o, length)
     if (o["agno"] is None) != (o["agbno"] is None):
         raise UsageError("--agno and --agbno go together")

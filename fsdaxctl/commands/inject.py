@@ -79,9 +79,9 @@ def command(ctx, target, **o):
 
 
 def _plan(target, o, Plan):
-    from fsdaxctl.inputs import Parsed
+    from fsdaxctl.inputs import Parsed, pfn_extent, phys_extent
     from fsdaxctl.pipeline import target_extent
-    from fsdaxctl.stack import BLOCK, PHYS, Extent, Space
+    from fsdaxctl.stack import BLOCK, Extent, Space
     from fsdaxctl.units import parse_size
     from fsdaxctl.xfs import where
 
@@ -97,15 +97,11 @@ def _plan(target, o, Plan):
                          "--length goes with --daddr or --file (--sector takes --count; a pfn is one page)")
     if kind == "pfn":
         pfn = parse_size(o["pfn"], "--pfn")
-        if pfn >= 1 << 52:
-            raise UsageError(f"--pfn {o['pfn']}: not a page frame number")
-        parsed.extents.append(Extent(Space(PHYS), pfn << 12, 4096, "--pfn",
-                                     f"pfn {pfn:#x} << 12 = physical address {pfn << 12:#x}"))
+        parsed.extents.append(pfn_extent(pfn, "--pfn"))
         event = {"kind": "pfn", "pfn": pfn}
     elif kind == "phys":
         addr = parse_size(o["phys"], "--phys")
-        parsed.extents.append(Extent(Space(PHYS), addr & ~0xFFF, 4096, "--phys",
-                                     f"physical address {addr:#x}: pfn {addr >> 12:#x}"))
+        parsed.extents.append(phys_extent(addr, "--phys"))
         event = {"kind": "phys", "address": addr}
     elif kind == "sector":
         sector, count = parse_size(o["sector"], "--sector"), parse_size(o["count"], "--count")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fsdaxctl.stack import Extent
+from fsdaxctl.errors import UsageError
+from fsdaxctl.stack import PHYS, Extent, Space
+
+PAGE_SHIFT = 12  # memory_failure works on 4 KiB pages (x86-64, arm64 with 4K pages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +39,21 @@ class Parsed:
         self.ignored += other.ignored
         self.notes += other.notes
         return self
+
+
+def pfn_extent(pfn: int, origin: str) -> Extent:
+    """The page a page frame number names ('Memory failure: 0x...', --pfn)."""
+    if pfn >= 1 << (64 - PAGE_SHIFT):
+        raise UsageError(f"{origin} {pfn:#x}: not a page frame number (past 2^{64 - PAGE_SHIFT})")
+    addr = pfn << PAGE_SHIFT
+    return Extent(Space(PHYS), addr, 1 << PAGE_SHIFT, origin, f"pfn {pfn:#x} << {PAGE_SHIFT} = physical address "
+                                                              f"{addr:#x}")
+
+
+def phys_extent(addr: int, origin: str, length: int | None = None) -> Extent:
+    """A physical address: its whole page (what memory_failure poisons), or `length` bytes from it."""
+    if length is not None:
+        return Extent(Space(PHYS), addr, length, origin, f"physical address {addr:#x}")
+    page = addr >> PAGE_SHIFT << PAGE_SHIFT
+    return Extent(Space(PHYS), page, 1 << PAGE_SHIFT, origin,
+                  f"physical address {addr:#x}: its page {page:#x} (pfn {addr >> PAGE_SHIFT:#x})")
