@@ -133,6 +133,15 @@ def input_options(f):
                      help="The reverse question: which device bytes hold PATH (from the filesystem root) "
                           "[--file-offset, --length], and who else shares them."),
         click.option("--file-offset", default="0", help="With --file: start of the file range (default 0)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return stack_options(f)
+
+
+def stack_options(f):
+    """What lies between the reported device and the filesystem: TARGET's name, its partition, sysfs, dm, md."""
+    opts = [
         click.option("--device", "device_name", metavar="NAME",
                      help="What the machine calls TARGET (pmem0, sdb): needed when inputs name several devices."),
         click.option("--partition", type=int, metavar="N", help="Use partition N of TARGET (default: the XFS one)."),

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import (chain_mapping, chain_options, check_chain_options, run_act, target_options,
-                                     warn)
+from fsdaxctl.commands.common import (chain_mapping, chain_options, check_chain_options, run_act, stack_options,
+                                     target_options, warn)
 from fsdaxctl.errors import UsageError
 
 
@@ -23,11 +23,7 @@ from fsdaxctl.errors import UsageError
                    "who else shares them, what happens.")
 @click.option("--file-offset", default="0", help="With --file: start of the range.")
 @click.option("--length", help="With --daddr or --file: bytes (default one page).")
-@click.option("--device", "device_name", metavar="NAME", help="What the machine calls TARGET (pmem0, sdb).")
-@click.option("--partition", type=int, metavar="N", help="Use partition N of TARGET.")
-@click.option("--sysfs-root", metavar="DIR", help="Read the nd/block layout from DIR instead of /sys.")
-@click.option("--dm-table", "dm_tables", multiple=True, metavar="[NAME=]FILE", help="'dmsetup table' output.")
-@click.option("--md", "md", multiple=True, metavar="SPEC", help="An md array (see locate --help).")
+@stack_options
 @chain_options
 @click.option("--poison", metavar="COPY", help="Drill on a copy: write a recognisable pattern over the damaged "
                                                "bytes of COPY (a copy of TARGET) and append them to COPY.badblocks.")
