@@ -12,10 +12,13 @@ import stat
 
 from fsdaxctl.errors import DeviceError, TruncatedError
 
+MOUNTINFO = "/proc/self/mountinfo"
+
 
 class Device:
     def __init__(self, path: str):
         self.path = path
+        self.mounted_at = None  # (mount point, read-only?) list, filled in by mount_points()
         try:
             # O_RDONLY is the whole point: a forensic target is never opened for writing.
             self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -173,7 +176,7 @@ def parse_mountinfo_line(line: bytes | str) -> Mount:
         raise DeviceError("malformed mountinfo line", found=os.fsdecode(raw.strip())[:200]) from None
 
 
-def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+def mounts(mountinfo: str = MOUNTINFO) -> list[Mount]:
     """Every mount in this process's mount namespace."""
     try:
         with open(mountinfo, "rb") as fh:
@@ -198,13 +201,13 @@ def _devt(devt: tuple[int, int] | str) -> tuple[int, int]:
     return os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
-def mounts_of_device(devt: tuple[int, int] | str, mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+def mounts_of_device(devt: tuple[int, int] | str, mountinfo: str = MOUNTINFO) -> list[Mount]:
     """Every mount (bind mounts included) of the filesystem whose superblock is on device `devt`."""
     want = _devt(devt)
     return [m for m in mounts(mountinfo) if m.dev == want]
 
 
-def mount_of_path(path: str, mountinfo: str = "/proc/self/mountinfo") -> Mount | None:
+def mount_of_path(path: str, mountinfo: str = MOUNTINFO) -> Mount | None:
     """The mount `path` lives on: same device, longest mount point that prefixes its real path."""
     real = os.path.realpath(path)
     dev = os.stat(real).st_dev
@@ -218,19 +221,23 @@ def mount_of_path(path: str, mountinfo: str = "/proc/self/mountinfo") -> Mount |
     return best
 
 
-def mount_points(dev, mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, bool]]:
-    """(mount point, read-only?) for every mount of the target, directly or through a loop device."""
+def mount_points(dev, mountinfo: str = MOUNTINFO) -> list[tuple[str, bool]]:
+    """(mount point, read-only?) for every mount of the target, directly or through a loop device. Looked up
+    once per Device (the warnings, the live check and --act all ask)."""
     dev = getattr(dev, "base", dev)  # a Window: its mounts are the underlying device's
+    if mountinfo == MOUNTINFO and getattr(dev, "mounted_at", None) is not None:
+        return dev.mounted_at
     if dev.is_block_device:
         wanted = {(os.major(dev.rdev), os.minor(dev.rdev))}
     else:
         wanted = {tuple(int(x) for x in m.split(":")) for m in _loop_devices_backing(dev.path)}
-    if not wanted:
-        return []
     try:
-        return [(m.mount_point, m.read_only) for m in mounts(mountinfo) if m.dev in wanted]
+        found = [(m.mount_point, m.read_only) for m in mounts(mountinfo) if m.dev in wanted] if wanted else []
     except DeviceError:
-        return []
+        found = []
+    if mountinfo == MOUNTINFO:
+        dev.mounted_at = found
+    return found
 
 
 def mount_warnings(dev: Device) -> list[str]:

@@ -108,24 +108,22 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
 def _live_check(fs, results) -> list[str]:
     """Mounted here: the kernel's GETFSMAP is the live truth; say where the disk's answer differs from it."""
     from fsdaxctl.device import mount_points
-    from fsdaxctl.engine.live import kernel_data_owners
+    from fsdaxctl.engine.live import stale_ranges
     from fsdaxctl.errors import FsdaxError
 
     mounts = mount_points(fs.dev)
     if not mounts or len(results) > 10000:
         return []
-    out = []
-    for r in results:
-        ours = {p.inode for p in r.owners if p.owner == "file" and p.fork == "data" and not p.extent_map}
-        try:
-            kernel = kernel_data_owners(mounts[0][0], r.offset, r.length)
-        except (FsdaxError, OSError):
-            return []  # not ours to ask (permissions, not XFS): the mount warning stands
-        if kernel != ours:
-            out.append(f"bytes {r.offset}+{r.length}: the mounted filesystem's kernel says file data of inode(s) "
-                       f"{sorted(kernel) or 'none'}, the disk says {sorted(ours) or 'none'}: its newest changes are "
-                       f"still in the log (fsfreeze -f/-u {mounts[0][0]} writes them back)")
-    return out
+    mount = mounts[0][0]
+    items = [(r.offset, r.length, {p.inode for p in r.owners if p.owner == "file" and p.fork == "data" and
+                                   not p.extent_map}) for r in results]
+    try:
+        stale = stale_ranges(mount, items)
+    except FsdaxError:
+        return []  # not ours to ask (permissions, not XFS, shut down): the mount warning stands
+    return [f"bytes {off}+{n}: the mounted filesystem's kernel says file data of inode(s) {sorted(kernel) or 'none'}, "
+            f"the disk says {sorted(ours) or 'none'}: its newest changes are still in the log (fsfreeze -f/-u "
+            f"{mount} writes them back)" for off, n, kernel, ours in stale]
 
 
 def _input_warnings(parsed) -> list[str]:

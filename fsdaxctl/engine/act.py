@@ -214,12 +214,13 @@ def _check_with_the_kernel(mount: str, ranges, outcomes) -> None:
     inodes, the decisions were made on stale metadata and nothing is done."""
     from fsdaxctl.engine import live
 
-    ours = {d.inode for o in outcomes for d in o.decisions if d.inode is not None and d.owner == "file"}
-    kernel: set[int] = set()
-    for offset, length in ranges:
-        kernel |= live.kernel_data_owners(mount, offset, length)
-    if kernel != ours:
-        raise FsdaxError(f"--act: the metadata on disk is behind the mounted filesystem for these bytes (the "
+    files = [d for o in outcomes for d in o.decisions if d.inode is not None and d.owner == "file"]
+    items = [(off, n, {d.inode for d in files if d.offset < off + n and off < d.offset + d.length})
+             for off, n in ranges]
+    stale = live.stale_ranges(mount, items)
+    if stale:
+        off, n, kernel, ours = stale[0]
+        raise FsdaxError(f"--act: the metadata on disk is behind the mounted filesystem for bytes {off}+{n} (the "
                          f"kernel says file data of inode(s) {sorted(kernel) or 'none'}, the disk says "
                          f"{sorted(ours) or 'none'}): nothing done; 'fsfreeze -f {mount}; fsfreeze -u {mount}' "
                          "writes the log back, then run it again")

@@ -29,7 +29,7 @@ import stat
 import struct
 import subprocess
 
-from fsdaxctl.device import (Mount, mount_of_path, mounts, mounts_of_device,  # noqa: F401 (re-exported)
+from fsdaxctl.device import (MOUNTINFO, Mount, mount_of_path, mounts, mounts_of_device,  # noqa: F401 (re-exported)
                              parse_mountinfo_line, unescape)
 from fsdaxctl.errors import FsdaxError
 
@@ -409,7 +409,7 @@ GOING_FLAGS = {"default": 0, "logflush": 1, "nologflush": 2}
 
 
 def shutdown_filesystem(mount_point: str, flags: str | int = "logflush",
-                        mountinfo: str = "/proc/self/mountinfo") -> ActionRecord:
+                        mountinfo: str = MOUNTINFO) -> ActionRecord:
     """Shut the XFS mounted at `mount_point` down: XFS_IOC_GOINGDOWN on the mount point (O_RDONLY|O_DIRECTORY).
 
     xfs_fs_goingdown (fs/xfs/xfs_fsops.c): DEFAULT freezes the block device (flushing dirty data) and then
@@ -575,7 +575,10 @@ _FMR_OF_LAST = 0x20
 def kernel_data_owners(mount_point: str, start: int, length: int, batch: int = 256) -> set[int]:
     """Inodes whose file data the mounted filesystem's kernel (FS_IOC_GETFSMAP) says lies in [start, start +
     length) of its data device: the live truth, to check an offline answer against before acting on it."""
-    fd = os.open(mount_point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(mount_point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise LiveError(f"cannot open {mount_point}: {e.strerror}") from None
     try:
         st = os.fstat(fd)
         major, minor = os.major(st.st_dev), os.minor(st.st_dev)
@@ -604,3 +607,15 @@ def kernel_data_owners(mount_point: str, start: int, length: int, batch: int = 2
             buf[_FSMAP_HEAD.size:_FSMAP_HEAD.size + _FSMAP_REC.size] = buf[at:at + _FSMAP_REC.size]
     finally:
         os.close(fd)
+
+
+def stale_ranges(mount_point: str, items) -> list[tuple[int, int, set[int], set[int]]]:
+    """For each (offset, length, file-data inodes the disk's metadata gave), ask the mounted filesystem's kernel;
+    return (offset, length, kernel's inodes, disk's inodes) wherever they differ: there the newest changes are
+    still in the log and an offline answer is stale."""
+    out = []
+    for offset, length, ours in items:
+        kernel = kernel_data_owners(mount_point, offset, length)
+        if kernel != ours:
+            out.append((offset, length, kernel, ours))
+    return out
