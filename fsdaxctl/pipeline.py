@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.errors import FsdaxError, UsageError
 from fsdaxctl.inputs import Parsed
-from fsdaxctl.stack import BLOCK, FS, NAMESPACE, PHYS, REGION, Dropped, Extent, Hop, Route, Space, Stack
+from fsdaxctl.stack import BLOCK, FS, NAMESPACE, PHYS, REGION, Extent, Route, Space, Stack
 
 TARGET = "target"  # space kind of --offset/--ranges: bytes on TARGET, whatever TARGET turns out to be
 
@@ -38,7 +38,6 @@ class Answer:
     stack: Stack
     routes: list[Route]
     warnings: list[str]
-    notes: list[str]
     plain: bool = False  # only bytes on a TARGET that is the filesystem itself: nothing to explain
 
 
@@ -184,8 +183,9 @@ def open_target(path: str, partition: int | None = None):
     return fs, layout
 
 
-def resolve(plan: Plan, *, progress=None, source: str | None = None):
-    """Open, probe, build the stack, route. Returns (Answer, ranges for the owner map: list of (Route, path))."""
+def resolve(plan: Plan) -> Answer:
+    """Open TARGET, find its filesystem, build the stack (its notes: what was found and assumed, for --explain)
+    and route every input."""
     from fsdaxctl.stack.probe import layers_for
     from fsdaxctl.xfs.where import inode_extent
 
@@ -267,20 +267,14 @@ def resolve(plan: Plan, *, progress=None, source: str | None = None):
 
         warnings += settle_mirrors(routes, arrays)
     plain = not stack.layers and all(r.extent.note.endswith("of TARGET") for r in routes)
-    return Answer(fs, stack, routes, warnings, notes, plain)
+    return Answer(fs, stack, routes, warnings, plain)
 
 
 def fs_paths(routes: list[Route]):
     """(route, path) for every path that reached the filesystem, in input order."""
-    for route in routes:
-        for path in route.paths:
-            last = path[-1]
-            if isinstance(last, Hop) and last.space.kind == FS and last.length > 0:
-                yield route, path
+    return ((route, path) for route in routes for path in route.fs_paths())
 
 
 def dropped_paths(routes: list[Route]):
-    for route in routes:
-        for path in route.paths:
-            if isinstance(path[-1], Dropped):
-                yield route, path
+    """(route, path) for every path that ended before the filesystem, in input order."""
+    return ((route, path) for route in routes for path in route.dropped_paths())

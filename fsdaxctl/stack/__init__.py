@@ -161,11 +161,19 @@ class Route:
     extent: Extent
     paths: list[list] = field(default_factory=list)
 
+    def fs_paths(self) -> list[list]:
+        """The paths that reached the filesystem (their last hop: bytes on its device)."""
+        return [p for p in self.paths if isinstance(p[-1], Hop) and p[-1].space.kind == FS and p[-1].length > 0]
+
+    def dropped_paths(self) -> list[list]:
+        """The paths that ended before the filesystem (their last step: the Dropped, with why)."""
+        return [p for p in self.paths if isinstance(p[-1], Dropped)]
+
     def fs_ranges(self) -> list[Hop]:
-        return [p[-1] for p in self.paths if isinstance(p[-1], Hop) and p[-1].space.kind == FS]
+        return [p[-1] for p in self.fs_paths()]
 
     def dropped(self) -> list[Dropped]:
-        return [p[-1] for p in self.paths if isinstance(p[-1], Dropped)]
+        return [p[-1] for p in self.dropped_paths()]
 
     def recoverable(self, path) -> str:
         return next((h.recoverable for h in path if isinstance(h, Hop) and h.recoverable), "")
