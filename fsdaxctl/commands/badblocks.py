@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import build_plan, input_options, warn
+from fsdaxctl.commands.common import build_plan, input_options, input_warnings, warn
 from fsdaxctl.errors import UsageError
 
 
@@ -40,9 +40,7 @@ def command(ctx, sources, target, fmt, **inputs):
         raise UsageError("--daddr, --fsblock, --inode and --file need the filesystem: give --on TARGET")
     plan = build_plan(target or "", inputs)
     fmt = fmt or default_format(interactive="table", piped="ranges")
-    warnings = list(plan.parsed.notes) + [f"{where}: skipped: {why}" for where, why in plan.parsed.skipped[:20]]
-    if len(plan.parsed.skipped) > 20:
-        warnings.append(f"... and {len(plan.parsed.skipped) - 20} more skipped input lines")
+    warnings = input_warnings(plan.parsed)
     if plan.parsed.ignored:
         warnings.append(f"{plan.parsed.ignored} line(s) were not error reports and were ignored")
     if target is None:

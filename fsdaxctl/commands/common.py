@@ -158,6 +158,14 @@ def stack_options(f):
     return f
 
 
+def input_warnings(parsed, cap: int = 20) -> list[str]:
+    """The inputs' notes and skipped lines (the first `cap` of them, then how many more) as warnings."""
+    out = list(parsed.notes) + [f"{where}: skipped: {why}" for where, why in parsed.skipped[:cap]]
+    if len(parsed.skipped) > cap:
+        out.append(f"... and {len(parsed.skipped) - cap} more skipped input lines")
+    return out
+
+
 def _dev_file(spec: str) -> tuple[str | None, str]:
     """'sdb=FILE' -> ('sdb', 'FILE'); a plain path stays a path (kind prefixes are left to inputs.load)."""
     import os

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import (build_plan, chain_options, check_chain_options, input_options, progress_printer,
-                                     run_act, source_option, target_options, verify_option, verify_rmap_warnings,
-                                     warn)
+from fsdaxctl.commands.common import (build_plan, chain_options, check_chain_options, input_options, input_warnings,
+                                     progress_printer, run_act, source_option, target_options, verify_option,
+                                     verify_rmap_warnings, warn)
 from fsdaxctl.errors import UsageError
 from fsdaxctl.render import LOCATE_FORMATS
 
@@ -61,7 +61,7 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
     answer = resolve(plan)
     fs = answer.fs
     with fs:
-        warnings = list(fs.warnings) + _input_warnings(plan.parsed) + answer.warnings
+        warnings = list(fs.warnings) + input_warnings(plan.parsed) + answer.warnings
         ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
         omap = OwnerMap(fs, source=_source(fs, source), progress=progress_printer("walking inodes"))
         omap.prepare(ranges)
@@ -124,13 +124,6 @@ def _live_check(fs, results) -> list[str]:
     return [f"bytes {off}+{n}: the mounted filesystem's kernel says file data of inode(s) {sorted(kernel) or 'none'}, "
             f"the disk says {sorted(ours) or 'none'}: its newest changes are still in the log (fsfreeze -f/-u "
             f"{mount} writes them back)" for off, n, kernel, ours in stale]
-
-
-def _input_warnings(parsed) -> list[str]:
-    out = list(parsed.notes) + [f"{where}: skipped: {why}" for where, why in parsed.skipped[:20]]
-    if len(parsed.skipped) > 20:
-        out.append(f"... and {len(parsed.skipped) - 20} more skipped input lines")
-    return out
 
 
 def _source(fs, source):
