@@ -1,8 +1,9 @@
 """Expected pieces, from the kernel's GETFSMAP records alone (never from fsdaxctl's code).
 
 The kernel reports whole records, not clipped to the query; clipping is plain arithmetic done here. `shared`
-is per piece: true when some block of the clipped piece is mapped by two or more data-fork records in the
-kernel's full map (the kernel's own SHARED flag is per whole record, so it is checked for consistency).
+is exact: a data-fork record is cut where its blocks go from mapped once to mapped by two or more data-fork
+records in the kernel's full map and back, so `shared` holds for every byte of a piece or for none. The
+kernel's own SHARED flag is per whole record (some block of it is shared); it is checked for consistency.
 """
 
 from __future__ import annotations
@@ -56,11 +57,23 @@ class KernelMap:
             lo, hi = max(start, r.physical), min(end, r.physical + r.length)
             if lo >= hi:
                 continue
-            out.append(self.piece(r, lo, hi))
+            out += self.split(r, lo, hi)
         if end > self.fs_size:
             lo = max(start, self.fs_size)
             out.append((lo, end - lo, "outside-filesystem", None, None, None, False, False, False))
         return sorted(out, key=sort_key)
+
+    def split(self, r, lo: int, hi: int) -> list[tuple]:
+        """The record's bytes [lo, hi) as pieces, cut at the block boundaries where sharing changes."""
+        if not self.is_data(r):
+            return [self.piece(r, lo, hi)]
+        bs = self.blocksize
+        cuts = [lo]
+        for b in range(lo // bs + 1, (hi - 1) // bs + 1):
+            if (self.mapped.get(b, 0) >= 2) != (self.mapped.get(b - 1, 0) >= 2):
+                cuts.append(b * bs)
+        cuts.append(hi)
+        return [self.piece(r, a, z) for a, z in zip(cuts, cuts[1:])]
 
     def piece(self, r, lo, hi) -> tuple:
         owner = K.owner_name(r)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from fsdaxctl.engine.flags import MF_ACTION_REQUIRED, MF_MEM_PRE_REMOVE, MF_MUST_KILL, flags_text
 from fsdaxctl.stack import FS, PHYS, Dropped, Hop
 from fsdaxctl.xfs.geometry import BBSHIFT
+from fsdaxctl.xfs.owners import as_records
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -288,7 +289,7 @@ def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, 
         out.line(d + 1, f"AG {agno}: xfs_rmap_query_range(agbno {low}..{high}), notify {{startblock={low}, "
                         f"blockcount={count}}}")
         start = geo.ag_to_byte(agno, low)
-        for p in _described(fs, omap.pieces(start, count << geo.blocklog)):
+        for p in _described(fs, as_records(omap.pieces(start, count << geo.blocklog))):
             ws, hit = _failure_fn(fs, p, flags, mapping, out, d + 2)
             want_shutdown |= ws
             if hit:
@@ -412,7 +413,7 @@ def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]
 
 def _generic(fs, omap, offset, length, flags, mapping, out, d) -> int:
     """No rmapbt: the kernel knows only page->mapping; we still name every owner (from the walk)."""
-    for p in _described(fs, omap.pieces(offset, min(length, max(0, fs.geo.size - offset)))):
+    for p in _described(fs, as_records(omap.pieces(offset, min(length, max(0, fs.geo.size - offset))))):
         if p.owner == "file" and p.fork == "data" and not p.extent_map:
             _failure_fn(fs, p, flags, mapping, out, d)
         elif p.owner not in ("free",):

@@ -18,10 +18,18 @@ from dataclasses import dataclass
 
 from fsdaxctl.errors import CorruptError, FsdaxError
 from fsdaxctl.parsers import xfs as f
+from fsdaxctl.xfs.inode import XFS_INODES_PER_CHUNK
 from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
 
 HDR = f.XFS_BTREE_SBLOCK_CRC_LEN
 XFS_BTREE_MAXLEVELS = 9  # no AG btree is deeper (xfs_btree.h bounds are smaller still)
+
+
+# Key orders (the kernel's per-btree keys_inorder/recs_inorder): how records and node keys are sorted.
+BY_START = "start"  # bnobt, refcountbt (the CoW domain is bit 31 of the start, so it sorts after the shared one)
+BY_SIZE = "size"  # cntbt: blockcount, then startblock
+BY_INODE = "inode"  # inobt, finobt: startino; records each cover a chunk of 64 inodes
+BY_RMAP = "rmap"  # rmapbt: startblock, owner (unsigned), offset without the unwritten flag
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class SBtree:
     key: struct.Struct
     overlapping: bool = False
     extents: bool = True  # records start with (startblock, blockcount) in agbnos
+    order: str = BY_START
 
     @property
     def entry(self) -> struct.Struct:
@@ -49,12 +58,13 @@ class SBtree:
         return (blocksize - HDR) // (self._entry.size + 4)
 
 
-RMAPBT = SBtree("rmapbt", f.XFS_RMAP_CRC_MAGIC, f.RMAP_REC, f.RMAP_KEY, overlapping=True)
+RMAPBT = SBtree("rmapbt", f.XFS_RMAP_CRC_MAGIC, f.RMAP_REC, f.RMAP_KEY, overlapping=True, order=BY_RMAP)
 BNOBT = SBtree("bnobt", f.XFS_ABTB_CRC_MAGIC, f.ALLOC_REC, f.ALLOC_KEY)
-CNTBT = SBtree("cntbt", f.XFS_ABTC_CRC_MAGIC, f.ALLOC_REC, f.ALLOC_REC)
+CNTBT = SBtree("cntbt", f.XFS_ABTC_CRC_MAGIC, f.ALLOC_REC, f.ALLOC_REC, order=BY_SIZE)
 REFCOUNTBT = SBtree("refcountbt", f.XFS_REFC_CRC_MAGIC, f.REFCOUNT_REC, f.REFCOUNT_KEY)
-INOBT = SBtree("inobt", f.XFS_IBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY, extents=False)
-FINOBT = SBtree("finobt", f.XFS_FIBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY, extents=False)
+INOBT = SBtree("inobt", f.XFS_IBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY, extents=False, order=BY_INODE)
+FINOBT = SBtree("finobt", f.XFS_FIBT_CRC_MAGIC, f.INOBT_REC, f.INOBT_KEY, extents=False, order=BY_INODE)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +138,10 @@ def _check_items(tree: SBtree, node: Node, aglen: int) -> tuple[str | None, int]
     leaf = node.level == 0
     what = "record" if leaf else "key"
     cols = list(zip(*items))
+    bad = _out_of_order(tree, cols, leaf)
+    if bad:
+        return f"{what}s out of order ({bad})", 0
     starts = cols[0]
-    if list(starts) != sorted(starts):
-        return f"{what}s out of order", 0
     if not tree.extents:
         return None, starts[-1]
     if tree is REFCOUNTBT:
@@ -138,23 +149,53 @@ def _check_items(tree: SBtree, node: Node, aglen: int) -> tuple[str | None, int]
     if max(starts) >= aglen:
         return f"{what} at agbno {max(starts)} in an AG of {aglen} blocks", 0
     if not leaf:
-        return None, max(cols[len(cols) // 2]) if tree.overlapping else starts[-1]
+        return None, max(cols[len(cols) // 2]) if tree.overlapping else max(starts)
     counts = cols[1]
     ends = list(map(operator.add, starts, counts))
     if min(counts) == 0 or max(ends) > aglen:
         i = next(i for i, (c, e) in enumerate(zip(counts, ends)) if c == 0 or e > aglen)
         return f"record {i + 1}: agbno {starts[i]} length {counts[i]} in an AG of {aglen} blocks", 0
-    if not tree.overlapping and any(map(operator.gt, ends[:-1], starts[1:])):
-        return "records overlap", 0
     return None, max(ends) - 1
+
+
+def _first_false(flags) -> int | None:
+    """The index of the first false flag, or None (the scan stops at C speed in `all` first)."""
+    flags = list(flags)
+    return None if all(flags) else flags.index(False)
+
+
+def _out_of_order(tree: SBtree, cols: list, leaf: bool) -> str | None:
+    """Where the block breaks its tree's order (the kernel's recs_inorder for records, keys_inorder for node
+    keys), or None. Each tree has its own order: a cntbt sorts by size, so its starts need not ascend."""
+    lt, le = operator.lt, operator.le
+    starts = cols[0]
+    if tree.order == BY_SIZE:  # (blockcount, startblock), strictly increasing
+        pairs = list(zip(cols[1], starts))
+        i = _first_false(map(lt, pairs[:-1], pairs[1:]))
+    elif tree.order == BY_RMAP:  # (startblock, owner unsigned, offset without UNWRITTEN), non-decreasing
+        i = _first_false(map(le, starts[:-1], starts[1:]))
+        if i is None:  # owners and offsets matter only where starts tie: rare, so compared one by one
+            ocol, fcol = (2, 3) if leaf else (1, 2)
+            key = lambda j: (starts[j], cols[ocol][j] % (1 << 64), cols[fcol][j] & ~f.XFS_RMAP_OFF_UNWRITTEN)  # noqa: E731
+            i = next((j for j in range(len(starts) - 1) if starts[j] == starts[j + 1] and key(j) > key(j + 1)),
+                     None)
+    elif not leaf:  # bnobt, refcountbt, inobt keys: strictly increasing starts
+        i = _first_false(map(lt, starts[:-1], starts[1:]))
+    else:  # records of one start-ordered tree may not overlap: start + length <= the next start
+        span = [XFS_INODES_PER_CHUNK] * len(starts) if tree.order == BY_INODE else cols[1]
+        i = _first_false(map(le, map(operator.add, starts[:-1], span[:-1]), starts[1:]))
+    return None if i is None else f"entries {i + 1} and {i + 2}"
 
 
 def query(fs, tree: SBtree, agno: int, root: int, levels: int, lo: int, hi: int):
     """Yield, in key order, the records of `tree` in AG agno whose agbno span meets [lo, hi], one list per
     leaf, and an `Unreadable` for every subtree that could not be read (the walk goes on with its siblings).
 
-    Records' spans: field 0 is the start, field 1 the length (bnobt, refcountbt, rmapbt).
+    Records' spans: field 0 is the start, field 1 the length (bnobt, refcountbt, rmapbt). A tree ordered by
+    anything but its start (the cntbt) cannot be queried by agbno: `tree_blocks` walks it whole.
     """
+    if tree.order == BY_SIZE:
+        raise ValueError(f"{tree.name} is ordered by size, not by agbno")
     if levels < 1 or levels > XFS_BTREE_MAXLEVELS:
         yield Unreadable(lo, hi, CorruptError(f"{tree.name} height out of range", agno=agno, found=levels))
         return
@@ -279,10 +320,11 @@ def ag_btrees(fs, agno: int, owner: int | None = None) -> list[tuple[SBtree, int
     return out
 
 
-def tree_blocks(fs, tree: SBtree, agno: int, root: int, levels: int) -> dict[int, int]:
+def tree_blocks(fs, tree: SBtree, agno: int, root: int, levels: int,
+                errors: list | None = None) -> dict[int, int]:
     """agbno -> level of every block of a tree. Reads only the interior nodes: a leaf's agbno is in its
-    parent. Unreadable subtrees are left out (their blocks then stay unattributed); an impossible height
-    in the AG header is an error."""
+    parent. An unreadable node's subtree is left out and its error appended to `errors` (the caller must
+    say so: those blocks are then owned by nobody it knows); an impossible height in the AG header raises."""
     if not 1 <= levels <= XFS_BTREE_MAXLEVELS:
         raise CorruptError(f"{tree.name} height out of range", agno=agno, found=levels)
     out = {root: levels - 1}
@@ -291,7 +333,9 @@ def tree_blocks(fs, tree: SBtree, agno: int, root: int, levels: int) -> dict[int
         agbno, level, is_root = frontier.pop()
         try:
             node = read_node(fs, tree, agno, agbno, None if is_root else level, root=is_root)
-        except FsdaxError:
+        except FsdaxError as e:
+            if errors is not None:
+                errors.append(e)
             continue
         for p in node.ptrs:
             if p not in out:

@@ -16,7 +16,9 @@ from fsdaxctl.xfs.inode import IN_USE, XFS_INODES_PER_CHUNK, chunk_slot_states, 
 from fsdaxctl.xfs.owners import FILE, FREE, OUTSIDE, UNKNOWN, Piece
 from fsdaxctl.xfs.paths import PathResolver, decode_name
 
-MAX_LISTED = 256  # names/blocks/inodes listed in one detail; the count says how many more
+MAX_LISTED = 256
+_INCOMPLETE = -1  # the index key of "some tree behind this owner could not be read whole": its reason
+_UNATTRIBUTED = ("unattributed (not reachable from the AG headers)", -1)  # names/blocks/inodes listed in one detail; the count says how many more
 
 _TREE_OWNERS = {"per-ag-metadata": f.XFS_RMAP_OWN_AG, "inode-btree": f.XFS_RMAP_OWN_INOBT,
                 "refcount-btree": f.XFS_RMAP_OWN_REFC}
@@ -134,8 +136,12 @@ class Describer:
             except FsdaxError as e:
                 self._problem(str(e))
         for tree, root, levels, _ in btree.ag_btrees(fs, agno, owner):
-            for b, level in btree.tree_blocks(fs, tree, agno, root, levels).items():
+            errors: list[FsdaxError] = []
+            for b, level in btree.tree_blocks(fs, tree, agno, root, levels, errors).items():
                 idx[b] = (tree.name, level)
+            for e in errors:
+                self._problem(f"{tree.name} of AG {agno} not read whole: {e}")
+                idx[_INCOMPLETE] = (f"not found: the {tree.name} could not be read whole ({e})", -1)
         self._ag_index[key] = idx
         return idx
 
@@ -146,7 +152,7 @@ class Describer:
         idx = self._index(agno, p.owner)
         blocks = []
         for b in range(first, last + 1):
-            name, level = idx.get(b, ("unattributed (not reachable from the AG headers)", -1))
+            name, level = idx.get(b, idx.get(_INCOMPLETE, _UNATTRIBUTED))
             entry = {"agbno": b, "structure": name}
             if level >= 0:
                 entry["level"] = level

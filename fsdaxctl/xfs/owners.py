@@ -12,6 +12,8 @@ clipped to the very start of the query need sorting. A whole-device dump therefo
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 from typing import NamedTuple
 
 from fsdaxctl.errors import FsdaxError
@@ -205,68 +207,68 @@ class OwnerMap:
     def _rmap_pieces(self, agno, batches, lo, hi, qstart, qend):
         """rmapbt records -> pieces, with the gaps between them as free space. The hot loop of a dump.
 
-        Pieces are built unclipped; only an AG the query does not cover whole needs the clipping pass.
+        Pieces are built unclipped; only an AG the query does not cover whole needs the clipping pass. The
+        parts of a shared-split record after its first piece are held back until every record starting
+        before them has been written, so the stream stays in device order.
         """
         bl = self.geo.blocklog
         base = self.geo.ag_to_byte(agno, 0)
         edge = not (base >= qstart and base + (self.geo.ag_length(agno) << bl) <= qend)
         new = tuple.__new__
-        shared = None  # the refcountbt is read only once a data-fork record shows up
-        starts = lasts = ()
-        j = nshared = 0
-        not_shared = False  # None when the refcountbt could not be read: "not shared" is then unknown
+        sharing = _Sharing(self, agno, lo, hi) if self.reflink else None
+        held: list = []  # heap of (sort key, sequence, piece): split-off parts of shared records
+        seq = itertools.count()
         cursor = lo  # first agbno not yet covered by a record or a gap
+        free = _FreeSpace(self, agno, lo, hi)  # the second witness of every gap: read on the first gap
         for batch in batches:
             out = []
             if type(batch) is Unreadable:
-                if batch.first > cursor:  # what lies before the unreadable span is still known free
-                    out.append(self._run(agno, cursor, batch.first - cursor, FREE, qstart, qend))
+                out += _release(held)
+                if batch.first > cursor:  # what lies before the unreadable span is still known
+                    out += free.gap(cursor, batch.first)
                 out += self._unreadable(agno, batch, cursor, qstart, qend)
                 cursor = max(cursor, batch.last + 1)
-                yield out
+                yield [_clip(p, qstart, qend) for p in out] if edge else out
                 continue
             for start, count, owner, off in batch:
                 if start > cursor:
-                    out.append(new(Piece, (base + (cursor << bl), (start - cursor) << bl, FREE, agno, None, None,
-                                           None, False, False, False, (), None, None)))
+                    out += _release(held)
+                    out += free.gap(cursor, start)
                 end = start + count
                 if end > cursor:
                     cursor = end
-                if owner >= 0:
-                    flags = off >> _OFF_FLAGS_SHIFT
-                    if flags & 6:  # attr fork or bmbt block: never shared; a bmbt block has no file offset
-                        bmbt = flags & 2
-                        out.append(new(Piece, (base + (start << bl), count << bl, FILE, agno, owner,
-                                               "attr" if flags & 4 else "data",
-                                               None if bmbt else (off & _MASK) << bl,
-                                               bool(bmbt), bool(flags & 1), False, (), None, None)))
-                        continue
-                    is_shared = False
-                    if self.reflink:
-                        if shared is None:
-                            shared = self._shared_extents(agno, lo, hi)
-                            starts, lasts, nshared = shared.starts, shared.lasts, len(shared.starts)
-                            not_shared = None if shared.unreadable else False
-                        # Records come sorted by start: shared extents ending before this one never match again.
-                        while j < nshared and lasts[j] < start:
-                            j += 1
-                        is_shared = (j < nshared and starts[j] < end) or not_shared
-                    out.append(new(Piece, (base + (start << bl), count << bl, FILE, agno, owner, "data",
-                                           (off & _MASK) << bl, False, flags == 1, is_shared, (), None, None)))
+                if owner < 0:
+                    piece = self._special_piece(agno, base + (start << bl), count << bl, owner, start)
                 else:
-                    kind = SPECIAL_OWNERS.get(owner)
-                    detail = None
-                    if kind == UNKNOWN:  # XFS_RMAP_OWN_UNKNOWN: a record that says its owner is not known
-                        detail = OWN_UNKNOWN_DETAIL
-                    elif kind is None:
-                        kind = UNKNOWN
-                        detail = {"error": f"rmapbt record in AG {agno} at agbno {start} has an invalid owner {owner}"}
-                        self._note(detail["error"])
-                    out.append(new(Piece, (base + (start << bl), count << bl, kind, agno, None, None, None,
-                                           False, False, False, (), detail, None)))
+                    flags = off >> _OFF_FLAGS_SHIFT
+                    bmbt = flags & 2  # attr fork or bmbt block: never shared; a bmbt block has no file offset
+                    piece = new(Piece, (base + (start << bl), count << bl, FILE, agno, owner,
+                                        "attr" if flags & 4 else "data", None if bmbt else (off & _MASK) << bl,
+                                        bool(bmbt), bool(flags & 1), False, (), None, None))
+                    if sharing is not None and not flags & 6:
+                        first, *rest = sharing.split(piece, start, end)
+                        piece = first
+                        for p in rest:
+                            heapq.heappush(held, (p.sort_key(), next(seq), p))
+                if held and held[0][0] < piece.sort_key():
+                    out += _release(held, piece.sort_key())
+                out.append(piece)
             yield [_clip(p, qstart, qend) for p in out] if edge else out
+        tail = _release(held)
         if cursor <= hi:
-            yield [self._run(agno, cursor, hi - cursor + 1, FREE, qstart, qend)]
+            tail += free.gap(cursor, hi + 1)
+        yield [_clip(p, qstart, qend) for p in tail]
+
+    def _special_piece(self, agno: int, offset: int, length: int, owner: int, agbno: int) -> Piece:
+        kind = SPECIAL_OWNERS.get(owner)
+        detail = None
+        if kind == UNKNOWN:  # XFS_RMAP_OWN_UNKNOWN: a record that says its owner is not known
+            detail = OWN_UNKNOWN_DETAIL
+        elif kind is None:
+            kind = UNKNOWN
+            detail = {"error": f"rmapbt record in AG {agno} at agbno {agbno} has an invalid owner {owner}"}
+            self._note(detail["error"])
+        return Piece(offset, length, kind, agno, detail=detail)
 
     def _bnobt_pieces(self, agno, batches, lo, hi, qstart, qend):
         """No rmapbt: free extents from the bnobt, `unknown` between them."""
@@ -288,6 +290,15 @@ class OwnerMap:
         if cursor <= hi:
             yield [self._run(agno, cursor, hi - cursor + 1, UNKNOWN, qstart, qend, NO_RMAP_GAP)]
 
+    def unclaimed_detail(self) -> dict:
+        """The detail of used space that no owner claims: the bnobt does not list it as free."""
+        by = "the rmapbt" if self.source == "rmapbt" else "the metadata walk"
+        why = f"no owner in {by}, and the bnobt does not list it as free"
+        if self.problems:
+            why += " (some metadata could not be read: see the warnings)"
+        self._note(f"used space without an owner in {by}: reported as unknown")
+        return {"why": why}
+
     def _unreadable(self, agno: int, bad: Unreadable, cursor: int, qstart: int, qend: int) -> list[Piece]:
         """An `unknown` piece for what an unreadable subtree covered beyond what is already known (from
         `cursor` on, so pieces stay in device order); the problem is noted either way."""
@@ -302,26 +313,125 @@ class OwnerMap:
         return _clip(Piece(self.geo.ag_to_byte(agno, agbno), count << self.geo.blocklog, kind, agno, detail=detail),
                      qstart, qend)
 
-    def _shared_extents(self, agno: int, lo: int, hi: int) -> "_Intervals":
-        agf = self.fs.agf(agno)
-        starts, lasts, unreadable = [], [], False
-        for rec in btree.query_records(self.fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
-                                       agf.agf_refcount_level, lo, hi):
+class _Sharing:
+    """The refcountbt's shared extents of agbnos [lo, hi] in one AG, read once the first data-fork record shows
+    up: `split` cuts a record's piece where sharing starts and stops. Records come sorted by start, so shared
+    extents ending before one record never meet a later one: one forward cursor serves the AG."""
+
+    def __init__(self, omap: "OwnerMap", agno: int, lo: int, hi: int):
+        self.omap, self.agno, self.lo, self.hi = omap, agno, lo, hi
+        self.starts: list | None = None
+        self.lasts: list = []
+        self.unreadable = False  # part of the tree could not be read: "not shared" is then unknown (None)
+        self.j = 0
+
+    def _read(self) -> None:
+        fs, agno = self.omap.fs, self.agno
+        starts, lasts = [], []
+        agf = fs.agf(agno)
+        for rec in btree.query_records(fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
+                                       agf.agf_refcount_level, self.lo, self.hi):
             if type(rec) is Unreadable:
-                self._note(f"cannot tell which blocks are shared: {rec.error}")
-                unreadable = True
+                self.omap._note(f"cannot tell which blocks are shared: {rec.error}")
+                self.unreadable = True
             elif rec[2] >= 2:
-                starts.append(rec[0])
-                lasts.append(rec[0] + rec[1] - 1)
-        return _Intervals(starts, lasts, unreadable)
+                if lasts and lasts[-1] + 1 == rec[0]:  # refcounts 2 then 3: one shared span
+                    lasts[-1] = rec[0] + rec[1] - 1
+                else:
+                    starts.append(rec[0])
+                    lasts.append(rec[0] + rec[1] - 1)
+        self.starts, self.lasts = starts, lasts
+
+    def split(self, p: Piece, start: int, end: int) -> list[Piece]:
+        """p (agbnos [start, end)) as pieces each shared for every byte or for none: finer than GETFSMAP's
+        flag on the whole record. Parts outside [lo, hi] are dropped (the tree was read for those only)."""
+        if self.starts is None:
+            self._read()
+        starts, lasts, n = self.starts, self.lasts, len(self.starts)
+        while self.j < n and lasts[self.j] < start:
+            self.j += 1
+        j = self.j
+        unshared = None if self.unreadable else False
+        if j >= n or starts[j] >= end:
+            return [p._replace(shared=None) if self.unreadable else p]
+        bl, out, cur = self.omap.geo.blocklog, [], start
+        while cur < end:
+            while j < n and lasts[j] < cur:  # only a damaged tree overlaps itself
+                j += 1
+            if j < n and starts[j] <= cur:
+                stop, is_shared = min(lasts[j] + 1, end), True
+                j += 1
+            else:
+                stop, is_shared = (min(starts[j], end) if j < n else end), unshared
+            if stop > self.lo and cur <= self.hi:
+                out.append(p._replace(offset=p.offset + ((cur - start) << bl), length=(stop - cur) << bl,
+                                      file_offset=p.file_offset + ((cur - start) << bl), shared=is_shared))
+            cur = stop
+        return out
 
 
-class _Intervals(NamedTuple):
-    """Sorted, non-overlapping [start, last] agbno intervals (the refcountbt's shared extents); `unreadable`
-    when part of the tree could not be read, so "not shared" is not known for sure."""
-    starts: list
-    lasts: list
-    unreadable: bool
+def _release(held: list, before=None) -> list[Piece]:
+    """Held-back pieces, in order: all of them, or those whose sort key is below `before`."""
+    out = []
+    while held and (before is None or held[0][0] < before):
+        out.append(heapq.heappop(held)[2])
+    return out
+
+
+class _FreeSpace:
+    """The bnobt's free extents of agbnos [lo, hi] in one AG, read on first need: a gap between owner records
+    is `free` only where the bnobt agrees. Where it does not (used space nobody claims: a subtree or an inode
+    that could not be read, or damage), the gap is `unknown` and says why. Gaps come in ascending order, so
+    one forward cursor over the extents serves a whole AG."""
+
+    def __init__(self, omap: "OwnerMap", agno: int, lo: int, hi: int):
+        self.omap, self.agno, self.lo, self.hi = omap, agno, lo, hi
+        self.extents: list | None = None  # (start, end, error or None): free extents and unreadable spans
+        self.i = 0
+
+    def _read(self) -> list:
+        fs, agno = self.omap.fs, self.agno
+        out = []
+        try:
+            agf = fs.agf(agno)
+            for rec in btree.query_records(fs, btree.BNOBT, agno, agf.agf_bno_root, agf.agf_bno_level,
+                                           self.lo, self.hi):
+                if type(rec) is Unreadable:
+                    self.omap._note(f"cannot tell which blocks are free: {rec.error}")
+                    out.append((rec.first, rec.last + 1, rec.error))
+                else:
+                    out.append((rec[0], rec[0] + rec[1], None))
+        except FsdaxError as e:
+            self.omap._note(f"cannot tell which blocks are free: {e}")
+            out = [(self.lo, self.hi + 1, e)]
+        out.sort(key=lambda x: x[0])
+        return out
+
+    def gap(self, a: int, b: int) -> list[Piece]:
+        """Pieces for agbnos [a, b) that no owner record covers: free where the bnobt says so, else unknown."""
+        if self.extents is None:
+            self.extents = self._read()
+        ext, omap, agno = self.extents, self.omap, self.agno
+        while self.i < len(ext) and ext[self.i][1] <= a:
+            self.i += 1
+        out, cursor, j = [], a, self.i
+        while cursor < b:
+            while j < len(ext) and ext[j][1] <= cursor:  # damaged trees can overlap: skip what is behind
+                j += 1
+            if j < len(ext) and ext[j][0] <= cursor:
+                _, end, error = ext[j]
+                stop = min(end, b)
+                if error is None:
+                    out.append(omap._run(agno, cursor, stop - cursor, FREE, 0, 1 << 64))
+                else:
+                    out.append(omap._run(agno, cursor, stop - cursor, UNKNOWN, 0, 1 << 64,
+                                         {"error": f"no owner, and the bnobt could not be read here: {error}"}))
+                cursor = stop
+                continue
+            stop = min(b, ext[j][0]) if j < len(ext) else b
+            out.append(omap._run(agno, cursor, stop - cursor, UNKNOWN, 0, 1 << 64, omap.unclaimed_detail()))
+            cursor = stop
+        return out
 
 
 def _clip(p: Piece, qstart: int, qend: int) -> Piece:
@@ -351,3 +461,25 @@ def _join_gaps(stream):
             yield p
     if pending is not None:
         yield pending
+
+
+def as_records(pieces: list[Piece]) -> list[Piece]:
+    """The pieces as the kernel's rmap query hands them to its callbacks: one per record, the parts a record
+    was cut into where sharing changes joined again (`shared` when any part is, as GETFSMAP flags a record).
+    The engine needs this: the kernel computes pgoff/pgcnt once per record, and with blocks smaller than a
+    page the pages of two parts do not add up to the pages of the whole."""
+    out: list[Piece] = []
+    last: dict[tuple, int] = {}  # (inode, fork, unwritten) -> index in out of its latest data piece
+    for p in pieces:
+        key = (p.inode, p.fork, p.unwritten)
+        i = last.get(key)
+        if p.owner == FILE and not p.extent_map and i is not None:
+            q = out[i]
+            if q.offset + q.length == p.offset and q.file_offset + q.length == p.file_offset:
+                shared = True if (q.shared or p.shared) else (None if None in (q.shared, p.shared) else False)
+                out[i] = q._replace(length=q.length + p.length, shared=shared)
+                continue
+        if p.owner == FILE and not p.extent_map:
+            last[key] = len(out)
+        out.append(p)
+    return out

@@ -94,11 +94,14 @@ class MetadataWalk:
             return
         agf = fs.agf(agno)
         for tree, root, levels, owner in trees:
+            errors: list[FsdaxError] = []
             try:
-                for agbno in btree.tree_blocks(fs, tree, agno, root, levels):
+                for agbno in btree.tree_blocks(fs, tree, agno, root, levels, errors):
                     self._add(agno, agbno, 1, owner)
             except FsdaxError as e:
-                self._problem(str(e))
+                errors.append(e)
+            for e in errors:
+                self._problem(f"{tree.name} of AG {agno} not walked whole: {e}")
         try:
             for agbno in fs.agfl(agno):
                 self._add(agno, agbno, 1, f.XFS_RMAP_OWN_AG)
