@@ -212,7 +212,8 @@ def test_one_range_reads_only_its_path(built, name):
             offset = rng.choice(shared_blocks) if i % 3 == 0 else rng.randrange(0, fs.geo.size // 512) * 512
             agno, _ = fs.geo.byte_to_ag(offset)
             agf = fs.agf(agno)
-            budget = 1 + agf.agf_rmap_level + agf.agf_refcount_level  # AGF sector + one path per tree
+            # AGF sector + one path per tree: rmapbt, refcountbt (sharing), bnobt and cntbt (free needs both)
+            budget = 1 + agf.agf_rmap_level + agf.agf_refcount_level + agf.agf_bno_level + agf.agf_cnt_level
             deepest = max(deepest, agf.agf_rmap_level)
             fs._agf.clear()
             reads = []

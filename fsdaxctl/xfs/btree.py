@@ -278,8 +278,13 @@ def _within(tree: SBtree, node: Node, bounds) -> bool:
     return last is None or node.items[-1][0] <= last
 
 
-def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key: int):
-    """The record with the greatest key (field 0) <= key, or None: one root-to-leaf path (ordinary trees)."""
+def search_key(tree: SBtree, entry) -> int | tuple:
+    """What a tree is searched by: the start (field 0), or for the cntbt (blockcount, startblock)."""
+    return (entry[1], entry[0]) if tree.order == BY_SIZE else entry[0]
+
+
+def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key):
+    """The record with the greatest search key <= key, or None: one root-to-leaf path (ordinary trees)."""
     if levels < 1 or levels > XFS_BTREE_MAXLEVELS:
         raise CorruptError(f"{tree.name} height out of range", agno=agno, found=levels)
     agbno, level, is_root = root, levels - 1, True
@@ -289,7 +294,7 @@ def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key: int):
             raise CorruptError("bb_level does not match the tree height in the AG header",
                                structure=f"{tree.name} root in AG {agno}", agbno=agbno, expected=level,
                                found=node.level)
-        keys = [e[0] for e in node.items]
+        keys = [search_key(tree, e) for e in node.items]
         i = bisect.bisect_right(keys, key) - 1
         if node.level == 0:
             return node.items[i] if i >= 0 else None

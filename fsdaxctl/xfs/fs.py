@@ -13,6 +13,8 @@ from fsdaxctl.xfs.geometry import Geometry
 from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
 
 XFS_MIN_BLOCKSIZE_LOG, XFS_MAX_BLOCKSIZE_LOG = 9, 16
+XFS_MAX_LOG_BLOCKS = 1024 * 1024  # xfs_log_format.h
+XFS_MAX_LOG_BYTES = 2 * 1024 * 1024 * 1024 - 10 * 1024 * 1024  # 2 GiB less XFS_MIN_LOG_BYTES
 XFS_MIN_SECTORSIZE_LOG, XFS_MAX_SECTORSIZE_LOG = 9, 15
 
 
@@ -44,6 +46,9 @@ class XfsFilesystem:
         self._agf: dict[int, object] = {}
         self._agi: dict[int, object] = {}
         self._nodes: OrderedDict = OrderedDict()
+        self.log_problem, self._internal_log = self._check_log()
+        if self.log_problem:
+            self.warnings.append(f"superblock: {self.log_problem}: the log's bytes are reported as unknown")
         if device.size < self.geo.size:
             self.warnings.append(
                 f"the device ({device.size} bytes) is shorter than the filesystem ({self.geo.size} bytes): "
@@ -104,6 +109,26 @@ class XfsFilesystem:
         if sb.sb_rblocks:
             names.append("realtime")
         return names
+
+    @property
+    def internal_log(self) -> tuple[int, int, int] | None:
+        """(agno, agbno, blocks) of the internal log, or None (external log, or a log whose superblock fields
+        are impossible: `log_problem` says which; nothing is then taken from them)."""
+        return None if self.log_problem else self._internal_log
+
+    def _check_log(self) -> tuple[str | None, tuple | None]:
+        """The superblock's log fields, checked as xfs_validate_sb_common and xfs_log_mount do: a size in
+        range and, for an internal log, a place inside one AG of the data device."""
+        sb, geo = self.sb, self.geo
+        if not 0 < sb.sb_logblocks <= XFS_MAX_LOG_BLOCKS or sb.sb_logblocks << geo.blocklog > XFS_MAX_LOG_BYTES:
+            return f"impossible log size sb_logblocks = {sb.sb_logblocks}", None
+        if sb.sb_logstart == 0:
+            return None, None
+        agno, agbno = geo.fsb_to_ag(sb.sb_logstart)
+        if agno >= geo.agcount or agbno + sb.sb_logblocks > geo.ag_length(agno):
+            return (f"the internal log (sb_logstart = {sb.sb_logstart}, sb_logblocks = {sb.sb_logblocks}) does "
+                    "not fit inside one AG"), None
+        return None, (agno, agbno, sb.sb_logblocks)
 
     @property
     def label(self) -> str:
@@ -269,12 +294,19 @@ def filesystem_info(fs: XfsFilesystem) -> dict:
         "size": geo.size,
         "ag_count": geo.agcount,
         "ag_size": geo.agblocks << geo.blocklog,
-        "log": ({"internal": True, "offset": geo.fsb_to_byte(sb.sb_logstart),
-                 "length": sb.sb_logblocks << geo.blocklog}
-                if sb.sb_logstart else {"internal": False, "length": sb.sb_logblocks << geo.blocklog}),
+        "log": _log_info(fs),
         "features": fs.feature_names(),
         "device_size": fs.dev.size,
     }
     if getattr(fs.dev, "start", 0):  # inside a partition or a namespace's data area: where, in TARGET's bytes
         info["target_offset"] = fs.dev.start
     return info
+
+
+def _log_info(fs: XfsFilesystem) -> dict:
+    sb, geo = fs.sb, fs.geo
+    if fs.log_problem:
+        return {"internal": bool(sb.sb_logstart), "error": fs.log_problem}
+    if sb.sb_logstart:
+        return {"internal": True, "offset": geo.fsb_to_byte(sb.sb_logstart), "length": sb.sb_logblocks << geo.blocklog}
+    return {"internal": False, "length": sb.sb_logblocks << geo.blocklog}

@@ -65,7 +65,7 @@ class _Log:
 
 def log_is_clean(fs) -> bool | None:
     """True clean, False dirty, None cannot tell (external log, unreadable)."""
-    if fs.sb.sb_logstart == 0:
+    if fs.internal_log is None:  # external, or its superblock fields are impossible
         return None
     log = _Log(fs)
     head = log.head()
@@ -83,6 +83,6 @@ def log_warnings(fs) -> list[str]:
         return ["the log is dirty (the filesystem was not unmounted cleanly): changes in the log are not "
                 "in the metadata yet, so owners of recently changed blocks may be stale; mount and unmount "
                 "it (or run xfs_repair -L on a copy) for a current answer"]
-    if clean is None and fs.sb.sb_logstart:
+    if clean is None and fs.internal_log:
         return ["cannot tell whether the log is clean: no log record found before its head"]
     return []

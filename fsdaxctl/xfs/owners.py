@@ -14,78 +14,17 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from typing import NamedTuple
-
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.btree import Unreadable
-
-# Owner kinds: GETFSMAP's owners, spelled as DESIGN.md's contract says.
-FILE = "file"
-FREE = "free"
-UNKNOWN = "unknown"
-OUTSIDE = "outside-filesystem"
-SPECIAL_OWNERS = {
-    f.XFS_RMAP_OWN_FS: "static-fs-metadata",
-    f.XFS_RMAP_OWN_LOG: "log",
-    f.XFS_RMAP_OWN_AG: "per-ag-metadata",
-    f.XFS_RMAP_OWN_INOBT: "inode-btree",
-    f.XFS_RMAP_OWN_INODES: "inodes",
-    f.XFS_RMAP_OWN_REFC: "refcount-btree",
-    f.XFS_RMAP_OWN_COW: "cow-staging",
-    f.XFS_RMAP_OWN_UNKNOWN: UNKNOWN,
-}
-OWNER_KINDS = (FILE, FREE, "static-fs-metadata", "log", "per-ag-metadata", "inode-btree", "inodes",
-               "refcount-btree", "cow-staging", UNKNOWN, "defective", OUTSIDE)
-NOT_IN_USE = frozenset({FREE, OUTSIDE})
-OWN_UNKNOWN_DETAIL = {"why": "the rmapbt record's owner is XFS_RMAP_OWN_UNKNOWN: the filesystem itself does not "
-                             "know it"}
-# The detail of used space whose owner is unknown because there is no rmapbt. One shared object: its identity
-# marks these gaps, which the kernel reports joined across AG boundaries.
-NO_RMAP_GAP = {"reason": "no rmapbt"}
+from fsdaxctl.xfs.piece import (FILE, FREE, AnswerCheck, NO_RMAP_GAP, NOT_IN_USE, OUTSIDE, OWN_UNKNOWN_DETAIL, OWNER_KINDS,  # noqa: F401
+                                SPECIAL_OWNERS, UNKNOWN, Piece, as_records)
+from fsdaxctl.xfs.piece import clip as _clip
+from fsdaxctl.xfs.witness import FreeSpace, Sharing, resolve_conflicts, sorted_release
 
 _OFF_FLAGS_SHIFT = 61  # rm_offset bits 61..63: UNWRITTEN, BMBT_BLOCK, ATTR_FORK
 _MASK = f.XFS_RMAP_OFF_MASK
-
-
-class Piece(NamedTuple):
-    """The part of a query range that one owner covers, clipped to the query. Bytes throughout."""
-    offset: int
-    length: int
-    owner: str
-    agno: int | None = None
-    inode: int | None = None
-    fork: str | None = None
-    file_offset: int | None = None
-    extent_map: bool = False
-    unwritten: bool = False
-    shared: bool | None = False  # None: the refcountbt could not be read
-    paths: tuple = ()
-    detail: dict | None = None
-    impact: str | None = None  # set by fsdaxctl.xfs.detail: none, file-data, file-map, directory, ...
-
-    def sort_key(self):
-        return (self.offset, -1 if self.inode is None else self.inode,
-                self.fork or "", self.extent_map, self.file_offset or 0)
-
-    def to_dict(self) -> dict:
-        """The JSON piece of DESIGN.md's contract."""
-        d = {"offset": self.offset, "length": self.length, "owner": self.owner}
-        if self.owner == FILE:
-            d["inode"] = self.inode
-            d["fork"] = self.fork
-            if not self.extent_map:
-                d["file_offset"] = self.file_offset
-            d["extent_map"] = self.extent_map
-            d["unwritten"] = self.unwritten
-            d["shared"] = self.shared
-            d["paths"] = list(self.paths)
-        if self.detail:
-            d["detail"] = self.detail
-        if self.impact:
-            d["impact"] = self.impact
-        return d
 
 
 class OwnerMap:
@@ -137,10 +76,21 @@ class OwnerMap:
         return [p for batch in self.iter_batches(offset, length) for p in batch]
 
     def iter_batches(self, offset: int, length: int):
-        """The same pieces as lists, in device order: a dump consumes them a leaf at a time."""
+        """The same pieces as lists, in device order: a dump consumes them a leaf at a time. Every answer
+        passes the invariants of `AnswerCheck` on its way out."""
+        check = AnswerCheck(offset, offset + length, self._note)
+        for batch in self._ordered_batches(offset, length):
+            yield check.batch(batch)
+        tail = check.finish()
+        if tail:
+            yield tail
+
+    def _ordered_batches(self, offset: int, length: int):
         stream = self._stream(offset, offset + length)
         if not self.rmapbt:
             stream = ([p] for p in _join_gaps(p for batch in stream for p in batch))
+        else:
+            stream = resolve_conflicts(stream, self._conflict)
         # Records that began before the query are all clipped to its start: order those ties by inode.
         head = []
         for batch in stream:
@@ -215,15 +165,15 @@ class OwnerMap:
         base = self.geo.ag_to_byte(agno, 0)
         edge = not (base >= qstart and base + (self.geo.ag_length(agno) << bl) <= qend)
         new = tuple.__new__
-        sharing = _Sharing(self, agno, lo, hi) if self.reflink else None
+        sharing = Sharing(self, agno, lo, hi) if self.reflink else None
         held: list = []  # heap of (sort key, sequence, piece): split-off parts of shared records
         seq = itertools.count()
         cursor = lo  # first agbno not yet covered by a record or a gap
-        free = _FreeSpace(self, agno, lo, hi)  # the second witness of every gap: read on the first gap
+        free = FreeSpace(self, agno, lo, hi)  # the second witness of every gap and every record
         for batch in batches:
             out = []
             if type(batch) is Unreadable:
-                out += _release(held)
+                out += sorted_release(held)
                 if batch.first > cursor:  # what lies before the unreadable span is still known
                     out += free.gap(cursor, batch.first)
                 out += self._unreadable(agno, batch, cursor, qstart, qend)
@@ -232,7 +182,7 @@ class OwnerMap:
                 continue
             for start, count, owner, off in batch:
                 if start > cursor:
-                    out += _release(held)
+                    out += sorted_release(held)
                     out += free.gap(cursor, start)
                 end = start + count
                 if end > cursor:
@@ -250,11 +200,13 @@ class OwnerMap:
                         piece = first
                         for p in rest:
                             heapq.heappush(held, (p.sort_key(), next(seq), p))
+                for p in free.claimed(start, end):  # the bnobt calls part of this record free: a conflict
+                    heapq.heappush(held, (p.sort_key(), next(seq), p))
                 if held and held[0][0] < piece.sort_key():
-                    out += _release(held, piece.sort_key())
+                    out += sorted_release(held, piece.sort_key())
                 out.append(piece)
             yield [_clip(p, qstart, qend) for p in out] if edge else out
-        tail = _release(held)
+        tail = sorted_release(held)
         if cursor <= hi:
             tail += free.gap(cursor, hi + 1)
         yield [_clip(p, qstart, qend) for p in tail]
@@ -290,6 +242,10 @@ class OwnerMap:
         if cursor <= hi:
             yield [self._run(agno, cursor, hi - cursor + 1, UNKNOWN, qstart, qend, NO_RMAP_GAP)]
 
+    def _conflict(self, p: Piece) -> None:
+        self._note(f"conflicting claims on bytes {p.offset}+{p.length}: {'; '.join(p.detail['conflict'])}: "
+                   "reported as unknown")
+
     def unclaimed_detail(self) -> dict:
         """The detail of used space that no owner claims: the bnobt does not list it as free."""
         by = "the rmapbt" if self.source == "rmapbt" else "the metadata walk"
@@ -310,139 +266,11 @@ class OwnerMap:
 
     def _run(self, agno, agbno, count, kind, qstart, qend, detail=None) -> Piece:
         """A piece for `count` blocks from agbno, cut to the query."""
-        return _clip(Piece(self.geo.ag_to_byte(agno, agbno), count << self.geo.blocklog, kind, agno, detail=detail),
-                     qstart, qend)
+        return _clip(self.run(agno, agbno, count, kind, detail), qstart, qend)
 
-class _Sharing:
-    """The refcountbt's shared extents of agbnos [lo, hi] in one AG, read once the first data-fork record shows
-    up: `split` cuts a record's piece where sharing starts and stops. Records come sorted by start, so shared
-    extents ending before one record never meet a later one: one forward cursor serves the AG."""
-
-    def __init__(self, omap: "OwnerMap", agno: int, lo: int, hi: int):
-        self.omap, self.agno, self.lo, self.hi = omap, agno, lo, hi
-        self.starts: list | None = None
-        self.lasts: list = []
-        self.unreadable = False  # part of the tree could not be read: "not shared" is then unknown (None)
-        self.j = 0
-
-    def _read(self) -> None:
-        fs, agno = self.omap.fs, self.agno
-        starts, lasts = [], []
-        agf = fs.agf(agno)
-        for rec in btree.query_records(fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
-                                       agf.agf_refcount_level, self.lo, self.hi):
-            if type(rec) is Unreadable:
-                self.omap._note(f"cannot tell which blocks are shared: {rec.error}")
-                self.unreadable = True
-            elif rec[2] >= 2:
-                if lasts and lasts[-1] + 1 == rec[0]:  # refcounts 2 then 3: one shared span
-                    lasts[-1] = rec[0] + rec[1] - 1
-                else:
-                    starts.append(rec[0])
-                    lasts.append(rec[0] + rec[1] - 1)
-        self.starts, self.lasts = starts, lasts
-
-    def split(self, p: Piece, start: int, end: int) -> list[Piece]:
-        """p (agbnos [start, end)) as pieces each shared for every byte or for none: finer than GETFSMAP's
-        flag on the whole record. Parts outside [lo, hi] are dropped (the tree was read for those only)."""
-        if self.starts is None:
-            self._read()
-        starts, lasts, n = self.starts, self.lasts, len(self.starts)
-        while self.j < n and lasts[self.j] < start:
-            self.j += 1
-        j = self.j
-        unshared = None if self.unreadable else False
-        if j >= n or starts[j] >= end:
-            return [p._replace(shared=None) if self.unreadable else p]
-        bl, out, cur = self.omap.geo.blocklog, [], start
-        while cur < end:
-            while j < n and lasts[j] < cur:  # only a damaged tree overlaps itself
-                j += 1
-            if j < n and starts[j] <= cur:
-                stop, is_shared = min(lasts[j] + 1, end), True
-                j += 1
-            else:
-                stop, is_shared = (min(starts[j], end) if j < n else end), unshared
-            if stop > self.lo and cur <= self.hi:
-                out.append(p._replace(offset=p.offset + ((cur - start) << bl), length=(stop - cur) << bl,
-                                      file_offset=p.file_offset + ((cur - start) << bl), shared=is_shared))
-            cur = stop
-        return out
-
-
-def _release(held: list, before=None) -> list[Piece]:
-    """Held-back pieces, in order: all of them, or those whose sort key is below `before`."""
-    out = []
-    while held and (before is None or held[0][0] < before):
-        out.append(heapq.heappop(held)[2])
-    return out
-
-
-class _FreeSpace:
-    """The bnobt's free extents of agbnos [lo, hi] in one AG, read on first need: a gap between owner records
-    is `free` only where the bnobt agrees. Where it does not (used space nobody claims: a subtree or an inode
-    that could not be read, or damage), the gap is `unknown` and says why. Gaps come in ascending order, so
-    one forward cursor over the extents serves a whole AG."""
-
-    def __init__(self, omap: "OwnerMap", agno: int, lo: int, hi: int):
-        self.omap, self.agno, self.lo, self.hi = omap, agno, lo, hi
-        self.extents: list | None = None  # (start, end, error or None): free extents and unreadable spans
-        self.i = 0
-
-    def _read(self) -> list:
-        fs, agno = self.omap.fs, self.agno
-        out = []
-        try:
-            agf = fs.agf(agno)
-            for rec in btree.query_records(fs, btree.BNOBT, agno, agf.agf_bno_root, agf.agf_bno_level,
-                                           self.lo, self.hi):
-                if type(rec) is Unreadable:
-                    self.omap._note(f"cannot tell which blocks are free: {rec.error}")
-                    out.append((rec.first, rec.last + 1, rec.error))
-                else:
-                    out.append((rec[0], rec[0] + rec[1], None))
-        except FsdaxError as e:
-            self.omap._note(f"cannot tell which blocks are free: {e}")
-            out = [(self.lo, self.hi + 1, e)]
-        out.sort(key=lambda x: x[0])
-        return out
-
-    def gap(self, a: int, b: int) -> list[Piece]:
-        """Pieces for agbnos [a, b) that no owner record covers: free where the bnobt says so, else unknown."""
-        if self.extents is None:
-            self.extents = self._read()
-        ext, omap, agno = self.extents, self.omap, self.agno
-        while self.i < len(ext) and ext[self.i][1] <= a:
-            self.i += 1
-        out, cursor, j = [], a, self.i
-        while cursor < b:
-            while j < len(ext) and ext[j][1] <= cursor:  # damaged trees can overlap: skip what is behind
-                j += 1
-            if j < len(ext) and ext[j][0] <= cursor:
-                _, end, error = ext[j]
-                stop = min(end, b)
-                if error is None:
-                    out.append(omap._run(agno, cursor, stop - cursor, FREE, 0, 1 << 64))
-                else:
-                    out.append(omap._run(agno, cursor, stop - cursor, UNKNOWN, 0, 1 << 64,
-                                         {"error": f"no owner, and the bnobt could not be read here: {error}"}))
-                cursor = stop
-                continue
-            stop = min(b, ext[j][0]) if j < len(ext) else b
-            out.append(omap._run(agno, cursor, stop - cursor, UNKNOWN, 0, 1 << 64, omap.unclaimed_detail()))
-            cursor = stop
-        return out
-
-
-def _clip(p: Piece, qstart: int, qend: int) -> Piece:
-    """p cut to bytes [qstart, qend); a file offset moves with the start."""
-    end = p.offset + p.length
-    if p.offset >= qstart and end <= qend:
-        return p
-    s, e = max(p.offset, qstart), min(end, qend)
-    fo = p.file_offset
-    return p._replace(offset=s, length=e - s, file_offset=None if fo is None else fo + (s - p.offset))
-
+    def run(self, agno, agbno, count, kind, detail=None) -> Piece:
+        """A piece for `count` blocks from agbno."""
+        return Piece(self.geo.ag_to_byte(agno, agbno), count << self.geo.blocklog, kind, agno, detail=detail)
 
 def _join_gaps(stream):
     """Join no-rmapbt `unknown` gaps that touch, as the kernel does across AG boundaries. Within an AG two
@@ -461,25 +289,3 @@ def _join_gaps(stream):
             yield p
     if pending is not None:
         yield pending
-
-
-def as_records(pieces: list[Piece]) -> list[Piece]:
-    """The pieces as the kernel's rmap query hands them to its callbacks: one per record, the parts a record
-    was cut into where sharing changes joined again (`shared` when any part is, as GETFSMAP flags a record).
-    The engine needs this: the kernel computes pgoff/pgcnt once per record, and with blocks smaller than a
-    page the pages of two parts do not add up to the pages of the whole."""
-    out: list[Piece] = []
-    last: dict[tuple, int] = {}  # (inode, fork, unwritten) -> index in out of its latest data piece
-    for p in pieces:
-        key = (p.inode, p.fork, p.unwritten)
-        i = last.get(key)
-        if p.owner == FILE and not p.extent_map and i is not None:
-            q = out[i]
-            if q.offset + q.length == p.offset and q.file_offset + q.length == p.file_offset:
-                shared = True if (q.shared or p.shared) else (None if None in (q.shared, p.shared) else False)
-                out[i] = q._replace(length=q.length + p.length, shared=shared)
-                continue
-        if p.owner == FILE and not p.extent_map:
-            last[key] = len(out)
-        out.append(p)
-    return out

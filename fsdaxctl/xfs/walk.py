@@ -82,11 +82,9 @@ class MetadataWalk:
         # The AG header sectors (sb, AGF, AGI, AGFL) fill whole blocks: XFS_AGFL_BLOCK + 1 of them.
         header_blocks = (4 * geo.sectsize - 1) // geo.blocksize + 1
         self._add(agno, 0, header_blocks, f.XFS_RMAP_OWN_FS)
-        sb = fs.sb
-        if sb.sb_logstart:
-            lagno, lagbno = geo.fsb_to_ag(sb.sb_logstart)
-            if lagno == agno:
-                self._add(agno, lagbno, sb.sb_logblocks, f.XFS_RMAP_OWN_LOG)
+        log = fs.internal_log  # None when its superblock fields are impossible: its bytes stay unclaimed
+        if log and log[0] == agno:
+            self._add(agno, log[1], log[2], f.XFS_RMAP_OWN_LOG)
         try:
             trees = btree.ag_btrees(fs, agno)
         except FsdaxError as e:

@@ -1,0 +1,166 @@
+"""One owner's part of a query range (a Piece), the owner kinds, and piece arithmetic: the shape every owner
+source produces and every consumer (detail, engine, renderer) reads."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from fsdaxctl.parsers import xfs as f
+
+# Owner kinds: GETFSMAP's owners, spelled as DESIGN.md's contract says.
+FILE = "file"
+FREE = "free"
+UNKNOWN = "unknown"
+OUTSIDE = "outside-filesystem"
+SPECIAL_OWNERS = {
+    f.XFS_RMAP_OWN_FS: "static-fs-metadata",
+    f.XFS_RMAP_OWN_LOG: "log",
+    f.XFS_RMAP_OWN_AG: "per-ag-metadata",
+    f.XFS_RMAP_OWN_INOBT: "inode-btree",
+    f.XFS_RMAP_OWN_INODES: "inodes",
+    f.XFS_RMAP_OWN_REFC: "refcount-btree",
+    f.XFS_RMAP_OWN_COW: "cow-staging",
+    f.XFS_RMAP_OWN_UNKNOWN: UNKNOWN,
+}
+OWNER_KINDS = (FILE, FREE, "static-fs-metadata", "log", "per-ag-metadata", "inode-btree", "inodes",
+               "refcount-btree", "cow-staging", UNKNOWN, "defective", OUTSIDE)
+NOT_IN_USE = frozenset({FREE, OUTSIDE})
+OWN_UNKNOWN_DETAIL = {"why": "the rmapbt record's owner is XFS_RMAP_OWN_UNKNOWN: the filesystem itself does not "
+                             "know it"}
+# The detail of used space whose owner is unknown because there is no rmapbt. One shared object: its identity
+# marks these gaps, which the kernel reports joined across AG boundaries.
+NO_RMAP_GAP = {"reason": "no rmapbt"}
+
+
+class Piece(NamedTuple):
+    """The part of a query range that one owner covers, clipped to the query. Bytes throughout."""
+    offset: int
+    length: int
+    owner: str
+    agno: int | None = None
+    inode: int | None = None
+    fork: str | None = None
+    file_offset: int | None = None
+    extent_map: bool = False
+    unwritten: bool = False
+    shared: bool | None = False  # None: the refcountbt could not be read
+    paths: tuple = ()
+    detail: dict | None = None
+    impact: str | None = None  # set by fsdaxctl.xfs.detail: none, file-data, file-map, directory, ...
+
+    def sort_key(self):
+        return (self.offset, -1 if self.inode is None else self.inode,
+                self.fork or "", self.extent_map, self.file_offset or 0)
+
+    def to_dict(self) -> dict:
+        """The JSON piece of DESIGN.md's contract."""
+        d = {"offset": self.offset, "length": self.length, "owner": self.owner}
+        if self.owner == FILE:
+            d["inode"] = self.inode
+            d["fork"] = self.fork
+            if not self.extent_map:
+                d["file_offset"] = self.file_offset
+            d["extent_map"] = self.extent_map
+            d["unwritten"] = self.unwritten
+            d["shared"] = self.shared
+            d["paths"] = list(self.paths)
+        if self.detail:
+            d["detail"] = self.detail
+        if self.impact:
+            d["impact"] = self.impact
+        return d
+
+
+
+def clip(p: Piece, qstart: int, qend: int) -> Piece:
+    """p cut to bytes [qstart, qend); a file offset moves with the start."""
+    end = p.offset + p.length
+    if p.offset >= qstart and end <= qend:
+        return p
+    s, e = max(p.offset, qstart), min(end, qend)
+    fo = p.file_offset
+    return p._replace(offset=s, length=e - s, file_offset=None if fo is None else fo + (s - p.offset))
+
+
+def as_records(pieces: list[Piece]) -> list[Piece]:
+    """The pieces as the kernel's rmap query hands them to its callbacks: one per record, the parts a record
+    was cut into where sharing changes joined again (`shared` when any part is, as GETFSMAP flags a record).
+    The engine needs this: the kernel computes pgoff/pgcnt once per record, and with blocks smaller than a
+    page the pages of two parts do not add up to the pages of the whole."""
+    out: list[Piece] = []
+    last: dict[tuple, int] = {}  # (inode, fork, unwritten) -> index in out of its latest data piece
+    for p in pieces:
+        key = (p.inode, p.fork, p.unwritten)
+        i = last.get(key)
+        if p.owner == FILE and not p.extent_map and i is not None:
+            q = out[i]
+            if q.offset + q.length == p.offset and q.file_offset + q.length == p.file_offset:
+                shared = True if (q.shared or p.shared) else (None if None in (q.shared, p.shared) else False)
+                out[i] = q._replace(length=q.length + p.length, shared=shared)
+                continue
+        if p.owner == FILE and not p.extent_map:
+            last[key] = len(out)
+        out.append(p)
+    return out
+
+
+def describe(p: Piece) -> str:
+    """One owner claim in words, for conflict details: "inode 131 data fork at file offset 8192"."""
+    if p.owner != FILE:
+        return p.owner
+    if p.extent_map:
+        return f"inode {p.inode} {p.fork} fork extent map (bmbt) block"
+    return f"inode {p.inode} {p.fork} fork at file offset {p.file_offset}"
+
+
+class AnswerCheck:
+    """The invariants of every answer, checked in one place as pieces stream out: positive lengths, inside
+    the query, in device order, every byte covered, no owner claiming a byte twice (the same mapping; one
+    file may map a block at two offsets). A breach is a bug: the offending bytes come out `unknown` with an
+    `internal error` (exit bit 1) and `note` is told, rather than an impossible map being printed."""
+
+    _PRUNE = 4096
+
+    def __init__(self, qstart: int, qend: int, note):
+        self.qstart, self.qend, self.note = qstart, qend, note
+        self.last = qstart  # offset of the previous piece
+        self.covered = qstart  # every byte before this is covered
+        self.claims: dict[tuple, int] = {}  # owner identity -> end of its last piece
+
+    def _bug(self, p: Piece, what: str) -> Piece:
+        msg = f"internal error (a bug in fsdaxctl, please report it): {what} at bytes {p.offset}+{p.length}"
+        self.note(msg)
+        return Piece(p.offset, p.length, UNKNOWN, p.agno, detail={"error": msg})
+
+    def batch(self, pieces: list[Piece]) -> list[Piece]:
+        out = []
+        for p in pieces:
+            end = p.offset + p.length
+            if p.length <= 0 or p.offset < self.qstart or end > self.qend:
+                s, e = max(p.offset, self.qstart), min(end, self.qend)
+                self._bug(p, "a piece of no length or outside the query")
+                if e <= s:
+                    continue
+                p, end = clip(p, s, e), e
+            if p.offset < self.last:
+                p = self._bug(p, "a piece out of device order")
+            if p.offset > self.covered:
+                out.append(self._bug(Piece(self.covered, p.offset - self.covered, UNKNOWN, p.agno),
+                                     "bytes no piece covers"))
+            if p.owner not in (UNKNOWN, FREE):  # unknown and free pieces are not claims
+                key = (p.owner, p.inode, p.fork, p.extent_map,
+                       None if p.file_offset is None else p.file_offset - p.offset)
+                if self.claims.get(key, -1) > p.offset:
+                    p = self._bug(p, "an owner claiming the same bytes twice")
+                else:
+                    self.claims[key] = end
+            self.last, self.covered = p.offset, max(self.covered, end)
+            out.append(p)
+        if len(self.claims) > self._PRUNE:
+            self.claims = {k: e for k, e in self.claims.items() if e > self.last}
+        return out
+
+    def finish(self) -> list[Piece]:
+        if self.covered < self.qend:
+            return [self._bug(Piece(self.covered, self.qend - self.covered, UNKNOWN), "bytes no piece covers")]
+        return []
