@@ -88,6 +88,10 @@ IMAGE_CONFIGS: dict[str, dict] = {
     # headers and the log.
     "4k-4t-sparse": _cfg(4 << 40, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1", "-d", "agcount=5", "-l", "size=64m"],
                          block_size=4096, reflink=True, rmapbt=True),
+    # 1 KiB blocks in 8 AGs (the smallest AG mkfs allows with 1 KiB blocks is 16 MiB): the third base image
+    # of the fuzz campaign (tests/fuzzdb.py), with many AG headers and multi-level btrees.
+    "1k-8ag": _cfg(128 * MiB, ["-b", "size=1024", "-d", "agcount=8", "-m", "rmapbt=1,reflink=1"],
+                   block_size=1024, reflink=True, rmapbt=True),
     # A directory block of 4 fs blocks (-n size=16k): directory blocks span fs blocks (dirblklog = 2).
     "4k-dirblk16k": _cfg(64 * MiB, ["-b", "size=4096", "-n", "size=16384", "-m", "rmapbt=1,reflink=1"],
                          block_size=4096, reflink=True, rmapbt=True),
