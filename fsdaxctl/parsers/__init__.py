@@ -12,6 +12,26 @@ import struct
 import construct
 
 
+class compiled:  # noqa: N801 - reads like construct's own .compile()
+    """A construct declaration compiled on first use: compiling a dozen of them at import was a sixth of the
+    tool's start-up, and most runs parse only a few kinds. Anything else is the compiled parser's."""
+
+    def __init__(self, decl: construct.Construct):
+        self.decl = decl
+        self._parser = None
+
+    def _compiled(self):
+        if self._parser is None:
+            self._parser = self.decl.compile()
+        return self._parser
+
+    def parse(self, data):
+        return self._compiled().parse(data)
+
+    def __getattr__(self, name):
+        return getattr(self._compiled(), name)
+
+
 def derived_struct(decl: construct.Struct, until: str | None = None, start: str | None = None) -> struct.Struct:
     """A struct.Struct with the same layout as `decl` (or its fields from `start`, before `until`), for iter_unpack over
     arrays of records and for headers read in hot loops (construct's parse contexts hold reference cycles).

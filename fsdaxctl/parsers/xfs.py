@@ -6,7 +6,7 @@ against xfs_format.h line by line. Offsets in comments are checked by tests/test
 
 from construct import Array, Bytes, Int8ub, Int16ub, Int32ub, Int32ul, Int64sb, Int64ub, Struct
 
-from fsdaxctl.parsers import derived_struct
+from fsdaxctl.parsers import compiled, derived_struct
 
 # --- magic numbers and CRC offsets -------------------------------------------------------------------
 XFS_SB_MAGIC = 0x58465342  # "XFSB"
@@ -337,14 +337,14 @@ XFS_DIFLAG2_NREXT64 = 1 << 4
 BTREE_SBLOCK_HDR = derived_struct(xfs_btree_sblock, until="bb_crc")
 
 # Compiled forms for one-off structures (headers, superblock).
-XFS_DSB = xfs_dsb.compile()
-XFS_AGF = xfs_agf.compile()
-XFS_AGI = xfs_agi.compile()
-XFS_AGFL = xfs_agfl.compile()
-XFS_BTREE_SBLOCK = xfs_btree_sblock.compile()
-XFS_BTREE_LBLOCK = xfs_btree_lblock.compile()
-XFS_BMDR_BLOCK = xfs_bmdr_block.compile()
-XFS_DINODE_CORE = xfs_dinode_core.compile()
+XFS_DSB = compiled(xfs_dsb)
+XFS_AGF = compiled(xfs_agf)
+XFS_AGI = compiled(xfs_agi)
+XFS_AGFL = compiled(xfs_agfl)
+XFS_BTREE_SBLOCK = compiled(xfs_btree_sblock)
+XFS_BTREE_LBLOCK = compiled(xfs_btree_lblock)
+XFS_BMDR_BLOCK = compiled(xfs_bmdr_block)
+XFS_DINODE_CORE = compiled(xfs_dinode_core)
 
 # --- log record header (struct xlog_rec_header, xfs_log_format.h) ---------------------------------------
 XLOG_HEADER_MAGIC_NUM = 0xFEEDBABE
@@ -365,7 +365,7 @@ xlog_rec_header = Struct(
     "h_fs_uuid" / Bytes(16),  # 304
     "h_size" / Int32ub,  # 320
 )
-XLOG_REC_HEADER = xlog_rec_header.compile()
+XLOG_REC_HEADER = compiled(xlog_rec_header)
 XLOG_OP_HEADER_FLAGS_OFF = 9  # oh_tid be32, oh_len be32, oh_clientid u8, oh_flags u8
 
 # --- directories (xfs_da_format.h) ----------------------------------------------------------------------
@@ -380,7 +380,7 @@ XFS_DIR3_FT_DIR = 2
 
 # Shortform directory header: the parent is 8 bytes when any inode number needs 8 (i8count > 0).
 xfs_dir2_sf_hdr = Struct("count" / Int8ub, "i8count" / Int8ub)
-XFS_DIR2_SF_HDR = xfs_dir2_sf_hdr.compile()
+XFS_DIR2_SF_HDR = compiled(xfs_dir2_sf_hdr)
 
 xfs_dir3_blk_hdr = Struct(
     "magic" / Int32ub,  # 0
@@ -395,7 +395,9 @@ xfs_dir3_data_hdr = Struct(
     "best_free" / Array(3, Struct("offset" / Int16ub, "length" / Int16ub)),  # 48
     "pad" / Int32ub,  # 60
 )
-XFS_DIR3_DATA_HDR = xfs_dir3_data_hdr.compile()
+XFS_DIR3_DATA_HDR = compiled(xfs_dir3_data_hdr)
+DIR3_BLK_MAGIC = derived_struct(xfs_dir3_blk_hdr, until="crc")  # the hot path of a directory walk:
+DIR3_BLK_REST = derived_struct(xfs_dir3_blk_hdr, start="blkno")  # magic at 0, blkno..owner from byte 8
 XFS_DIR3_DATA_HDR_SIZE = 64
 
 # The fixed part of a data entry (xfs_dir2_data_entry); the name, an ftype byte (FTYPE), padding to 8 and a
@@ -414,7 +416,7 @@ xfs_da3_blkinfo = Struct(
     "crc" / Int32ul,  # 12
     "blkno" / Int64ub, "lsn" / Int64ub, "uuid" / Bytes(16), "owner" / Int64ub,  # 16, 24, 32, 48
 )
-XFS_DA3_BLKINFO = xfs_da3_blkinfo.compile()
+XFS_DA3_BLKINFO = compiled(xfs_da3_blkinfo)
 XFS_DA3_NODE_MAGIC = 0x3EBE  # directory or attr btree node
 XFS_DIR3_LEAF1_MAGIC = 0x3DF1
 XFS_DIR3_LEAFN_MAGIC = 0x3DFF

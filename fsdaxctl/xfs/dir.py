@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fsdaxctl.errors import CorruptError
 from fsdaxctl.parsers import xfs as f
@@ -18,8 +19,7 @@ from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
 S_IFMT, S_IFDIR = 0o170000, 0o040000
 
 
-@dataclass(frozen=True, slots=True)
-class DirEntry:
+class DirEntry(NamedTuple):  # a tuple: a directory walk makes millions
     name: bytes
     ino: int
     ftype: int | None  # None without the FTYPE feature
@@ -130,17 +130,27 @@ class DirBlocks:
                     yield block
 
 
-def parse_data_block(fs, inode: Inode, block: DirBlock) -> tuple[int | None, list[DirEntry]]:
-    """(parent from '..' if this block has it, entries) of one XDB3/XDD3 block, verified."""
+def verify_data_block(inode: Inode, block: DirBlock) -> int:
+    """Check an XDB3/XDD3 block's magic, CRC, self-address and owner; return its magic."""
     buf = block.data
     where = f"directory block {block.dablk} of inode {inode.ino}"
-    hdr = f.XFS_DIR3_DATA_HDR.parse(buf)
-    magic = hdr.hdr.magic
+    (magic,) = f.DIR3_BLK_MAGIC.unpack_from(buf)
+    blkno, _lsn, _uuid, owner = f.DIR3_BLK_REST.unpack_from(buf, 8)
     if magic != f.XFS_DIR3_DATA_MAGIC:
         check_magic(magic, f.XFS_DIR3_BLOCK_MAGIC, where, block.daddr)
     check_crc(buf, f.XFS_DIR3_DATA_CRC_OFF, where, block.daddr)
-    check_field(hdr.hdr.blkno == block.daddr, "blkno", where, block.daddr, block.daddr, hdr.hdr.blkno)
-    check_field(hdr.hdr.owner == inode.ino, "owner", where, block.daddr, inode.ino, hdr.hdr.owner)
+    check_field(blkno == block.daddr, "blkno", where, block.daddr, block.daddr, blkno)
+    check_field(owner == inode.ino, "owner", where, block.daddr, inode.ino, owner)
+    return magic
+
+
+def parse_data_block(fs, inode: Inode, block: DirBlock, *, verified: int | None = None
+                     ) -> tuple[int | None, list[DirEntry]]:
+    """(parent from '..' if this block has it, entries) of one XDB3/XDD3 block, verified (unless the caller
+    already did: `verified` is then the magic it found)."""
+    buf = block.data
+    where = f"directory block {block.dablk} of inode {inode.ino}"
+    magic = verify_data_block(inode, block) if verified is None else verified
     end = len(buf)
     if magic == f.XFS_DIR3_BLOCK_MAGIC:
         count, _ = f.DIR2_BLOCK_TAIL.unpack_from(buf, end - 8)
@@ -149,6 +159,7 @@ def parse_data_block(fs, inode: Inode, block: DirBlock) -> tuple[int | None, lis
             raise CorruptError("block directory leaf count too large", structure=where, daddr=block.daddr,
                                found=count)
     ftype = fs.has_ftype
+    new = tuple.__new__
     base = block.dablk << fs.geo.blocklog
     pos = f.XFS_DIR3_DATA_HDR_SIZE
     parent, out = None, []
@@ -173,6 +184,6 @@ def parse_data_block(fs, inode: Inode, block: DirBlock) -> tuple[int | None, lis
         if name == b"..":
             parent = ino
         elif name != b".":
-            out.append(DirEntry(name, ino, ft, base + pos))
+            out.append(new(DirEntry, (name, ino, ft, base + pos)))
         pos += size
     return parent, out

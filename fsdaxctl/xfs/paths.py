@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.attr import read_attrs
-from fsdaxctl.xfs.dir import is_dir, read_dir
+from fsdaxctl.xfs.dir import DirBlocks, is_dir, parse_data_block, read_dir, verify_data_block
 from fsdaxctl.xfs.inode import read_inode
 
 NULLFSINO = 0xFFFFFFFFFFFFFFFF
+_MAX_PATTERNS = 64  # wanted inodes up to which a byte search beats parsing a directory block
 PARENT_REC = f.XFS_PARENT_REC
 
 
@@ -153,7 +154,7 @@ class PathResolver:
         while queue and pending:
             dino, dpath = queue.popleft()
             try:
-                _, entries = read_dir(fs, read_inode(fs, dino))
+                entries = self._entries(read_inode(fs, dino), want)
             except FsdaxError as e:
                 self.problems.append(f"directory {decode_name(dpath) or '/'} (inode {dino}) unreadable: {e}")
                 continue
@@ -168,6 +169,22 @@ class PathResolver:
                     if e.ino not in seen:
                         seen.add(e.ino)
                         queue.append((e.ino, path))
+
+    def _entries(self, inode, want: dict[int, int]):
+        """The entries of a directory that the walk needs. A directory with link count 2 has no
+        subdirectories, so only entries of wanted inodes matter: a (verified) block in which no wanted inode
+        number's 8 bytes occur is not parsed at all. Most directories of a big tree are such leaves."""
+        fmt, _ = inode.fork("data")
+        if inode.core.di_nlink != 2 or fmt == f.XFS_DINODE_FMT_LOCAL or len(want) > _MAX_PATTERNS:
+            return read_dir(self.fs, inode)[1]
+        patterns = [ino.to_bytes(8, "big") for ino, left in want.items() if left]
+        out = []
+        for block in DirBlocks(self.fs, inode).data_blocks():
+            magic = verify_data_block(inode, block)
+            data = block.data
+            if any(p in data for p in patterns):
+                out += parse_data_block(self.fs, inode, block, verified=magic)[1]
+        return out
 
     def _on_unlinked_list(self, ino: int) -> bool:
         """Is ino on its AGI's unlinked list? The bucket is agino % 64; the chain runs through

@@ -4,9 +4,36 @@ from __future__ import annotations
 
 import struct
 
-from crc32c import crc32c
-
 from fsdaxctl.errors import CorruptError
+
+
+def _crc32c():
+    """crc32c's C function, loaded without running the package's __init__: that imports importlib.metadata
+    for a version string, a third of this tool's start-up. Falls back to the ordinary import."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    try:
+        spec = importlib.util.find_spec("crc32c")
+        for folder in spec.submodule_search_locations or ():
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                path = os.path.join(folder, "_crc32c" + suffix)
+                if os.path.exists(path):
+                    loader = importlib.machinery.ExtensionFileLoader("crc32c._crc32c", path)
+                    module = loader.create_module(importlib.util.spec_from_loader("crc32c._crc32c", loader))
+                    loader.exec_module(module)
+                    sys.modules.setdefault("crc32c._crc32c", module)
+                    return module.crc32c
+    except (ImportError, AttributeError, OSError):
+        pass
+    from crc32c import crc32c
+
+    return crc32c
+
+
+crc32c = _crc32c()
 
 _ZERO4 = b"\0\0\0\0"
 _LE32 = struct.Struct("<I")
