@@ -15,15 +15,28 @@ from fsdaxctl.errors import DeviceError, TruncatedError
 MOUNTINFO = "/proc/self/mountinfo"
 
 
+_DIRECT_ALIGN = 4096  # O_DIRECT reads: offset, length and buffer aligned to the logical block size (<= 4096)
+
+
 class Device:
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, direct: bool = False):
+        """direct: read with O_DIRECT, for a block device under a mounted filesystem: its page cache is not
+        kept current by XFS (which writes through its own buffer cache), so only O_DIRECT sees the disk."""
         self.path = path
         self.mounted_at = None  # (mount point, read-only?) list, filled in by mount_points()
+        self.direct = False
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
         try:
             # O_RDONLY is the whole point: a forensic target is never opened for writing.
-            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self.fd = os.open(path, flags | (os.O_DIRECT if direct else 0))
+            self.direct = direct
         except OSError as e:
-            raise DeviceError(f"cannot open {path}: {e.strerror}", device=None) from None
+            if not direct:
+                raise DeviceError(f"cannot open {path}: {e.strerror}", device=None) from None
+            try:  # a file system that refuses O_DIRECT (tmpfs): a regular file's page cache is the truth there
+                self.fd = os.open(path, flags)
+            except OSError as e2:
+                raise DeviceError(f"cannot open {path}: {e2.strerror}", device=None) from None
         try:
             st = os.fstat(self.fd)
             self.is_block_device = stat.S_ISBLK(st.st_mode)
@@ -45,12 +58,22 @@ class Device:
                 daddr=offset >> 9,
             )
         try:
-            buf = os.pread(self.fd, length, offset)
+            buf = self._pread_direct(offset, length) if self.direct else os.pread(self.fd, length, offset)
         except OSError as e:
             raise DeviceError(f"read error in {what}: {e.strerror}", daddr=offset >> 9) from None
         if len(buf) != length:
             raise TruncatedError(f"short read of {what} ({len(buf)} of {length} bytes)", daddr=offset >> 9)
         return buf
+
+    def _pread_direct(self, offset: int, length: int) -> bytes:
+        """An aligned O_DIRECT read into a page-aligned buffer (mmap), cut to what was asked."""
+        import mmap
+
+        start = offset - offset % _DIRECT_ALIGN
+        end = -(-(offset + length) // _DIRECT_ALIGN) * _DIRECT_ALIGN
+        with mmap.mmap(-1, end - start) as buf:
+            n = os.preadv(self.fd, [buf], start)
+            return bytes(buf[offset - start:min(n, offset - start + length)])
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -1,0 +1,164 @@
+"""A mounted filesystem answered by its running kernel (fsdaxctl.live), never from stale disk blocks.
+
+Real loop mounts with a workload that is stopped without syncing or freezing: the live answer must equal the
+kernel's GETFSMAP as tests/oracle.py reads it (clipping and exact `shared` done there, independently), paths
+must be the machine's paths of the mounted tree, and the stale page cache of the loop device (rm; sync; the
+device still shows the deleted file) must not leak into any answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from fsdaxctl.live import LiveOwnerMap, LivePathResolver, find_live_target
+from fsdaxctl.live.fsmap import fsgeometry, getfsmap
+from fsdaxctl.xfs.fs import XfsFilesystem
+from tests import images
+from tests import kernel as K
+from tests.conftest import need_kernel
+from tests.oracle import KernelMap, ours
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def live_fs(tmp_path):
+    """A mounted 4k rmapbt+reflink filesystem with files, clones and deletes after the last sync."""
+    need_kernel()
+    img = str(tmp_path / "live.img")
+    images.mkfs(img, 128 << 20, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1", "-d", "agcount=4"])
+    with images.loop_mount(img) as mnt:
+        rng = random.Random(5)
+        for i in range(40):
+            images.write_file(os.path.join(mnt, f"f{i}"), rng.randbytes(rng.randint(1, 40) * 4096))
+        os.sync()
+        for i in range(0, 40, 3):  # after the last sync: deletes, new files, reflinks
+            os.unlink(os.path.join(mnt, f"f{i}"))
+        os.makedirs(os.path.join(mnt, "new/deep"))
+        for i in range(10):
+            images.write_file(os.path.join(mnt, "new/deep", f"g{i}"), rng.randbytes(rng.randint(1, 20) * 4096))
+        subprocess.run(["cp", "--reflink=always", os.path.join(mnt, "f1"), os.path.join(mnt, "new/clone")],
+                       check=True)
+        os.link(os.path.join(mnt, "f2"), os.path.join(mnt, "new/f2-link"))
+        yield img, mnt
+
+
+def _geo(img):
+    with XfsFilesystem.open(img) as fs:
+        return fs.geo
+
+
+def test_live_pieces_are_the_kernels(live_fs):
+    img, mnt = live_fs
+    geo = _geo(img)
+    omap = LiveOwnerMap(mnt, geo)
+    truth = KernelMap(K.getfsmap(mnt), geo.blocksize, geo.size)
+    assert ours(omap.pieces(0, geo.size)) == truth.pieces(0, geo.size)
+    rng = random.Random(1)
+    for _ in range(200):
+        off = rng.randrange(0, geo.size - 1)
+        n = min(rng.choice((512, 4096, 65536, 1 << 20)), geo.size + (1 << 20) - off)
+        assert ours(omap.pieces(off, n)) == truth.pieces(off, n), (off, n)
+    assert omap.problems == []
+
+
+def test_getfsmap_batches_give_the_same_records(live_fs):
+    _, mnt = live_fs
+    geo = fsgeometry(mnt)
+    size = geo["datablocks"] * geo["blocksize"]
+    one = list(getfsmap(mnt, 0, size, batch=7))
+    assert one == list(getfsmap(mnt, 0, size, batch=1000))
+    assert len(one) > 50
+
+
+def test_paths_are_the_machines(live_fs):
+    img, mnt = live_fs
+    files, _, _ = images.collect_files(mnt)
+    resolver = LivePathResolver(mnt)
+    names = resolver.name(int(i) for i in files)
+    for ino, ent in files.items():
+        want = sorted(os.path.join(mnt, p.lstrip("/")) if p != "/" else mnt for p in ent["paths"])
+        assert names[int(ino)].paths == want, ino
+    rel = LivePathResolver(mnt, fs_relative=True).name(int(i) for i in files)
+    assert all(rel[int(i)].paths == sorted(e["paths"]) for i, e in files.items())
+
+
+def test_deleted_but_open_is_named_with_its_holder(live_fs):
+    _, mnt = live_fs
+    path = os.path.join(mnt, "held")
+    images.write_file(path, b"x" * 8192)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ino = os.fstat(fd).st_ino
+        os.unlink(path)
+        n = LivePathResolver(mnt).name([ino])[ino]
+        assert n.paths == [] and "deleted while still open" in n.reason and f"pid {os.getpid()}" in n.reason
+    finally:
+        os.close(fd)
+
+
+def test_target_forms_find_the_mount(live_fs):
+    img, mnt = live_fs
+    from fsdaxctl.device import Device, mount_points
+
+    by_dir = find_live_target(mnt)
+    by_subdir = find_live_target(os.path.join(mnt, "new"))
+    with Device(img) as dev:
+        by_image = find_live_target(img, mount_points(dev))
+    with Device(by_dir.device) as dev:
+        by_device = find_live_target(by_dir.device, mount_points(dev))
+    assert by_dir.mount_point == by_subdir.mount_point == by_image.mount_point == by_device.mount_point == mnt
+    assert by_dir.device.startswith("/dev/loop")
+
+
+def test_stale_page_cache_of_the_block_device_is_never_read(live_fs):
+    """rm; sync; freeze/thaw: a buffered read of /dev/loopN can still show the deleted file's inode in the
+    device's page cache; O_DIRECT (the live detail reads) and the kernel's answer never do."""
+    img, mnt = live_fs
+    dev = find_live_target(mnt).device
+    victim = os.path.join(mnt, "f4")
+    ino = os.stat(victim).st_ino
+    with XfsFilesystem.open(img) as fs:
+        byte = fs.geo.ino_to_byte(ino)
+    with open(dev, "rb") as fh:  # fill the device's page cache with the inode while it is in use
+        fh.seek(byte)
+        fh.read(4096)
+    os.unlink(victim)
+    os.sync()
+    subprocess.run(["fsfreeze", "-f", mnt], check=True)
+    subprocess.run(["fsfreeze", "-u", mnt], check=True)
+    from fsdaxctl.device import Device
+
+    with Device(dev, direct=True) as d:
+        assert d.direct
+        raw = d.pread(byte, 512)
+    with open(img, "rb") as fh:
+        fh.seek(byte)
+        assert raw == fh.read(512)  # O_DIRECT on the device reads what the image (the disk) holds
+    geo = _geo(img)
+    live = LiveOwnerMap(mnt, geo).pieces(0, geo.size)
+    assert not any(p.inode == ino for p in live)
+
+
+def test_cli_on_a_mount_point(live_fs):
+    img, mnt = live_fs
+    geo = _geo(img)
+    truth = KernelMap(K.getfsmap(mnt), geo.blocksize, geo.size)
+    f1 = os.path.join(mnt, "f1")
+    phys = K.fiemap(f1)[0].physical
+    for target in (mnt, img, find_live_target(mnt).device):
+        p = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", target, "--offset", str(phys), "--length",
+                            "8192", "--format", "json"], capture_output=True, text=True)
+        assert p.returncode == 4, p.stderr
+        res = json.loads(p.stdout)
+        got = res["results"][0]["owners"]
+        assert ours(got) == truth.pieces(phys, 8192), target
+        assert res["results"][0].get("source", "kernel") == "kernel"
+        paths = sorted(x for piece in got for x in piece["paths"])
+        assert os.path.join(mnt, "f1") in paths and os.path.join(mnt, "new/clone") in paths
