@@ -270,3 +270,27 @@ def test_shared_pieces_join_into_the_kernels_records(built, name):
             assert [(p.offset, p.length, p.file_offset, bool(p.shared)) for p in joined] == \
                 [(r.physical, r.length, r.offset, bool(r.flags & K.FMR_OF_SHARED))], (r, mine)
     assert split_seen, "no record was partly shared: the image lost its partial reflinks"
+
+
+# --- realtime files: never take rt block numbers for data-device blocks -----------------------------------
+
+@pytest.mark.kernel
+def test_realtime_file_is_refused_not_misread(tmp_path):
+    """A realtime file's extents count rt-device blocks. This kernel cannot mount a filesystem with a realtime
+    device, so the flag is set by xfs_db on a file written by the kernel: `--file` must refuse (not name data-device
+    bytes), and the blocks its extents used to point at are no longer the file's (unknown, not free)."""
+    need_kernel()
+    img = str(tmp_path / "rt.img")
+    images.mkfs(img, 64 << 20, ["-b", "size=4096", "-m", "rmapbt=0,reflink=0"])
+    with images.loop_mount(img) as mnt:
+        images.write_file(os.path.join(mnt, "rtfile"), b"\x5a" * 65536, fsync=True)
+        ino = os.stat(os.path.join(mnt, "rtfile")).st_ino
+        (ext,) = K.fiemap(os.path.join(mnt, "rtfile"))
+    subprocess.run(["xfs_db", "-x", "-c", f"inode {ino}", "-c", "write core.realtime 1", img], check=True,
+                   capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", img, "--file", "/rtfile", "--file-offset",
+                           "0", "--length", "4096"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "realtime file" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    with XfsFilesystem.open(img) as fs:
+        pieces = OwnerMap(fs).pieces(ext.physical, ext.length)
+    assert [p.owner for p in pieces] == ["unknown"], pieces

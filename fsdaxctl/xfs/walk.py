@@ -166,16 +166,18 @@ class MetadataWalk:
 
     def _inode_forks(self, inode) -> None:
         for which, flag in (("data", 0), ("attr", f.XFS_RMAP_OFF_ATTR_FORK)):
-            if which == "data" and inode.core.di_flags & f.XFS_DIFLAG_REALTIME:
-                continue  # extents on the realtime device
+            # A realtime file's data extents count rt-device blocks: only its bmbt blocks are on this device.
+            rt = which == "data" and inode.core.di_flags & f.XFS_DIFLAG_REALTIME
             fmt, lit = inode.fork(which)
             if fmt == f.XFS_DINODE_FMT_EXTENTS:
-                self._extent_list(inode, which, flag, lit)
+                if not rt:
+                    self._extent_list(inode, which, flag, lit)
                 continue
             bmbt_blocks: list[int] = []
             for e in bmap(self.fs, inode, which, bmbt_blocks):
-                self._add_fsb(e.startblock, e.blockcount, inode.ino,
-                              flag | (f.XFS_RMAP_OFF_UNWRITTEN if e.unwritten else 0) | e.startoff)
+                if not rt:
+                    self._add_fsb(e.startblock, e.blockcount, inode.ino,
+                                  flag | (f.XFS_RMAP_OFF_UNWRITTEN if e.unwritten else 0) | e.startoff)
             for fsb in bmbt_blocks:
                 self._add_fsb(fsb, 1, inode.ino, flag | f.XFS_RMAP_OFF_BMBT_BLOCK)
 

@@ -8,7 +8,7 @@ other input.
 
 from __future__ import annotations
 
-from fsdaxctl.errors import FsdaxError, UsageError
+from fsdaxctl.errors import FsdaxError, UnsupportedError, UsageError
 from fsdaxctl.stack import FS, Extent, Space
 from fsdaxctl.xfs.geometry import BBSHIFT
 
@@ -98,11 +98,15 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
         ino = lookup_path(fs, path)
         inode = read_inode(fs, ino)
         fmt, _ = inode.fork("data")
+        if inode.core.di_flags & f.XFS_DIFLAG_REALTIME:
+            raise UnsupportedError(f"--file {path}: inode {ino} is a realtime file: its data lives on the realtime "
+                                   "device (its extents count rt blocks, not data-device blocks), which fsdaxctl "
+                                   "does not map yet")
         if fmt == f.XFS_DINODE_FMT_LOCAL:
             raise UsageError(f"--file {path}: its contents live inside inode {ino} (local format): no blocks of "
                              f"its own; --inode {ino} says where that inode is")
         extents = bmap(fs, inode, "data")
-    except UsageError:
+    except (UsageError, UnsupportedError):
         raise
     except FsdaxError as e:
         raise UsageError(f"--file {path}: {e}") from None
