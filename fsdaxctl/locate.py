@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fsdaxctl.errors import EXIT_FAILED, EXIT_FILE_DATA, EXIT_METADATA, EXIT_OK
+from fsdaxctl.errors import EXIT_FAILED, EXIT_OK
 from fsdaxctl.ranges import Range
 from fsdaxctl.xfs.owners import FILE, NOT_IN_USE, UNKNOWN, OwnerMap, Piece
 
@@ -54,29 +54,31 @@ def describe_results(fs, results: list[Result]) -> list[str]:
     return describer.problems + describer.resolver.problems
 
 
-def impact_bits(piece: Piece) -> int:
-    """Exit-status bits for one piece (DESIGN.md): file data 4, filesystem metadata 8.
+def impact_bits(piece: Piece, ftype: str | None = None) -> int:
+    """Exit-status bits for one piece (README.md "Conventions"): file data 4, filesystem metadata 8, unresolved 1.
 
-    An attr-fork or extent-map block of a file counts as metadata: it is what the kernel shuts the
-    filesystem down for (xfs_dax_failure_fn), and xfs_repair is the remedy. An unresolved owner sets bit 1:
-    the job could not be done for those bytes.
+    The rule is fsdaxctl.xfs.detail.piece_impact's, from the piece's impact (or, without detail, from the same
+    facts: `ftype` is its inode's type): a file's extent-map, attr-fork, directory and symlink blocks are
+    metadata (xfs_repair is the remedy), its data blocks file data (written or unwritten).
     """
+    from fsdaxctl.xfs.detail import impact_bits as bits, piece_impact
+
     if piece.owner in NOT_IN_USE:
         return EXIT_OK
-    if piece.owner == FILE:
-        return EXIT_METADATA if (piece.fork == "attr" or piece.extent_map) else EXIT_FILE_DATA
     if piece.owner == UNKNOWN:
         return EXIT_FAILED
-    return EXIT_METADATA
+    return bits(piece.impact or piece_impact(piece, ftype))
 
 
-def exit_status(results: list[Result]) -> int:
+def exit_status(results: list[Result], ftypes: dict | None = None) -> int:
+    """`ftypes` (inode -> type, fsdaxctl.xfs.detail.file_types) for pieces without impact (--no-detail)."""
     status = EXIT_OK
+    ftypes = ftypes or {}
     for res in results:
         if res.recoverable:
             continue  # a mirror holds the data: nothing is lost
         for p in res.owners:
-            status |= impact_bits(p)
+            status |= impact_bits(p, ftypes.get(p.inode) if p.owner == FILE else None)
     return status
 
 
@@ -92,7 +94,20 @@ def locate_routes(omap: OwnerMap, routes, explain: bool) -> list[Result]:
         res.input = {"origin": e.origin, "space": str(e.space), "offset": e.offset, "length": e.length}
         if e.note:
             res.input["note"] = e.note
+        if getattr(omap, "device", None):  # a filesystem with a log or realtime device of its own
+            res.input["device"] = omap.device
         res.recoverable = route.recoverable(path)
         if explain:
             res.trace = [h.to_dict() for h in path]
+    return results
+
+
+def locate_on_device(omap, extents) -> list[Result]:
+    """Results for byte ranges given directly on one of the filesystem's other devices (--fs-device log|rt):
+    no stack lies between them and the filesystem."""
+    ranges = [Range(e.offset, e.length, e.origin) for e in extents]
+    results = locate(omap, ranges)
+    for res, e in zip(results, extents):
+        res.input = {"origin": e.origin, "space": f"filesystem {omap.device} device", "offset": e.offset,
+                     "length": e.length, "device": omap.device}
     return results

@@ -162,7 +162,7 @@ def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
     return layers, arrays, lowers
 
 
-def open_target(path: str, partition: int | None = None):
+def open_target(path: str, partition: int | None = None, replay: bool | None = None):
     """(XfsFilesystem, Layout): the filesystem on TARGET, wherever it starts, with every warning that makes its
     answers doubtful (a table repaired from its backup, a mount, a dirty log) in fs.warnings."""
     from fsdaxctl.device import Device, mount_warnings
@@ -179,8 +179,63 @@ def open_target(path: str, partition: int | None = None):
         raise
     fs.warnings[:0] = layout.warnings
     fs.warnings += mount_warnings(fs.dev)
-    fs.warnings += log_warnings(fs)
+    extra = _attach_devices(fs)
+    fs = _replayed(fs, REPLAY_DEFAULT if replay is None else replay, log_warnings)
+    for name, value in extra.items():  # a replayed filesystem is a new object on the same devices
+        setattr(fs, name, value)
     return fs, layout
+
+
+EXTRA_DEVICES: dict[str, str | None] = {}  # the commands' --logdev/--rtdev: {"log": FILE, "rt": FILE}
+
+
+def _attach_devices(fs) -> dict:
+    """The filesystem's log and realtime devices beside TARGET (fsdaxctl.xfs.devices): the attributes set."""
+    from fsdaxctl.xfs.devices import attach
+
+    try:
+        attach(fs, EXTRA_DEVICES.get("log"), EXTRA_DEVICES.get("rt"))
+    except BaseException:
+        fs.close()
+        raise
+    return {k: getattr(fs, k) for k in ("logdev", "rtdev", "extra_devices") if hasattr(fs, k)}
+
+
+REPLAY_DEFAULT = True  # the commands' --no-replay sets it False
+
+
+def _replayed(fs, replay: bool, log_warnings):
+    """A dirty log replayed in memory (fsdaxctl.xfs.logrecover): the filesystem as the kernel will see it after
+    mounting, with one note saying so. Not for a target mounted read-write (its log is live), an external log,
+    or --no-replay: then the disk as it is, with the dirty-log warning."""
+    from fsdaxctl.device import mount_points
+    from fsdaxctl.xfs.logrecover import LogReplayError, open_replayed
+
+    if fs.internal_log is None:
+        fs.warnings += log_warnings(fs)
+        return fs
+    live = any(not ro for _, ro in mount_points(fs.dev))
+    if not replay or live:
+        from fsdaxctl.xfs.logrecover import log_state
+
+        fs.warnings += log_warnings(fs)
+        fs.replay = log_state(fs, "mounted read-write: the log is live" if live else "--no-replay")
+        return fs
+    from fsdaxctl.errors import DeviceError
+
+    try:
+        new, rep = open_replayed(fs)
+    except LogReplayError as e:
+        raise LogReplayError(f"{e.message} (--no-replay answers from the disk as it is)", **e.facts) from None
+    except DeviceError as e:  # the log's bytes cannot be read (a truncated image, an I/O error): the disk as it is
+        fs.warnings += log_warnings(fs) or [f"cannot read the log to replay it: {e}: answers come from the disk "
+                                            "as it is"]
+        return fs
+    if rep.dirty:
+        new.warnings += [rep.note()] + rep.notes
+    else:
+        new.warnings += log_warnings(new)
+    return new
 
 
 def resolve(plan: Plan) -> Answer:
@@ -194,8 +249,14 @@ def resolve(plan: Plan) -> Answer:
     warnings: list[str] = []
     notes: list[str] = list(layout.notes)
     extents = list(plan.parsed.extents)
+    fs_limit = max(getattr(dev, "base", dev).size - layout.fs_start, fs.geo.size)  # TARGET's end, from the fs
     for query in plan.fs_queries:
         exts, qnotes = query(fs)
+        for ext in exts:
+            if ext.offset + ext.length > fs_limit:
+                raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} of the "
+                                 f"filesystem run past the end of {plan.target} ({fs_limit} bytes from the "
+                                 "filesystem's start)")
         extents += exts
         warnings += qnotes  # holes and the like: the user asked about those bytes
     for ref in plan.parsed.inodes:
@@ -254,6 +315,9 @@ def resolve(plan: Plan) -> Answer:
             if ext.offset >= limit:
                 raise UsageError(f"{ext.origin}: offset {ext.offset} is past the end of {plan.target} "
                                  f"({limit} bytes)")
+            if ext.offset + ext.length > limit:  # a range that only ends past the end is just as wrong
+                raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} run past the end "
+                                 f"of {plan.target} ({limit} bytes)")
             ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note)
         elif ext.space == target_space and ext.offset >= limit:
             past.append(ext.origin)  # a list about another (bigger) device, or the wrong list

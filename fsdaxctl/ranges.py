@@ -29,8 +29,9 @@ def make_range(offset: int, length: int, where: str) -> Range:
     return Range(offset, length, where)
 
 
-def parse_ranges(lines, name: str) -> list[Range]:
-    """Parse a ranges file. Every problem is a UsageError naming the file and line; nothing is guessed."""
+def parse_ranges(lines, name: str, block=None) -> list[Range]:
+    """Parse a ranges file. Every problem is a UsageError naming the file and line; nothing is guessed.
+    `block`: the filesystem block size for the `b` suffix (see units.parse_size)."""
     out = []
     for n, raw in enumerate(lines, 1):
         if isinstance(raw, bytes):
@@ -45,8 +46,8 @@ def parse_ranges(lines, name: str) -> list[Range]:
         where = f"{name} line {n}"
         if len(fields) != 2:
             raise UsageError(f"{where}: expected 'OFFSET LENGTH', found {len(fields)} field(s): {line[:60]!r}")
-        out.append(make_range(parse_size(fields[0], f"{where}: offset"),
-                              parse_size(fields[1], f"{where}: length"), where))
+        out.append(make_range(parse_size(fields[0], f"{where}: offset", block),
+                              parse_size(fields[1], f"{where}: length", block), where))
     if not out:
         raise UsageError(f"{name}: no ranges in it")
     return out

@@ -24,7 +24,7 @@ _BOOL = {True: "true", False: "false", None: "null"}
 def piece_json(p) -> str:
     """json.dumps(p.to_dict(), ensure_ascii=False), built directly: the schema is fixed and a dump writes
     millions of pieces. tests/test_render.py proves the two agree."""
-    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail, impact = p
+    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail, impact = p[:13]
     if owner == "file":
         fo = "" if extent_map else f'"file_offset": {file_offset}, '
         pj = json.dumps(list(paths), ensure_ascii=False) if paths else "[]"
@@ -36,7 +36,9 @@ def piece_json(p) -> str:
     if detail:
         text = f'{text}, "detail": {json.dumps(detail, ensure_ascii=False)}'
     if impact:
-        return f'{text}, "impact": "{impact}"}}'
+        text = f'{text}, "impact": "{impact}"'
+    if len(p) > 13 and p[13]:  # device: on filesystems with a log or realtime device of their own
+        text = f'{text}, "device": "{p[13]}"'
     return text + "}"
 
 
@@ -65,6 +67,7 @@ def printable(name: str) -> str:
 
 
 def flags_text(p) -> str:
+    """The FLAGS column: flags only (extent-map, unwritten, shared); structure detail has its own column."""
     flags = []
     if p.owner == "file":
         if p.extent_map:
@@ -75,17 +78,22 @@ def flags_text(p) -> str:
             flags.append("shared")
         elif p.shared is None:
             flags.append("shared?")
-    if p.detail:
-        flags += [detail_text(k, v) for k, v in p.detail.items()]
     return ", ".join(flags)
 
 
-def detail_text(key: str, value) -> str:
-    """A detail item for a table cell: lists shortened, every name escaped."""
+def detail_cell(detail, limit: int | None = 8) -> str:
+    """The DETAIL column (and CSV's detail cell): 'key: value' items joined by '; '."""
+    if not detail:
+        return ""
+    return "; ".join(detail_text(k, v, limit) for k, v in detail.items())
+
+
+def detail_text(key: str, value, limit: int | None = 8) -> str:
+    """A detail item for a table cell: lists shortened (to `limit` items), every name escaped."""
     if isinstance(value, list):
-        shown = [printable(_item_text(v)) for v in value[:8]]
-        more = f" (+{len(value) - 8} more)" if len(value) > 8 else ""
-        return f"{key}: {'; '.join(shown)}{more}"
+        shown = [printable(_item_text(v)) for v in (value if limit is None else value[:limit])]
+        more = f" (+{len(value) - limit} more)" if limit is not None and len(value) > limit else ""
+        return f"{key}: {', '.join(shown)}{more}"
     return f"{key}: {printable(str(value))}"
 
 
@@ -95,20 +103,27 @@ def _item_text(v) -> str:
     return str(v)
 
 
-def _piece_row(p) -> list:
+def _piece_row(p, colour: bool = False) -> list:
+    from fsdaxctl.style import kind
+
     return [
-        p.offset, human(p.length), p.owner,
+        p.offset, human(p.length), kind(p.owner, p.owner, colour),
         "" if p.inode is None else p.inode,
         p.fork or "",
         "" if p.file_offset is None else p.file_offset,
         "" if p.agno is None else p.agno,
         flags_text(p),
-        p.impact or "",
+        kind(p.impact or "", p.impact or "", colour),
         ", ".join(printable(x) for x in p.paths),
+        detail_cell(p.detail),
     ]
 
 
-PIECE_HEADERS = ["OFFSET", "LENGTH", "OWNER", "INODE", "FORK", "FILE OFFSET", "AG", "FLAGS", "IMPACT", "PATHS"]
+# One column style for every table (info, fsmap, locate, inject, badblocks): upper case, words apart.
+PIECE_HEADERS = ["OFFSET", "LENGTH", "OWNER", "INODE", "FORK", "FILE OFFSET", "AG", "FLAGS", "IMPACT", "PATHS",
+                 "DETAIL"]
+WRAPPED = ("PATHS", "DETAIL", "ERROR")  # columns that wrap to fit a terminal (fit_table's default)
+MIN_WRAP = 16  # narrower than this, wrapped columns go on their own lines below the table instead
 
 
 def _drop_empty_columns(headers, rows):
@@ -116,13 +131,59 @@ def _drop_empty_columns(headers, rows):
     return [headers[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
 
+def fit_table(rows, headers, width: int | None, tablefmt: str = "simple", wrap_cols=WRAPPED) -> str:
+    """tabulate, fitted to `width` columns (None: no limit). Long cells of the WRAPPED columns wrap inside their
+    column; when even that cannot fit, those columns leave the table and follow each row as indented lines."""
+    from tabulate import tabulate
+
+    text = tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=True)
+    if width is None or max(map(_visible_len, text.splitlines()), default=0) <= width:
+        return text
+    wrap = [i for i, h in enumerate(headers) if h in wrap_cols]
+    if not wrap:
+        return text
+    fixed = [i for i in range(len(headers)) if i not in wrap]
+    fixed_table = tabulate([[r[i] for i in fixed] for r in rows], [headers[i] for i in fixed], tablefmt=tablefmt,
+                           disable_numparse=True)
+    fixed_width = max(map(_visible_len, fixed_table.splitlines()), default=0)
+    room = width - fixed_width - 2 * len(wrap)  # two spaces before each wrapped column
+    if room // len(wrap) >= MIN_WRAP:
+        natural = [max([len(headers[i])] + [_visible_len(str(r[i])) for r in rows]) for i in wrap]
+        share = [max(MIN_WRAP, room * n // max(sum(natural), 1)) for n in natural]
+        while sum(share) > room:  # the minimums may overshoot: take back from the widest
+            share[share.index(max(share))] -= 1
+        maxw = [None] * len(headers)
+        for i, w in zip(wrap, share):
+            maxw[i] = max(w, 1)
+        return tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=True, maxcolwidths=maxw)
+    # Too narrow: the short columns form the table; each row's long cells follow it on lines of their own.
+    table = fixed_table.splitlines()
+    head = len(table) - len(rows)
+    out = table[:head]
+    for r, line in zip(rows, table[head:]):
+        out.append(line)
+        out += [f"    {headers[i].lower()}: {r[i]}" for i in wrap if r[i] != ""]
+    return "\n".join(out)
+
+
+def _visible_len(text: str) -> int:
+    import re
+
+    return len(re.sub(r"\x1b\[[0-9;]*m", "", text))
+
+
+CSV_PATH_SEPARATOR = "|"  # README.md "Conventions": a name holding '|' is ambiguous in CSV; JSON never is
+
+
 def _csv_value(v):
     if v is None:
         return ""
     if isinstance(v, bool):
         return _BOOL[v]
-    if isinstance(v, (list, dict)):
-        return json.dumps(v, ensure_ascii=False) if v else ""
+    if isinstance(v, dict):
+        return detail_cell(v, None)
+    if isinstance(v, list):
+        return CSV_PATH_SEPARATOR.join(map(str, v))
     return v
 
 
@@ -135,12 +196,13 @@ def _csv_cell(text: str) -> str:
 
 def piece_csv_line(p, prefix: str = "") -> str:
     """One CSV line of CSV_FIELDS (after `prefix`, already CSV), built directly: csv.writer costs more than the
-    rest of a dump. Booleans are true/false, lists and dicts JSON, absent values empty. tests/test_render.py
-    proves it equals csv.writer's line for the piece's contract dict."""
-    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail, impact = p
-    tail = (_csv_cell(json.dumps(detail, ensure_ascii=False)) if detail else "") + "," + (impact or "")
+    rest of a dump. Booleans are true/false, absent values empty. tests/test_render.py
+    proves it equals csv.writer's line for the piece's contract dict. Cells are plain values: paths joined by
+    CSV_PATH_SEPARATOR, detail as the tables show it ('key: value; ...', every list item)."""
+    offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail, impact = p[:13]
+    tail = (_csv_cell(detail_cell(detail, None)) if detail else "") + "," + (impact or "")
     if owner == "file":
-        pj = _csv_cell(json.dumps(list(paths), ensure_ascii=False)) if paths else ""
+        pj = _csv_cell(CSV_PATH_SEPARATOR.join(paths)) if paths else ""
         return (f"{prefix}{offset},{length},file,{inode},{fork},{'' if file_offset is None else file_offset},"
                 f"{_BOOL[extent_map]},{_BOOL[unwritten]},{'' if shared is None else _BOOL[shared]},{pj},{tail}\n")
     return f"{prefix}{offset},{length},{_csv_cell(owner)},,,,,,,,{tail}\n"
@@ -196,8 +258,9 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
             prefix = f"{r.offset},{r.length},"
             out.write("".join(piece_csv_line(p, prefix) for p in r.owners))
     else:
-        from tabulate import tabulate  # only tables pay for tabulate's import
+        from fsdaxctl import style
 
+        colour, width = style.enabled(out), style.width(out)
         if stack:
             out.write("stack:\n" + "".join(f"  {printable(line)}\n" for line in stack) + "\n")
         for i, r in enumerate(results):
@@ -210,8 +273,8 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
                 if hop["layer"] != "input":  # the 'from' line above already says it
                     out.write(f"  {hop['layer']}: {printable(hop['arithmetic'])}\n")
             out.write(f"range {r.offset} + {r.length} ({human(r.length)}): {summary(r.owners)}\n")
-            headers, rows = _drop_empty_columns(PIECE_HEADERS, [_piece_row(p) for p in r.owners])
-            out.write(tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
+            headers, rows = _drop_empty_columns(PIECE_HEADERS, [_piece_row(p, colour) for p in r.owners])
+            out.write(fit_table(rows, headers, width))
             out.write("\n")
             if r.recoverable:
                 out.write(f"recoverable: {printable(r.recoverable)}; resynchronise the array to repair the bad "
@@ -230,10 +293,17 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
 
 
 def summary(pieces) -> str:
+    """What a range hit, in words: the owner kinds, a file's blocks named by their impact (the rule of
+    fsdaxctl.xfs.detail.piece_impact: a directory's, symlink's, xattr and extent-map blocks are file metadata)."""
     kinds = []
     for p in pieces:
-        k = p.owner if p.owner != "file" else ("file data" if p.fork == "data" and not p.extent_map
-                                               else "file metadata")
+        if p.owner != "file":
+            k = p.owner
+        elif p.impact:
+            k = {"file-data": "file data", "file-unwritten": "file space (unwritten: no data)"}.get(
+                p.impact, "file metadata")
+        else:
+            k = "file data" if p.fork == "data" and not p.extent_map else "file metadata"
         if k not in kinds:
             kinds.append(k)
     return ", ".join(kinds)
@@ -250,8 +320,11 @@ class FsmapWriter:
         elif fmt == "csv":
             out.write(",".join(CSV_FIELDS) + "\n")
         elif fmt == "table":
+            from fsdaxctl import style
+
+            self.colour = style.enabled(out)
             out.write(f"{'EXT':>8}  {'OFFSET':>15}  {'LENGTH':>10}  {'OWNER':<18}  {'INODE':>12}  "
-                      f"{'FORK':<4}  {'FILE OFFSET':>15}  {'AG':>5}  FLAGS\n")
+                      f"{'FORK':<4}  {'FILE OFFSET':>15}  {'AG':>5}  {'FLAGS':<20}  DETAIL\n")
 
     def write_all(self, batches) -> None:
         """Write lists of pieces (OwnerMap.iter_batches)."""
@@ -268,12 +341,15 @@ class FsmapWriter:
             elif fmt == "csv":
                 out.write("".join(map(piece_csv_line, batch)))
             else:
-                n = self.n
+                from fsdaxctl.style import kind
+
+                n, colour = self.n, self.colour
                 out.write("".join([
-                    f"{n + i:>8}  {p.offset:>15}  {human(p.length):>10}  {p.owner:<18}  "
+                    f"{n + i:>8}  {p.offset:>15}  {human(p.length):>10}  {kind(f'{p.owner:<18}', p.owner, colour)}  "
                     f"{'' if p.inode is None else p.inode:>12}  {p.fork or '':<4}  "
                     f"{'' if p.file_offset is None else p.file_offset:>15}  "
-                    f"{'' if p.agno is None else p.agno:>5}  {flags_text(p)}\n" for i, p in enumerate(batch)]))
+                    f"{'' if p.agno is None else p.agno:>5}  {flags_text(p):<20}  {detail_cell(p.detail)}".rstrip()
+                    + "\n" for i, p in enumerate(batch)]))
             self.n += len(batch)
 
     def close(self, warnings: list[str]) -> None:
@@ -316,7 +392,15 @@ def write_info(out, fmt: str, source: str, fsinfo: dict, ags: list[dict], warnin
     out.write(tabulate(rows, tablefmt="plain", disable_numparse=True))
     out.write("\n\n")
     if ags:
-        headers = list(ags[0])
-        out.write(tabulate([[_csv_value(v) for v in ag.values()] for ag in ags], headers=headers,
-                           tablefmt="simple", disable_numparse=True))
+        from fsdaxctl import style
+
+        keys = list(dict.fromkeys(k for ag in ags for k in ag))
+        headers = [column_title(k) for k in keys]
+        rows = [[_csv_value(ag.get(k)) for k in keys] for ag in ags]
+        out.write(fit_table(rows, headers, style.width(out)))
         out.write("\n")
+
+
+def column_title(key: str) -> str:
+    """A JSON key as a table column title: 'free_blocks' -> 'FREE BLOCKS' (the one column style)."""
+    return key.replace("_", " ").upper()

@@ -13,7 +13,8 @@ from fsdaxctl.errors import DeviceError
 SAMPLE = "sample.img.xz"
 
 
-def sample_image() -> str:
+def sample_image(announce=None) -> str:
+    """The unpacked sample's path; `announce(text)` is told where it was unpacked, when it is (first use)."""
     packed = resources.files("fsdaxctl.data").joinpath(SAMPLE).read_bytes()
     tag = hashlib.sha256(packed).hexdigest()[:12]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -27,6 +28,8 @@ def sample_image() -> str:
             with os.fdopen(fd, "wb") as out:
                 out.write(lzma.decompress(packed))
             os.replace(tmp, path)  # atomic: a concurrent run never sees half an image
+            if announce:
+                announce(f"--sample: unpacked the sample image ({os.path.getsize(path) >> 20} MiB) to {path}")
             return path
         except OSError:
             continue

@@ -41,6 +41,15 @@ PARENT_CFG = _cfg(64 * MiB, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1", "-n"
                   block_size=4096, reflink=True, rmapbt=True, parent=True)
 XFS_SB_FEAT_INCOMPAT_PARENT = 0x80  # sb_features_incompat: big-endian u32 at byte 216 of the superblock
 
+# METADIR (incompat 0x100, mkfs.xfs >= 6.13, Linux >= 6.13): the metadata directory tree, no realtime device.
+# Built like 4k-parent, with --new-mkfs; build_and_record's xfs_db must read metadir too, so put a new xfs_db
+# first on PATH (PATH=/path/to/xfsprogs/db:$PATH).
+METADIR = "4k-metadir"
+METADIR_CFG = _cfg(64 * MiB, ["-b", "size=4096", "-m", "metadir=1,rmapbt=1,reflink=1", "-d", "agcount=3"],
+                   block_size=4096, reflink=True, rmapbt=True, metadir=True)
+XFS_SB_FEAT_INCOMPAT_METADIR = 0x100
+NEW_MKFS = {PARENT: PARENT_CFG, METADIR: METADIR_CFG}  # fixtures that need a newer mkfs.xfs than CI's
+
 
 def mkfs_version(binary: str) -> str:
     """'6.15.0' from `<binary> -V` ("mkfs.xfs version 6.15.0"); the whole first line if it does not parse."""
@@ -74,6 +83,9 @@ def build_fixture(name: str, cfg: dict | None = None, mkfs_binary: str = "mkfs.x
         rec = build_and_record(image, name, cfg=cfg, mkfs_binary=mkfs_binary)
         rec["mkfs_version"] = version
         rec["parent"] = bool(features_incompat(image) & XFS_SB_FEAT_INCOMPAT_PARENT)
+        rec["metadir"] = bool(features_incompat(image) & XFS_SB_FEAT_INCOMPAT_METADIR)
+        if cfg is not None and cfg.get("metadir") and not rec["metadir"]:
+            raise RuntimeError(f"{name}: mkfs.xfs {version} left the METADIR bit off")
         if cfg is not None and cfg.get("parent") and not rec["parent"]:
             raise RuntimeError(f"{name}: mkfs.xfs {version} left the PARENT bit off "
                                f"(features_incompat {features_incompat(image):#x})")
@@ -92,16 +104,16 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", metavar="CONFIG",
                     help=f"configs to build (default: {', '.join(FIXTURES)}); {PARENT} needs --parent-mkfs")
-    ap.add_argument("--parent-mkfs", metavar="MKFS", help=f"a mkfs.xfs >= 6.10 to build {PARENT} with (alone "
-                    "it builds only that fixture)")
+    ap.add_argument("--parent-mkfs", "--new-mkfs", dest="parent_mkfs", metavar="MKFS",
+                    help=f"a mkfs.xfs >= 6.13 to build {', '.join(NEW_MKFS)} with (alone it builds only those)")
     args = ap.parse_args(argv)
-    names = args.names or ([PARENT] if args.parent_mkfs else list(FIXTURES))
-    if PARENT in names and not args.parent_mkfs:
-        ap.error(f"{PARENT} needs --parent-mkfs (a mkfs.xfs >= 6.10)")
+    names = args.names or (list(NEW_MKFS) if args.parent_mkfs else list(FIXTURES))
+    if set(NEW_MKFS) & set(names) and not args.parent_mkfs:
+        ap.error(f"{', '.join(NEW_MKFS)} need --new-mkfs (a mkfs.xfs >= 6.13)")
     os.makedirs(DATA, exist_ok=True)
     for name in names:
-        if name == PARENT:
-            build_fixture(name, PARENT_CFG, args.parent_mkfs)
+        if name in NEW_MKFS:
+            build_fixture(name, NEW_MKFS[name], args.parent_mkfs)
         else:
             build_fixture(name)
     return 0

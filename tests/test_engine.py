@@ -302,9 +302,17 @@ def test_pgcnt_of_a_block_smaller_than_a_page_is_zero_as_in_the_kernel():
     assert any("pgcnt is 0" in t for _, t in out.trace)
 
 
-def test_range_past_the_filesystem_end_is_clipped_like_xfs_dax_translate_range():
+def test_range_past_the_filesystem_end_is_clipped_like_xfs_dax_translate_range(tmp_path):
+    from fsdaxctl.sample import sample_image
+
     last = (64 << 20) - 512  # the sample's last sector
-    r = inject("--sample", "--daddr", last // 512, "--length", 4096, "--format", "json")
+    # Past the end of TARGET is a usage error (README.md "Conventions")...
+    assert inject("--sample", "--daddr", last // 512, "--length", 4096, "--format", "json").exit_code == 2
+    # ...past the filesystem but inside the device, the kernel's clipping to the filesystem applies.
+    img = tmp_path / "grown.img"
+    shutil.copy(sample_image(), img)
+    os.truncate(img, (64 << 20) + (1 << 20))
+    r = inject(img, "--daddr", last // 512, "--length", 4096, "--format", "json")
     oc = json.loads(r.stdout)["outcomes"][0]
     calls = [t["call"] for t in oc["trace"]]
     assert any(f"BTOBB({last}) = {last // 512:#x}, bblen = BTOBB(512) = 1" in c for c in calls), calls

@@ -701,8 +701,9 @@ def impact(owner: dict) -> int:
     kind = owner["owner"]
     if kind in ("free", "outside-filesystem"):
         return 0
-    if kind == "file":
-        return 8 if owner["fork"] == "attr" or owner["extent_map"] else 4
+    if kind == "file":  # README.md "Conventions": a directory's and a symlink's blocks are metadata too
+        meta = owner["fork"] == "attr" or owner["extent_map"] or owner.get("impact") in ("directory", "symlink")
+        return 8 if meta else 4
     if kind == "unknown":
         return 1
     return 8

@@ -9,7 +9,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsdaxctl.render import CSV_FIELDS, piece_csv_line, piece_json, printable
+from fsdaxctl.render import CSV_FIELDS, CSV_PATH_SEPARATOR, detail_cell, piece_csv_line, piece_json, printable
 from fsdaxctl.xfs.owners import OWNER_KINDS, Piece
 
 # Names as fsdaxctl holds them: str with surrogate escapes for bytes that are not UTF-8.
@@ -40,7 +40,8 @@ def test_piece_json_is_json_dumps_of_the_contract(p):
 
 
 def reference_csv_row(p) -> list:
-    """The CSV row as csv.writer would be given it, from the contract dict: an independent rendering."""
+    """The CSV row as csv.writer would be given it, from the contract dict: an independent rendering. Cells are
+    plain values (README.md "Conventions"): paths joined by '|', detail as the tables write it, never JSON."""
     d = p.to_dict()
     cell = {True: "true", False: "false", None: ""}
     row = []
@@ -48,8 +49,10 @@ def reference_csv_row(p) -> list:
         v = d.get(k)
         if isinstance(v, bool) or v is None:
             row.append(cell[v])
-        elif isinstance(v, (list, dict)):
-            row.append(json.dumps(v, ensure_ascii=False) if v else "")
+        elif isinstance(v, list):
+            row.append(CSV_PATH_SEPARATOR.join(v))
+        elif isinstance(v, dict):
+            row.append(detail_cell(v, None))
         else:
             row.append(v)
     return row
@@ -58,21 +61,48 @@ def reference_csv_row(p) -> list:
 @settings(max_examples=300)
 @given(pieces())
 def test_csv_row_round_trips(p):
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(reference_csv_row(p))
-    row = dict(zip(CSV_FIELDS, next(csv.reader(io.StringIO(buf.getvalue())))))
+    # Our line, read back by the csv module, is the reference row (a name's CR or LF is quoted, never a row end).
+    line = piece_csv_line(p)
+    rows = list(csv.reader(io.StringIO(line, newline="")))
+    assert len(rows) == 1 and rows[0] == [str(v) for v in reference_csv_row(p)]
+    row = dict(zip(CSV_FIELDS, rows[0]))
     d = p.to_dict()
     assert int(row["offset"]) == p.offset and int(row["length"]) == p.length and row["owner"] == p.owner
     if p.owner == "file":
         assert int(row["inode"]) == p.inode and row["fork"] == p.fork
         assert row["file_offset"] == ("" if p.extent_map else str(p.file_offset))
-        assert json.loads(row["paths"] or "[]") == d["paths"]
-    assert json.loads(row["detail"] or "null") == (p.detail or None)
-    assert piece_csv_line(p) == buf.getvalue()
-    assert piece_csv_line(p, "7,8,") == "7,8," + buf.getvalue()
+        assert row["paths"] == "|".join(d["paths"])
+        assert not row["paths"].startswith("[")  # a plain value, not a JSON string
+    assert (row["detail"] == "") == (not p.detail)
+    assert piece_csv_line(p, "7,8,") == "7,8," + line
 
 
 @given(names)
 def test_printable_never_lets_a_name_forge_a_line(name):
     out = printable(name)
     assert "\n" not in out and "\r" not in out and "\x1b" not in out and "\t" not in out
+
+
+def test_csv_detail_is_plain_text_with_every_item():
+    from fsdaxctl.xfs.piece import Piece
+
+    detail = {"ag": 1, "blocks": [{"agbno": b, "structure": "rmapbt", "level": 0} for b in range(10)]}
+    line = piece_csv_line(Piece(0, 4096, "per-ag-metadata", 1, detail=detail, impact="filesystem-metadata"))
+    row = next(csv.reader(io.StringIO(line)))
+    assert row[CSV_FIELDS.index("detail")].startswith("ag: 1; blocks: 0 rmapbt 0, 1 rmapbt 0")
+    assert "9 rmapbt 0" in row[CSV_FIELDS.index("detail")] and "more" not in row[CSV_FIELDS.index("detail")]
+    line = piece_csv_line(Piece(0, 4096, "file", 0, 7, "data", 0, paths=("/a,b", "/c|d", "/e")))
+    assert next(csv.reader(io.StringIO(line)))[CSV_FIELDS.index("paths")] == "/a,b|/c|d|/e"
+
+
+def test_fit_table_wraps_long_columns_to_the_width():
+    from fsdaxctl.render import fit_table
+
+    rows = [["1", "file", "/very/long/path/" + "x" * 80, "structure: something; entries: " + "y " * 40]]
+    headers = ["OFFSET", "OWNER", "PATHS", "DETAIL"]
+    text = fit_table(rows, headers, 80)
+    assert max(map(len, text.splitlines())) <= 80
+    assert "".join(text.split()).count("x") == 80  # wrapped, nothing cut
+    narrow = fit_table(rows, headers, 30)  # too narrow to wrap: long cells go on lines of their own
+    assert "    paths: /very/long/path/" in narrow and "    detail: structure" in narrow
+    assert fit_table(rows, headers, None) == fit_table(rows, headers, 10000)  # no width: whole lines

@@ -36,8 +36,11 @@ def command(ctx, sources, target, fmt, **inputs):
                                    "daddr", "fsblock", "inodes", "file_path")) and inputs["ranges_file"] is None:
         raise UsageError("give at least one SOURCE: a badblocks list, ndctl JSON, ddrescue mapfile, 'badblocks -o' "
                          "output or kernel log (or '-' for stdin)")
-    if target is None and any(inputs[k] for k in ("daddr", "fsblock", "inodes", "file_path")):
-        raise UsageError("--daddr, --fsblock, --inode and --file need the filesystem: give --on TARGET")
+    if target is None:
+        given = [NEEDS_ON[k] for k in NEEDS_ON if inputs.get(k) not in (None, (), "", "0", False)]
+        if given:
+            raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} TARGET: give --on TARGET "
+                             "(see 'fsdaxctl badblocks --help')")
     plan = build_plan(target or "", inputs)
     fmt = fmt or default_format(interactive="table", piped="ranges")
     warnings = input_warnings(plan.parsed)
@@ -65,12 +68,12 @@ def command(ctx, sources, target, fmt, **inputs):
                   ensure_ascii=False)
         out.write("\n")
     elif fmt == "table":
-        from tabulate import tabulate
+        from fsdaxctl import style
+        from fsdaxctl.render import fit_table, printable
 
-        from fsdaxctl.render import printable
-
-        out.write(tabulate([(s, o, n, printable(w), printable(t)) for s, o, n, w, t in rows],
-                           ["SPACE", "OFFSET", "LENGTH", "FROM", "AS GIVEN"], disable_numparse=True) + "\n")
+        out.write(fit_table([(s, o, n, printable(w), printable(t)) for s, o, n, w, t in rows],
+                            ["SPACE", "OFFSET", "LENGTH", "FROM", "AS GIVEN"], style.width(out),
+                            wrap_cols=("FROM", "AS GIVEN")) + "\n")
     else:
         spaces: dict[str, list] = {}
         for s, o, n, _, _ in rows:
@@ -80,3 +83,13 @@ def command(ctx, sources, target, fmt, **inputs):
                 out.write(f"# {s}\n")
             out.write("".join(f"{o} {n}\n" for o, n in merge_ranges(ranges)))
     ctx.exit(0)
+
+
+# Options shared with `locate` that only mean something once there is a TARGET to follow the ranges down to.
+NEEDS_ON = {"offset": "--offset", "ranges_file": "--ranges", "count": "--count", "daddr": "--daddr",
+            "fsblock": "--fsblock", "agno": "--agno", "agbno": "--agbno", "inodes": "--inode", "file_path": "--file",
+            "file_offset": "--file-offset", "device_name": "--device", "partition": "--partition",
+            "dm_tables": "--dm-table", "md": "--md", "sysfs_root": "--sysfs-root"}
+for _param in command.params:
+    if _param.name in NEEDS_ON and isinstance(_param, click.Option):
+        _param.help = f"[needs --on] {_param.help or ''}".rstrip()

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from fsdaxctl.engine.flags import NAMES as FLAG_NAMES
 from fsdaxctl.errors import UsageError
 from fsdaxctl.render import FORMATS
 
@@ -15,20 +16,41 @@ def target_options(f):
     """TARGET (an image or block device) or --sample (the small XFS image shipped with fsdaxctl)."""
 
     @click.argument("target", required=False, metavar="TARGET")
-    @click.option("--sample", is_flag=True, help="Use the sample XFS image bundled with fsdaxctl as TARGET.")
+    @click.option("--sample", is_flag=True,
+                  help="Use the sample XFS image bundled with fsdaxctl as TARGET (64 MiB, unpacked on first use "
+                       "into $XDG_CACHE_HOME/fsdaxctl, default ~/.cache/fsdaxctl, else $TMPDIR/fsdaxctl-UID; "
+                       "the path is printed then).")
+    @click.option("--no-replay", is_flag=True,
+                  help="A dirty log is replayed in memory by default (answers as the kernel will after mounting; "
+                       "nothing is written): show the disk as it is instead.")
+    @click.option("--logdev", metavar="FILE",
+                  help="The filesystem's external log device (mkfs -l logdev=): an image or block device.")
+    @click.option("--rtdev", metavar="FILE",
+                  help="The filesystem's realtime device (mkfs -r rtdev=): an image or block device.")
     @functools.wraps(f)
-    def wrapper(*args, target, sample, **kw):
+    def wrapper(*args, target, sample, no_replay, logdev=None, rtdev=None, **kw):
+        from fsdaxctl import pipeline
+
+        pipeline.REPLAY_DEFAULT = not no_replay
+        pipeline.EXTRA_DEVICES = {"log": logdev, "rt": rtdev}
         if sample and target:
             raise UsageError("give TARGET or --sample, not both")
         if sample:
             from fsdaxctl.sample import sample_image
 
-            target = sample_image()
+            target = sample_image(announce=lambda text: click.echo(f"fsdaxctl: {text}", err=True))
         elif not target:
             raise UsageError("missing TARGET: an XFS image or block device (or --sample)")
         return f(*args, target=target, **kw)
 
     return wrapper
+
+
+def fs_device_option(f):
+    """Which of the filesystem's devices --offset/--ranges (and fsmap) count bytes on (fsdaxctl.xfs.devices)."""
+    return click.option(
+        "--fs-device", "fs_device", type=click.Choice(["data", "log", "rt"]), default="data", show_default=True,
+        help="The filesystem device the byte ranges are on: data (TARGET), log (--logdev) or rt (--rtdev).")(f)
 
 
 def format_option(piped_default: str = "json"):
@@ -46,8 +68,12 @@ def open_filesystem(target: str, partition: int | None = None):
 
 
 def warn(lines) -> None:
+    from fsdaxctl.style import enabled, warning_prefix
+
+    prefix = None
     for line in lines:
-        click.echo(f"fsdaxctl: warning: {line}", err=True)
+        prefix = prefix or warning_prefix(sys.stderr)
+        click.echo(f"{prefix} {line}", err=True, color=enabled(sys.stderr))
 
 
 def source_option(f):
@@ -94,9 +120,12 @@ def input_options(f):
     """Every way to say where the damage is (issue 4): byte ranges on TARGET, error lists, kernel logs,
     physical addresses, filesystem-relative places; and the layers between them and the filesystem."""
     opts = [
-        click.option("--offset", help="Start of the damaged range, bytes on TARGET (suffixes: 512s, 4k, 1m, 2g)."),
+        click.option("--offset", help="Start of the damaged range, bytes on TARGET (suffixes: 8b filesystem blocks, "
+                                      "512s sectors, 4k, 1m, 2g)."),
         click.option("--length", help="Length for --offset, --daddr, --fsblock, --agbno, --phys, --file-offset "
                                       "(default: a sector; a block for blocks; a page for --phys/--pfn)."),
+        click.option("--count", help="Instead of --length, in the address's own unit: sectors after --daddr, "
+                                     "filesystem blocks after --fsblock or --agno/--agbno."),
         click.option("--ranges", "ranges_file", type=click.File("rb"),
                      help="File of 'OFFSET LENGTH' lines on TARGET ('-' for stdin; '#' comments)."),
         click.option("--badblocks", "badblocks", multiple=True, metavar="[DEV=]FILE",
@@ -183,23 +212,36 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
     from fsdaxctl.pipeline import Plan, target_extent
     from fsdaxctl.ranges import make_range, parse_ranges
     from fsdaxctl.stack import BLOCK, Space
-    from fsdaxctl.units import parse_size
+    from fsdaxctl.units import SECTOR, parse_size
 
     parsed = Parsed()
-    length = parse_size(o["length"], "--length") if o["length"] is not None else None
+    block = fs_block_size(target, o["partition"]) if target else None
+    o["_block"] = block
+    length = parse_size(o["length"], "--length", block) if o["length"] is not None else None
     if length is not None and length <= 0 and o["offset"] is None:
         raise UsageError(f"--length: the length must be positive, not {length}")
+    _check_count(o, length)
+    short = []
     if o["ranges_file"] is not None:
         name = getattr(o["ranges_file"], "name", "<stdin>")
         name = "stdin" if name in ("<stdin>", "-") else name
-        for r in parse_ranges(o["ranges_file"], name):
+        for r in parse_ranges(o["ranges_file"], name, block):
             parsed.extents.append(target_extent(r.offset, r.length, r.where))
+            if r.length < SECTOR:
+                short.append(r)
     if o["offset"] is not None:
-        r = make_range(parse_size(o["offset"], "--offset"), 512 if length is None else length, "--offset/--length")
+        r = make_range(parse_size(o["offset"], "--offset", block), 512 if length is None else length,
+                       "--offset/--length")
         parsed.extents.append(target_extent(r.offset, r.length, r.where))
+        if r.length < SECTOR:
+            short.append(r)
     elif o["length"] is not None and not any(o[k] for k in ("daddr", "fsblock", "phys", "file_path")) \
             and o["agbno"] is None:
         raise UsageError("--length goes with --offset, --daddr, --fsblock, --agbno, --phys or --file")
+    if short:
+        parsed.notes.append(sub_sector_note(short[0].where, short[0].length, len(short)))
+    elif length is not None and 0 < length < SECTOR:
+        parsed.notes.append(sub_sector_note("--length", length))
 
     block_size = _power_of_two(parse_size(o["block_size"], "--block-size"), "--block-size")
     buffer_bs = _power_of_two(parse_size(o["buffer_block_size"], "--buffer-block-size"), "--buffer-block-size")
@@ -239,6 +281,48 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
                 dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
 
 
+def fs_block_size(target: str, partition: int | None):
+    """The `b` suffix's unit (units.parse_size): TARGET's filesystem block size, read only when a size uses it."""
+    cache: list[int] = []
+
+    def get() -> int:
+        if not cache:
+            fs = open_filesystem(target, partition)
+            with fs:
+                cache.append(fs.geo.blocksize)
+        return cache[0]
+
+    return get
+
+
+def sub_sector_note(where: str, length: int, n: int = 1) -> str:
+    """Media errors come in whole 512-byte sectors: a shorter length is most likely a unit typed wrong."""
+    more = f" (and {n - 1} more range(s) like it)" if n > 1 else ""
+    return (f"{where}: a length of {length} byte(s) is less than one 512-byte sector{more}: media errors are "
+            f"whole sectors; did you mean {length}s (sectors) or {length}b (filesystem blocks)?")
+
+
+def _check_count(o: dict, length) -> None:
+    if o.get("count") is None:
+        return
+    if length is not None:
+        raise UsageError("give --length or --count, not both")
+    if not (o["daddr"] or o["fsblock"] or o["agbno"] is not None):
+        raise UsageError("--count goes with --daddr (sectors), --fsblock or --agno/--agbno (blocks); "
+                         "use --length for bytes")
+
+
+def _count(o: dict, what: str) -> int | None:
+    from fsdaxctl.units import parse_size
+
+    if o.get("count") is None:
+        return None
+    n = parse_size(o["count"], f"--count", o.get("_block"))
+    if n <= 0:
+        raise UsageError(f"--count must be positive, not {n}")
+    return n
+
+
 def _power_of_two(n: int, what: str) -> int:
     if n < 512 or n & (n - 1):
         raise UsageError(f"{what}: {n} is not a power of two of at least 512")
@@ -247,26 +331,32 @@ def _power_of_two(n: int, what: str) -> int:
 
 def _fs_queries(o: dict, length):
     """Filesystem-relative places need the filesystem's geometry: deferred until it is open."""
-    from fsdaxctl.units import parse_size
+    from fsdaxctl.units import SECTOR, parse_size
     from fsdaxctl.xfs import where
 
     queries = []
+    count = _count(o, "--count")
+    sectors = length if count is None else count * SECTOR
     for text in o["daddr"]:
         d = parse_size(text, "--daddr")
-        queries.append(lambda fs, d=d: ([where.daddr_extent(fs, d, length)], []))
+        queries.append(lambda fs, d=d: ([where.daddr_extent(fs, d, sectors)], []))
+
+    def blocks(fs):
+        return length if count is None else count * fs.geo.blocksize
+
     for text in o["fsblock"]:
         b = parse_size(text, "--fsblock")
-        queries.append(lambda fs, b=b: ([where.fsblock_extent(fs, b, length)], []))
+        queries.append(lambda fs, b=b: ([where.fsblock_extent(fs, b, blocks(fs))], []))
     if o["agno"] is not None and o["agbno"] is not None:
         a, b = o["agno"], o["agbno"]
         if a < 0 or b < 0:
             raise UsageError("--agno/--agbno must not be negative")
-        queries.append(lambda fs: ([where.agbno_extent(fs, a, b, length)], []))
+        queries.append(lambda fs: ([where.agbno_extent(fs, a, b, blocks(fs))], []))
     for text in o["inodes"]:
         ino = parse_size(text, "--inode")
         queries.append(lambda fs, ino=ino: ([where.inode_extent(fs, ino)], []))
     if o["file_path"]:
-        off = parse_size(o["file_offset"], "--file-offset")
+        off = parse_size(o["file_offset"], "--file-offset", o.get("_block"))
         n = length or 4096  # one page: the unit memory failure works in
         queries.append(lambda fs: where.file_extents(fs, o["file_path"], off, n))
     elif o["file_offset"] != "0":
@@ -278,7 +368,7 @@ def chain_options(f):
     """The corruption-chain engine's options, shared by inject and locate: flags, the mapping, --act."""
     opts = [
         click.option("--flags", "flags_spec", default="",
-                     help="mf_flags: action-required, pre-remove (comma separated)."),
+                     help=f"mf_flags, comma separated: {', '.join(FLAG_NAMES)} (or the kernel's MF_* names)."),
         click.option("--mapping", type=click.Choice(["auto", "dax", "page-cache"]), default="auto",
                      show_default=True,
                      help="How file pages are mapped: auto asks the mount (an image or unmounted device: as DAX)."),

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import (chain_mapping, chain_options, check_chain_options, run_act, stack_options,
-                                     target_options, warn)
+from fsdaxctl.commands.common import (chain_mapping, chain_options, check_chain_options, fs_device_option, run_act,
+                                     stack_options, target_options, warn)
 from fsdaxctl.errors import UsageError
 
 
@@ -16,7 +16,8 @@ from fsdaxctl.errors import UsageError
 @click.option("--pfn", help="A page frame number: memory_failure(pfn) (the 'Memory failure: 0x...' value).")
 @click.option("--phys", help="A system physical address: memory_failure() of its page (needs the nd layout).")
 @click.option("--sector", help="A block-layer error: first 512-byte sector on --device (default TARGET).")
-@click.option("--count", default="1", show_default=True, help="With --sector: how many sectors.")
+@click.option("--count", default=None, help="With --sector or --daddr: how many 512-byte sectors (default 1 with "
+                                            "--sector; instead of --length with --daddr).")
 @click.option("--daddr", help="Enter at XFS with a daddr (512-byte units on the filesystem).")
 @click.option("--file", "file_path", metavar="PATH",
               help="The reverse question: a poisoned file range (--file-offset, --length): which device bytes, "
@@ -24,6 +25,7 @@ from fsdaxctl.errors import UsageError
 @click.option("--file-offset", default="0", help="With --file: start of the range.")
 @click.option("--length", help="With --daddr or --file: bytes (default one page).")
 @stack_options
+@fs_device_option
 @chain_options
 @click.option("--poison", metavar="COPY", help="Drill on a copy: write a recognisable pattern over the damaged "
                                                "bytes of COPY (a copy of TARGET) and append them to COPY.badblocks.")
@@ -38,7 +40,8 @@ def command(ctx, target, **o):
     \b
     memory_failure -> pmem pagemap -> dax holder -> XFS notify_failure -> rmap -> per owner:
     kill-mappers, invalidate-mappings, rewrite-cached-page, report-writeback-error,
-    shutdown-filesystem, restore-from-backup or none. Nothing on TARGET is touched; --act acts on the
+    shutdown-filesystem, restore-from-backup (written file data), repair-filesystem (a directory's or
+    symlink's blocks), reallocate-space (unwritten extents) or none. Nothing on TARGET is touched; --act acts on the
     live system where TARGET is mounted, --poison on a copy.
 
     \b
@@ -50,6 +53,8 @@ def command(ctx, target, **o):
     from fsdaxctl.xfs.owners import OwnerMap
 
     flags = check_chain_options(o)
+    if o.get("fs_device", "data") != "data":
+        ctx.exit(_other_device(target, o, flags))
     if o["act"] and o["poison"]:
         raise UsageError("--poison drills on a copy; --act acts on the live system: one at a time")
     event, plan = _plan(target, o, Plan)
@@ -59,7 +64,8 @@ def command(ctx, target, **o):
         mapping = chain_mapping(fs, o)
         omap = OwnerMap(fs)
         outcomes = chain.run(answer, omap, event, flags, mapping)
-        warnings = list(fs.warnings) + answer.warnings + [n for oc in outcomes for n in oc.notes] + omap.problems
+        warnings = (list(fs.warnings) + list(plan.parsed.notes) + answer.warnings
+                    + [n for oc in outcomes for n in oc.notes] + omap.problems)
         warn(warnings)
         fmt = o["fmt"] or default_format(interactive="table", piped="json")
         write_outcomes(sys.stdout, fmt, target, outcomes, mapping, o["trace"])
@@ -87,10 +93,25 @@ def _plan(target, o, Plan):
     kind = given[0]
     parsed = Parsed()
     queries = []
-    length = parse_size(o["length"], "--length") if o["length"] is not None else None
+    from fsdaxctl.commands.common import fs_block_size, sub_sector_note
+
+    block = fs_block_size(target, o["partition"])
+    length = parse_size(o["length"], "--length", block) if o["length"] is not None else None
     if length is not None and (length <= 0 or kind not in ("daddr", "file_path")):
         raise UsageError("--length must be positive" if length is not None and length <= 0 else
                          "--length goes with --daddr or --file (--sector takes --count; a pfn is one page)")
+    count = None
+    if o["count"] is not None:
+        if kind not in ("sector", "daddr"):
+            raise UsageError("--count goes with --sector or --daddr (512-byte sectors)")
+        if length is not None:
+            raise UsageError("give --length or --count, not both")
+        count = parse_size(o["count"], "--count", block)
+        if count <= 0:
+            raise UsageError("--count must be positive")
+        length = count * 512 if kind == "daddr" else None
+    if length is not None and length < 512:
+        parsed.notes.append(sub_sector_note("--length", length))
     if kind == "pfn":
         pfn = parse_size(o["pfn"], "--pfn")
         parsed.extents.append(pfn_extent(pfn, "--pfn"))
@@ -100,9 +121,7 @@ def _plan(target, o, Plan):
         parsed.extents.append(phys_extent(addr, "--phys"))
         event = {"kind": "phys", "address": addr}
     elif kind == "sector":
-        sector, count = parse_size(o["sector"], "--sector"), parse_size(o["count"], "--count")
-        if count <= 0:
-            raise UsageError("--count must be positive")
+        sector, count = parse_size(o["sector"], "--sector"), count or 1
         dev = o["device_name"]
         if dev:
             ext = Extent(Space(BLOCK, dev), sector * 512, count * 512, "--sector",
@@ -116,7 +135,7 @@ def _plan(target, o, Plan):
         queries.append(lambda fs: ([where.daddr_extent(fs, d, length or 4096)], []))
         event = {"kind": "daddr", "daddr": d}
     else:
-        off = parse_size(o["file_offset"], "--file-offset")
+        off = parse_size(o["file_offset"], "--file-offset", block)
         n = length or 4096
         queries.append(lambda fs: where.file_extents(fs, o["file_path"], off, n))
         event = {"kind": "file", "path": o["file_path"], "file_offset": off, "length": n}
@@ -129,10 +148,14 @@ def _status(outcomes) -> int:
     """The same bits as locate's for the same bytes (the info block and partition tables count as metadata)."""
     from fsdaxctl.pipeline import METADATA_DROPS
 
+    from fsdaxctl.xfs.detail import impact_bits
+
     status = 0
     for oc in outcomes:
         for d in oc.decisions:
-            if (d.action == "shutdown-filesystem" and d.shutdown == "SHUTDOWN_CORRUPT_ONDISK") or \
+            if d.impact:  # a file's blocks: the one rule (directory and symlink blocks are metadata)
+                status |= impact_bits(d.impact) & 12
+            elif (d.action == "shutdown-filesystem" and d.shutdown == "SHUTDOWN_CORRUPT_ONDISK") or \
                     d.owner in METADATA_DROPS:
                 status |= 8
             elif d.action in ("kill-mappers", "restore-from-backup", "report-writeback-error",
@@ -151,8 +174,10 @@ def write_outcomes(out, fmt, target, outcomes, mapping, trace: bool = True) -> N
                    "outcomes": [oc.to_dict() for oc in outcomes]}, out, ensure_ascii=False)
         out.write("\n")
         return
-    from tabulate import tabulate
+    from fsdaxctl import style
+    from fsdaxctl.render import fit_table
 
+    colour = style.enabled(out)
     for i, oc in enumerate(outcomes):
         if i:
             out.write("\n")
@@ -176,7 +201,44 @@ def write_outcomes(out, fmt, target, outcomes, mapping, trace: bool = True) -> N
                 extra.append(d.shutdown)
             if d.beyond_kernel:
                 extra.append("beyond the merged kernel")
-            rows.append([d.action, what, "; ".join(extra), printable(d.reason)])
-        out.write("\n" + tabulate(rows, ["DECISION", "OWNER", "DETAIL", "WHY"], disable_numparse=True) + "\n")
+            rows.append([style.kind(d.action, d.impact or ("none" if d.action == "none" else d.owner), colour), what,
+                         "; ".join(extra), printable(d.reason)])
+        out.write("\n" + fit_table(rows, ["DECISION", "OWNER", "DETAIL", "WHY"], style.width(out),
+                                    wrap_cols=("OWNER", "DETAIL", "WHY")) + "\n")
     if mapping.why:
         out.write(f"\nmapping: {printable(mapping.why)}\n")
+
+
+def _other_device(target, o, flags) -> int:
+    """--fs-device log|rt: --sector/--count (512-byte sectors) or --daddr/--length on that device of the
+    filesystem, through xfs_dax_notify_failure's branch for that device (fsdaxctl.engine.devices)."""
+    from fsdaxctl.commands.common import open_filesystem
+    from fsdaxctl.engine import devices as engine
+    from fsdaxctl.render import default_format
+    from fsdaxctl.units import parse_size
+
+    device = o["fs_device"]
+    if o["act"] or o["poison"] or o["file_path"] or o["pfn"] or o["phys"] or o["device_name"]:
+        raise UsageError(f"--fs-device {device} takes --sector [--count] or --daddr [--length] on that device "
+                         "(no --pfn/--phys/--file/--device, --act or --poison)")
+    if (o["sector"] is None) == (o["daddr"] is None):
+        raise UsageError(f"--fs-device {device}: give --sector or --daddr on the {device} device")
+    first = parse_size(o["sector"] if o["sector"] is not None else o["daddr"], "--sector/--daddr")
+    if o["length"] is not None:
+        length = parse_size(o["length"], "--length")
+    else:
+        length = parse_size(o["count"], "--count") * 512 if o["count"] is not None else 512
+    if length <= 0:
+        raise UsageError("the length must be positive")
+    event = {"kind": "sector" if o["sector"] is not None else "daddr", "device": device, "offset": first * 512,
+             "length": length, "origin": f"--fs-device {device}"}
+    fs = open_filesystem(target, o["partition"])
+    with fs:
+        run_ = engine.notify_logdev_failure if device == "log" else engine.notify_rtdev_failure
+        if device == "data":
+            raise UsageError("--fs-device data is the default path")
+        outcome = run_(fs, first * 512, length, flags, event)
+        warn(list(fs.warnings) + outcome.notes)
+        fmt = o["fmt"] or default_format(interactive="table", piped="json")
+        write_outcomes(sys.stdout, fmt, target, [outcome], chain_mapping(fs, o), o["trace"])
+        return _status([outcome])

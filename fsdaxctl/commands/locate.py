@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import (build_plan, chain_options, check_chain_options, input_options, input_warnings,
+from fsdaxctl.commands.common import (build_plan, chain_options, check_chain_options, fs_device_option,
+                                     input_options, input_warnings,
                                      progress_printer, run_act, source_option, target_options, verify_option,
                                      verify_rmap_warnings, warn)
 from fsdaxctl.errors import UsageError
@@ -22,6 +23,7 @@ from fsdaxctl.render import LOCATE_FORMATS
               help="Owners only: no paths, no structure detail (skips the directory walk and tree indexes).")
 @source_option
 @verify_option
+@fs_device_option
 @chain_options
 @click.option("--format", "fmt", type=click.Choice(LOCATE_FORMATS), default=None,
               help="Output format (default: table on a terminal, json otherwise); paths: every path of every "
@@ -48,7 +50,7 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
     from fsdaxctl.pipeline import METADATA_DROPS, dropped_paths, fs_paths, resolve
     from fsdaxctl.render import default_format, write_locate, write_paths
     from fsdaxctl.xfs.fs import filesystem_info
-    from fsdaxctl.xfs.owners import OwnerMap
+    from fsdaxctl.xfs.devices import owner_map
 
     if fmt == "paths" and no_detail:
         raise UsageError("--format paths needs the paths: drop --no-detail")
@@ -58,12 +60,14 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
         raise UsageError("give --offset/--length or --ranges, not both")
     flags = check_chain_options(inputs)
     plan = build_plan(target, inputs)
+    if inputs.get("fs_device", "data") != "data":
+        ctx.exit(_other_device(target, plan, inputs, fmt, no_detail))
     answer = resolve(plan)
     fs = answer.fs
     with fs:
         warnings = list(fs.warnings) + input_warnings(plan.parsed) + answer.warnings
         ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
-        omap = OwnerMap(fs, source=_source(fs, source), progress=progress_printer("walking inodes"))
+        omap = owner_map(fs, "data", source=_source(fs, source), progress=progress_printer("walking inodes"))
         omap.prepare(ranges)
         results = locate_routes(omap, answer.routes, explain)
         warnings += omap.problems
@@ -102,7 +106,14 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
             write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings,
                          dropped=dropped, stack=answer.stack.describe() if explain else None)
         acted = run_act(answer, omap, {"kind": "locate"}, flags, inputs) if inputs["act"] else 0
-    ctx.exit(exit_status(results) | drop_bits | (1 if checked else 0) | acted)
+        ftypes = None
+        if no_detail:  # the impact rule still needs each data-fork owner's inode type (one inode read each)
+            from fsdaxctl.xfs.detail import file_types
+
+            ftypes = file_types(fs, {p.inode for r in results for p in r.owners
+                                     if p.owner == "file" and p.fork == "data" and not p.extent_map})
+        status = exit_status(results, ftypes)
+    ctx.exit(status | drop_bits | (1 if checked else 0) | acted)
 
 
 def _live_check(fs, results) -> list[str]:
@@ -130,3 +141,40 @@ def _source(fs, source):
     if source == "rmapbt" and not fs.has_rmapbt:
         raise UsageError("--source rmapbt: this filesystem has no rmapbt")
     return source
+
+
+def _other_device(target, plan, inputs, fmt, no_detail) -> int:
+    """--fs-device log|rt: --offset/--ranges are bytes on that device of the filesystem, answered directly
+    (no stack lies between them and the filesystem). The exit status."""
+    from fsdaxctl.commands.common import open_filesystem
+    from fsdaxctl.locate import describe_results, exit_status, locate_on_device
+    from fsdaxctl.pipeline import TARGET
+    from fsdaxctl.render import default_format, write_locate, write_paths
+    from fsdaxctl.xfs import devices
+    from fsdaxctl.xfs.fs import filesystem_info
+
+    device = inputs["fs_device"]
+    extents = plan.parsed.extents
+    if plan.fs_queries or plan.parsed.inodes or any(e.space.kind != TARGET for e in extents) or inputs["act"]:
+        raise UsageError(f"--fs-device {device} takes byte ranges (--offset/--length, --ranges) on that device, "
+                         "not damage reports, filesystem places or --act")
+    fs = open_filesystem(target, inputs.get("partition"))
+    with fs:
+        omap = devices.owner_map(fs, device)
+        limit = max(devices.device_file(fs, device).size, devices.device_size(fs, device))
+        for e in extents:
+            if e.offset + e.length > limit:
+                raise UsageError(f"{e.origin}: bytes {e.offset}..{e.offset + e.length - 1} run past the end of the "
+                                 f"{device} device ({limit} bytes)")
+        results = locate_on_device(omap, extents)
+        warnings = list(fs.warnings) + input_warnings(plan.parsed) + omap.problems
+        if not no_detail:
+            warnings += describe_results(fs, results)
+        if fmt == "paths":
+            sys.stdout.flush()
+            write_paths(sys.stdout, results, inputs.get("null", False))
+            warn(warnings)
+        else:
+            warn(warnings)
+            write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings)
+        return exit_status(results) | (1 if omap.problems else 0)

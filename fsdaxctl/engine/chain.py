@@ -30,7 +30,7 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 
 ACTIONS = ("none", "kill-mappers", "invalidate-mappings", "rewrite-cached-page", "report-writeback-error",
-           "shutdown-filesystem", "restore-from-backup")
+           "shutdown-filesystem", "restore-from-backup", "repair-filesystem", "reallocate-space")
 
 DAX, PAGE_CACHE = "dax", "page-cache"
 
@@ -60,11 +60,12 @@ class Decision:
     shutdown: str | None = None    # SHUTDOWN_CORRUPT_ONDISK / SHUTDOWN_FORCE_UMOUNT
     mount: str | None = None
     beyond_kernel: bool = False    # an action the merged kernel does not take (rewrite-cached-page)
+    impact: str | None = None      # the owner piece's impact (fsdaxctl.xfs.detail): exit bits follow it
 
     def to_dict(self) -> dict:
         d = {"action": self.action, "reason": self.reason}
         for key in ("owner", "offset", "length", "inode", "paths", "fork", "file_offset", "file_length", "pgoff",
-                    "pgcnt", "si_code", "when", "mappers", "shutdown", "mount"):
+                    "pgcnt", "si_code", "when", "mappers", "shutdown", "mount", "impact"):
             v = getattr(self, key)
             if v not in (None, "", []) or (key == "mappers" and v == []):
                 d[key] = v
@@ -350,8 +351,9 @@ def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]
     pgcnt = p.length >> PAGE_SHIFT
     mode, why = mapping.mode(p.inode, p.paths)
     base = dict(owner="file", offset=p.offset, length=p.length, inode=p.inode, paths=list(p.paths), fork="data",
-                file_offset=p.file_offset, file_length=p.length, pgoff=pgoff, pgcnt=pgcnt)
+                file_offset=p.file_offset, file_length=p.length, pgoff=pgoff, pgcnt=pgcnt, impact=p.impact)
     names = ", ".join(p.paths) or f"inode {p.inode}"
+    after = _after_kill(p, names, base)
     out.line(d, f"{where}: inode {p.inode} ({names}) file offset {p.file_offset}: xfs_iget(INCORE); "
                 f"pgoff = {p.file_offset} >> {PAGE_SHIFT} = {pgoff}, pgcnt = {p.length} >> {PAGE_SHIFT} = {pgcnt}"
                 + (" (shared: every owner is told)" if p.shared else ""))
@@ -383,9 +385,7 @@ def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]
             out.decisions.append(Decision("invalidate-mappings", "the device is being removed: drop the DAX "
                                                                  "mappings of these pages", **base))
         else:
-            out.decisions.append(Decision("restore-from-backup", f"the data is lost: restore {names} bytes "
-                                                                 f"{p.file_offset}..{p.file_offset + p.length - 1}",
-                                          **base))
+            out.decisions.append(after)
         return False, ""
     # Page cache: the holder path leaves it alone (dax_mapping() is false); the page-cache policy applies.
     out.line(d + 1, f"not a DAX mapping ({why}): no kill")
@@ -406,9 +406,23 @@ def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]
              + ": the next read fails; mapping_set_error(-EIO) reports it at the next fsync")
     out.decisions.append(Decision("report-writeback-error", "no good copy in memory: readers and the next fsync "
                                                             "get EIO", **base))
-    out.decisions.append(Decision("restore-from-backup", f"the data is lost: restore {names} bytes "
-                                                         f"{p.file_offset}..{p.file_offset + p.length - 1}", **base))
+    out.decisions.append(after)
     return False, ""
+
+
+def _after_kill(p, names: str, base: dict) -> Decision:
+    """What the admin does once the kernel has dealt with the mappers, by the piece's impact (one rule with
+    locate's advice): restore written data, repair a directory or symlink, re-allocate unwritten space."""
+    span = f"{names} bytes {p.file_offset}..{p.file_offset + p.length - 1}"
+    if p.impact in ("directory", "symlink"):
+        return Decision("repair-filesystem", f"{span}: a {p.impact}'s blocks (its names or target) are metadata to "
+                                             "xfs_repair, which rebuilds them; no backup of a file restores them "
+                                             "(the kernel does not shut down for them)", **base)
+    if p.impact == "file-unwritten":
+        return Decision("reallocate-space", f"{span}: preallocated, never written (unwritten): no data lost; "
+                                            "re-allocate that space so no later write lands on the damaged media",
+                        **base)
+    return Decision("restore-from-backup", f"the data is lost: restore {span}", **base)
 
 
 def _generic(fs, omap, offset, length, flags, mapping, out, d) -> int:

@@ -35,7 +35,8 @@ def parse_flags(text: str | None) -> int:
             continue
         key = word.lower().removeprefix("mf_").removeprefix("mem_").replace("_", "-")
         if key not in NAMES:
-            raise UsageError(f"--flags: unknown flag {word!r} (one of {', '.join(NAMES)})")
+            raise UsageError(f"--flags: unknown flag {word!r} (one of {', '.join(NAMES)}, or the kernel's MF_* "
+                             "names)")
         flags |= NAMES[key]
     return flags
 

@@ -50,9 +50,11 @@ XFS_SB_FEAT_INCOMPAT_META_UUID = 0x4
 XFS_SB_FEAT_INCOMPAT_NEEDSREPAIR = 0x10
 XFS_SB_FEAT_INCOMPAT_NREXT64 = 0x20
 XFS_SB_FEAT_INCOMPAT_PARENT = 0x80
-# Incompat bits this reader understands. Metadir, zoned and zone-gaps move metadata into places this tool does
-# not yet read (a metadata inode tree, realtime groups), so they are refused rather than half-read.
-XFS_SB_FEAT_INCOMPAT_KNOWN = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80
+XFS_SB_FEAT_INCOMPAT_METADIR = 0x100
+# Incompat bits this reader understands. Metadir moves the quota and realtime inodes into a metadata directory
+# tree (fsdaxctl.xfs.metadir); zoned and zone-gaps put a realtime section on the data device (rtstart), which
+# this tool does not yet read, so they are refused rather than half-read.
+XFS_SB_FEAT_INCOMPAT_KNOWN = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | XFS_SB_FEAT_INCOMPAT_METADIR
 
 XFS_SB_FEAT_COMPAT = {}
 
@@ -332,6 +334,7 @@ XFS_DINODE_FMT_META_BTREE = 5
 XFS_DIFLAG2_DAX = 1 << 0
 XFS_DIFLAG2_REFLINK = 1 << 1
 XFS_DIFLAG2_NREXT64 = 1 << 4
+XFS_DIFLAG2_METADATA = 1 << 5  # a metadata inode of the metadir tree (METADIR)
 
 # The short-form block header's fields before bb_crc (the CRC is checked on the raw buffer).
 BTREE_SBLOCK_HDR = derived_struct(xfs_btree_sblock, until="bb_crc")

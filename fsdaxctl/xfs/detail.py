@@ -30,6 +30,47 @@ IMPACT = {
     "cow-staging": "filesystem-metadata", "defective": "filesystem-metadata",
 }
 
+# The one rule (README.md "Conventions"): a file's data-fork blocks are file data; every other block of a file is
+# metadata, as xfs_db's blockget and xfs_repair see them: its extent map (bmbt), its xattrs, and the blocks of a
+# directory (its names) or a symlink (its target), which xfs_repair checks and rebuilds and no backup of the
+# file restores. Exit status bits, summaries and advice all follow `impact`.
+IMPACT_BITS = {"none": 0, "unknown": 1, "file-data": 4, "file-unwritten": 4}  # every other impact: metadata, 8
+FILE_METADATA = ("file-map", "file-attr", "directory", "symlink")
+
+
+def piece_impact(p: Piece, ftype: str | None) -> str:
+    """The impact of one piece; `ftype` is its inode's type (file, dir, symlink, ...) when it is a file's."""
+    if p.owner != FILE:
+        return IMPACT.get(p.owner, "filesystem-metadata")
+    if p.extent_map:
+        return "file-map"
+    if p.fork == "attr":
+        return "file-attr"
+    if ftype == "dir":
+        return "directory"
+    if ftype == "symlink":
+        return "symlink"
+    if p.unwritten:
+        return "file-unwritten"  # preallocated, never written: no data there to lose
+    return "file-data"
+
+
+def impact_bits(impact: str) -> int:
+    return IMPACT_BITS.get(impact, 8)
+
+
+def file_types(fs, inos) -> dict[int, str | None]:
+    """inode -> its type from the inode core alone (one inode read each): for the rule above without --detail."""
+    from fsdaxctl.xfs.paths import mode_type
+
+    out = {}
+    for ino in set(inos):
+        try:
+            out[ino] = mode_type(read_inode(fs, ino).core.di_mode)
+        except FsdaxError:
+            out[ino] = None
+    return out
+
 
 class Describer:
     def __init__(self, fs, resolver: PathResolver | None = None):
@@ -80,15 +121,7 @@ class Describer:
             self.problems.append(text)
 
     def _impact(self, p: Piece, names) -> str:
-        if p.owner != FILE:
-            return IMPACT.get(p.owner, "filesystem-metadata")
-        if p.extent_map:
-            return "file-map"
-        if p.fork == "attr":
-            return "file-attr"
-        if names[p.inode].ftype == "dir":
-            return "directory"
-        return "file-data"
+        return piece_impact(p, names[p.inode].ftype if p.owner == FILE else None)
 
     # --- per kind ---
     def _detail(self, p: Piece, names) -> dict | None:
@@ -98,8 +131,12 @@ class Describer:
         if kind in ("per-ag-metadata", "inode-btree", "refcount-btree"):
             return self._ag_blocks(p)
         if kind == "log":
-            start = self.geo.fsb_to_byte(self.fs.sb.sb_logstart)
-            return {"structure": "log", "log_offset": p.offset - start}
+            if p.device == "log":  # an external log starts at byte 0 of its own device
+                return {"structure": "log", "log_offset": p.offset}
+            log = self.fs.internal_log
+            if log is None:
+                return {"structure": "log", "error": self.fs.log_problem or "the log is not internal"}
+            return {"structure": "log", "log_offset": p.offset - self.geo.ag_to_byte(log[0], log[1])}
         if kind == FILE:
             if p.extent_map:
                 return self._bmbt_block(p)
@@ -259,24 +296,30 @@ def _listed(d: dict, key: str, items: list) -> dict:
 
 
 def advice(pieces: list[Piece]) -> str:
-    """One line: what to do about one damaged range."""
+    """One line: what to do about one damaged range (follows impact_bits: metadata, then file data)."""
     impacts = {p.impact for p in pieces}
     if impacts <= {"none"}:
         return "nothing to do: only free space or bytes outside the filesystem"
-    if impacts & {"filesystem-metadata", "log", "inode", "file-map", "directory", "file-attr"}:
-        what = sorted(impacts & {"filesystem-metadata", "log", "inode", "file-map", "directory", "file-attr"})
-        data = [p for p in pieces if p.impact == "file-data"]
-        tail = f"; then restore {_files(data)} from backup" if data else ""
-        return f"unmount and run xfs_repair (damaged: {', '.join(what)}){tail}"
-    if "file-data" in impacts:
-        data = [p for p in pieces if p.impact == "file-data"]
-        return f"restore from backup: {_files(data)}"
-    return "owners unknown: see the warnings; do not trust this range until resolved"
+    parts = []
+    meta = sorted(i for i in impacts if impact_bits(i) & 8)
+    if meta:
+        parts.append(f"unmount and run xfs_repair (damaged: {', '.join(meta)})")
+    data = [p for p in pieces if p.impact == "file-data"]
+    if data:
+        parts.append(("then restore " if meta else "restore from backup: ") + _files(data)
+                     + (" from backup" if meta else ""))
+    unwritten = [p for p in pieces if p.impact == "file-unwritten"]
+    if unwritten:
+        parts.append(f"no data lost in {_files(unwritten)}: preallocated, never written (unwritten); re-allocate "
+                     "that space (punch it out and preallocate again) so no later write lands on the damaged media")
+    if "unknown" in impacts:
+        parts.append("owners unknown for some bytes: see the warnings; do not trust this range until resolved")
+    return "; ".join(parts)
 
 
 def _files(pieces: list[Piece]) -> str:
     parts = []
     for p in pieces:
         name = p.paths[0] if p.paths else f"inode {p.inode}"
-        parts.append(f"{name} bytes {p.file_offset}-{p.file_offset + p.length - 1}")
+        parts.append(f"{name} bytes {p.file_offset}..{p.file_offset + p.length - 1}")
     return "; ".join(dict.fromkeys(parts))

@@ -46,6 +46,9 @@ class XfsFilesystem:
         self._agf: dict[int, object] = {}
         self._agi: dict[int, object] = {}
         self._nodes: OrderedDict = OrderedDict()
+        if self.sb.sb_rblocks:
+            self.warnings.append(f"this filesystem has a realtime device ({self.sb.sb_rblocks} blocks): only the data "
+                                 "device is mapped; realtime file data is not (its extent maps are)")
         self.log_problem, self._internal_log = self._check_log()
         if self.log_problem:
             self.warnings.append(f"superblock: {self.log_problem}: the log's bytes are reported as unknown")
@@ -66,6 +69,8 @@ class XfsFilesystem:
 
     def close(self) -> None:
         self.dev.close()
+        for dev in getattr(self, "extra_devices", ()):  # --logdev, --rtdev (fsdaxctl.xfs.devices)
+            dev.close()
 
     def __enter__(self):
         return self
@@ -298,6 +303,9 @@ def filesystem_info(fs: XfsFilesystem) -> dict:
         "features": fs.feature_names(),
         "device_size": fs.dev.size,
     }
+    rep = getattr(fs, "replay", None)  # the log replayed in memory (fsdaxctl.xfs.logrecover)
+    if rep is not None and isinstance(info.get("log"), dict):
+        info["log"].update(rep.json())
     if getattr(fs.dev, "start", 0):  # inside a partition or a namespace's data area: where, in TARGET's bytes
         info["target_offset"] = fs.dev.start
     return info

@@ -20,11 +20,13 @@ class _Log:
     def __init__(self, fs):
         self.fs = fs
         sb = fs.sb
-        self.start = fs.geo.fsb_to_byte(sb.sb_logstart)
+        # An external log (sb_logstart 0) starts at byte 0 of its own device (--logdev).
+        self.dev = fs.dev if sb.sb_logstart else fs.logdev
+        self.start = fs.geo.fsb_to_byte(sb.sb_logstart) if sb.sb_logstart else 0
         self.nbb = (sb.sb_logblocks << fs.geo.blocklog) // BB
 
     def read(self, bb: int, count: int = 1) -> bytes:
-        return self.fs.dev.pread(self.start + bb * BB, count * BB, "log")
+        return self.dev.pread(self.start + bb * BB, count * BB, "log" if self.dev is self.fs.dev else "external log")
 
     def cycle(self, bb: int) -> int:
         buf = self.read(bb)
@@ -64,8 +66,9 @@ class _Log:
 
 
 def log_is_clean(fs) -> bool | None:
-    """True clean, False dirty, None cannot tell (external log, unreadable)."""
-    if fs.internal_log is None:  # external, or its superblock fields are impossible
+    """True clean, False dirty, None cannot tell (an external log without --logdev, unreadable)."""
+    external = fs.sb.sb_logstart == 0 and not fs.log_problem and getattr(fs, "logdev", None) is not None
+    if fs.internal_log is None and not external:  # external and not given, or impossible superblock fields
         return None
     log = _Log(fs)
     head = log.head()
@@ -83,6 +86,6 @@ def log_warnings(fs) -> list[str]:
         return ["the log is dirty (the filesystem was not unmounted cleanly): changes in the log are not "
                 "in the metadata yet, so owners of recently changed blocks may be stale; mount and unmount "
                 "it (or run xfs_repair -L on a copy) for a current answer"]
-    if clean is None and fs.internal_log:
+    if clean is None and (fs.internal_log or getattr(fs, "logdev", None) is not None):
         return ["cannot tell whether the log is clean: no log record found before its head"]
     return []

@@ -44,7 +44,7 @@ class OwnerMap:
         self.progress = progress
         self.problems: list[str] = []  # one line per unreadable structure, reported once each
         self._seen_problems: set[str] = set()
-        self._walked: dict[int, tuple[list, list, int]] = {}  # agno -> (records, starts, longest)
+        self._walked: dict[int, tuple] = {}  # agno -> (records, starts, longest, windows answered: None = all)
         if self.source == "bnobt":
             self._note(("--source bnobt: the rmapbt is not used" if fs.has_rmapbt else
                         "no reverse-mapping btree (rmapbt)") + ": used space is reported as 'unknown'; "
@@ -54,14 +54,21 @@ class OwnerMap:
         """Walk the metadata once for every AG these (offset, length) ranges touch (source "walk")."""
         if self.source != "walk":
             return
-        agnos = self.geo.agnos_touched(ranges) - set(self._walked)
-        if not agnos:
-            return
-        from fsdaxctl.xfs.walk import MetadataWalk
+        from fsdaxctl.xfs.walk import MetadataWalk, covers, windows_of
 
-        walk = MetadataWalk(self.fs, agnos, self.progress)
+        # Only the blocks asked (and what the rmapbt would merge with them) are kept: memory stays flat.
+        readable = self.fs.readable_agcount
+        windows = {agno: ws for agno, ws in windows_of(self.geo, ranges).items() if agno < readable and not (
+            agno in self._walked and all(covers(self._walked[agno][3], lo, hi) for lo, hi in ws))}
+        if not windows:
+            return
+        for agno, ws in windows.items():  # an AG walked before for other blocks: keep answering those too
+            if agno in self._walked and self._walked[agno][3] is not None:
+                ws += self._walked[agno][3]
+        walk = MetadataWalk(self.fs, set(windows), self.progress, windows=windows)
         for agno, recs in walk.run().items():
-            self._walked[agno] = (recs, [r[0] for r in recs], max((r[1] for r in recs), default=1))
+            self._walked[agno] = (recs, [r[0] for r in recs], max((r[1] for r in recs), default=1),
+                                  walk.covered.get(agno))
         for text in walk.problems:
             self._note(text)
 
@@ -79,7 +86,13 @@ class OwnerMap:
         """The same pieces as lists, in device order: a dump consumes them a leaf at a time. Every answer
         passes the invariants of `AnswerCheck` on its way out."""
         check = AnswerCheck(offset, offset + length, self._note)
+        replay = getattr(self.fs, "replay", None)  # log replayed in memory: what the mount will finish
+        effects = replay.effects if replay is not None else ()
         for batch in self._ordered_batches(offset, length):
+            if effects:
+                from fsdaxctl.xfs.logrecover import overlay_pieces
+
+                batch = overlay_pieces(batch, effects, self.geo)
             yield check.batch(batch)
         tail = check.finish()
         if tail:
@@ -140,9 +153,11 @@ class OwnerMap:
             yield [self._run(agno, lo, hi - lo + 1, UNKNOWN, qstart, qend, {"error": str(e)})]
             return
         if self.source == "walk":
-            if agno not in self._walked:
+            from fsdaxctl.xfs.walk import covers
+
+            if agno not in self._walked or not covers(self._walked[agno][3], lo, hi):
                 self.prepare([(self.geo.ag_to_byte(agno, lo), (hi - lo + 1) << self.geo.blocklog)])
-            recs, starts, longest = self._walked[agno]
+            recs, starts, longest, _ = self._walked[agno]
             first = bisect.bisect_left(starts, lo - longest + 1)
             last = bisect.bisect_right(starts, hi)
             batch = [r for r in recs[first:last] if r[0] + r[1] > lo]
@@ -194,7 +209,7 @@ class OwnerMap:
                     bmbt = flags & 2  # attr fork or bmbt block: never shared; a bmbt block has no file offset
                     piece = new(Piece, (base + (start << bl), count << bl, FILE, agno, owner,
                                         "attr" if flags & 4 else "data", None if bmbt else (off & _MASK) << bl,
-                                        bool(bmbt), bool(flags & 1), False, (), None, None))
+                                        bool(bmbt), bool(flags & 1), False, (), None, None, None))
                     if sharing is not None and not flags & 6:
                         first, *rest = sharing.split(piece, start, end)
                         piece = first

@@ -17,6 +17,7 @@ from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.attr import read_attrs
 from fsdaxctl.xfs.dir import DirBlocks, is_dir, parse_data_block, read_dir, verify_data_block
 from fsdaxctl.xfs.inode import read_inode
+from fsdaxctl.xfs.metadir import metadata_name
 
 NULLFSINO = 0xFFFFFFFFFFFFFFFF
 _MAX_PATTERNS = 64  # wanted inodes up to which a byte search beats parsing a directory block
@@ -69,6 +70,10 @@ class PathResolver:
             n.ftype = mode_type(inode.core.di_mode)
             if ino in self.metadata_inodes:
                 n.reason = f"metadata: {self.metadata_inodes[ino]} (no name)"
+                continue
+            meta = metadata_name(fs, ino, inode)  # METADIR: named by its path in the metadata tree
+            if meta:
+                n.reason = meta
                 continue
             if ino == fs.sb.sb_rootino:
                 n.paths.append("/")

@@ -47,6 +47,7 @@ class Piece(NamedTuple):
     paths: tuple = ()
     detail: dict | None = None
     impact: str | None = None  # set by fsdaxctl.xfs.detail: none, file-data, file-map, directory, ...
+    device: str | None = None  # which of the filesystem's devices: data, log, rt (None: data, the only one)
 
     def sort_key(self):
         return (self.offset, -1 if self.inode is None else self.inode,
@@ -68,6 +69,8 @@ class Piece(NamedTuple):
             d["detail"] = self.detail
         if self.impact:
             d["impact"] = self.impact
+        if self.device:
+            d["device"] = self.device
         return d
 
 

@@ -6,11 +6,17 @@ inode's data and attr forks (extent lists, bmbt records and the bmbt blocks them
 The result is one sorted list of records per AG in the rmapbt's own shape and key order
 (startblock, blockcount, owner, offset-with-flags), so the query code answers from it unchanged.
 Inodes can own blocks in any AG, so every inode is read; AG-local metadata is read only for the AGs asked.
+
+Two implementations give the same records: the per-record code here (exact, the reference, and the fallback for
+anything damaged) and fsdaxctl.xfs.walkvec, which decodes whole inode chunks and bmbt leaves as numpy arrays and
+hands every inode that fails any check to the per-record code, so problems are reported exactly as here. numpy
+is imported only when a walk runs. FSDAXCTL_WALK=exact forces the per-record code.
 """
 
 from __future__ import annotations
 
 import operator
+import os
 
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
@@ -34,25 +40,48 @@ def rmap_sort_key(rec):
 
 class MetadataWalk:
     """Synthesized rmap records for the AGs in `agnos` (None: all). `problems` lists what could not be read;
-    `progress(done, total)` is called as inode chunks are read."""
+    `progress(done, total)` is called as inode chunks are read.
 
-    def __init__(self, fs, agnos=None, progress=None):
+    `windows` ({agno: [(lo, hi), ...]}, agbnos inclusive; None: whole AGs) says which blocks the caller will ask
+    about: records are then kept only near them, so memory does not grow with the filesystem. The result holds
+    at least every merged record that overlaps a window, each exactly as a whole-AG walk gives it;
+    `covered[agno]` lists the windows answered (None: the whole AG). `exact` forces the per-record code."""
+
+    def __init__(self, fs, agnos=None, progress=None, windows=None, exact=None):
         self.fs = fs
         self.geo = fs.geo
         readable = fs.readable_agcount
         self.agnos = set(range(readable)) if agnos is None else {a for a in agnos if a < readable}
         self.progress = progress
+        self.windows = windows
+        self.exact = os.environ.get("FSDAXCTL_WALK") == "exact" if exact is None else exact
+        self.covered: dict[int, list[tuple[int, int]] | None] = {}
         self.problems: list[str] = []
         if readable < fs.geo.agcount:
             self.problems.append(f"AG {readable} and after lie past the end of the device: not walked")
         self.records: dict[int, list[tuple]] = {a: [] for a in self.agnos}
 
     def run(self) -> dict[int, list[tuple]]:
+        if not self.exact:
+            # numpy is imported here only, never at start-up; the walk uses no BLAS, so OpenBLAS need not start a
+            # thread per core while it loads.
+            os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+            try:
+                from fsdaxctl.xfs import walkvec
+            except ImportError:
+                walkvec = None
+            if walkvec is not None:
+                return walkvec.run(self)
+        return self.run_exact()
+
+    def run_exact(self) -> dict[int, list[tuple]]:
+        """The per-record walk: every inode and extent decoded in Python (the reference)."""
         for agno in sorted(self.agnos):
             self._ag_metadata(agno)
         self._inodes()
         for agno, recs in self.records.items():
             self.records[agno] = _merge(sorted(recs, key=_BY_START_OWNER_OFFSET))
+            self.covered[agno] = None
         return self.records
 
     # --- helpers ---
@@ -143,26 +172,35 @@ class MetadataWalk:
             inode_blocks.setdefault(agno, set()).update((startino + i) * isize >> geo.blocklog for i in present)
             if not present:
                 continue
-            base = geo.ag_to_byte(agno, 0) + startino * isize
-            try:
-                raw = fs.dev.pread(base, XFS_INODES_PER_CHUNK * isize, f"inode chunk at agino {startino} of AG {agno}")
-            except FsdaxError:  # a chunk cut by the end of a truncated image: read what is there, inode by inode
-                raw = None
-            for i in present:
-                if states[i] != IN_USE:
-                    continue
-                ino = geo.ag_to_ino(agno, 0) | (startino + i)
-                try:
-                    data = raw[i * isize:(i + 1) * isize] if raw else fs.dev.pread(base + i * isize, isize,
-                                                                                   f"inode {ino}")
-                    self._inode_forks(parse_inode(fs, ino, data, (base + i * isize) >> 9))
-                except FsdaxError as e:
-                    self._problem(str(e))
+            self.chunk_inodes(agno, startino, states)
         for agno, blocks in inode_blocks.items():
             for b in blocks:
                 self._add(agno, b, 1, f.XFS_RMAP_OWN_INODES)
         if self.progress:
             self.progress(len(chunks), len(chunks))
+
+    def chunk_inodes(self, agno: int, startino: int, states, slots=None, raw=None) -> None:
+        """The in-use inodes of one chunk (only `slots` when given), read (unless `raw` holds the chunk's bytes)
+        and walked one by one."""
+        fs, geo = self.fs, self.geo
+        isize = geo.inodesize
+        base = geo.ag_to_byte(agno, 0) + startino * isize
+        if raw is None:
+            try:
+                raw = fs.dev.pread(base, XFS_INODES_PER_CHUNK * isize,
+                                   f"inode chunk at agino {startino} of AG {agno}")
+            except FsdaxError:  # a chunk cut by the end of a truncated image: read what is there, inode by inode
+                raw = None
+        for i in range(XFS_INODES_PER_CHUNK) if slots is None else slots:
+            if states[i] != IN_USE:
+                continue
+            ino = geo.ag_to_ino(agno, 0) | (startino + i)
+            try:
+                data = raw[i * isize:(i + 1) * isize] if raw else fs.dev.pread(base + i * isize, isize,
+                                                                               f"inode {ino}")
+                self._inode_forks(parse_inode(fs, ino, data, (base + i * isize) >> 9))
+            except FsdaxError as e:
+                self._problem(str(e))
 
     def _inode_forks(self, inode) -> None:
         for which, flag in (("data", 0), ("attr", f.XFS_RMAP_OFF_ATTR_FORK)):
@@ -200,6 +238,26 @@ class MetadataWalk:
             recs = records.get(agno)
             if recs is not None:
                 recs.append((agbno, count, ino, flag | startoff | (f.XFS_RMAP_OFF_UNWRITTEN if unwritten else 0)))
+
+
+def windows_of(geo, ranges) -> dict[int, list[tuple[int, int]]]:
+    """agno -> [(lo, hi), ...]: the agbnos (inclusive) that (offset, length) byte ranges reach, per AG, as
+    OwnerMap queries them."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for off, length in ranges:
+        if off >= geo.size or length <= 0:
+            continue
+        first, lo = geo.byte_to_ag(off)
+        last, hi = geo.byte_to_ag(min(off + length, geo.size) - 1)
+        for agno in range(first, last + 1):
+            out.setdefault(agno, []).append((lo if agno == first else 0,
+                                             hi if agno == last else geo.ag_length(agno) - 1))
+    return out
+
+
+def covers(windows, lo: int, hi: int) -> bool:
+    """Do `windows` (a walk's `covered` entry: None is the whole AG) answer agbnos lo..hi?"""
+    return windows is None or any(a <= lo and hi <= b for a, b in windows)
 
 
 def _merge(recs: list[tuple]) -> list[tuple]:

@@ -1,0 +1,66 @@
+"""The kernel's decisions for failures on a filesystem's other devices (fs/xfs/xfs_notify_failure.c, 6.14+).
+
+External log device: xfs_dax_notify_failure -> xfs_dax_notify_logdev_failure: xfs_dax_translate_range clips
+the range to the log *device* (-ENXIO and nothing else when it lies wholly outside); MF_MEM_PRE_REMOVE returns 0
+(the device is going away; the forced unmount follows); otherwise "ondisk log corrupt, shutting down fs!",
+xfs_force_shutdown(SHUTDOWN_CORRUPT_ONDISK), -EFSCORRUPTED. No rmap query: every log byte is metadata.
+
+Realtime device: xfs_dax_notify_dev_failure with the rt group walk and the rt rmap btree; fsdaxctl does not
+map the realtime device yet, so that is refused with a one-line error (never a guess).
+"""
+
+from __future__ import annotations
+
+from fsdaxctl.engine.chain import Decision, Outcome
+from fsdaxctl.engine.flags import MF_MEM_PRE_REMOVE
+from fsdaxctl.errors import UnsupportedError
+
+EFSCORRUPTED, ENXIO = 117, 6  # EUCLEAN, as the kernel defines EFSCORRUPTED
+
+
+def btobb(n: int) -> int:
+    return (n + 511) >> 9
+
+
+def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict) -> Outcome:
+    """What the kernel does about bytes [offset, offset + length) of the external log device."""
+    from fsdaxctl.xfs.devices import LOG, device_file, device_size
+
+    dev_len = device_file(fs, LOG).size  # bdev_nr_bytes(m_logdev_targp->bt_bdev): the device, not the log
+    log_len = device_size(fs, LOG)
+    out = Outcome(event, flags)
+    out.line(0, "xfs_dax_notify_failure: the external log device (m_logdev_targp)")
+    out.line(1, "xfs_dax_notify_logdev_failure")
+    if offset > dev_len - 1:
+        out.line(2, f"xfs_dax_translate_range: offset {offset} is past the log device ({dev_len} bytes): -ENXIO")
+        out.decisions.append(Decision("none", "outside the log device", owner="outside-filesystem",
+                                      offset=offset, length=length))
+        out.result = "Ignored"
+        return out
+    if offset + length - 1 > dev_len - 1:
+        length = dev_len - offset
+    out.line(2, f"xfs_dax_translate_range: daddr = BTOBB({offset}) = {btobb(offset):#x}, "
+                f"bblen = BTOBB({length}) = {btobb(length)}")
+    if offset >= log_len:
+        out.notes.append(f"bytes {offset}+{length} of the log device lie past the log ({log_len} bytes): the kernel "
+                         "still treats them as the log's (it clips to the device, not to the log)")
+    if flags & MF_MEM_PRE_REMOVE:
+        out.line(2, "MF_MEM_PRE_REMOVE: the device is about to be removed: return 0 (the forced unmount follows)")
+        out.decisions.append(Decision("none", "the log device is being removed (MF_MEM_PRE_REMOVE): no shutdown "
+                                      "from this notification", owner="log", offset=offset, length=length))
+        out.result = "Recovered"
+        return out
+    out.line(2, 'xfs_err: "ondisk log corrupt, shutting down fs!"')
+    out.line(2, "xfs_force_shutdown(SHUTDOWN_CORRUPT_ONDISK) -> -EFSCORRUPTED")
+    out.decisions.append(Decision("shutdown-filesystem", "the on-disk log is damaged", owner="log", offset=offset,
+                                  length=length, shutdown="SHUTDOWN_CORRUPT_ONDISK"))
+    out.result = "Failed"
+    return out
+
+
+def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict) -> Outcome:
+    from fsdaxctl.xfs.devices import RT, device_file
+
+    device_file(fs, RT)  # a one-line error unless --rtdev was given
+    raise UnsupportedError("failures on the realtime device (xfs_dax_notify_dev_failure over rt groups) are not "
+                           "modelled yet: the realtime device's owners are not mapped", structure="realtime device")

@@ -1,0 +1,180 @@
+"""The filesystem's devices beside the data device: an external log (`--logdev`) and a realtime device (`--rtdev`).
+
+A filesystem made with `mkfs.xfs -l logdev=LOG` has sb_logstart 0 and its whole log on LOG, from byte 0 for
+sb_logblocks blocks; the kernel's GETFSMAP reports that device as one record, XFS_RMAP_OWN_LOG from 0 for the
+log's length (xfs_getfsmap_logdev), and nothing past it. A realtime device holds only file data (and, with
+rtgroups, its group superblocks); its owners need the rt bitmap or the rt rmap btree (fsdaxctl.xfs.rt).
+
+Every piece of a filesystem that has more than one device says which one it lies on (`device`: data, log, rt).
+"""
+
+from __future__ import annotations
+
+from fsdaxctl.device import Device
+from fsdaxctl.errors import UnsupportedError, UsageError
+from fsdaxctl.xfs.piece import OUTSIDE, AnswerCheck, Piece
+
+DATA, LOG, RT = "data", "log", "rt"
+DEVICES = (DATA, LOG, RT)
+
+
+def from_mount(fs) -> dict[str, str]:
+    """The log and realtime devices of a mounted TARGET, from its mount options (logdev=, rtdev=)."""
+    from fsdaxctl.device import mount_of_path, mount_points
+
+    found: dict[str, str] = {}
+    try:
+        for mp, _ in mount_points(fs.dev):
+            m = mount_of_path(mp)
+            for key, name in (("logdev", LOG), ("rtdev", RT)):
+                value = m.option(key) if m is not None else None
+                if isinstance(value, str) and value:
+                    found.setdefault(name, value)
+    except Exception:  # noqa: BLE001 - best effort: without it the user gives --logdev/--rtdev
+        return {}
+    return found
+
+
+def attach(fs, logdev: str | None = None, rtdev: str | None = None) -> None:
+    """Open the devices named beside TARGET and hang them on fs (fs.logdev, fs.rtdev), checking that the
+    filesystem has them; warn when it has a device that was not given. A mounted TARGET's own devices are
+    found from its mount options when not given."""
+    sb, geo = fs.sb, fs.geo
+    if (not logdev and sb.sb_logstart == 0) or (not rtdev and sb.sb_rblocks):
+        mounted = from_mount(fs)
+        if not logdev and sb.sb_logstart == 0 and LOG in mounted:
+            logdev = mounted[LOG]
+            fs.warnings.append(f"the log device is {logdev} (from the mount options)")
+        if not rtdev and sb.sb_rblocks and RT in mounted:
+            rtdev = mounted[RT]
+            fs.warnings.append(f"the realtime device is {rtdev} (from the mount options)")
+    if logdev:
+        if sb.sb_logstart != 0:
+            raise UsageError(f"--logdev {logdev}: this filesystem's log is internal (sb_logstart {sb.sb_logstart}): "
+                             "it has no log device")
+        fs.logdev = _open(logdev, "--logdev")
+        fs.extra_devices = getattr(fs, "extra_devices", []) + [fs.logdev]
+        need = sb.sb_logblocks << geo.blocklog
+        if fs.logdev.size < need:
+            fs.warnings.append(f"the log device {logdev} ({fs.logdev.size} bytes) is shorter than the log "
+                               f"({need} bytes): the image is truncated")
+    elif sb.sb_logstart == 0 and not fs.log_problem:
+        fs.warnings.append("this filesystem's log is on a device of its own (external log): give --logdev FILE to "
+                           "map its bytes and to check whether it is clean")
+    if rtdev:
+        if not sb.sb_rblocks:
+            raise UsageError(f"--rtdev {rtdev}: this filesystem has no realtime device (sb_rblocks 0)")
+        fs.rtdev = _open(rtdev, "--rtdev")
+        fs.extra_devices = getattr(fs, "extra_devices", []) + [fs.rtdev]
+
+
+def _open(path: str, what: str) -> Device:
+    try:
+        return Device(path)
+    except OSError as e:
+        raise UsageError(f"{what} {path}: {e.strerror or e}") from None
+
+
+def multi_device(fs) -> bool:
+    """Does the filesystem have a device besides the data device? (Then every piece names its device.)"""
+    return fs.sb.sb_logstart == 0 or bool(fs.sb.sb_rblocks)
+
+
+def device_size(fs, device: str) -> int:
+    """Bytes of `device` the filesystem covers."""
+    sb, geo = fs.sb, fs.geo
+    if device == DATA:
+        return geo.size
+    if device == LOG:
+        return sb.sb_logblocks << geo.blocklog if sb.sb_logstart == 0 else 0
+    return sb.sb_rblocks << geo.blocklog
+
+
+def device_file(fs, device: str):
+    """The open Device holding `device`'s bytes, or a one-line error saying what to give."""
+    if device == DATA:
+        return fs.dev
+    if device == LOG:
+        if fs.sb.sb_logstart != 0:
+            raise UsageError("this filesystem's log is internal: its bytes are on the data device")
+        dev = getattr(fs, "logdev", None)
+        if dev is None:
+            raise UsageError("the log device's bytes: give --logdev FILE (this filesystem has an external log)")
+        return dev
+    if not fs.sb.sb_rblocks:
+        raise UsageError("this filesystem has no realtime device")
+    dev = getattr(fs, "rtdev", None)
+    if dev is None:
+        raise UsageError("the realtime device's bytes: give --rtdev FILE")
+    return dev
+
+
+class LogDeviceMap:
+    """Owners on an external log device, as the kernel's xfs_getfsmap_logdev reports them: `log` from byte 0
+    for sb_logblocks blocks; past that `outside-filesystem`. Same protocol as OwnerMap."""
+
+    device = LOG
+
+    def __init__(self, fs):
+        self.fs = fs
+        self.source = "log"
+        self.problems: list[str] = []
+        device_file(fs, LOG)  # a one-line error unless --logdev was given
+        self.size = device_size(fs, LOG)
+
+    def prepare(self, ranges) -> None:
+        pass
+
+    def pieces(self, offset: int, length: int) -> list[Piece]:
+        return [p for batch in self.iter_batches(offset, length) for p in batch]
+
+    def iter_batches(self, offset: int, length: int):
+        check = AnswerCheck(offset, offset + length, self.problems.append)
+        end = offset + length
+        out = []
+        if offset < self.size:
+            out.append(Piece(offset, min(end, self.size) - offset, "log", device=LOG))
+        if end > self.size:
+            start = max(offset, self.size)
+            out.append(Piece(start, end - start, OUTSIDE, device=LOG))
+        yield check.batch(out)
+        tail = check.finish()
+        if tail:
+            yield tail
+
+
+class DataDeviceMap:
+    """The data device's OwnerMap with every piece marked `device: data` (a filesystem with other devices)."""
+
+    device = DATA
+
+    def __init__(self, omap):
+        self._omap = omap
+
+    def __getattr__(self, name):
+        return getattr(self._omap, name)
+
+    def pieces(self, offset: int, length: int) -> list[Piece]:
+        return [p for batch in self.iter_batches(offset, length) for p in batch]
+
+    def iter_batches(self, offset: int, length: int):
+        for batch in self._omap.iter_batches(offset, length):
+            yield [p._replace(device=DATA) for p in batch]
+
+
+def owner_map(fs, device: str = DATA, **kw):
+    """The owner map of one of the filesystem's devices (kw go to the data device's OwnerMap)."""
+    if device == LOG:
+        return LogDeviceMap(fs)
+    if device == RT:
+        from fsdaxctl.xfs.rt import rt_owner_map
+
+        return rt_owner_map(fs)
+    from fsdaxctl.xfs.owners import OwnerMap
+
+    omap = OwnerMap(fs, **kw)
+    return DataDeviceMap(omap) if multi_device(fs) else omap
+
+
+def not_mapped(fs, device: str) -> UnsupportedError:
+    return UnsupportedError(f"the {device} device of this filesystem is not mapped by fsdaxctl yet")

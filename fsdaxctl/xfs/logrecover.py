@@ -1,0 +1,1498 @@
+"""Log recovery in memory, read-only: answer as the kernel will after it mounts a crashed filesystem.
+
+The kernel's mount-time recovery (fs/xfs/xfs_log_recover.c and the *_item_recover.c files), redone offline:
+
+1. Find the head and the tail (xlog_find_head: binary search on cycle numbers, then the scans for holes left by
+   out-of-order iclog writes and for a record cut short; xlog_find_tail: the last record header before the
+   head, its h_tail_lsn, the unmount record; xlog_verify_head/xlog_verify_tail: CRC checks of the last
+   XLOG_MAX_ICLOGS records, a torn write moves the head back to the first bad record).
+2. Read every record from the tail to the head (v2 headers with extended cycle data, records split across the
+   physical end, the cycle number stamped over the first word of every 512-byte block restored from
+   h_cycle_data / xh_cycle_data), reassemble transactions from op headers (start, continued ops, commit).
+3. Pass 1 collects cancelled buffers (XFS_BLF_CANCEL, counted: a buffer is skipped while a cancel record for
+   it lies at or after it in the log); pass 2 replays committed transactions in order, items reordered as
+   xlog_recover_reorder_trans does: buffer items (dirty 128-byte chunks; on v5 a block whose own LSN is at or
+   after the transaction's is left alone), inode buffers (only di_next_unlinked), inode items (the log dinode,
+   in the logging host's byte order: little-endian x86, converted to disk format, forks in every format, di_lsn
+   set and the CRC recomputed), inode create items (new chunks initialised as xfs_ialloc_inode_init does).
+   A replayed block is written back, for the kernel, when the recovery LSN moves on: only then does its
+   verifier stamp the transaction's LSN and recompute the CRC. That order is kept here (a second item for the
+   same block with the same LSN is replayed, not skipped).
+4. Intents without their done items (EFI, RUI, CUI, BUI, XMI, ATTRI) are what the kernel finishes after
+   replay. An unfinished EFI frees its extents: those bytes are answered `free`, exactly. The others change
+   btrees this module does not rewrite: their extents (and, for bmap/exchange/attr intents, the file ranges
+   they name) are answered `unknown` with the reason.
+
+Nothing is ever written: the result is a dict of replayed 512-byte blocks, served by `ReplayedDevice` in
+place of the disk's. What the replay cannot do becomes `unknown` bytes (effects) or, when the log itself cannot
+be read (the kernel would refuse to mount), one `LogReplayError` naming where.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass, field
+
+from crc32c import crc32c
+
+from fsdaxctl.errors import CorruptError, FsdaxError
+from fsdaxctl.parsers import xfs as f
+from fsdaxctl.xfs.verify import xfs_cksum
+
+BB = 512
+XLOG_HEADER_MAGIC = 0xFEEDBABE
+XLOG_HEADER_CYCLE_SIZE = 32 * 1024
+XLOG_CYCLE_DATA_SIZE = XLOG_HEADER_CYCLE_SIZE // BB  # 64 words of cycle data per header block
+XLOG_REC_SIZE = 328  # offsetofend(struct xlog_rec_header, h_pad0): what the CRC covers (x86-64)
+XLOG_REC_SIZE_OTHER = 324  # ... as i386 kernels computed it (xlog_recover_process tries both)
+XLOG_REC_EXT_SIZE = 260  # offsetofend(struct xlog_rec_ext_header, xh_cycle_data)
+XLOG_MAX_ICLOGS = 8
+XLOG_MAX_RECORD_BSIZE = 256 * 1024
+XLOG_TOTAL_REC_SHIFT = (XLOG_MAX_ICLOGS * XLOG_MAX_RECORD_BSIZE) // BB  # 4096 BBs (log v2)
+XLOG_REC_SHIFT = XLOG_MAX_RECORD_BSIZE // BB  # 512 BBs
+XLOG_VERSION_OKBITS = 0x3
+XLOG_FMT_LINUX_LE = 1
+XFS_SB_VERSION_LOGV2BIT = 0x0400
+
+# op header flags and clients
+XLOG_START_TRANS, XLOG_COMMIT_TRANS, XLOG_CONTINUE_TRANS = 0x01, 0x02, 0x04
+XLOG_WAS_CONT_TRANS, XLOG_END_TRANS, XLOG_UNMOUNT_TRANS = 0x08, 0x10, 0x20
+XFS_TRANSACTION, XFS_LOG = 0x69, 0xAA
+XFS_TRANS_HEADER_MAGIC = 0x5452414E
+XFS_TRANS_HEADER_SIZE = 16
+XLOG_MAX_REGIONS_IN_ITEM = (XLOG_MAX_RECORD_BSIZE // 128) // 2 + 1  # as xfs_log_recover.h defines it
+
+# log item types (xfs_log_format.h)
+XFS_LI_EFI, XFS_LI_EFD, XFS_LI_IUNLINK = 0x1236, 0x1237, 0x1238
+XFS_LI_INODE, XFS_LI_BUF, XFS_LI_DQUOT, XFS_LI_QUOTAOFF, XFS_LI_ICREATE = 0x123B, 0x123C, 0x123D, 0x123E, 0x123F
+XFS_LI_RUI, XFS_LI_RUD, XFS_LI_CUI, XFS_LI_CUD, XFS_LI_BUI, XFS_LI_BUD = 0x1240, 0x1241, 0x1242, 0x1243, 0x1244, 0x1245
+XFS_LI_ATTRI, XFS_LI_ATTRD, XFS_LI_XMI, XFS_LI_XMD = 0x1246, 0x1247, 0x1248, 0x1249
+XFS_LI_EFI_RT, XFS_LI_EFD_RT, XFS_LI_RUI_RT, XFS_LI_RUD_RT, XFS_LI_CUI_RT, XFS_LI_CUD_RT = range(0x124A, 0x1250)
+INTENTS = {XFS_LI_EFI: "extent-free", XFS_LI_RUI: "rmap-update", XFS_LI_CUI: "refcount-update",
+           XFS_LI_BUI: "bmap-update", XFS_LI_XMI: "mapping-exchange", XFS_LI_ATTRI: "xattr-update",
+           XFS_LI_EFI_RT: "realtime-extent-free", XFS_LI_RUI_RT: "realtime-rmap-update",
+           XFS_LI_CUI_RT: "realtime-refcount-update"}
+DONES = {XFS_LI_EFD: XFS_LI_EFI, XFS_LI_RUD: XFS_LI_RUI, XFS_LI_CUD: XFS_LI_CUI, XFS_LI_BUD: XFS_LI_BUI,
+         XFS_LI_XMD: XFS_LI_XMI, XFS_LI_ATTRD: XFS_LI_ATTRI, XFS_LI_EFD_RT: XFS_LI_EFI_RT,
+         XFS_LI_RUD_RT: XFS_LI_RUI_RT, XFS_LI_CUD_RT: XFS_LI_CUI_RT}
+KNOWN_ITEMS = {XFS_LI_BUF, XFS_LI_INODE, XFS_LI_DQUOT, XFS_LI_QUOTAOFF, XFS_LI_ICREATE} | set(INTENTS) | set(DONES)
+
+# buffer log format
+XFS_BLF_INODE_BUF, XFS_BLF_CANCEL = 0x1, 0x2
+XFS_BLF_DQUOT_BUFS = 0x4 | 0x8 | 0x10
+XFS_BLF_CHUNK = 128
+XFS_BLFT_SHIFT, XFS_BLFT_MASK = 11, 0x1F << 11
+BLF_HEAD = struct.Struct("<HHHHqI")  # blf_type, blf_size, blf_flags, blf_len, blf_blkno, blf_map_size (20 bytes)
+
+# inode log format: 64-bit layout (56 bytes) and the packed 32-bit one (52 bytes)
+ILF64 = struct.Struct("<HHIHHIQ16sqii")
+ILF32 = struct.Struct("<HHIHHQ16sqii")
+XFS_ILOG_CORE, XFS_ILOG_DDATA, XFS_ILOG_DEXT, XFS_ILOG_DBROOT, XFS_ILOG_DEV = 0x1, 0x2, 0x4, 0x8, 0x10
+XFS_ILOG_ADATA, XFS_ILOG_AEXT, XFS_ILOG_ABROOT, XFS_ILOG_DOWNER, XFS_ILOG_AOWNER = 0x40, 0x80, 0x100, 0x200, 0x400
+XFS_ILOG_DFORK = XFS_ILOG_DDATA | XFS_ILOG_DEXT | XFS_ILOG_DBROOT
+XFS_ILOG_AFORK = XFS_ILOG_ADATA | XFS_ILOG_AEXT | XFS_ILOG_ABROOT
+# struct xfs_log_dinode, little-endian host order, the 176-byte v3 core
+LOG_DINODE = struct.Struct("<HHbbHIIIHHQQQQqQIIHBbIHHIIIQQQI12sQQ16s")
+assert LOG_DINODE.size == 176 and ILF64.size == 56 and ILF32.size == 52
+XFS_DIFLAG2_BIGTIME, XFS_DIFLAG2_NREXT64 = 1 << 3, 1 << 4
+S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o040000
+NULLAGINO = 0xFFFFFFFF
+XFS_INODES_PER_CHUNK = 64
+XFS_INODE_BIG_CLUSTER_SIZE = 8192
+
+ICREATE_HEAD = struct.Struct("<HH")
+ICREATE_BODY = struct.Struct(">IIIIII")  # icl_ag, icl_agbno, icl_count, icl_isize, icl_length, icl_gen: big-endian
+
+# block kinds whose write verifier stamps an LSN and a CRC: (lsn offset or None, crc offset)
+_SHORT_BTREE = {f.XFS_ABTB_CRC_MAGIC, f.XFS_ABTC_CRC_MAGIC, f.XFS_IBT_CRC_MAGIC, f.XFS_FIBT_CRC_MAGIC,
+                f.XFS_RMAP_CRC_MAGIC, f.XFS_REFC_CRC_MAGIC}
+XFS_SYMLINK_MAGIC = 0x58534C4D  # "XSLM"
+XFS_DIR3_FREE_MAGIC = 0x58444633
+XFS_DA3_NODE_MAGIC, XFS_DIR3_LEAF1_MAGIC, XFS_DIR3_LEAFN_MAGIC, XFS_ATTR3_LEAF_MAGIC = 0x3EBE, 0x3DF1, 0x3DFF, 0x3BEE
+XFS_ATTR3_RMT_MAGIC = 0x5841524D
+
+
+class LogReplayError(CorruptError):
+    """The log cannot be replayed (the kernel would refuse to mount): where and why."""
+
+
+class _Fatal(Exception):
+    pass
+
+
+def _lsn(cycle: int, block: int) -> int:
+    return (cycle << 32) | block
+
+
+def _lsn_text(lsn: int) -> str:
+    return f"{lsn >> 32}:{lsn & 0xFFFFFFFF}"
+
+
+@dataclass
+class Effect:
+    """What finishing an intent (or an unreplayable item) does to the answer. Physical: bytes [start, end) on
+    the data device; logical: (ino, fork, first file block, last file block) ranges of a file."""
+    kind: str  # "free" or "unknown"
+    reason: str
+    start: int = 0
+    end: int = 0
+    ino: int | None = None
+    fork: str | None = None
+    off_lo: int = 0
+    off_hi: int = 0
+
+
+@dataclass
+class Replay:
+    """What the log held and what replaying it did. `blocks` maps daddr -> replayed 512-byte block."""
+    dirty: bool = False
+    head_blk: int = 0
+    tail_blk: int = 0
+    head_lsn: int = 0
+    tail_lsn: int = 0
+    log_blocks: int = 0
+    torn: str | None = None
+    records: int = 0
+    transactions: int = 0
+    buffers: int = 0
+    buffers_skipped: int = 0
+    buffers_cancelled: int = 0
+    inodes: int = 0
+    inodes_skipped: int = 0
+    icreates: int = 0
+    intents: dict = field(default_factory=dict)  # kind -> [logged, finished by a done item, left to the mount]
+    blocks: dict = field(default_factory=dict)
+    effects: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    replayed_here: bool = False  # False: only the head and tail were looked for (--no-replay, a live log)
+    skipped: str | None = None
+
+    @property
+    def replayed(self) -> bool:
+        return bool(self.blocks) or bool(self.effects)
+
+    def summary(self) -> dict:
+        left = {k: v[2] for k, v in self.intents.items() if v[2]}
+        return {
+            "dirty": self.dirty, "head": self.head_blk, "tail": self.tail_blk,
+            "head_lsn": _lsn_text(self.head_lsn), "tail_lsn": _lsn_text(self.tail_lsn),
+            "records": self.records, "transactions": self.transactions,
+            "buffers_replayed": self.buffers, "buffers_newer_on_disk": self.buffers_skipped,
+            "buffers_cancelled": self.buffers_cancelled, "inodes_replayed": self.inodes,
+            "inodes_newer_on_disk": self.inodes_skipped, "inode_chunks_created": self.icreates,
+            "blocks_changed": len(self.blocks), "log_blocks": self.log_blocks,
+            "log_blocks_used": (self.head_blk - self.tail_blk) % self.log_blocks if self.log_blocks else 0,
+            "unfinished_intents": left,
+            "intents_finished_here": sum(1 for e in self.effects if e.kind == "free" and e.reason.startswith("an unfinished extent-free")),
+            "unknown_ranges": sum(1 for e in self.effects if e.kind == "unknown"),
+            "torn_head": self.torn, "written": False,
+        }
+
+    def json(self) -> dict:
+        """Fields of the JSON `filesystem.log` object."""
+        out = {"dirty": self.dirty, "head": {"block": self.head_blk, "lsn": _lsn_text(self.head_lsn)},
+               "tail": {"block": self.tail_blk, "lsn": _lsn_text(self.tail_lsn)}, "replayed": self.replayed_here}
+        if self.skipped:
+            out["replay_skipped"] = self.skipped
+        if self.dirty and self.replayed_here:
+            s = self.summary()
+            out["replay"] = {k: v for k, v in s.items() if k not in ("dirty", "head", "tail", "head_lsn", "tail_lsn")}
+            out["replay"]["notes"] = list(self.notes)
+        return out
+
+    def note(self) -> str:
+        s = self.summary()
+        left = sum(s["unfinished_intents"].values())
+        parts = [f"{s['transactions']} transactions", f"{s['blocks_changed']} blocks (512 bytes) changed"]
+        if left:
+            parts.append(f"{left} unfinished intents ({', '.join(f'{n} {k}' for k, n in s['unfinished_intents'].items())})")
+        if s["unknown_ranges"]:
+            parts.append(f"{s['unknown_ranges']} ranges left unknown")
+        return ("the log is dirty (the filesystem was not unmounted cleanly): it was replayed in memory as the "
+                "kernel will at mount (" + ", ".join(parts)
+                + "); nothing was written (--no-replay shows the disk as it is)")
+
+
+# --- the log as a ring of basic blocks ------------------------------------------------------------------
+
+class _Ring:
+    def __init__(self, fs):
+        if fs.internal_log is None:
+            raise LogReplayError("no internal log to replay", structure="log")
+        geo = fs.geo
+        agno, agbno, blocks = fs.internal_log
+        self.dev = fs.dev
+        self.start = geo.ag_to_byte(agno, agbno)
+        self.nbb = (blocks << geo.blocklog) // BB
+        self.logv2 = bool(fs.sb.sb_versionnum & XFS_SB_VERSION_LOGV2BIT) or True  # v5 implies log v2
+        self.uuid = fs.sb.sb_uuid
+        self.logbsize = max(XLOG_HEADER_CYCLE_SIZE, fs.sb.sb_logsunit or 0)
+
+    def read(self, bb: int, count: int) -> bytes:
+        """count BBs from bb (wrapping past the physical end)."""
+        bb %= self.nbb
+        if count <= 0:
+            return b""
+        if bb + count <= self.nbb:
+            return self.dev.pread(self.start + bb * BB, count * BB, "log")
+        first = self.nbb - bb
+        return self.read(bb, first) + self.read(0, count - first)
+
+    def cycles(self, bb: int, count: int) -> list[int]:
+        buf = self.read(bb, count)
+        out = []
+        for i in range(count):
+            w0 = int.from_bytes(buf[i * BB:i * BB + 4], "big")
+            out.append(int.from_bytes(buf[i * BB + 4:i * BB + 8], "big") if w0 == XLOG_HEADER_MAGIC else w0)
+        return out
+
+    def cycle(self, bb: int) -> int:
+        return self.cycles(bb, 1)[0]
+
+    def is_header(self, bb: int) -> bool:
+        return int.from_bytes(self.read(bb, 1)[:4], "big") == XLOG_HEADER_MAGIC
+
+    def header(self, bb: int) -> dict:
+        buf = self.read(bb, 1)
+        (magic, cycle, version, h_len, lsn, tail_lsn, crc, prev, nops) = struct.unpack_from(">IIIIQQIII", buf)
+        crc = int.from_bytes(buf[32:36], "little")
+        fmt, uuid, h_size = struct.unpack_from(">I16sI", buf, 300)
+        return {"magic": magic, "cycle": cycle, "version": version, "len": h_len, "lsn": lsn, "tail_lsn": tail_lsn,
+                "crc": crc, "num_logops": nops, "fmt": fmt, "uuid": uuid, "size": h_size, "raw": buf}
+
+    def hblks(self, h: dict) -> int:
+        if h["version"] & 2 and h["size"] > XLOG_HEADER_CYCLE_SIZE:
+            return -(-h["size"] // XLOG_HEADER_CYCLE_SIZE)
+        return 1
+
+    # --- xlog_find_head and friends ---
+    def find_cycle_start(self, first: int, last: int, cycle: int) -> int:
+        mid = (first + last) >> 1
+        while mid != first and mid != last:
+            if self.cycle(mid) == cycle:
+                last = mid
+            else:
+                first = mid
+            mid = (first + last) >> 1
+        return last
+
+    def find_verify_cycle(self, start: int, n: int, stop: int) -> int:
+        step = 512
+        for i in range(start, start + n, step):
+            cnt = min(step, start + n - i)
+            for j, c in enumerate(self.cycles(i, cnt)):
+                if c == stop:
+                    return i + j
+        return -1
+
+    def find_verify_log_record(self, start: int, last: int, extra: int) -> tuple[int, int]:
+        """(status, last): status 0 ok, 1 hit the start of the log without a header."""
+        i = last - 1
+        found = None
+        while i >= 0:
+            if i < start:
+                raise _Fatal(f"log inconsistent: no record header between log blocks {start} and {last}")
+            if self.is_header(i):
+                found = i
+                break
+            i -= 1
+        if found is None:
+            return 1, last
+        h = self.header(found)
+        if h["uuid"] != self.uuid and any(h["uuid"]):
+            raise _Fatal(f"log record at log block {found} belongs to another filesystem (uuid mismatch)")
+        xhdrs = -(-h["size"] // XLOG_HEADER_CYCLE_SIZE) if self.logv2 else 1
+        if last - found + extra != -(-h["len"] // BB) + xhdrs:
+            last = found
+        return 0, last
+
+    def find_zeroed(self) -> int | None:
+        """The first never-written block when the log was never wrapped, else None."""
+        first = self.cycle(0)
+        if first == 0:
+            return 0
+        if self.cycle(self.nbb - 1) != 0:
+            return None
+        last = self.find_cycle_start(0, self.nbb - 1, 0)
+        n = min(XLOG_TOTAL_REC_SHIFT, last)
+        start = last - n
+        new = self.find_verify_cycle(start, n, 0)
+        if new != -1:
+            last = new
+        status, last = self.find_verify_log_record(start, last, 0)
+        if status:
+            raise _Fatal("log inconsistent: a partly zeroed log without a record header")
+        return last
+
+    def find_head(self) -> int:
+        zeroed = self.find_zeroed()
+        if zeroed is not None:
+            return zeroed
+        nbb = self.nbb
+        first_half, last_half = self.cycle(0), self.cycle(nbb - 1)
+        if first_half == last_half:
+            head, stop = nbb, last_half - 1
+        else:
+            stop = last_half
+            head = self.find_cycle_start(0, nbb - 1, last_half)
+        n = XLOG_TOTAL_REC_SHIFT
+        if head >= n:
+            new = self.find_verify_cycle(head - n, n, stop)
+            if new != -1:
+                head = new
+        else:
+            start = nbb - (n - head)
+            new = self.find_verify_cycle(start, n - head, stop - 1) if start < nbb else -1
+            if new != -1:
+                head = new
+            else:
+                new = self.find_verify_cycle(0, head, stop)
+                if new != -1:
+                    head = new
+        n = XLOG_REC_SHIFT
+        if head >= n:
+            status, head = self.find_verify_log_record(head - n, head, 0)
+            if status:
+                raise _Fatal("log inconsistent: no record header before the head")
+        else:
+            status, new_head = self.find_verify_log_record(0, head, 0)
+            if status:
+                start = nbb - (n - head)
+                status, new = self.find_verify_log_record(max(start, 0), nbb, head)
+                if status:
+                    raise _Fatal("log inconsistent: no record header before the head")
+                if new != nbb:
+                    head = new
+            else:
+                head = new_head
+        return 0 if head == nbb else head
+
+    def rseek(self, head: int, tail: int, count: int) -> tuple[int, int | None, bool]:
+        """Walk back from head for `count` record headers, not past tail: (found, last block, wrapped)."""
+        found, blk, wrapped = 0, None, False
+        end = tail if head > tail else 0
+        i = head - 1
+        while i >= end:
+            if self.is_header(i):
+                blk = i
+                found += 1
+                if found == count:
+                    return found, blk, wrapped
+            i -= 1
+        if tail >= head and found != count:
+            i = self.nbb - 1
+            while i >= tail:
+                if self.is_header(i):
+                    blk, wrapped = i, True
+                    found += 1
+                    if found == count:
+                        break
+                i -= 1
+        return found, blk, wrapped
+
+    def seek(self, head: int, tail: int, count: int) -> tuple[int, int | None]:
+        """Walk forward from tail for `count` record headers, not past head."""
+        found, blk = 0, None
+        end = head if head > tail else self.nbb - 1
+        i = tail
+        while i <= end:
+            if self.is_header(i):
+                blk = i
+                found += 1
+                if found == count:
+                    return found, blk
+            i += 1
+        if tail > head and found != count:
+            for i in range(0, head):
+                if self.is_header(i):
+                    blk = i
+                    found += 1
+                    if found == count:
+                        break
+        return found, blk
+
+    # --- records ---
+    def records(self, head: int, tail: int):
+        """(record block, header bytes, packed data bytes, header dict) from tail to head, as
+        xlog_do_recovery_pass reads them. Raises _BadRecord(block, why) on an invalid header."""
+        h0 = self.header(tail)
+        h_size = h0["size"]
+        if h0["len"] > h_size and h0["len"] <= self.logbsize and h0["num_logops"] == 1:
+            h_size = self.logbsize  # mkfs's record: h_size hard-coded to 32k, length by lsunit
+        self._valid(h0, tail, h_size)
+        hblks = 1
+        if h_size > XLOG_HEADER_CYCLE_SIZE and h0["version"] & 2:
+            hblks = -(-h_size // XLOG_HEADER_CYCLE_SIZE)
+        blk = tail
+        nbb = self.nbb
+
+        def one(blk):
+            hdr = self.read(blk, hblks)
+            h = self.header(blk % nbb)
+            self._valid(h, blk, h_size)
+            bblks = -(-h["len"] // BB)
+            data = self.read(blk + hblks, bblks)
+            return hdr, data, h, hblks + bblks
+
+        if tail > head:
+            while blk < nbb:
+                hdr, data, h, n = one(blk)
+                yield blk, hdr, data, h
+                blk += n
+            blk -= nbb
+        while blk < head:
+            hdr, data, h, n = one(blk)
+            yield blk, hdr, data, h
+            blk += n
+
+    def _valid(self, h: dict, blk: int, bufsize: int) -> None:
+        if h["magic"] != XLOG_HEADER_MAGIC:
+            raise _BadRecord(blk, "no record header magic")
+        if not h["version"] or h["version"] & ~XLOG_VERSION_OKBITS:
+            raise _BadRecord(blk, f"unknown log record version {h['version']}")
+        if h["len"] <= 0 or h["len"] > bufsize:
+            raise _BadRecord(blk, f"record length {h['len']} out of range (1..{bufsize})")
+
+    def crc_ok(self, hdr: bytes, data: bytes, h: dict) -> bool:
+        expected = h["crc"]
+        if expected == 0:
+            return None  # mkfs writes a zero CRC: valid for the CRC pass, suspect in the replay pass
+        return expected in (self.cksum(hdr, data, h, XLOG_REC_SIZE), self.cksum(hdr, data, h, XLOG_REC_SIZE_OTHER))
+
+    @staticmethod
+    def cksum(hdr: bytes, data: bytes, h: dict, hdrsize: int) -> int:
+        crc = crc32c(hdr[:32])
+        crc = crc32c(b"\0\0\0\0", crc)
+        crc = crc32c(hdr[36:hdrsize], crc)
+        xheads = -(-h["len"] // XLOG_HEADER_CYCLE_SIZE)
+        for i in range(1, xheads):
+            crc = crc32c(hdr[i * BB:i * BB + XLOG_REC_EXT_SIZE], crc)
+        return crc32c(data[:h["len"]], crc)
+
+    def crc_pass(self, head: int, tail: int) -> int | None:
+        """The block of the first record that fails its header check or CRC, or None."""
+        rblk = tail
+        try:
+            for blk, hdr, data, h in self.records(head, tail):
+                rblk = blk
+                if self.crc_ok(hdr, data, h) is False:
+                    return blk % self.nbb
+        except _BadRecord as e:
+            return e.blk % self.nbb
+        except FsdaxError:
+            return rblk % self.nbb
+        return None
+
+    def find_tail(self) -> dict:
+        head = self.find_head()
+        if head == 0 and self.cycle(0) == 0:
+            return {"head": 0, "tail": 0, "clean": True, "empty": True}
+        found, rblk, wrapped = self.rseek(head, head, 1)
+        if not found:
+            raise _Fatal("no log record header found before the head")
+        rh = self.header(rblk)
+        tail = rh["tail_lsn"] & 0xFFFFFFFF
+        clean = self.unmount_at(head, rblk, rh)
+        if clean:
+            tail = head
+        torn = None
+        if not clean:
+            orig = head
+            head, tail, rblk, rh, torn = self.verify_head(head, tail, rblk, rh)
+            if head != orig:
+                clean = self.unmount_at(head, rblk, rh)
+                if clean:
+                    tail = head
+        last_cycle = rh["cycle"] + (1 if wrapped and head == 0 else 0)
+        return {"head": head, "tail": tail, "clean": clean, "empty": False, "rhead_blk": rblk, "rhead": rh,
+                "torn": torn, "head_lsn": _lsn(last_cycle, head), "tail_lsn": rh["tail_lsn"]}
+
+    def unmount_at(self, head: int, rblk: int, rh: dict) -> bool:
+        hblks = self.hblks(rh)
+        after = (rblk + hblks + -(-rh["len"] // BB)) % self.nbb
+        if head == after and rh["num_logops"] == 1:
+            op = self.read((rblk + hblks) % self.nbb, 1)
+            return bool(op[9] & XLOG_UNMOUNT_TRANS)
+        return False
+
+    def verify_head(self, head, tail, rblk, rh):
+        found, tmp_blk, _ = self.rseek(head, tail, XLOG_MAX_ICLOGS)
+        torn = None
+        if found:
+            bad = self.crc_pass(head, tmp_blk)
+            if bad is not None:
+                torn = (f"torn write (CRC failure) at log block {bad}: the head moves back from {head} to {bad}, "
+                        "as the kernel does")
+                found, rblk, _ = self.rseek(bad, tail, 1)
+                if not found:
+                    raise _Fatal(f"torn write at log block {bad} and no good record before it")
+                rh = self.header(rblk)
+                head = bad
+                tail = rh["tail_lsn"] & 0xFFFFFFFF
+                if head == tail:
+                    return head, tail, rblk, rh, torn
+        tail = self.verify_tail(head, tail, rh["size"])
+        return head, tail, rblk, rh, torn
+
+    def verify_tail(self, head: int, tail: int, hsize: int) -> int:
+        found, tmp = self.seek(head, tail, 1)
+        if found:
+            tail = tmp
+        if head == tail:
+            return tail
+        bad = self.crc_pass(head, tail)
+        while bad is not None:
+            dist = tail_distance = (bad - head) if head < bad else bad + (self.nbb - head)
+            if tail_distance > (XLOG_MAX_ICLOGS * hsize) // BB or dist < 0:
+                raise _Fatal(f"log record at log block {bad} is corrupt (bad CRC or header) and too far from the "
+                             "head to be a torn write: the kernel refuses to mount")
+            found, tmp = self.seek(head, bad, 2)
+            if found < 2:
+                raise _Fatal(f"log record at log block {bad} is corrupt and no record follows it")
+            tail = tmp
+            bad = self.crc_pass(head, tail)
+        return tail
+
+
+class _BadRecord(Exception):
+    def __init__(self, blk, why):
+        super().__init__(why)
+        self.blk, self.why = blk, why
+
+
+def unpack(hdr: bytes, data: bytes, h_len: int) -> bytearray:
+    """Put back the first word of every 512-byte block of the record (xlog_unpack_data)."""
+    dp = bytearray(data)
+    for i in range(-(-h_len // BB)):
+        if i < XLOG_CYCLE_DATA_SIZE:
+            word = hdr[44 + 4 * i:48 + 4 * i]
+        else:
+            j, k = divmod(i, XLOG_CYCLE_DATA_SIZE)
+            word = hdr[j * BB + 4 + 4 * k:j * BB + 8 + 4 * k]
+            if len(word) != 4:
+                raise _Fatal("record longer than its extended headers describe")
+        dp[i * BB:i * BB + 4] = word
+    return dp
+
+
+# --- transactions ---------------------------------------------------------------------------------------
+
+class _Item:
+    __slots__ = ("regions", "total")
+
+    def __init__(self):
+        self.regions: list[bytearray] = []
+        self.total = 0
+
+    @property
+    def type(self) -> int:
+        return struct.unpack_from("<H", self.regions[0])[0]
+
+
+class _Trans:
+    __slots__ = ("tid", "lsn", "header", "items")
+
+    def __init__(self, tid, lsn):
+        self.tid, self.lsn, self.header, self.items = tid, lsn, b"", []
+
+
+def _transactions(ring: _Ring, head: int, tail: int, on_commit, where):
+    """Reassemble transactions from tail to head; call on_commit(trans, first_commit_of_new_lsn) for each
+    committed one, in log order (xlog_recover_process_data / xlog_recovery_process_trans)."""
+    live: dict[int, _Trans] = {}
+    recovery_lsn = [0]
+    records = 0
+    for blk, hdr, data, h in ring.records(head, tail):
+        records += 1
+        where["record"] = blk % ring.nbb
+        ok = ring.crc_ok(hdr, data, h)
+        if not ok:  # on v5 a zero CRC is as fatal as a wrong one in the replay passes
+            raise _Fatal(f"log record at log block {blk % ring.nbb} has a bad CRC")
+        if h["fmt"] != XLOG_FMT_LINUX_LE:
+            raise _Fatal(f"log record at log block {blk % ring.nbb} was written in format {h['fmt']} "
+                         "(not little-endian Linux): cannot recover here")
+        if h["uuid"] != ring.uuid:
+            raise _Fatal(f"log record at log block {blk % ring.nbb} belongs to another filesystem (uuid)")
+        dp = unpack(hdr, data, h["len"])
+        end = h["len"]
+        pos = 0
+        nops = h["num_logops"]
+        while pos < end and nops:
+            if pos + 12 > end:
+                raise _Fatal(f"op header cut short in log record at log block {blk % ring.nbb}")
+            tid, oplen, client, flags = struct.unpack_from(">IIBB", dp, pos)
+            pos += 12
+            if client not in (XFS_TRANSACTION, XFS_LOG):
+                raise _Fatal(f"bad op header client {client:#x} in log record at log block {blk % ring.nbb}")
+            if pos + oplen > end:
+                raise _Fatal(f"op of {oplen} bytes runs past its log record at log block {blk % ring.nbb}")
+            payload = bytes(dp[pos:pos + oplen])
+            trans = live.get(tid)
+            if trans is None:
+                if flags & XLOG_START_TRANS:
+                    live[tid] = _Trans(tid, h["lsn"])
+            else:
+                new_lsn = recovery_lsn[0] != trans.lsn and flags & XLOG_COMMIT_TRANS
+                if new_lsn:
+                    recovery_lsn[0] = trans.lsn
+                _process(trans, payload, flags, live, on_commit, bool(new_lsn), blk % ring.nbb)
+            pos += oplen
+            nops -= 1
+    return records
+
+
+def _process(trans, dp, flags, live, on_commit, new_lsn, blk):
+    flags &= ~XLOG_END_TRANS
+    if flags & XLOG_WAS_CONT_TRANS:
+        flags &= ~XLOG_CONTINUE_TRANS
+    if flags in (0, XLOG_CONTINUE_TRANS):
+        _add(trans, dp, blk)
+    elif flags == XLOG_WAS_CONT_TRANS:
+        _add_cont(trans, dp, blk)
+    elif flags == XLOG_COMMIT_TRANS:
+        del live[trans.tid]
+        on_commit(trans, new_lsn)
+    elif flags == XLOG_UNMOUNT_TRANS:
+        del live[trans.tid]
+    else:
+        raise _Fatal(f"bad op header flags {flags:#x} in log record at log block {blk}")
+
+
+def _add(trans, dp, blk):
+    if not dp:
+        return
+    if not trans.items and len(trans.header) < XFS_TRANS_HEADER_SIZE and not trans.header:
+        if len(dp) < 4 or struct.unpack_from("<I", dp)[0] != XFS_TRANS_HEADER_MAGIC:
+            raise _Fatal(f"bad transaction header magic in log record at log block {blk}")
+        if len(dp) > XFS_TRANS_HEADER_SIZE:
+            raise _Fatal(f"bad transaction header length in log record at log block {blk}")
+        trans.header = dp
+        if len(dp) == XFS_TRANS_HEADER_SIZE:
+            trans.items.append(_Item())
+        return
+    if not trans.items:
+        raise _Fatal(f"transaction without a complete header in log record at log block {blk}")
+    item = trans.items[-1]
+    if item.total and item.total == len(item.regions):
+        item = _Item()
+        trans.items.append(item)
+    if not item.total:
+        if len(dp) < 4:
+            raise _Fatal(f"log item format cut short in log record at log block {blk}")
+        size = struct.unpack_from("<H", dp, 2)[0]
+        if size == 0 or size > XLOG_MAX_REGIONS_IN_ITEM:
+            raise _Fatal(f"bad number of regions ({size}) in a log item in log record at log block {blk}")
+        item.total = size
+    if item.total <= len(item.regions):
+        raise _Fatal(f"log item region count overflow in log record at log block {blk}")
+    item.regions.append(bytearray(dp))
+
+
+def _add_cont(trans, dp, blk):
+    if not trans.items:
+        if len(dp) > XFS_TRANS_HEADER_SIZE:
+            raise _Fatal(f"bad transaction header length in log record at log block {blk}")
+        trans.header = trans.header + dp
+        trans.items.append(_Item())
+        return
+    item = trans.items[-1]
+    if not item.regions:
+        raise _Fatal(f"continued op without a region in log record at log block {blk}")
+    item.regions[-1] += dp
+
+
+# --- replay ---------------------------------------------------------------------------------------------
+
+class _Replayer:
+    def __init__(self, fs, ring: _Ring, out: Replay):
+        self.fs, self.ring, self.out = fs, ring, out
+        geo = fs.geo
+        self.geo = geo
+        self.dev = fs.dev
+        self.fs_bbs = geo.size // BB
+        self.cancel: dict[tuple[int, int], int] = {}
+        self.pending: dict[tuple[int, int], tuple[int, int]] = {}  # (daddr, nbb) -> (blft, lsn) to stamp
+        self.intents: dict[tuple[int, int], tuple] = {}  # (type, id) -> (lsn, seq, item regions)
+        self.seq = 0
+        sb = fs.sb
+        self.has_meta_uuid = bool(sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_META_UUID)
+        self.meta_uuid = fs.meta_uuid
+        self.sb_uuid = sb.sb_uuid
+        # inode geometry (xfs_ino_geometry): chunk and cluster sizes
+        self.inopblock = geo.blocksize // geo.inodesize
+        ialloc_inos = max(XFS_INODES_PER_CHUNK, self.inopblock)
+        self.ialloc_blks = ialloc_inos // self.inopblock
+        spinodes = bool(sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_SPINODES)
+        self.ialloc_min_blks = sb.sb_spino_align if spinodes and sb.sb_spino_align else self.ialloc_blks
+        raw = XFS_INODE_BIG_CLUSTER_SIZE
+        new = raw * (geo.inodesize // 256)
+        if sb.sb_inoalignmt >= (new >> geo.blocklog):
+            raw = new
+        self.blocks_per_cluster = 1 if geo.blocksize >= raw else raw >> geo.blocklog
+
+    # block I/O through the overlay being built
+    def read(self, daddr: int, nbb: int, what: str) -> bytearray:
+        if daddr < 0 or nbb <= 0 or daddr + nbb > self.fs_bbs:
+            raise _Fatal(f"{what}: blocks {daddr:#x}+{nbb} (512-byte) lie outside the filesystem")
+        buf = bytearray(self.dev.pread(daddr * BB, nbb * BB, what))
+        blocks = self.out.blocks
+        for i in range(nbb):
+            b = blocks.get(daddr + i)
+            if b is not None:
+                buf[i * BB:(i + 1) * BB] = b
+        return buf
+
+    def write(self, daddr: int, buf: bytes) -> None:
+        blocks = self.out.blocks
+        for i in range(len(buf) // BB):
+            blocks[daddr + i] = bytes(buf[i * BB:(i + 1) * BB])
+
+    # pass 1
+    def pass1(self, trans, new_lsn):
+        for item in trans.items:
+            self._check_item(item)
+            if item.type == XFS_LI_BUF:
+                typ, size, flags, blen, blkno, map_size = self._blf(item)
+                if flags & XFS_BLF_CANCEL:
+                    self.cancel[(blkno, blen)] = self.cancel.get((blkno, blen), 0) + 1
+
+    def _check_item(self, item):
+        if not item.regions:
+            raise _Fatal("a committed log item has no regions")
+        if len(item.regions[0]) < 4:
+            raise _Fatal("log item format cut short")
+        if item.type not in KNOWN_ITEMS:
+            raise _Fatal(f"unknown log item type {item.type:#x}")
+
+    def _blf(self, item):
+        r0 = item.regions[0]
+        if len(r0) < 20:
+            raise _Fatal(f"bad buffer log item size ({len(r0)})")
+        typ, size, flags, blen, blkno, map_size = BLF_HEAD.unpack_from(r0)
+        if len(r0) < 20 + 4 * map_size:
+            raise _Fatal(f"bad buffer log item size ({len(r0)} for a {map_size}-word map)")
+        return typ, size, flags, blen, blkno, map_size
+
+    # pass 2
+    def pass2(self, trans, new_lsn):
+        if new_lsn:
+            self.flush()
+        self.out.transactions += 1
+        bufs, items, ibufs, cancels = [], [], [], []
+        for item in trans.items:
+            self._check_item(item)
+            t = item.type
+            if t == XFS_LI_BUF:
+                flags = self._blf(item)[2]
+                (cancels if flags & XFS_BLF_CANCEL else ibufs if flags & XFS_BLF_INODE_BUF else bufs).append(item)
+            elif t == XFS_LI_ICREATE:
+                bufs.append(item)
+            else:
+                items.append(item)
+        # list_move (head insertion) reverses cancels and inode buffers; the order does not change the result
+        for item in bufs + items + ibufs[::-1] + cancels[::-1]:
+            t = item.type
+            if t == XFS_LI_BUF:
+                self.buf(item, trans.lsn)
+            elif t == XFS_LI_INODE:
+                self.inode(item, trans.lsn)
+            elif t == XFS_LI_ICREATE:
+                self.icreate(item)
+            elif t in INTENTS:
+                self.intent(item, trans.lsn)
+            elif t in DONES:
+                self.done(item)
+            elif t == XFS_LI_DQUOT:
+                self.dquot(item)
+            # XFS_LI_QUOTAOFF: only matters to dquot buffers, which are not replayed without quota options
+
+    def flush(self):
+        """The kernel writes the queued buffers when the recovery LSN moves on: stamp LSN and CRC now."""
+        for (daddr, nbb), (blft, lsn) in self.pending.items():
+            buf = self.read(daddr, nbb, "replayed block")
+            if stamp(buf, blft, lsn, self.geo.blocksize):
+                self.write(daddr, buf)
+        self.pending.clear()
+
+    def buf(self, item, lsn):
+        typ, size, flags, blen, blkno, map_size = self._blf(item)
+        key = (blkno, blen)
+        if flags & XFS_BLF_CANCEL:
+            n = self.cancel.get(key, 0)
+            if n <= 1:
+                self.cancel.pop(key, None)
+            else:
+                self.cancel[key] = n - 1
+            self.out.buffers_cancelled += 1
+            return
+        if key in self.cancel:
+            self.out.buffers_cancelled += 1
+            return
+        buf = self.read(blkno, blen, f"buffer at daddr {blkno:#x} in the log")
+        blsn = self.buf_lsn(buf)
+        if blsn and blsn != -1 and blsn >= lsn:
+            self.out.buffers_skipped += 1
+            return
+        dmap = item.regions[0][20:20 + 4 * map_size]
+        runs = _runs(dmap, map_size)
+        if flags & XFS_BLF_INODE_BUF:
+            self.inode_buffer(item, buf, runs, blkno)
+        elif flags & XFS_BLF_DQUOT_BUFS:
+            self.out.notes.append(f"a dquot buffer at daddr {blkno:#x} was not replayed (quota is applied only "
+                                  "when mounting with quota options)")
+            return
+        else:
+            i = 1
+            for bit, nbits in runs:
+                if i >= len(item.regions):
+                    raise _Fatal(f"buffer item for daddr {blkno:#x} has fewer regions than its dirty map")
+                reg = item.regions[i]
+                if len(reg) < nbits * XFS_BLF_CHUNK:
+                    nbits = len(reg) // XFS_BLF_CHUNK
+                off = bit * XFS_BLF_CHUNK
+                if off + nbits * XFS_BLF_CHUNK > len(buf):
+                    raise _Fatal(f"buffer item for daddr {blkno:#x} logs bytes past its {len(buf)}-byte buffer")
+                buf[off:off + nbits * XFS_BLF_CHUNK] = reg[:nbits * XFS_BLF_CHUNK]
+                i += 1
+            blft = (flags & XFS_BLFT_MASK) >> XFS_BLFT_SHIFT
+            if verifier_for(buf, blft):
+                self.pending[key] = (blft, lsn)
+        self.write(blkno, buf)
+        self.out.buffers += 1
+
+    def buf_lsn(self, blk: bytes) -> int:
+        """xlog_recover_get_buf_lsn: the block's own LSN by its magic, -1 when it has none or is foreign."""
+        m32 = int.from_bytes(blk[:4], "big")
+        lsn = uuid = None
+        if m32 in (f.XFS_ABTB_CRC_MAGIC, f.XFS_ABTC_CRC_MAGIC, 0x41425442, 0x41425443, f.XFS_RMAP_CRC_MAGIC,
+                   f.XFS_REFC_CRC_MAGIC, f.XFS_IBT_CRC_MAGIC, 0x49414254):
+            lsn, uuid = blk[24:32], blk[32:48]
+        elif m32 in (f.XFS_BMAP_CRC_MAGIC, 0x424D4150):
+            lsn, uuid = blk[32:40], blk[40:56]
+        elif m32 == f.XFS_AGF_MAGIC:
+            lsn, uuid = blk[208:216], blk[64:80]
+        elif m32 == f.XFS_AGFL_MAGIC:
+            lsn, uuid = blk[24:32], blk[8:24]
+        elif m32 == f.XFS_AGI_MAGIC:
+            lsn, uuid = blk[320:328], blk[296:312]
+        elif m32 == XFS_SYMLINK_MAGIC:
+            lsn, uuid = blk[48:56], blk[16:32]
+        elif m32 in (f.XFS_DIR3_BLOCK_MAGIC, f.XFS_DIR3_DATA_MAGIC, XFS_DIR3_FREE_MAGIC):
+            lsn, uuid = blk[16:24], blk[24:40]
+        elif m32 == XFS_ATTR3_RMT_MAGIC:
+            return -1
+        elif m32 == f.XFS_SB_MAGIC:
+            lsn, uuid = blk[240:248], (blk[248:264] if self.has_meta_uuid else blk[32:48])
+        if lsn is not None:
+            return int.from_bytes(lsn, "big") if uuid == self.meta_uuid else -1
+        mda = int.from_bytes(blk[8:10], "big")
+        if mda in (XFS_DIR3_LEAF1_MAGIC, XFS_DIR3_LEAFN_MAGIC, XFS_DA3_NODE_MAGIC):
+            return int.from_bytes(blk[24:32], "big") if blk[32:48] == self.sb_uuid else -1
+        return -1
+
+    def inode_buffer(self, item, buf, runs, blkno):
+        """xlog_recover_do_inode_buffer: only the di_next_unlinked fields, and those inodes' CRCs."""
+        isize = self.geo.inodesize
+        idx, reg_off, reg_bytes, k = 0, 0, 0, 0
+        for i in range(len(buf) // isize):
+            nu = i * isize + 96
+            while nu >= reg_off + reg_bytes:
+                if k >= len(runs):
+                    return
+                bit, nbits = runs[k]
+                k += 1
+                reg_off, reg_bytes = bit * XFS_BLF_CHUNK, nbits * XFS_BLF_CHUNK
+                idx += 1
+            if nu < reg_off:
+                continue
+            if idx >= len(item.regions) or nu - reg_off + 4 > len(item.regions[idx]):
+                raise _Fatal(f"inode buffer item for daddr {blkno:#x} is shorter than its dirty map")
+            val = item.regions[idx][nu - reg_off:nu - reg_off + 4]
+            if val == b"\0\0\0\0":
+                raise _Fatal(f"inode buffer item for daddr {blkno:#x} replays a zero di_next_unlinked")
+            buf[nu:nu + 4] = val
+            _inode_crc(buf, i * isize, isize)
+
+    def inode(self, item, lsn):
+        r0 = item.regions[0]
+        if len(r0) == ILF64.size:
+            (_, size, fields, asize, dsize, _, ino, u, blkno, ilen, boff) = ILF64.unpack_from(r0)
+        elif len(r0) == ILF32.size:
+            (_, size, fields, asize, dsize, ino, u, blkno, ilen, boff) = ILF32.unpack_from(r0)
+        else:
+            raise _Fatal(f"inode log item format of {len(r0)} bytes")
+        if (blkno, ilen) in self.cancel:
+            return
+        isize = self.geo.inodesize
+        buf = self.read(blkno, ilen, f"inode {ino} cluster in the log")
+        if boff < 0 or boff + isize > len(buf):
+            raise _Fatal(f"inode {ino} log item places it outside its cluster buffer")
+        dip = memoryview(buf)[boff:boff + isize]
+        if bytes(dip[:2]) != b"IN":
+            raise _Fatal(f"inode {ino}: the log replays it over a block that holds no inode (daddr {blkno:#x})")
+        if len(item.regions) < 2:
+            raise _Fatal(f"inode {ino} log item without its core")
+        ld = item.regions[1]
+        if len(ld) < 2 or struct.unpack_from("<H", ld)[0] != 0x494E:
+            raise _Fatal(f"inode {ino} log item: bad log dinode magic")
+        if len(ld) > LOG_DINODE.size:
+            raise _Fatal(f"inode {ino} log item: log dinode of {len(ld)} bytes")
+        ld = bytes(ld) + bytes(LOG_DINODE.size - len(ld))
+        if dip[4] >= 3:
+            dlsn = int.from_bytes(dip[112:120], "big")
+            if dlsn and dlsn != 0xFFFFFFFFFFFFFFFF and dlsn > lsn:
+                self.out.inodes_skipped += 1
+                if fields & (XFS_ILOG_DOWNER | XFS_ILOG_AOWNER):
+                    self._owner_change(ino)
+                return
+        v = LOG_DINODE.unpack(ld)
+        (magic, mode, version, fmt, metatype, uid, gid, nlink, projlo, projhi, bignext, atime, mtime, ctime,
+         isz, nblocks, extsize, nextents, anextents, forkoff, aformat, dmevmask, dmstate, flags, gen,
+         next_unlinked, crc, changecount, _dlsn, flags2, cowextsize, pad2, crtime, d_ino, uuid) = v
+        if mode & S_IFMT == S_IFREG and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE):
+            raise _Fatal(f"inode {ino}: the log gives a regular file data fork format {fmt}")
+        if mode & S_IFMT == S_IFDIR and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE,
+                                                      f.XFS_DINODE_FMT_LOCAL):
+            raise _Fatal(f"inode {ino}: the log gives a directory data fork format {fmt}")
+        big = version >= 3 and flags2 & XFS_DIFLAG2_NREXT64
+        if big:
+            nex, anex = bignext, nextents
+        else:
+            if version == 3 and bignext != 0:
+                raise _Fatal(f"inode {ino}: log dinode padding is not zero")
+            nex, anex = nextents, anextents
+        if nex + anex > nblocks:
+            raise _Fatal(f"inode {ino}: log dinode extent counts exceed its block count")
+        if forkoff > isize:
+            raise _Fatal(f"inode {ino}: log dinode fork offset {forkoff} too large")
+        # xfs_log_dinode_to_disk: everything but di_next_unlinked and di_crc
+        bigtime = version >= 3 and flags2 & XFS_DIFLAG2_BIGTIME
+
+        def ts(val):
+            if bigtime:
+                return struct.pack(">Q", val)
+            sec, nsec = struct.unpack("<ii", struct.pack("<Q", val))
+            return struct.pack(">ii", sec, nsec)
+
+        struct.pack_into(">HHBBHIIIHH", dip, 0, magic, mode, version & 0xFF, fmt & 0xFF, 0, uid, gid, nlink,
+                         projlo, projhi)
+        dip[32:40], dip[40:48], dip[48:56] = ts(atime), ts(mtime), ts(ctime)
+        struct.pack_into(">qQI", dip, 56, isz, nblocks, extsize)
+        struct.pack_into(">BBIHHI", dip, 82, forkoff, aformat & 0xFF, dmevmask, dmstate, flags, gen)
+        if version == 3:
+            struct.pack_into(">Q", dip, 104, changecount)
+            dip[144:152] = ts(crtime)
+            struct.pack_into(">QI", dip, 120, flags2, cowextsize)
+            struct.pack_into(">Q", dip, 152, d_ino)
+            struct.pack_into(">Q", dip, 112, lsn)
+            dip[132:144] = bytes(12)
+            dip[160:176] = uuid
+            dip[24:32] = bytes(8)
+        if big:
+            struct.pack_into(">Q", dip, 24, bignext)
+            struct.pack_into(">IH", dip, 76, nextents, anextents & 0xFFFF)
+        else:
+            struct.pack_into(">IH", dip, 76, nextents, anextents)
+        core = 176
+        litino = isize - core
+        dsize_fork = (forkoff << 3) if forkoff else litino
+        if fields & XFS_ILOG_DEV:
+            struct.pack_into(">I", dip, core, int.from_bytes(u[:4], "little"))
+        nreg = size
+        if nreg > 2:
+            if len(item.regions) < 3:
+                raise _Fatal(f"inode {ino} log item is missing its fork data")
+            src = bytes(item.regions[2])
+            df = fields & XFS_ILOG_DFORK
+            if df in (XFS_ILOG_DDATA, XFS_ILOG_DEXT):
+                if len(src) > litino:
+                    raise _Fatal(f"inode {ino}: logged data fork larger than the inode")
+                dip[core:core + len(src)] = src
+            elif df == XFS_ILOG_DBROOT:
+                _bmbt_to_bmdr(src, dip, core, dsize_fork, ino)
+            if fields & XFS_ILOG_AFORK:
+                ai = 3 if fields & XFS_ILOG_DFORK else 2
+                if len(item.regions) <= ai:
+                    raise _Fatal(f"inode {ino} log item is missing its attr fork data")
+                src = bytes(item.regions[ai])
+                aoff = core + (forkoff << 3)
+                asz = litino - (forkoff << 3)
+                af = fields & XFS_ILOG_AFORK
+                if af in (XFS_ILOG_ADATA, XFS_ILOG_AEXT):
+                    if len(src) > asz:
+                        raise _Fatal(f"inode {ino}: logged attr fork larger than its space")
+                    dip[aoff:aoff + len(src)] = src
+                elif af == XFS_ILOG_ABROOT:
+                    _bmbt_to_bmdr(src, dip, aoff, asz, ino)
+                else:
+                    raise _Fatal(f"inode {ino}: invalid attr fork flags {fields:#x}")
+        if fields & (XFS_ILOG_DOWNER | XFS_ILOG_AOWNER) and mode:
+            self._owner_change(ino)
+        dip.release()
+        _inode_crc(buf, boff, isize)
+        self.write(blkno, buf)
+        self.out.inodes += 1
+
+    def _owner_change(self, ino):
+        self.out.effects.append(Effect("unknown", f"the log changes the owner of inode {ino}'s bmbt blocks "
+                                                  "(an extent swap): not replayed here", ino=ino, fork="data",
+                                       off_lo=0, off_hi=1 << 62))
+        self.out.effects.append(Effect("unknown", f"the log changes the owner of inode {ino}'s bmbt blocks "
+                                                  "(an extent swap): not replayed here", ino=ino, fork="attr",
+                                       off_lo=0, off_hi=1 << 62))
+
+    def icreate(self, item):
+        r0 = item.regions[0]
+        if len(r0) < 28:
+            raise _Fatal("inode create log item cut short")
+        typ, size = ICREATE_HEAD.unpack_from(r0)
+        agno, agbno, count, isize, length, gen = ICREATE_BODY.unpack_from(r0, 4)
+        geo = self.geo
+        if size != 1 or agno >= geo.agcount or not agbno or agbno >= geo.agblocks or isize != geo.inodesize \
+                or not count or not length or length >= geo.agblocks \
+                or length not in (self.ialloc_blks, self.ialloc_min_blks) \
+                or (count >> geo.inopblog) != length:
+            raise _Fatal(f"bad inode create log item (AG {agno} agbno {agbno} length {length} count {count})")
+        bpc = self.blocks_per_cluster
+        nbufs = length // bpc
+        bb_per_cluster = (bpc << geo.blocklog) // BB
+        cancelled = sum(1 for i in range(nbufs)
+                        if (geo.ag_to_daddr(agno, agbno + i * bpc), bb_per_cluster) in self.cancel)
+        if cancelled:
+            return
+        ino = geo.ag_to_ino(agno, agbno, 0)
+        per_cluster = (bpc << geo.blocklog) // isize
+        for j in range(nbufs):
+            daddr = geo.ag_to_daddr(agno, agbno + j * bpc)
+            if daddr + bb_per_cluster > self.fs_bbs:
+                raise _Fatal(f"inode create log item: AG {agno} agbno {agbno} lies outside the filesystem")
+            buf = bytearray(bb_per_cluster * BB)
+            for i in range(per_cluster):
+                o = i * isize
+                struct.pack_into(">HHB", buf, o, 0x494E, 0, 3)
+                struct.pack_into(">II", buf, o + 92, gen, NULLAGINO)
+                struct.pack_into(">Q", buf, o + 152, ino)
+                buf[o + 160:o + 176] = self.meta_uuid
+                ino += 1
+                _inode_crc(buf, o, isize)
+            self.write(daddr, buf)
+        self.out.icreates += 1
+
+    def dquot(self, item):
+        r0 = item.regions[0]
+        if len(r0) >= 24:
+            blkno, qlen = struct.unpack_from("<qi", r0, 8)
+            self.out.notes.append(f"a dquot log item for daddr {blkno:#x} was not replayed (quota is applied "
+                                  "only when mounting with quota options)")
+
+    def intent(self, item, lsn):
+        r0 = bytes(item.regions[0])
+        t = item.type
+        if len(r0) < 16:
+            raise _Fatal(f"{INTENTS[t]} intent log item cut short")
+        iid = struct.unpack_from("<Q", r0, 8)[0]
+        self.seq += 1
+        self.intents[(t, iid)] = (lsn, self.seq, [bytes(r) for r in item.regions])
+        self.out.intents.setdefault(INTENTS[t], [0, 0, 0])[0] += 1
+
+    def done(self, item):
+        r0 = bytes(item.regions[0])
+        t = DONES[item.type]
+        if len(r0) < 16:
+            raise _Fatal("done log item cut short")
+        iid = struct.unpack_from("<Q", r0, 8)[0]
+        if self.intents.pop((t, iid), None) is not None:
+            self.out.intents[INTENTS[t]][1] += 1
+
+    # after pass 2: what the mount will finish
+    def finish(self):
+        self.flush()
+        geo = self.geo
+        for (t, iid), (lsn, seq, regions) in sorted(self.intents.items(), key=lambda kv: (kv[1][0], kv[1][1])):
+            kind = INTENTS[t]
+            self.out.intents[kind][2] += 1
+            r0 = regions[0]
+            why = f"an unfinished {kind} intent in the log (id {iid:#x}, lsn {_lsn_text(lsn)}) changes this at mount"
+            n = struct.unpack_from("<I", r0, 4)[0]
+            if t in (XFS_LI_EFI, XFS_LI_EFI_RT):
+                if len(r0) == 16 + 16 * n:
+                    exts = [struct.unpack_from("<QI", r0, 16 + 16 * i) for i in range(n)]
+                elif len(r0) == 16 + 12 * n:
+                    exts = [struct.unpack_from("<QI", r0, 16 + 12 * i) for i in range(n)]
+                else:
+                    raise _Fatal(f"extent-free intent of {len(r0)} bytes for {n} extents")
+                for start, length in exts:
+                    self._phys("free" if t == XFS_LI_EFI else "unknown", why + (
+                        ": the kernel frees these blocks" if t == XFS_LI_EFI else ""), start, length)
+            elif t in (XFS_LI_RUI, XFS_LI_BUI, XFS_LI_RUI_RT):
+                if len(r0) != 16 + 32 * n:
+                    raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
+                for i in range(n):
+                    owner, start, off, length, flags = struct.unpack_from("<QQQII", r0, 16 + 32 * i)
+                    if t != XFS_LI_RUI_RT:
+                        self._phys("unknown", why, start, length)
+                    if t == XFS_LI_BUI or (owner < (1 << 63) and owner):
+                        fork = "attr" if flags & (1 << 31) else "data"
+                        self.out.effects.append(Effect("unknown", why, ino=owner, fork=fork, off_lo=off,
+                                                       off_hi=off + length - 1))
+            elif t in (XFS_LI_CUI, XFS_LI_CUI_RT):
+                if len(r0) != 16 + 16 * n:
+                    raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
+                for i in range(n):
+                    start, length, flags = struct.unpack_from("<QII", r0, 16 + 16 * i)
+                    if t == XFS_LI_CUI:
+                        self._phys("unknown", why, start, length)
+            elif t == XFS_LI_XMI:
+                if len(r0) < 88:
+                    raise _Fatal(f"mapping-exchange intent of {len(r0)} bytes")
+                ino1, ino2, _, _, off1, off2, count, xflags = struct.unpack_from("<QQIIQQQQ", r0, 16)
+                fork = "attr" if xflags & 1 else "data"
+                for ino, off in ((ino1, off1), (ino2, off2)):
+                    self.out.effects.append(Effect("unknown", why, ino=ino, fork=fork, off_lo=off,
+                                                   off_hi=off + count - 1))
+            elif t == XFS_LI_ATTRI:
+                ino = struct.unpack_from("<Q", r0, 16)[0] if len(r0) >= 24 else None
+                if ino is not None:
+                    self.out.effects.append(Effect("unknown", why, ino=ino, fork="attr", off_lo=0, off_hi=1 << 62))
+
+    def _phys(self, kind, why, fsb, length):
+        geo = self.geo
+        agno, agbno = geo.fsb_to_ag(fsb)
+        if not length or agno >= geo.agcount or agbno + length > geo.ag_length(agno):
+            raise _Fatal(f"an intent names blocks outside the filesystem (fsblock {fsb}+{length})")
+        start = geo.ag_to_byte(agno, agbno)
+        self.out.effects.append(Effect(kind, why, start, start + (length << geo.blocklog)))
+
+
+def _runs(dmap: bytes, map_size: int) -> list[tuple[int, int]]:
+    """(first bit, count) of every run of set bits in the dirty map (xfs_next_bit / xfs_contig_bits)."""
+    bits = int.from_bytes(dmap, "little") if dmap else 0
+    # the map is an array of native (little-endian) 32-bit words, bit n of word w is chunk 32*w + n: a
+    # little-endian integer of the whole array has exactly that bit numbering
+    runs, bit, total = [], 0, 32 * map_size
+    while bit < total:
+        if not bits >> bit & 1:
+            low = (bits >> bit)
+            if not low:
+                break
+            bit += (low & -low).bit_length() - 1
+            continue
+        start = bit
+        while bit < total and bits >> bit & 1:
+            bit += 1
+        runs.append((start, bit - start))
+    return runs
+
+
+def _inode_crc(buf, off: int, isize: int) -> None:
+    if buf[off + 4] >= 3:
+        crc = xfs_cksum(bytes(buf[off:off + isize]), f.XFS_DINODE_CRC_OFF)
+        struct.pack_into("<I", buf, off + f.XFS_DINODE_CRC_OFF, crc)
+
+
+def _bmbt_to_bmdr(src: bytes, dip, off: int, dsize: int, ino: int) -> None:
+    """xfs_bmbt_to_bmdr: the in-core long-format root block as logged -> the inode's bmdr root."""
+    if len(src) < 72:
+        raise _Fatal(f"inode {ino}: logged bmbt root cut short")
+    level, numrecs = struct.unpack_from(">HH", src, 4)
+    rmax = (len(src) - 72) // 16
+    dmax = (dsize - 4) // 16
+    if numrecs > rmax or numrecs > dmax or dsize < 4:
+        raise _Fatal(f"inode {ino}: logged bmbt root holds {numrecs} records, more than fit")
+    struct.pack_into(">HH", dip, off, level, numrecs)
+    keys = src[72:72 + 8 * numrecs]
+    ptrs = src[72 + 8 * rmax:72 + 8 * rmax + 8 * numrecs]
+    dip[off + 4:off + 4 + 8 * numrecs] = keys
+    dip[off + 4 + 8 * dmax:off + 4 + 8 * dmax + 8 * numrecs] = ptrs
+
+
+def verifier_for(buf, blft: int) -> tuple | None:
+    """(lsn offset or None, crc offset, per-block?) of the write verifier the kernel attaches to a replayed
+    buffer of this type (xlog_recover_validate_buf_type: only when the magic matches the type)."""
+    m32 = int.from_bytes(buf[:4], "big")
+    mda = int.from_bytes(buf[8:10], "big")
+    if blft == 4:
+        if m32 in _SHORT_BTREE:
+            return (24, 52, False)
+        if m32 == f.XFS_BMAP_CRC_MAGIC:
+            return (32, 64, False)
+    elif blft == 5 and m32 == f.XFS_AGF_MAGIC:
+        return (208, 216, False)
+    elif blft == 6 and m32 == f.XFS_AGFL_MAGIC:
+        return (24, 32, False)
+    elif blft == 7 and m32 == f.XFS_AGI_MAGIC:
+        return (320, 312, False)
+    elif blft == 9 and m32 == XFS_SYMLINK_MAGIC:
+        return (48, 12, False)
+    elif blft in (10, 11, 12) and m32 == {10: f.XFS_DIR3_BLOCK_MAGIC, 11: f.XFS_DIR3_DATA_MAGIC,
+                                          12: XFS_DIR3_FREE_MAGIC}[blft]:
+        return (16, 4, False)
+    elif blft in (13, 14, 15, 16) and mda == {13: XFS_DIR3_LEAF1_MAGIC, 14: XFS_DIR3_LEAFN_MAGIC,
+                                              15: XFS_DA3_NODE_MAGIC, 16: XFS_ATTR3_LEAF_MAGIC}[blft]:
+        return (24, 12, False)
+    elif blft == 17 and m32 == XFS_ATTR3_RMT_MAGIC:
+        return (None, 12, True)
+    elif blft == 18 and m32 == f.XFS_SB_MAGIC:
+        return (240, 224, False)
+    return None
+
+
+def stamp(buf: bytearray, blft: int, lsn: int, blocksize: int) -> bool:
+    v = verifier_for(buf, blft)
+    if v is None:
+        return False
+    lsn_off, crc_off, per_block = v
+    if lsn_off is not None:
+        struct.pack_into(">Q", buf, lsn_off, lsn)
+    if per_block:
+        for o in range(0, len(buf), blocksize):
+            blk = bytes(buf[o:o + blocksize])
+            if int.from_bytes(blk[:4], "big") == XFS_ATTR3_RMT_MAGIC:
+                struct.pack_into("<I", buf, o + crc_off, xfs_cksum(blk, crc_off))
+    else:
+        struct.pack_into("<I", buf, crc_off, xfs_cksum(bytes(buf), crc_off))
+    return True
+
+
+# --- entry points ---------------------------------------------------------------------------------------
+
+def find_log_ends(fs) -> dict:
+    """Head, tail and cleanliness of the internal log, as xlog_find_tail finds them."""
+    ring = _Ring(fs)
+    try:
+        return ring.find_tail()
+    except _Fatal as e:
+        raise LogReplayError(f"the log cannot be read: {e}", structure="log") from None
+    except (struct.error, IndexError, ValueError) as e:
+        raise LogReplayError(f"the log cannot be read: malformed record ({e})", structure="log") from None
+
+
+def log_state(fs, skipped: str) -> Replay | None:
+    """Head, tail and dirtiness only (nothing replayed), or None when the log cannot be read."""
+    try:
+        ends = find_log_ends(fs)
+    except FsdaxError:
+        return None
+    return Replay(dirty=not ends["clean"] and ends["head"] != ends["tail"], head_blk=ends["head"],
+                  tail_blk=ends["tail"], head_lsn=ends.get("head_lsn", 0), tail_lsn=ends.get("tail_lsn", 0),
+                  skipped=skipped)
+
+
+def replay(fs) -> Replay:
+    """Replay the internal log of `fs` in memory. A clean log gives Replay(dirty=False) and no blocks."""
+    ring = _Ring(fs)
+    out = Replay(log_blocks=ring.nbb)
+    where: dict = {}
+    try:
+        ends = ring.find_tail()
+        out.head_blk, out.tail_blk = ends["head"], ends["tail"]
+        out.head_lsn, out.tail_lsn = ends.get("head_lsn", 0), ends.get("tail_lsn", 0)
+        out.torn = ends.get("torn")
+        if ends["clean"] or ends["head"] == ends["tail"]:
+            return out
+        out.dirty = True
+        out.replayed_here = True
+        r = _Replayer(fs, ring, out)
+        head, tail = ends["head"], ends["tail"]
+        out.records = _transactions(ring, head, tail, r.pass1, where)
+        _transactions(ring, head, tail, r.pass2, where)
+        r.finish()
+    except _Fatal as e:
+        raise LogReplayError(f"the log cannot be replayed: {e}", structure="log") from None
+    except _BadRecord as e:
+        raise LogReplayError(f"the log cannot be replayed: log record at log block {e.blk % ring.nbb}: {e.why}",
+                             structure="log") from None
+    except (struct.error, IndexError, ValueError, OverflowError) as e:
+        rec = where.get("record")
+        raise LogReplayError("the log cannot be replayed: malformed log item"
+                             + (f" in log record at log block {rec}" if rec is not None else "") + f" ({e})",
+                             structure="log") from None
+    if out.torn:
+        out.notes.append(out.torn)
+    return out
+
+
+class ReplayedDevice:
+    """The target's bytes with the replayed blocks patched in: what the disk will hold after the kernel's
+    recovery. Everything but pread is the wrapped device's."""
+
+    def __init__(self, dev, blocks: dict):
+        self._dev = dev
+        self._blocks = blocks
+        self._keys = sorted(blocks)
+
+    def __getattr__(self, name):
+        return getattr(self._dev, name)
+
+    @property
+    def base(self):
+        return getattr(self._dev, "base", self._dev)
+
+    def pread(self, offset: int, length: int, what: str = "data") -> bytes:
+        buf = self._dev.pread(offset, length, what)
+        keys = self._keys
+        first = offset // BB
+        last = (offset + length - 1) // BB
+        i = bisect.bisect_left(keys, first)
+        if i == len(keys) or keys[i] > last:
+            return buf
+        out = bytearray(buf)
+        while i < len(keys) and keys[i] <= last:
+            d = keys[i]
+            blk = self._blocks[d]
+            lo, hi = max(offset, d * BB), min(offset + length, (d + 1) * BB)
+            out[lo - offset:hi - offset] = blk[lo - d * BB:hi - d * BB]
+            i += 1
+        return bytes(out)
+
+    def close(self) -> None:
+        self._dev.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_replayed(fs):
+    """(filesystem as the kernel will see it after recovery, Replay). For a clean log: (fs, Replay) unchanged.
+    The new filesystem shares fs's device; fs.warnings are carried over."""
+    from fsdaxctl.xfs.fs import XfsFilesystem
+
+    rep = replay(fs)
+    if not rep.dirty:
+        fs.replay = rep
+        return fs, rep
+    new = XfsFilesystem(ReplayedDevice(fs.dev, rep.blocks))
+    new.warnings[:0] = [w for w in fs.warnings if w not in new.warnings]
+    new.replay = rep
+    return new, rep
+
+
+def unlinked_inodes(fs) -> set[int]:
+    """Inodes on the AGI unlinked lists (deleted while still open): the kernel frees them at mount
+    (xlog_recover_process_iunlinks). Unreadable lists are skipped."""
+    geo = fs.geo
+    out: set[int] = set()
+    for agno in range(fs.readable_agcount):
+        try:
+            agi = fs.agi(agno)
+        except FsdaxError:
+            continue
+        for head in agi.agi_unlinked:
+            agino, seen = head, 0
+            while agino != NULLAGINO and seen < 1 << 20:
+                agbno, slot = agino >> geo.inopblog, agino & ((1 << geo.inopblog) - 1)
+                ino = geo.ag_to_ino(agno, agbno, slot)
+                if ino in out or agbno >= geo.ag_length(agno):
+                    break
+                out.add(ino)
+                try:
+                    raw = fs.dev.pread(geo.ino_to_byte(ino), geo.inodesize, f"inode {ino}")
+                except FsdaxError:
+                    break
+                agino = int.from_bytes(raw[96:100], "big")
+                seen += 1
+    return out
+
+
+# --- the answers: what finishing the intents does to pieces ----------------------------------------------
+
+def overlay_pieces(pieces: list, effects: list, geo) -> list:
+    """Pieces (sorted, one query's) with the intents' effects applied: bytes an unfinished EFI frees are `free`;
+    bytes and file ranges other intents change are `unknown` with the reason. Unknown wins over free."""
+    from fsdaxctl.xfs.piece import FREE, UNKNOWN, Piece
+
+    if not effects or not pieces:
+        return pieces
+    lo = min(p.offset for p in pieces)
+    hi = max(p.offset + p.length for p in pieces)
+    # physical intervals touched, clipped to the pieces' span
+    spans: list[tuple[int, int, str, str]] = []
+    for e in effects:
+        if e.ino is None and e.start < hi and e.end > lo:
+            spans.append((max(e.start, lo), min(e.end, hi), e.kind, e.reason))
+    bs = geo.blocksize
+    for p in pieces:  # file ranges named by bmap/exchange/attr intents: those pieces' bytes
+        if p.inode is None or p.owner != "file":
+            continue
+        for e in effects:
+            if e.ino != p.inode or e.fork != p.fork:
+                continue
+            if p.file_offset is None:  # bmbt block of that fork: the mapping changes, so may its shape
+                if e.off_hi - e.off_lo >= (1 << 61):
+                    spans.append((p.offset, p.offset + p.length, "unknown", e.reason))
+                continue
+            fb_lo, fb_hi = p.file_offset // bs, (p.file_offset + p.length - 1) // bs
+            a, b = max(fb_lo, e.off_lo), min(fb_hi, e.off_hi)
+            if a <= b:
+                s = p.offset + max(0, a * bs - p.file_offset)
+                t = p.offset + min(p.length, (b + 1) * bs - p.file_offset)
+                spans.append((s, t, "unknown", e.reason))
+    if not spans:
+        return pieces
+    # merge: unknown first, free only where not unknown
+    unknown = _merge([(s, t, r) for s, t, k, r in spans if k == "unknown"])
+    free = _subtract(_merge([(s, t, r) for s, t, k, r in spans if k == "free"]), unknown)
+    cover = sorted(unknown + free)
+    out = []
+    for p in pieces:
+        for s, t in _subtract([(p.offset, p.offset + p.length, None)], cover, keep_reason=False):
+            out.append(_clip_piece(p, s, t))
+    for s, t, r in unknown:
+        agno = geo.byte_to_ag(s)[0] if s < geo.size else None
+        out.append(Piece(s, t - s, UNKNOWN, agno, detail={"reason": r}))
+    for s, t, r in free:
+        agno = geo.byte_to_ag(s)[0] if s < geo.size else None
+        out.append(Piece(s, t - s, FREE, agno, detail={"note": r}))
+    out.sort(key=Piece.sort_key)
+    return _join_free(out)
+
+
+def _merge(iv):
+    iv = sorted(iv)
+    out = []
+    for s, t, r in iv:
+        if out and s <= out[-1][1]:
+            ps, pt, pr = out[-1]
+            out[-1] = (ps, max(pt, t), pr)
+        else:
+            out.append((s, t, r))
+    return out
+
+
+def _subtract(iv, cover, keep_reason=True):
+    out = []
+    for s, t, r in iv:
+        cur = s
+        for cs, ct, *_ in cover:
+            if ct <= cur or cs >= t:
+                continue
+            if cs > cur:
+                out.append((cur, cs, r) if keep_reason else (cur, cs))
+            cur = max(cur, ct)
+        if cur < t:
+            out.append((cur, t, r) if keep_reason else (cur, t))
+    return out
+
+
+def _clip_piece(p, s, t):
+    if s == p.offset and t == p.offset + p.length:
+        return p
+    fo = p.file_offset + (s - p.offset) if p.file_offset is not None else None
+    return p._replace(offset=s, length=t - s, file_offset=fo)
+
+
+def _join_free(pieces):
+    out = []
+    for p in pieces:
+        if out and p.owner == "free" and out[-1].owner == "free" and out[-1].offset + out[-1].length == p.offset \
+                and out[-1].agno == p.agno:
+            q = out[-1]
+            detail = q.detail or p.detail
+            out[-1] = q._replace(length=q.length + p.length, detail=detail)
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,337 @@
+"""Log replay against the kernel's own recovery (issue 11).
+
+Crash images are made the way fstests does (tests/crash.py): a random workload on a loop mount, shut down while
+it runs (log flushed or not), unmounted; a copy is mounted so the kernel recovers it and its GETFSMAP, FIEMAP and
+paths are recorded. fsdaxctl then reads the crashed image (log replayed in memory) and must give the kernel's
+answer piece for piece (tests/replay_oracle.py says which differences are by design: CoW staging and unlinked
+inodes the kernel frees at mount, and bytes named `unknown` because an intent left in the log changes them).
+Without rmapbt the kernel's GETFSMAP says only free/unknown: there free space must equal the kernel's and every
+file piece must be the kernel's FIEMAP, as in tests/test_walk.py.
+
+CI: a few seeds (root, loop devices). FSDAXCTL_SLOW=1: many seeds on every config. Without root: the committed
+crashed images in tests/data/crash (tests/make_crash_fixtures.py) and the log fuzzing.
+
+    python tests/test_replay.py CONFIG[,CONFIG..]|all SEEDS [--ops N]   # the campaign by hand: one line per image
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fsdaxctl.xfs import logrecover as L  # noqa: E402
+from fsdaxctl.xfs.fs import XfsFilesystem  # noqa: E402
+from fsdaxctl.xfs.owners import OwnerMap  # noqa: E402
+
+SLOW = os.environ.get("FSDAXCTL_SLOW") == "1"
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "crash")
+FIEMAP_EXTENT_UNWRITTEN = 0x800
+
+# (config, seed, mode): CI keeps to a handful (about 1 s each to build, a few to compare)
+CI_CASES = [("4k-reflink", 1, "flush"), ("4k-reflink", 2, "noflush"), ("1k-reflink", 3, "flush"),
+            ("4k-norefl-normap", 4, "flush"), ("4k-smalllog", 5, "flush"), ("64k-block", 6, "flush"),
+            ("4k-4ksect", 7, "noflush"), ("4k-reflink-normap", 8, "flush")]
+
+
+def check_image(img: str, rec: dict) -> dict:
+    """Compare fsdaxctl on the crashed image with the kernel's record; returns the figures, raises on a
+    disagreement."""
+    from tests.kernel import FsmapRec, owner_name
+    from tests.oracle import KernelMap, ours
+    from tests.replay_oracle import compare
+
+    with XfsFilesystem.open(img) as fs0:
+        fs, rep = L.open_replayed(fs0)
+        assert rep.dirty, "the crash left a clean log"
+        unlinked = L.unlinked_inodes(fs)
+        km = KernelMap([FsmapRec(**r) for r in rec["fsmap"]], fs.geo.blocksize, fs.geo.size)
+        out = {"transactions": rep.transactions, "blocks": len(rep.blocks),
+               "intents_left": sum(v[2] for v in rep.intents.values()), "unlinked": len(unlinked)}
+        if fs.has_rmapbt:
+            omap = OwnerMap(fs)
+            busy = {fs.geo.byte_to_ag(e.start)[0] for e in rep.effects if e.ino is None and e.start < fs.geo.size}
+            st = compare(fs, omap, km, unlinked, busy_ags=busy)
+            assert not st["ours_only"] and not st["kernel_only"], (img, st["ours_only"][:20], st["kernel_only"][:20])
+            out.update({k: v for k, v in st.items() if k not in ("ours_only", "kernel_only")})
+            return out
+        # no rmapbt: the walk's file pieces against FIEMAP, free space against the kernel's
+        assert {owner_name(r) for r in km.recs} <= {"free", "unknown"}
+        bs = fs.geo.blocksize
+        omap = OwnerMap(fs)
+        pieces = omap.pieces(0, fs.geo.size)
+        got = {"data": {}, "attr": {}}
+        unknown = [(p.offset, p.offset + p.length) for p in pieces if p.owner == "unknown" and p.detail
+                   and "intent" in str(p.detail)]
+        for p in pieces:
+            if p.owner == "file" and not p.extent_map and p.inode not in unlinked:
+                got[p.fork].setdefault(str(p.inode), set()).update(
+                    (p.file_offset // bs + i, p.offset + i * bs, p.unwritten) for i in range(p.length // bs))
+        n = 0
+        for key, fork in (("fiemap", "data"), ("fiemap_xattr", "attr")):
+            for ino, extents in rec[key].items():
+                want = _blocks(extents, bs)
+                have = got[fork].get(ino, set())
+                if unknown:  # blocks an unfinished intent changes are not compared
+                    want = {b for b in want if not any(s <= b[1] < e for s, e in unknown)}
+                    have = {b for b in have if not any(s <= b[1] < e for s, e in unknown)}
+                assert have == want, (img, fork, ino, sorted(have ^ want)[:10])
+                n += len(want)
+        from tests.replay_oracle import _join_free, _minus
+        # CoW staging and unlinked inodes' blocks are freed by the mount (unless another file still maps them)
+        live = [(p.offset, p.offset + p.length) for p in pieces if p.owner == "file" and p.inode not in unlinked]
+        freed = [(p.offset, p.length, "free", None, None, None, False, False, False) for p in pieces
+                 if (p.owner == "cow-staging" or (p.owner == "file" and p.inode in unlinked))
+                 and not any(s < p.offset + p.length and e > p.offset for s, e in live)]
+        ofree = sorted(set([x for x in ours(pieces) if x[2] == "free"] + freed))
+        kfree = [x for x in km.pieces(0, fs.geo.size) if x[2] == "free"]
+        holes = sorted(unknown)
+        of = _join_free(_minus(_join_free(ofree), holes))
+        kf = _join_free(_minus(_join_free(kfree), holes))
+        assert of == kf, (img, sorted(set(of) - set(kf))[:10], sorted(set(kf) - set(of))[:10])
+        out.update(pieces=n, free=len(kf))
+        return out
+
+
+def _blocks(extents, bs):
+    out = set()
+    for e in extents:
+        for i in range(e["length"] // bs):
+            out.add((e["logical"] // bs + i, e["physical"] + i * bs, bool(e["flags"] & FIEMAP_EXTENT_UNWRITTEN)))
+    return out
+
+
+def run_case(config: str, seed: int, mode: str, ops: int, tmp: str) -> dict:
+    from tests.crash import build_crash
+
+    img = os.path.join(tmp, f"{config}-{seed}-{mode}.img")
+    rec = build_crash(img, config, seed, ops=ops, mode=mode)
+    keep = os.environ.get("FSDAXCTL_KEEP_CRASH")  # a directory: failing images and records are kept there
+    ok = False
+    try:
+        out = {"config": config, "seed": seed, "mode": mode, **check_image(img, rec)}
+        ok = True
+        return out
+    finally:
+        for p in (img, img + ".kernel.json"):
+            if os.path.exists(p):
+                if keep and not ok:
+                    shutil.move(p, os.path.join(keep, os.path.basename(p)))
+                else:
+                    os.unlink(p)
+
+
+# --- with root: against the kernel ----------------------------------------------------------------------
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("config,seed,mode", CI_CASES)
+def test_replay_matches_kernel_recovery(config, seed, mode, tmp_path):
+    from tests.conftest import need_kernel
+
+    need_kernel()
+    run_case(config, seed, mode, 400, str(tmp_path))
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+@pytest.mark.skipif(not SLOW, reason="the replay campaign (every crash config x 20 seeds) runs with FSDAXCTL_SLOW=1")
+@pytest.mark.parametrize("seed", range(100, 120))
+@pytest.mark.parametrize("config", ["4k-reflink", "1k-reflink", "4k-4ksect", "64k-block", "4k-rmap-noreflink",
+                                    "4k-norefl-normap", "4k-reflink-normap", "4k-smalllog"])
+def test_replay_campaign(config, seed, tmp_path):
+    from tests.conftest import need_kernel
+
+    need_kernel()
+    run_case(config, seed, "flush" if seed % 2 else "noflush", 1500, str(tmp_path))
+
+
+@pytest.mark.kernel
+def test_headline_example(tmp_path):
+    """The issue's example: 50 files written, sync, shutdown -f: the kernel sees 50 files, so must we."""
+    from tests import images
+    from tests.conftest import need_kernel
+
+    need_kernel()
+    img = str(tmp_path / "d.img")
+    images.mkfs(img, 512 << 20, ["-m", "rmapbt=1,reflink=1"])
+    with images.loop_mount(img) as mnt:
+        for i in range(50):
+            with open(os.path.join(mnt, f"f{i}"), "wb") as fh:
+                fh.write(os.urandom(256 << 10))
+        os.sync()
+        subprocess.run(["xfs_io", "-x", "-c", "shutdown -f", mnt], check=True)
+    out = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", img, "--format", "jsonl"],
+                         capture_output=True, text=True)
+    recs = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    inodes = {p["inode"] for p in recs if p.get("owner") == "file" and not p.get("extent_map")}
+    assert out.stderr.count("replayed in memory") == 1
+    assert len(inodes) == 51  # the 50 files and the root directory's block, as the kernel says
+    raw = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", img, "--no-replay", "--format", "jsonl"],
+                         capture_output=True, text=True).stdout
+    recs = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    assert not [p for p in recs if p.get("owner") == "file" and not p.get("extent_map")]  # the disk as it is
+
+
+# --- without root: committed crash images -----------------------------------------------------------------
+
+def _fixtures():
+    if not os.path.isdir(DATA):
+        return []
+    return sorted(n[:-len(".img.xz")] for n in os.listdir(DATA) if n.endswith(".img.xz"))
+
+
+def _unpack(name, tmp):
+    img = os.path.join(tmp, name + ".img")
+    with lzma.open(os.path.join(DATA, name + ".img.xz")) as src, open(img, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    with lzma.open(os.path.join(DATA, name + ".kernel.json.xz"), "rt") as fh:
+        rec = json.load(fh)
+    return img, rec
+
+
+@pytest.mark.parametrize("name", _fixtures())
+def test_committed_crash_image(name, tmp_path):
+    img, rec = _unpack(name, str(tmp_path))
+    check_image(img, rec)
+    # the CLI says what it did, once, and JSON says the log was dirty and replayed
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "info", img, "--format", "json"],
+                          capture_output=True, text=True)
+    log = json.loads(proc.stdout)["filesystem"]["log"]
+    assert log["dirty"] and log["replayed"] and log["replay"]["written"] is False
+    assert proc.stderr.count("replayed in memory") == 1
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "info", img, "--no-replay", "--format", "json"],
+                          capture_output=True, text=True)
+    log = json.loads(proc.stdout)["filesystem"]["log"]
+    assert log["dirty"] and not log["replayed"] and log["replay_skipped"] == "--no-replay"
+    assert "the log is dirty" in proc.stderr
+
+
+def test_clean_log_is_left_alone(mkfs_image):
+    with XfsFilesystem.open(mkfs_image) as fs:
+        rep = L.replay(fs)
+        assert not rep.dirty and not rep.blocks
+        fs2, rep2 = L.open_replayed(fs)
+        assert fs2 is fs
+
+
+# --- fuzzing the log: one clear line or unknown pieces, never a traceback ---------------------------------
+
+def _fuzz_base(tmp):
+    names = _fixtures()
+    if not names:
+        pytest.skip("no committed crash images (tests/make_crash_fixtures.py)")
+    return _unpack(names[0], tmp)
+
+
+def _log_span(img):
+    with XfsFilesystem.open(img) as fs:
+        ends = L.find_log_ends(fs)
+        agno, agbno, blocks = fs.internal_log
+        start = fs.geo.ag_to_byte(agno, agbno)
+        return start, ends
+
+
+def _flip_and_check(img, work, flips):
+    shutil.copyfile(img, work)
+    with open(work, "r+b") as fh:
+        for off, bit in flips:
+            fh.seek(off)
+            b = fh.read(1)
+            fh.seek(off)
+            fh.write(bytes([b[0] ^ (1 << bit)]))
+    try:
+        with XfsFilesystem.open(work) as fs0:
+            fs, rep = L.open_replayed(fs0)
+            omap = OwnerMap(fs)
+            pieces = omap.pieces(0, fs.geo.size)
+            assert sum(p.length for p in pieces) >= fs.geo.size
+    except L.LogReplayError as e:
+        assert "\n" not in str(e) and "log" in str(e)
+    except Exception as e:  # other structures may be damaged by a flip too: a one-line FsdaxError is fine
+        from fsdaxctl.errors import FsdaxError
+
+        assert isinstance(e, FsdaxError), repr(e)
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "info", work], capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 1), proc.stderr
+
+
+def test_fuzz_record_headers_and_ops(tmp_path):
+    """Bit flips in the last record headers (torn-write territory), in op headers and in item formats."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    img, _ = _fuzz_base(str(tmp_path))
+    start, ends = _log_span(img)
+    head, tail = ends["head"], ends["tail"]
+    nbb = (head - tail) % (1 << 30) or 1
+    work = str(tmp_path / "fuzz.img")
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, max(0, nbb - 1)), st.integers(0, 511), st.integers(0, 7)),
+                    min_size=1, max_size=4))
+    def run(flips):
+        _flip_and_check(img, work, [(start + ((tail + b) * 512) + o, bit) for b, o, bit in flips])
+
+    run()
+
+
+def test_fuzz_header_fields(tmp_path):
+    """Every field of the head's record header, flipped one bit at a time (seeded)."""
+    img, _ = _fuzz_base(str(tmp_path))
+    start, ends = _log_span(img)
+    rng = random.Random(11)
+    work = str(tmp_path / "fuzz.img")
+    hdr = start + ends["rhead_blk"] * 512
+    for off in list(range(0, 44, 4)) + [300, 304, 320]:
+        _flip_and_check(img, work, [(hdr + off + rng.randrange(4), rng.randrange(8))])
+
+
+# --- by hand --------------------------------------------------------------------------------------------
+
+def main(argv):
+    import argparse
+    import time
+
+    from tests.crash import CRASH_CONFIGS
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("configs")
+    ap.add_argument("seeds", help="N or A-B")
+    ap.add_argument("--ops", type=int, default=1500)
+    a = ap.parse_args(argv)
+    configs = list(CRASH_CONFIGS) if a.configs == "all" else a.configs.split(",")
+    lo, _, hi = a.seeds.partition("-")
+    seeds = range(int(lo), int(hi or lo) + 1)
+    bad = 0
+    with tempfile.TemporaryDirectory(prefix="fsdaxctl-replay-") as tmp:
+        for config in configs:
+            for seed in seeds:
+                mode = "flush" if seed % 2 else "noflush"
+                t0 = time.monotonic()
+                try:
+                    r = run_case(config, seed, mode, a.ops, tmp)
+                    print(json.dumps({**r, "s": round(time.monotonic() - t0, 1)}), flush=True)
+                except AssertionError as e:
+                    bad += 1
+                    print(json.dumps({"config": config, "seed": seed, "mode": mode,
+                                      "DISAGREE": str(e)[:2000]}), flush=True)
+                except Exception as e:  # noqa: BLE001
+                    bad += 1
+                    print(json.dumps({"config": config, "seed": seed, "mode": mode,
+                                      "ERROR": f"{type(e).__name__}: {e}"[:2000]}), flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
