@@ -1,5 +1,5 @@
 """Only the build hook that setup.cfg cannot express: generate the manual pages from the click commands
-(click-man, fsdaxctl/manpage.py) while building, ship them in the package (fsdaxctl/man/) and install them as
+(click-man, fsdaxctl/commands/manpage.py) while building, ship them in the package (fsdaxctl/man/) and install them as
 data files into PREFIX/share/man/man1, where `man fsdaxctl` finds them. Metadata stays in setup.cfg."""
 
 import os
@@ -16,7 +16,7 @@ class build_py_with_man(build_py):
         super().run()
         sys.path.insert(0, HERE)  # the package being built, not an installed one
         try:
-            from fsdaxctl.manpage import write_pages
+            from fsdaxctl.commands.manpage import write_pages
 
             out = os.path.join(HERE, "build", "man")
             pages = write_pages(out)

@@ -41,7 +41,7 @@ class FsdaxGroup(click.Group):
             formatter.write_dl(list(COMMANDS.items()))
 
     def format_epilog(self, ctx, formatter):
-        from fsdaxctl.manpage import where
+        from fsdaxctl.commands.manpage import where
 
         formatter.write_paragraph()
         formatter.write_text(f"Manual: {where()}. Conventions (units, exit status, colour, completion, JSON "

@@ -17,9 +17,12 @@ class Result:
     input: dict | None = None   # where the range came from, when not a plain --offset/--ranges on the filesystem
     trace: list | None = None   # every hop from the input to these filesystem bytes (--explain)
     recoverable: str = ""       # a good copy exists (raid1 mirror): the owners are listed, not counted as lost
+    source: str = ""            # who answered: "kernel" (a mounted target's GETFSMAP) or "disk"
 
     def to_dict(self) -> dict:
         d = {"offset": self.offset, "length": self.length, "owners": [p.to_dict() for p in self.owners]}
+        if self.source:
+            d["source"] = self.source
         if self.input is not None:
             d["input"] = self.input
         if self.recoverable:

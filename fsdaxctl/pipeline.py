@@ -170,7 +170,7 @@ def open_target(path: str, partition: int | None = None, replay: bool | None = N
     from fsdaxctl.xfs.fs import XfsFilesystem
     from fsdaxctl.xfs.log import log_warnings
 
-    dev = Device(path)
+    live, dev = _open_device(path)
     try:
         layout = probe(dev, partition)
         fs = XfsFilesystem(filesystem_window(dev, layout))
@@ -178,7 +178,13 @@ def open_target(path: str, partition: int | None = None, replay: bool | None = N
         dev.close()
         raise
     fs.warnings[:0] = layout.warnings
-    fs.warnings += mount_warnings(fs.dev)
+    fs.live = live
+    if live is None:
+        fs.warnings += mount_warnings(fs.dev)
+    else:
+        state = "read-only" if live.read_only else "read-write"
+        fs.warnings.append(f"{path} is mounted {state} at {live.mount_point}: its running kernel answers "
+                           "(--offline reads the disk instead)")
     extra = _attach_devices(fs)
     fs = _replayed(fs, REPLAY_DEFAULT if replay is None else replay, log_warnings)
     for name, value in extra.items():  # a replayed filesystem is a new object on the same devices
@@ -187,6 +193,33 @@ def open_target(path: str, partition: int | None = None, replay: bool | None = N
 
 
 EXTRA_DEVICES: dict[str, str | None] = {}  # the commands' --logdev/--rtdev: {"log": FILE, "rt": FILE}
+LIVE_DEFAULT = True  # the commands' --offline sets it False
+FS_RELATIVE = False  # the commands' --fs-relative: paths of a mounted TARGET without its mount point
+
+
+def _open_device(path: str):
+    """(LiveTarget or None, Device) for TARGET. A mount point (or any directory of a mounted XFS) opens the
+    block device under it; a mounted TARGET is read with O_DIRECT (the block device's page cache is stale
+    under XFS) and, unless --offline, answered by the running kernel (fsdaxctl.live)."""
+    import os
+
+    from fsdaxctl.device import Device, mount_points
+    from fsdaxctl.live import find_live_target
+
+    if os.path.isdir(path):
+        live = find_live_target(path)
+        if not LIVE_DEFAULT:  # --offline on a mount point: the disk under it
+            return None, Device(live.device, direct=True)
+        return live, Device(live.device, direct=True)
+    dev = Device(path)
+    mounted = mount_points(dev)
+    if not mounted:
+        return None, dev
+    live = find_live_target(path, mounted)
+    direct = Device(path, direct=True)
+    direct.mounted_at = mounted
+    dev.close()
+    return (live if LIVE_DEFAULT else None), direct
 
 
 def _attach_devices(fs) -> dict:
@@ -204,6 +237,19 @@ def _attach_devices(fs) -> dict:
 REPLAY_DEFAULT = True  # the commands' --no-replay sets it False
 
 
+def file_extents(fs, path: str, file_offset: int, length: int):
+    """--file: a mounted filesystem's file mapped by its kernel (FIEMAP, the machine's path); otherwise from the
+    metadata on disk (path from the filesystem root)."""
+    live = getattr(fs, "live", None)
+    if live is not None:
+        from fsdaxctl.live.files import file_extents as live_file_extents
+
+        return live_file_extents(live.mount_point, path, file_offset, length)
+    from fsdaxctl.xfs.where import file_extents as disk_file_extents
+
+    return disk_file_extents(fs, path, file_offset, length)
+
+
 def _replayed(fs, replay: bool, log_warnings):
     """A dirty log replayed in memory (fsdaxctl.xfs.logrecover): the filesystem as the kernel will see it after
     mounting, with one note saying so. Not for a target mounted read-write (its log is live), an external log,
@@ -211,6 +257,11 @@ def _replayed(fs, replay: bool, log_warnings):
     from fsdaxctl.device import mount_points
     from fsdaxctl.xfs.logrecover import LogReplayError, open_replayed
 
+    if getattr(fs, "live", None) is not None:  # the running kernel answers: its log is its own business
+        from fsdaxctl.xfs.logrecover import log_state
+
+        fs.replay = log_state(fs, "mounted: the running kernel answers") if fs.internal_log else None
+        return fs
     if fs.internal_log is None:
         fs.warnings += log_warnings(fs)
         return fs

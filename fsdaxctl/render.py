@@ -50,6 +50,8 @@ def result_json(r) -> str:
         extra += ', "recoverable": ' + json.dumps(r.recoverable, ensure_ascii=False)
     if r.trace is not None:
         extra += ', "trace": ' + json.dumps(r.trace, ensure_ascii=False)
+    if getattr(r, "source", ""):
+        extra += f', "source": "{r.source}"'
     return (f'{{"offset": {r.offset}, "length": {r.length}, "owners": ['
             + ", ".join(piece_json(p) for p in r.owners) + "]" + extra + "}")
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 
-import click
-
 _mode = "auto"
 
 # Owner kinds and impacts by what they mean to the admin: nothing lost, file data, metadata, not known.
@@ -21,6 +19,14 @@ _SEVERITY = {
     "unknown": "red", "defective": "red",
 }
 _METADATA_COLOUR = "magenta"  # every other owner kind or impact: filesystem metadata
+
+
+_ANSI = {"red": 31, "green": 32, "yellow": 33, "magenta": 35, "cyan": 36}
+
+
+def paint(text: str, fg: str, bold: bool = False) -> str:
+    """`text` in an ANSI foreground colour (SGR codes, as click.style writes them), reset after."""
+    return f"\033[{_ANSI[fg]}m" + ("\033[1m" if bold else "") + f"{text}\033[0m"
 
 
 def set_mode(mode: str) -> None:
@@ -43,15 +49,15 @@ def kind(text: str, key: str, on: bool) -> str:
     """`text` coloured by the owner kind or impact `key` (when `on`)."""
     if not on or not text:
         return text
-    return click.style(text, fg=_SEVERITY.get(key, _METADATA_COLOUR))
+    return paint(text, _SEVERITY.get(key, _METADATA_COLOUR))
 
 
 def warning_prefix(stream) -> str:
-    return click.style("fsdaxctl: warning:", fg="yellow", bold=True) if enabled(stream) else "fsdaxctl: warning:"
+    return paint("fsdaxctl: warning:", "yellow", bold=True) if enabled(stream) else "fsdaxctl: warning:"
 
 
 def error_prefix(stream) -> str:
-    return click.style("fsdaxctl:", fg="red", bold=True) if enabled(stream) else "fsdaxctl:"
+    return paint("fsdaxctl:", "red", bold=True) if enabled(stream) else "fsdaxctl:"
 
 
 def width(stream) -> int | None:

@@ -356,7 +356,7 @@ def test_man_pages_are_generated_from_the_commands(tmp_path):
     if not shutil.which("man"):
         pytest.skip("man not installed")
     pytest.importorskip("click_man")
-    from fsdaxctl.manpage import write_pages
+    from fsdaxctl.commands.manpage import write_pages
 
     pages = write_pages(str(tmp_path))
     assert {os.path.basename(p) for p in pages} >= {"fsdaxctl.1", "fsdaxctl-locate.1", "fsdaxctl-inject.1",
@@ -371,7 +371,7 @@ def test_man_pages_are_generated_from_the_commands(tmp_path):
 def test_help_says_where_the_man_page_is():
     text = " ".join(run("--help").output.split())
     assert "Manual: " in text
-    from fsdaxctl.manpage import where
+    from fsdaxctl.commands.manpage import where
 
     assert where() in text
 

@@ -58,8 +58,15 @@ def test_live_pieces_are_the_kernels(live_fs):
     img, mnt = live_fs
     geo = _geo(img)
     omap = LiveOwnerMap(mnt, geo)
+    for _ in range(20):  # nothing synced: compare within a window in which the kernel's map stood still
+        before = K.getfsmap(mnt)
+        got = ours(omap.pieces(0, geo.size))
+        if K.getfsmap(mnt) == before:
+            break
+    assert got == KernelMap(before, geo.blocksize, geo.size).pieces(0, geo.size)
+    subprocess.run(["fsfreeze", "-f", mnt], check=True)  # the ranges below: a still filesystem
+    subprocess.run(["fsfreeze", "-u", mnt], check=True)
     truth = KernelMap(K.getfsmap(mnt), geo.blocksize, geo.size)
-    assert ours(omap.pieces(0, geo.size)) == truth.pieces(0, geo.size)
     rng = random.Random(1)
     for _ in range(200):
         off = rng.randrange(0, geo.size - 1)
@@ -162,3 +169,91 @@ def test_cli_on_a_mount_point(live_fs):
         assert res["results"][0].get("source", "kernel") == "kernel"
         paths = sorted(x for piece in got for x in piece["paths"])
         assert os.path.join(mnt, "f1") in paths and os.path.join(mnt, "new/clone") in paths
+
+
+def test_file_takes_the_machines_path_and_the_kernels_fiemap(live_fs):
+    """--file on a mounted TARGET: the machine's path or one from the filesystem root, mapped by FIEMAP now
+    (a file written after the last sync has no on-disk extents yet, only the kernel knows them)."""
+    img, mnt = live_fs
+    path = os.path.join(mnt, "new/deep/g3")  # written after the last sync
+    ext = K.fiemap(path)[0]
+    for given in (path, "/new/deep/g3"):
+        p = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", mnt, "--file", given, "--file-offset", "0",
+                            "--length", "4096", "--format", "json"], capture_output=True, text=True)
+        assert p.returncode == 4, p.stderr
+        res = json.loads(p.stdout)["results"]
+        assert res[0]["offset"] == ext.physical and res[0]["source"] == "kernel"
+        assert [x["paths"] for x in res[0]["owners"]] == [[path]]
+    rel = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", mnt, "--file", path, "--fs-relative",
+                          "--format", "json"], capture_output=True, text=True)
+    assert json.loads(rel.stdout)["results"][0]["owners"][0]["paths"] == ["/new/deep/g3"]
+
+
+def test_offline_on_a_mounted_target_says_where_the_disk_lags(live_fs):
+    """--offline reads the disk under the mount: the files written after the last sync are not there yet, and
+    the answer says so (warning naming the kernel's owners, exit bit 1) instead of printing 'free' alone."""
+    img, mnt = live_fs
+    path = os.path.join(mnt, "new/deep/g5")
+    phys = K.fiemap(path)[0].physical
+    p = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", img, "--offline", "--offset", str(phys),
+                        "--length", "4096", "--format", "json"], capture_output=True, text=True)
+    res = json.loads(p.stdout)["results"][0]
+    assert res["source"] == "disk"
+    ino = os.stat(path).st_ino
+    if not any(x.get("inode") == ino for x in res["owners"]):  # the disk is behind the kernel here
+        assert p.returncode & 1 and f"file data of inode(s) {ino}" in p.stderr, p.stderr
+
+
+def test_info_on_a_mount_point_says_what_is_mounted_where(live_fs):
+    img, mnt = live_fs
+    p = subprocess.run([sys.executable, "-m", "fsdaxctl", "info", mnt, "--format", "json"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    fs = json.loads(p.stdout)["filesystem"]
+    m = fs["mount"]
+    assert m["point"] == mnt and m["device"].startswith("/dev/loop") and m["answered_by"] == "kernel"
+    g = m["kernel_geometry"]
+    assert g["blocksize"] * g["datablocks"] == fs["size"] and g["agcount"] == fs["ag_count"]
+
+
+@pytest.mark.parametrize("config", ["4k-reflink", "1k-reflink", "4k-4ksect", "64k-reflink", "4k-normap-refl"])
+def test_every_config_under_a_workload_never_synced(tmp_path, config):
+    """A random workload (clones, dedupe, punch, collapse, renames, links, xattrs...) stopped without any sync or
+    freeze: the live answer is the kernel's, piece for piece, and every path is the mounted tree's."""
+    need_kernel()
+    from tests import stress, workload
+
+    cfg = stress.CONFIGS[config]
+    img = str(tmp_path / f"{config}.img")
+    images.mkfs(img, cfg["size"], cfg["mkfs"])
+    with images.loop_mount(img) as mnt:
+        workload.run(mnt, 7, 600, block_size=cfg["block_size"], reflink=cfg["reflink"],
+                     sector_size=cfg["sector_size"])
+        geo = fsgeometry(mnt)
+        size, bs = geo["datablocks"] * geo["blocksize"], geo["blocksize"]
+
+        from types import SimpleNamespace
+
+        ag_bytes = geo["agblocks"] * bs  # the geometry LiveOwnerMap needs, from the kernel itself
+        G = SimpleNamespace(blocksize=bs, size=size, byte_to_ag=lambda b: (b // ag_bytes, 0))
+        live = LiveOwnerMap(mnt, G, has_rmapbt=cfg["rmapbt"])
+        # Nothing was synced: background writeback may still be allocating delayed extents. Compare within a
+        # window in which the kernel's own map did not change (it is the truth "at that moment").
+        for _ in range(20):
+            before = K.getfsmap(mnt)
+            got = ours(live.pieces(0, size))
+            if K.getfsmap(mnt) == before:
+                break
+        truth = KernelMap(before, bs, size)
+        assert got == truth.pieces(0, size)
+        subprocess.run(["fsfreeze", "-f", mnt], check=True)  # the ranges below: a still filesystem, same map
+        subprocess.run(["fsfreeze", "-u", mnt], check=True)
+        truth = KernelMap(K.getfsmap(mnt), bs, size)
+        rng = random.Random(config)
+        for _ in range(100):
+            off = rng.randrange(0, size - 1)
+            n = min(rng.choice((512, 4096, 1 << 20)), size - off)
+            assert ours(live.pieces(off, n)) == truth.pieces(off, n), (off, n)
+        files, _, _ = images.collect_files(mnt)
+        names = LivePathResolver(mnt, fs_relative=True).name(int(i) for i in files)
+        assert {i: sorted(e["paths"]) for i, e in files.items()} == {i: names[int(i)].paths for i in files}

@@ -44,7 +44,8 @@ def _check_windows(fs, whole, rng, n=6):
     """Windowed walks keep every merged record that meets the windows, exactly as the whole-AG walk has it."""
     geo = fs.geo
     for _ in range(n):
-        ranges = [(rng.randrange(0, geo.size), rng.choice((512, 4096, 1 << 20, 64 << 20))) for _ in range(rng.randint(1, 3))]
+        ranges = [(rng.randrange(0, geo.size), rng.choice((512, 4096, 1 << 20, 64 << 20)))
+                  for _ in range(rng.randint(1, 3))]
         win = windows_of(geo, ranges)
         recs, problems, covered = _walk(fs, False, set(win), win)
         for agno, ws in win.items():
@@ -87,6 +88,33 @@ def test_windows_with_a_tiny_margin_walk_again_whole(built, monkeypatch):
             assert _overlapping(got[agno], r[0], r[0]) == _overlapping(recs, r[0], r[0])
             whole += covered[agno] is None
         assert whole  # some window needed the whole AG (the chunk's inode blocks merge into one record)
+
+
+@pytest.mark.parametrize("name", NO_RMAP)
+def test_owner_map_answers_are_the_same_from_windows(built, name, monkeypatch):
+    """locate's path: OwnerMap.prepare(ranges) walks only near the ranges (a small margin here, so windows
+    matter on 64 MiB images), and every answer is the whole walk's, also for blocks asked later."""
+    from fsdaxctl.xfs import walkvec
+    from fsdaxctl.xfs.owners import OwnerMap
+
+    path, _ = built(name)
+    with XfsFilesystem.open(path) as fs:
+        geo = fs.geo
+        whole = OwnerMap(fs)
+        whole.prepare([(0, geo.size)])
+        monkeypatch.setattr(walkvec, "MARGIN", 64)
+        rng = random.Random(name)
+        ranges = [(rng.randrange(0, geo.size // 512) * 512, rng.choice((512, 4096, 65536, 8 << 20)))
+                  for _ in range(30)]
+        ranges += [(geo.ag_to_byte(a, 0) - 4096, 8192) for a in range(1, geo.agcount)]  # across AG ends
+        for off, n in ranges:
+            one = OwnerMap(fs)
+            one.prepare([(off, n)])
+            assert one.pieces(off, n) == whole.pieces(off, n), (off, n)
+        many = OwnerMap(fs)
+        many.prepare(ranges[:10])
+        for off, n in ranges:  # the last ones were not prepared: walked when asked
+            assert many.pieces(off, n) == whole.pieces(off, n), (off, n)
 
 
 # --- random damage --------------------------------------------------------------------------------------------
@@ -198,3 +226,38 @@ def test_damaged_inodes_and_bmbt_blocks_same_records_and_problems(built, name):
             fs.close()
 
     run()
+
+
+@pytest.mark.parametrize("name", NO_RMAP)
+def test_realtime_flag_same_records_and_problems(built, name):
+    """A realtime file's data fork counts rt-device blocks: its extents are dropped, its bmbt blocks kept, an
+    extent count too large for the fork is not a problem. Set on a bmbt-format file, an extent-format file, and
+    one whose extent count is then impossible (CRC made valid each time)."""
+    path, _ = built(name)
+    inodes, _, isize, _ = _targets(path)
+    with open(path, "rb") as fh:
+        def core(off):
+            fh.seek(off)
+            return bytearray(fh.read(isize))
+        by_format = {}
+        for off in inodes:
+            raw = core(off)
+            n = int.from_bytes(raw[76:80], "big")
+            by_format.setdefault((raw[5], n > 0), off)
+    cases = []
+    for key in ((f.XFS_DINODE_FMT_BTREE, True), (f.XFS_DINODE_FMT_EXTENTS, True)):
+        assert key in by_format, key
+        cases.append([(by_format[key], 91, 0x01)])
+    cases.append([(by_format[(f.XFS_DINODE_FMT_EXTENTS, True)], 91, 0x01),
+                  (by_format[(f.XFS_DINODE_FMT_EXTENTS, True)], 79, 0xFF)])
+    for case in cases:
+        plan = [(base, isize, f.XFS_DINODE_CRC_OFF, where, value, "set", True) for base, where, value in case]
+        fs = XfsFilesystem(PatchedDevice(path, _apply(path, plan)))
+        try:
+            exact, exact_problems, _ = _walk(fs, True)
+            vec, vec_problems, _ = _walk(fs, False)
+            assert vec_problems == exact_problems
+            assert vec == exact
+        finally:
+            fs.close()
+

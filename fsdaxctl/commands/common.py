@@ -13,7 +13,8 @@ from fsdaxctl.render import FORMATS
 
 
 def target_options(f):
-    """TARGET (an image or block device) or --sample (the small XFS image shipped with fsdaxctl)."""
+    """TARGET (an image, a block device, or a mounted XFS's mount point) or --sample (the small XFS image shipped
+    with fsdaxctl)."""
 
     @click.argument("target", required=False, metavar="TARGET")
     @click.option("--sample", is_flag=True,
@@ -27,12 +28,20 @@ def target_options(f):
                   help="The filesystem's external log device (mkfs -l logdev=): an image or block device.")
     @click.option("--rtdev", metavar="FILE",
                   help="The filesystem's realtime device (mkfs -r rtdev=): an image or block device.")
+    @click.option("--offline", is_flag=True,
+                  help="TARGET is mounted: read the disk instead of asking the running kernel (the disk may lag "
+                       "the kernel; where the two disagree a warning says so and exit status bit 1 is set).")
+    @click.option("--fs-relative", is_flag=True,
+                  help="Paths from the filesystem's root, not the machine's (a mounted TARGET's paths include "
+                       "its mount point by default).")
     @functools.wraps(f)
-    def wrapper(*args, target, sample, no_replay, logdev=None, rtdev=None, **kw):
+    def wrapper(*args, target, sample, no_replay, logdev=None, rtdev=None, offline=False, fs_relative=False, **kw):
         from fsdaxctl import pipeline
 
         pipeline.REPLAY_DEFAULT = not no_replay
         pipeline.EXTRA_DEVICES = {"log": logdev, "rt": rtdev}
+        pipeline.LIVE_DEFAULT = not offline
+        pipeline.FS_RELATIVE = fs_relative
         if sample and target:
             raise UsageError("give TARGET or --sample, not both")
         if sample:
@@ -40,7 +49,7 @@ def target_options(f):
 
             target = sample_image(announce=lambda text: click.echo(f"fsdaxctl: {text}", err=True))
         elif not target:
-            raise UsageError("missing TARGET: an XFS image or block device (or --sample)")
+            raise UsageError("missing TARGET: an XFS image, block device or mount point (or --sample)")
         return f(*args, target=target, **kw)
 
     return wrapper
@@ -331,6 +340,7 @@ def _power_of_two(n: int, what: str) -> int:
 
 def _fs_queries(o: dict, length):
     """Filesystem-relative places need the filesystem's geometry: deferred until it is open."""
+    from fsdaxctl import pipeline
     from fsdaxctl.units import SECTOR, parse_size
     from fsdaxctl.xfs import where
 
@@ -358,7 +368,7 @@ def _fs_queries(o: dict, length):
     if o["file_path"]:
         off = parse_size(o["file_offset"], "--file-offset", o.get("_block"))
         n = length or 4096  # one page: the unit memory failure works in
-        queries.append(lambda fs: where.file_extents(fs, o["file_path"], off, n))
+        queries.append(lambda fs: pipeline.file_extents(fs, o["file_path"], off, n))
     elif o["file_offset"] != "0":
         raise UsageError("--file-offset goes with --file")
     return queries
@@ -424,4 +434,4 @@ def run_act(answer, omap, event: dict, flags: int, o: dict, outcomes=None) -> in
     ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
     return act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags, chain_mapping(answer.fs, o)),
                yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"], rewrite=o["rewrite_cached"],
-               ranges=ranges)
+               ranges=ranges, confirm=lambda q: click.confirm(q, err=True))

@@ -50,7 +50,7 @@ def command(ctx, target, **o):
     from fsdaxctl.engine import chain
     from fsdaxctl.pipeline import Plan, resolve
     from fsdaxctl.render import default_format
-    from fsdaxctl.xfs.owners import OwnerMap
+    from fsdaxctl.xfs.devices import owner_map
 
     flags = check_chain_options(o)
     if o.get("fs_device", "data") != "data":
@@ -62,7 +62,7 @@ def command(ctx, target, **o):
     fs = answer.fs
     with fs:
         mapping = chain_mapping(fs, o)
-        omap = OwnerMap(fs)
+        omap = owner_map(fs, "data")  # a mounted target: the running kernel's GETFSMAP (fsdaxctl.live)
         outcomes = chain.run(answer, omap, event, flags, mapping)
         warnings = (list(fs.warnings) + list(plan.parsed.notes) + answer.warnings
                     + [n for oc in outcomes for n in oc.notes] + omap.problems)
@@ -82,6 +82,7 @@ def command(ctx, target, **o):
 
 def _plan(target, o, Plan):
     from fsdaxctl.inputs import Parsed, pfn_extent, phys_extent
+    from fsdaxctl import pipeline
     from fsdaxctl.pipeline import target_extent
     from fsdaxctl.stack import BLOCK, Extent, Space
     from fsdaxctl.units import parse_size
@@ -137,7 +138,7 @@ def _plan(target, o, Plan):
     else:
         off = parse_size(o["file_offset"], "--file-offset", block)
         n = length or 4096
-        queries.append(lambda fs: where.file_extents(fs, o["file_path"], off, n))
+        queries.append(lambda fs: pipeline.file_extents(fs, o["file_path"], off, n))
         event = {"kind": "file", "path": o["file_path"], "file_offset": off, "length": n}
     plan = Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
                 dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)

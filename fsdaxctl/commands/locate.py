@@ -70,11 +70,14 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
         omap = owner_map(fs, "data", source=_source(fs, source), progress=progress_printer("walking inodes"))
         omap.prepare(ranges)
         results = locate_routes(omap, answer.routes, explain)
+        for r in results:
+            r.source = "kernel" if omap.source == "kernel" else "disk"
         warnings += omap.problems
         if not no_detail:
             warnings += describe_results(fs, results)
         checked = verify_rmap_warnings(fs, ranges) if verify_rmap else []
-        checked += _live_check(fs, results)
+        if omap.source != "kernel":  # the disk answered a mounted target (--offline): check it with the kernel
+            checked += _live_check(fs, results)
         warnings += checked
         dropped, drop_bits = [], 0
         for route, path in dropped_paths(answer.routes):
@@ -132,8 +135,12 @@ def _live_check(fs, results) -> list[str]:
         stale = stale_ranges(mount, items)
     except FsdaxError:
         return []  # not ours to ask (permissions, not XFS, shut down): the mount warning stands
-    return [f"bytes {off}+{n}: the mounted filesystem's kernel says file data of inode(s) {sorted(kernel) or 'none'}, "
-            f"the disk says {sorted(ours) or 'none'}: its newest changes are still in the log (fsfreeze -f/-u "
+
+    def files(inos):
+        return f"file data of inode(s) {', '.join(map(str, sorted(inos)))}" if inos else "no file data"
+
+    return [f"bytes {off}+{n}: the mounted filesystem's kernel says {files(kernel)}, the disk (--offline) says "
+            f"{files(ours)}: its newest changes are still in the log (fsfreeze -f/-u "
             f"{mount} writes them back)" for off, n, kernel, ours in stale]
 
 

@@ -15,7 +15,6 @@ import signal as signals
 import sys
 import time
 
-import click
 
 from fsdaxctl.engine.chain import DAX, PAGE_CACHE, PAGE_SHIFT, PAGE_SIZE, Mapping
 from fsdaxctl.errors import EXIT_FAILED, FsdaxError, UsageError
@@ -54,7 +53,7 @@ class LiveMapping(Mapping):
             return self.forced, self.why
         for p in paths:  # xfs_inode_should_enable_dax, as live.mapping_is_dax follows it
             try:
-                state = self.live.mapping_is_dax(os.path.join(self.mount, p.lstrip("/")), self.mnt)
+                state = self.live.mapping_is_dax(self.live.real_path(self.mount, p, ino), self.mnt)
             except FsdaxError:
                 continue
             return (DAX if state.dax else PAGE_CACHE), state.why
@@ -72,7 +71,7 @@ class LiveMapping(Mapping):
         """Are these pages in the page cache? mincore(2) on a mapping that is never touched (live.cached_pages)."""
         for p in paths:
             try:
-                fd = os.open(os.path.join(self.mount, p.lstrip("/")), os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(self.live.real_path(self.mount, p, ino), os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue
             try:
@@ -131,9 +130,15 @@ def _plan_lines(outcomes, mapping, rewrite: bool) -> list[str]:
     return lines
 
 
+def _say(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, log, rewrite: bool = False,
-        ranges=()) -> int:
-    """Dry run, confirmation, second walk, then the actions. Returns exit bits (1 when an action failed)."""
+        ranges=(), confirm=None) -> int:
+    """Dry run, confirmation, second walk, then the actions. Returns exit bits (1 when an action failed).
+    `confirm(question) -> bool` asks the user (the CLI's prompt); without it, only --yes goes ahead."""
     from fsdaxctl.engine import live
 
     try:
@@ -153,13 +158,13 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
     if argv:
         plan.append(f"run {' '.join(argv)} once per decision ({sum(len(o.decisions) for o in outcomes)})")
     if not plan:
-        click.echo("fsdaxctl: --act: nothing to do", err=True)
+        _say("fsdaxctl: --act: nothing to do\n")
         return 0
-    click.echo("fsdaxctl: --act will:\n" + "".join(f"  {line}\n" for line in plan), err=True, nl=False)
+    _say("fsdaxctl: --act will:\n" + "".join(f"  {line}\n" for line in plan))
     if not yes:
-        if not sys.stdin.isatty():
+        if confirm is None or not sys.stdin.isatty():
             raise UsageError("--act: not on a terminal, cannot ask for confirmation: add --yes")
-        if not click.confirm("fsdaxctl: go ahead?", err=True):
+        if not confirm("fsdaxctl: go ahead?"):
             raise FsdaxError("--act: not confirmed: nothing done")
     again = rerun()
     before = [d.key() for o in outcomes for d in o.decisions]
@@ -177,13 +182,13 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
             if d.action == "kill-mappers" and d.mappers:
                 records = live.signal_mappers(_mapper_objects(d.mappers), signum)
             elif d.action == "invalidate-mappings" and mapping.mount and d.paths:
-                records = [live.invalidate_mappings(os.path.join(mapping.mount, d.paths[0].lstrip("/")), d.pgoff,
+                records = [live.invalidate_mappings(live.real_path(mapping.mount, d.paths[0], d.inode), d.pgoff,
                                                     max(d.pgcnt, 1))]
             elif d.action == "rewrite-cached-page" and not rewrite:
                 records = [{"action": "rewrite-cached-page", "target": d.paths[0] if d.paths else d.inode,
                             "outcome": "skipped", "note": "beyond the merged kernel: --rewrite-cached to do it"}]
             elif d.action == "rewrite-cached-page" and mapping.mount and d.paths:
-                records = [_rewrite(os.path.join(mapping.mount, d.paths[0].lstrip("/")), d.pgoff, max(d.pgcnt, 1))]
+                records = [_rewrite(live.real_path(mapping.mount, d.paths[0], d.inode), d.pgoff, max(d.pgcnt, 1))]
             elif d.action == "shutdown-filesystem":
                 shutdowns.append(d)  # after the walk, as xfs_dax_notify_dev_failure does
             for rec in records:

@@ -36,11 +36,31 @@ from fsdaxctl.errors import FsdaxError
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-class LiveError(FsdaxError):
-    """A look-up on the live system failed (mountinfo unreadable, a path that is not a file, no such ioctl)."""
+from fsdaxctl.live.fsmap import LiveError  # noqa: E402,F401 - one error for every look-up on the live system
 
 
 # --- mounts: fsdaxctl.device (one mountinfo parser for the whole package) ---------------------------------
+
+def real_path(mount_point: str, path: str, ino: int | None = None) -> str:
+    """The file on this machine behind a path an answer shows: a live answer shows the machine's path (the
+    mount point joined), an offline or --fs-relative one the path from the filesystem root. Whichever names
+    inode `ino` on the mounted filesystem wins; without `ino`, a path already under the mount point."""
+    mount = mount_point.rstrip("/") or "/"
+    joined = os.path.join(mount, path.lstrip("/"))
+    under = path == mount or path.startswith(mount + "/")
+    candidates = (path, joined) if under else (joined, path)
+    if ino is None:
+        return candidates[0]
+    dev = os.stat(mount).st_dev
+    for cand in candidates:
+        try:
+            st = os.lstat(cand)
+        except OSError:
+            continue
+        if st.st_ino == ino and st.st_dev == dev:
+            return cand
+    return candidates[0]
+
 
 # --- DAX -------------------------------------------------------------------------------------------------------
 
@@ -565,48 +585,13 @@ def invalidate_mappings(path: str, first_page: int, page_count: int, page_size: 
 
 # --- the kernel's own owner map of a mounted filesystem ----------------------------------------------------------
 
-FS_IOC_GETFSMAP = 0xC0C0583B                 # _IOWR('X', 59, struct fsmap_head)
-_FSMAP_REC = struct.Struct("=IIQQQQ24x")     # struct fsmap: device, flags, physical, owner, offset, length, rsvd
-_FSMAP_HEAD = struct.Struct("=IIII48x")      # struct fsmap_head: iflags, oflags, count, entries, reserved[6]
-_FMR_OF_NOT_DATA = 0x2 | 0x4 | 0x10          # ATTR_FORK | EXTENT_MAP | SPECIAL_OWNER (include/uapi/linux/fsmap.h)
-_FMR_OF_LAST = 0x20
-
-
 def kernel_data_owners(mount_point: str, start: int, length: int, batch: int = 256) -> set[int]:
     """Inodes whose file data the mounted filesystem's kernel (FS_IOC_GETFSMAP) says lies in [start, start +
     length) of its data device: the live truth, to check an offline answer against before acting on it."""
-    try:
-        fd = os.open(mount_point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        raise LiveError(f"cannot open {mount_point}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        major, minor = os.major(st.st_dev), os.minor(st.st_dev)
-        dev = (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)  # new_encode_dev: fmr_device's form
-        low = _FSMAP_REC.pack(dev, 0, start, 0, 0, 0)
-        high = _FSMAP_REC.pack(dev, 0xFFFFFFFF, start + length - 1, (1 << 64) - 1, (1 << 64) - 1, 0)
-        buf = bytearray(_FSMAP_HEAD.size + 2 * _FSMAP_REC.size + batch * _FSMAP_REC.size)
-        recs_at = _FSMAP_HEAD.size + 2 * _FSMAP_REC.size
-        buf[_FSMAP_HEAD.size:recs_at] = low + high
-        owners: set[int] = set()
-        while True:
-            _FSMAP_HEAD.pack_into(buf, 0, 0, 0, batch, 0)
-            try:
-                fcntl.ioctl(fd, FS_IOC_GETFSMAP, buf, True)
-            except OSError as e:
-                raise LiveError(f"FS_IOC_GETFSMAP on {mount_point}: {e.strerror}") from None
-            entries = _FSMAP_HEAD.unpack_from(buf, 0)[3]
-            last = None
-            for i in range(entries):
-                _, flags, physical, owner, _, n = last = _FSMAP_REC.unpack_from(buf, recs_at + i * _FSMAP_REC.size)
-                if not flags & _FMR_OF_NOT_DATA and physical < start + length and physical + n > start:
-                    owners.add(owner)
-            if not entries or last[1] & _FMR_OF_LAST:
-                return owners
-            at = recs_at + (entries - 1) * _FSMAP_REC.size
-            buf[_FSMAP_HEAD.size:_FSMAP_HEAD.size + _FSMAP_REC.size] = buf[at:at + _FSMAP_REC.size]
-    finally:
-        os.close(fd)
+    from fsdaxctl.live.fsmap import FMR_OF_NOT_DATA, getfsmap
+
+    return {r.owner for r in getfsmap(mount_point, start, start + length, batch=batch)
+            if not r.flags & FMR_OF_NOT_DATA and r.physical < start + length and r.physical + r.length > start}
 
 
 def stale_ranges(mount_point: str, items) -> list[tuple[int, int, set[int], set[int]]]:

@@ -76,11 +76,20 @@ class Describer:
     def __init__(self, fs, resolver: PathResolver | None = None):
         self.fs = fs
         self.geo = fs.geo
-        self.resolver = resolver or PathResolver(fs)
+        self.live = getattr(fs, "live", None)  # mounted: names from the live tree, detail read from disk
+        self.resolver = resolver or self._default_resolver(fs)
         self.problems: list[str] = []
         self._ag_index: dict[tuple[int, str], dict[int, tuple[str, int]]] = {}
         self._dirs: dict[int, DirBlocks | None] = {}
         self._ftype: dict[int, str] = {}
+
+    def _default_resolver(self, fs):
+        if self.live is None:
+            return PathResolver(fs)
+        from fsdaxctl import pipeline
+        from fsdaxctl.live import LivePathResolver
+
+        return LivePathResolver(self.live.mount_point, fs_relative=pipeline.FS_RELATIVE)
 
     # --- public ---
     def describe(self, pieces: list[Piece]) -> list[Piece]:
@@ -96,6 +105,8 @@ class Describer:
         inos = {p.inode for p in pieces if p.owner == FILE}
         inos.update(ino for states in chunk_states.values() for ino, st in states.items() if st == IN_USE)
         names = self.resolver.name(inos) if inos else {}
+        holders = self.resolver.holders({p.inode for p in pieces if p.owner == FILE}) \
+            if self.live is not None and inos else {}
         out = []
         for i, p in enumerate(pieces):
             try:
@@ -106,10 +117,14 @@ class Describer:
             except FsdaxError as e:
                 self._problem(str(e))
                 detail = {"detail_error": str(e)}
+            if detail and self.live is not None:  # GETFSMAP names owners, not structures: those came from disk
+                detail = {**detail, "read_from": "disk"}
             if p.owner == FILE:
                 n = names[p.inode]
                 if n.reason:
                     detail = {**(detail or {}), "name": n.reason}
+                if p.inode in holders:  # who is affected, before anyone acts
+                    detail = {**(detail or {}), "held_by": holders[p.inode]}
                 p = p._replace(paths=tuple(n.paths))
             if p.detail:
                 detail = {**p.detail, **(detail or {})}
@@ -130,6 +145,9 @@ class Describer:
             return self._ag_headers(p)
         if kind in ("per-ag-metadata", "inode-btree", "refcount-btree"):
             return self._ag_blocks(p)
+        if kind == "cow-staging" and self.live is None:
+            return {"at_mount": "the kernel frees CoW staging extents when it mounts the filesystem "
+                                "(xfs_reflink_recover_cow): these bytes are free after the next mount"}
         if kind == "log":
             if p.device == "log":  # an external log starts at byte 0 of its own device
                 return {"structure": "log", "log_offset": p.offset}

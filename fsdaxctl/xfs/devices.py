@@ -170,6 +170,12 @@ def owner_map(fs, device: str = DATA, **kw):
         from fsdaxctl.xfs.rt import rt_owner_map
 
         return rt_owner_map(fs)
+    live = getattr(fs, "live", None)
+    if live is not None and kw.get("source") is None:  # mounted: the running kernel answers (fsdaxctl.live)
+        from fsdaxctl.live import LiveOwnerMap
+
+        omap = LiveOwnerMap(live.mount_point, fs.geo, has_rmapbt=fs.has_rmapbt)
+        return DataDeviceMap(omap) if multi_device(fs) else omap
     from fsdaxctl.xfs.owners import OwnerMap
 
     omap = OwnerMap(fs, **kw)

@@ -303,6 +303,9 @@ def filesystem_info(fs: XfsFilesystem) -> dict:
         "features": fs.feature_names(),
         "device_size": fs.dev.size,
     }
+    live = getattr(fs, "live", None)  # mounted here and answered by the running kernel (fsdaxctl.live)
+    if live is not None:
+        info["mount"] = _mount_info(live)
     rep = getattr(fs, "replay", None)  # the log replayed in memory (fsdaxctl.xfs.logrecover)
     if rep is not None and isinstance(info.get("log"), dict):
         info["log"].update(rep.json())
@@ -318,3 +321,17 @@ def _log_info(fs: XfsFilesystem) -> dict:
     if sb.sb_logstart:
         return {"internal": True, "offset": geo.fsb_to_byte(sb.sb_logstart), "length": sb.sb_logblocks << geo.blocklog}
     return {"internal": False, "length": sb.sb_logblocks << geo.blocklog}
+
+
+def _mount_info(live) -> dict:
+    """Where it is mounted, and the geometry its kernel reports (XFS_IOC_FSGEOMETRY)."""
+    from fsdaxctl.live.fsmap import LiveError, fsgeometry
+
+    out = {"point": live.mount_point, "device": live.device, "read_only": live.read_only, "answered_by": "kernel"}
+    try:
+        g = fsgeometry(live.mount_point)
+        out["kernel_geometry"] = {k: g[k] for k in ("blocksize", "agcount", "agblocks", "datablocks", "logblocks",
+                                                    "sectsize", "inodesize")}
+    except LiveError as e:
+        out["kernel_geometry_error"] = str(e)
+    return out

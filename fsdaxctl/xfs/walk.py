@@ -15,6 +15,7 @@ is imported only when a walk runs. FSDAXCTL_WALK=exact forces the per-record cod
 
 from __future__ import annotations
 
+import bisect
 import operator
 import os
 
@@ -256,8 +257,12 @@ def windows_of(geo, ranges) -> dict[int, list[tuple[int, int]]]:
 
 
 def covers(windows, lo: int, hi: int) -> bool:
-    """Do `windows` (a walk's `covered` entry: None is the whole AG) answer agbnos lo..hi?"""
-    return windows is None or any(a <= lo and hi <= b for a, b in windows)
+    """Do `windows` (a walk's `covered` entry: sorted, disjoint (lo, hi) pairs; None is the whole AG) answer
+    agbnos lo..hi?"""
+    if windows is None:
+        return True
+    i = bisect.bisect_right(windows, (lo, float("inf"))) - 1
+    return i >= 0 and windows[i][0] <= lo and hi <= windows[i][1]
 
 
 def _merge(recs: list[tuple]) -> list[tuple]:

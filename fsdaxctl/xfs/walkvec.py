@@ -6,8 +6,14 @@ offset, extent counts that fit the fork, every extent inside its AG, every bmbt 
 fails any check is handed, whole, to the per-record code, which reports it exactly as before.
 
 Memory: records are filtered to the AGs asked right after decoding, and with `windows` to the blocks near the
-query (a margin either side, so records that the rmapbt would have merged are merged exactly as in a whole-AG
-walk; when a merged record reaches the margin the AG is walked again whole, see `_finish`).
+query: those meeting [A, B], each window widened by MARGIN blocks either side. Why the merged records that meet a
+window are then exactly the whole walk's: walk._merge joins a record to the one just before it in sort order
+(start, owner, offset) by a test on those two alone. Take a merged record m (from the kept records) that meets
+a window and has A < m.start and m.end <= B. Any record sorting between two of its parts starts inside (A, B],
+so it was kept: its parts are neighbours in the whole walk too. A record that could join m on the left ends at
+m.start > A, one on the right starts at m.end <= B: either was kept, and was not joined. So m is a merged record
+of the whole walk; and every merged record of the whole walk that meets the window has a part meeting it, which
+was kept. When some merged record meeting a window does not lie inside (A, B], the AG is walked again whole.
 
 Record order: the per-record walk sorts its records by (start, owner, offset) with a stable sort, so records
 with equal keys stay in the order they were found. Equal keys with different lengths can only come from one
@@ -296,7 +302,8 @@ class _InodeWalk:
             words = every.reshape(-1).view(">u8")
             per_row = isize // 8
             nslots = (isize - _CORE) // 16
-            slot_used = np.flatnonzero(dext[:, None] & (np.arange(nslots) < np.minimum(dn, nslots).astype(np.int64)[:, None]))
+            count = np.minimum(dn, nslots).astype(np.int64)
+            slot_used = np.flatnonzero(dext[:, None] & (np.arange(nslots) < count[:, None]))
             d_row = slot_used // nslots
             d_w = rows[d_row] * per_row + _CORE // 8 + 2 * (slot_used - d_row * nslots)
             a_row = np.flatnonzero(aext)
@@ -310,7 +317,7 @@ class _InodeWalk:
             bad, e_agno, e_agbno, e_count = self._extents(l0, l1)
             exact[ext_row[bad]] = True
             # bmbt-format forks: a few inodes with many extents each.
-            dbt = ok & ~realtime & (fmt == f.XFS_DINODE_FMT_BTREE) & ~exact
+            dbt = ok & (fmt == f.XFS_DINODE_FMT_BTREE) & ~exact  # realtime too: its bmbt blocks are here
             abt = has_attr & (afmt == f.XFS_DINODE_FMT_BTREE) & ~exact
             for r in np.flatnonzero(dbt | abt):
                 pending = _Records()
@@ -319,7 +326,7 @@ class _InodeWalk:
                 try:
                     if dbt[r]:
                         end = _CORE + int(forkoff[r]) * 8 if forkoff[r] else isize
-                        self._bmbt(i_no, raw[_CORE:end], _U64(0), pending)
+                        self._bmbt(i_no, raw[_CORE:end], _U64(0), pending, not realtime[r])
                     if abt[r]:
                         self._bmbt(i_no, raw[_CORE + int(forkoff[r]) * 8:], _ATTR_FLAG, pending)
                 except _Fallback:
@@ -343,9 +350,10 @@ class _InodeWalk:
                 walk.chunk_inodes(agno, rec[0], chunk_slot_states(self.fs, rec), exact_at[c], raw.tobytes())
 
     # --- bmbt ---
-    def _bmbt(self, ino: int, lit: bytes, flag, out: _Records) -> None:
-        """A btree-format fork: its extents and bmbt blocks into `out`; _Fallback on anything the per-record
-        code would reject (inode._bmbt_walk and _bmbt_block make the same checks)."""
+    def _bmbt(self, ino: int, lit: bytes, flag, out: _Records, extents: bool = True) -> None:
+        """A btree-format fork: its extents (unless not `extents`: a realtime file's count rt-device blocks) and
+        bmbt blocks into `out`; _Fallback on anything the per-record code would reject (inode._bmbt_walk and
+        _bmbt_block make the same checks)."""
         geo = self.geo
         if len(lit) < 4 + 16:
             raise _Fallback
@@ -374,6 +382,8 @@ class _InodeWalk:
             n = hdr["bb_numrecs"].astype(np.int64)
             if (n > node_max).any():
                 raise _Fallback
+            if not extents:
+                continue
             which, k = _ranges(n)
             words = blocks.reshape(-1).view(">u8")
             w = which * (bs // 8) + _BHDR // 8 + 2 * k
@@ -458,9 +468,7 @@ def _finish(agno, keep: _Keep, parts):
     i = np.searchsorted(hi_w, s, "left")
     hit = i < len(hi_w)
     hit[hit] = lo_w[i[hit]] <= e[hit] - 1
-    # Exact when every merged record that meets a window lies inside the kept span around it, away from its
-    # edges: starts after A and ends by B. Then every record that could join it was kept too (see the module
-    # docstring of walk.py's caller, owners.py, and tests/test_walkvec.py).
+    # Exact when every merged record that meets a window starts after A and ends by B (the module docstring).
     wa, wb = keep.wide[agno]
     j = np.searchsorted(wa, s[hit], "left") - 1
     inside = (j >= 0) & (e[hit] <= wb[np.maximum(j, 0)])

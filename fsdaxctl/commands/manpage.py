@@ -45,7 +45,8 @@ def candidates() -> list[str]:
     for scheme_base in {sys.prefix, sysconfig.get_config_var("userbase") or "", os.path.expanduser("~/.local")}:
         if scheme_base:
             out.append(os.path.join(scheme_base, "share", "man", "man1", PAGE))
-    out.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "man", PAGE))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # fsdaxctl/, above commands/
+    out.append(os.path.join(package, "man", PAGE))
     return out
 
 
