@@ -257,3 +257,27 @@ def test_every_config_under_a_workload_never_synced(tmp_path, config):
         files, _, _ = images.collect_files(mnt)
         names = LivePathResolver(mnt, fs_relative=True).name(int(i) for i in files)
         assert {i: sorted(e["paths"]) for i, e in files.items()} == {i: names[int(i)].paths for i in files}
+
+
+def test_fsmap_and_inject_on_a_mount_point_use_the_kernel(live_fs):
+    img, mnt = live_fs
+    geo = _geo(img)
+    subprocess.run(["fsfreeze", "-f", mnt], check=True)  # a still filesystem: one truth for both calls
+    try:
+        truth = KernelMap(K.getfsmap(mnt), geo.blocksize, geo.size)
+        p = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", mnt, "--format", "jsonl"],
+                           capture_output=True, text=True)
+        assert p.returncode in (0, 1), p.stderr
+        got = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+        assert ours([x for x in got if "owner" in x]) == truth.pieces(0, geo.size)
+        clone = os.path.join(mnt, "new/clone")
+        phys = K.fiemap(clone)[0].physical
+        p = subprocess.run([sys.executable, "-m", "fsdaxctl", "inject", mnt, "--daddr", str(phys // 512),
+                            "--length", "4096", "--assume-dax", "--format", "json"], capture_output=True, text=True)
+    finally:
+        subprocess.run(["fsfreeze", "-u", mnt], check=True)
+    assert p.returncode == 4, p.stderr
+    decisions = [d for oc in json.loads(p.stdout)["outcomes"] for d in oc["decisions"]]
+    kills = {d["inode"] for d in decisions if d["action"] == "kill-mappers"}
+    assert kills == {os.stat(clone).st_ino, os.stat(os.path.join(mnt, "f1")).st_ino}
+    assert any(clone in d.get("paths", []) for d in decisions)
