@@ -162,15 +162,38 @@ def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
     return layers, arrays, lowers
 
 
+@dataclass(frozen=True)
+class Opening:
+    """How the command line asked TARGET to be opened."""
+    replay: bool = True  # a dirty internal log is replayed in memory (--no-replay: the disk as it is)
+    live: bool = True  # a mounted TARGET is answered by its kernel (--offline: the disk under it)
+    fs_relative: bool = False  # paths from the filesystem root, not the machine's (--fs-relative)
+    logdev: str | None = None  # --logdev FILE
+    rtdev: str | None = None  # --rtdev FILE
+
+
+class Target(str):
+    """TARGET as the user typed it (it prints, compares and serialises as that string), carrying its Opening."""
+
+    opening: Opening
+
+    def __new__(cls, path: str, opening: Opening | None = None):
+        obj = super().__new__(cls, path)
+        obj.opening = opening or getattr(path, "opening", None) or Opening()
+        return obj
+
+
 def open_target(path: str, partition: int | None = None, replay: bool | None = None):
-    """(XfsFilesystem, Layout): the filesystem on TARGET, wherever it starts, with every warning that makes its
-    answers doubtful (a table repaired from its backup, a mount, a dirty log) in fs.warnings."""
-    from fsdaxctl.device import Device, mount_warnings
+    """(XfsFilesystem, Layout): the filesystem on TARGET (a path or a Target), wherever it starts, with every
+    warning that makes its answers doubtful (a table repaired from its backup, a mount, a dirty log) in
+    fs.warnings."""
+    from fsdaxctl.device import mount_warnings
     from fsdaxctl.stack.probe import filesystem_window, probe
     from fsdaxctl.xfs.fs import XfsFilesystem
     from fsdaxctl.xfs.log import log_warnings
 
-    live, dev = _open_device(path)
+    opening = Target(path).opening
+    live, dev = _open_device(path, opening)
     try:
         layout = probe(dev, partition)
         fs = XfsFilesystem(filesystem_window(dev, layout))
@@ -185,22 +208,18 @@ def open_target(path: str, partition: int | None = None, replay: bool | None = N
         state = "read-only" if live.read_only else "read-write"
         fs.warnings.append(f"{path} is mounted {state} at {live.mount_point}: its running kernel answers "
                            "(--offline reads the disk instead)")
-    extra = _attach_devices(fs)
-    fs = _replayed(fs, REPLAY_DEFAULT if replay is None else replay, log_warnings)
+    extra = _attach_devices(fs, opening)
+    fs = _replayed(fs, opening.replay if replay is None else replay, log_warnings)
     for name, value in extra.items():  # a replayed filesystem is a new object on the same devices
         setattr(fs, name, value)
     return fs, layout
 
 
-EXTRA_DEVICES: dict[str, str | None] = {}  # the commands' --logdev/--rtdev: {"log": FILE, "rt": FILE}
-LIVE_DEFAULT = True  # the commands' --offline sets it False
-FS_RELATIVE = False  # the commands' --fs-relative: paths of a mounted TARGET without its mount point
-
-
-def _open_device(path: str):
+def _open_device(path: str, opening: Opening):
     """(LiveTarget or None, Device) for TARGET. A mount point (or any directory of a mounted XFS) opens the
     block device under it; a mounted TARGET is read with O_DIRECT (the block device's page cache is stale
     under XFS) and, unless --offline, answered by the running kernel (fsdaxctl.live)."""
+    import dataclasses
     import os
 
     from fsdaxctl.device import Device, mount_points
@@ -208,33 +227,31 @@ def _open_device(path: str):
 
     if os.path.isdir(path):
         live = find_live_target(path)
-        if not LIVE_DEFAULT:  # --offline on a mount point: the disk under it
-            return None, Device(live.device, direct=True)
-        return live, Device(live.device, direct=True)
-    dev = Device(path)
-    mounted = mount_points(dev)
-    if not mounted:
+        dev = Device(live.device, direct=True)
+    else:
+        dev = Device(path)
+        mounted = mount_points(dev)
+        if not mounted:
+            return None, dev
+        live = find_live_target(path, mounted)
+        dev.close()
+        dev = Device(path, direct=True)
+        dev.mounted_at = mounted
+    if live is None or not opening.live:  # --offline: the disk under the mount
         return None, dev
-    live = find_live_target(path, mounted)
-    direct = Device(path, direct=True)
-    direct.mounted_at = mounted
-    dev.close()
-    return (live if LIVE_DEFAULT else None), direct
+    return dataclasses.replace(live, fs_relative=opening.fs_relative), dev
 
 
-def _attach_devices(fs) -> dict:
+def _attach_devices(fs, opening: Opening) -> dict:
     """The filesystem's log and realtime devices beside TARGET (fsdaxctl.xfs.devices): the attributes set."""
     from fsdaxctl.xfs.devices import attach
 
     try:
-        attach(fs, EXTRA_DEVICES.get("log"), EXTRA_DEVICES.get("rt"))
+        attach(fs, opening.logdev, opening.rtdev)
     except BaseException:
         fs.close()
         raise
     return {k: getattr(fs, k) for k in ("logdev", "rtdev", "extra_devices") if hasattr(fs, k)}
-
-
-REPLAY_DEFAULT = True  # the commands' --no-replay sets it False
 
 
 def file_extents(fs, path: str, file_offset: int, length: int):

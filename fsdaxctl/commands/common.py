@@ -36,12 +36,10 @@ def target_options(f):
                        "its mount point by default).")
     @functools.wraps(f)
     def wrapper(*args, target, sample, no_replay, logdev=None, rtdev=None, offline=False, fs_relative=False, **kw):
-        from fsdaxctl import pipeline
+        from fsdaxctl.pipeline import Opening, Target
 
-        pipeline.REPLAY_DEFAULT = not no_replay
-        pipeline.EXTRA_DEVICES = {"log": logdev, "rt": rtdev}
-        pipeline.LIVE_DEFAULT = not offline
-        pipeline.FS_RELATIVE = fs_relative
+        opening = Opening(replay=not no_replay, live=not offline, fs_relative=fs_relative, logdev=logdev,
+                          rtdev=rtdev)
         if sample and target:
             raise UsageError("give TARGET or --sample, not both")
         if sample:
@@ -50,7 +48,7 @@ def target_options(f):
             target = sample_image(announce=lambda text: click.echo(f"fsdaxctl: {text}", err=True))
         elif not target:
             raise UsageError("missing TARGET: an XFS image, block device or mount point (or --sample)")
-        return f(*args, target=target, **kw)
+        return f(*args, target=Target(target, opening), **kw)
 
     return wrapper
 

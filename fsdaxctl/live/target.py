@@ -16,6 +16,7 @@ class LiveTarget:
     mount_point: str
     mount: Mount
     device: str  # the block device (/dev/...) the filesystem is on: read for detail only, O_DIRECT
+    fs_relative: bool = False  # show paths from the filesystem root, not the machine's
 
     @property
     def read_only(self) -> bool:

@@ -86,10 +86,9 @@ class Describer:
     def _default_resolver(self, fs):
         if self.live is None:
             return PathResolver(fs)
-        from fsdaxctl import pipeline
         from fsdaxctl.live import LivePathResolver
 
-        return LivePathResolver(self.live.mount_point, fs_relative=pipeline.FS_RELATIVE)
+        return LivePathResolver(self.live.mount_point, fs_relative=self.live.fs_relative)
 
     # --- public ---
     def describe(self, pieces: list[Piece]) -> list[Piece]:
