@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fsdaxctl.errors import EXIT_FAILED, EXIT_OK
+from fsdaxctl import policy
 from fsdaxctl.ranges import Range
-from fsdaxctl.xfs.owners import FILE, NOT_IN_USE, UNKNOWN, OwnerMap, Piece
+from fsdaxctl.xfs.owners import OwnerMap, Piece
 
 
 @dataclass
@@ -18,6 +18,16 @@ class Result:
     trace: list | None = None   # every hop from the input to these filesystem bytes (--explain)
     recoverable: str = ""       # a good copy exists (raid1 mirror): the owners are listed, not counted as lost
     source: str = ""            # who answered: "kernel" (a mounted target's GETFSMAP) or "disk"
+
+    @property
+    def summary(self) -> str:
+        """What the range hit, in words (fsdaxctl.policy)."""
+        return policy.summary(self.owners)
+
+    @property
+    def advice(self) -> str:
+        """What to do about it, once the owners are described (fsdaxctl.policy); "" before."""
+        return policy.advice(self.owners) if any(p.impact for p in self.owners) else ""
 
     def to_dict(self) -> dict:
         d = {"offset": self.offset, "length": self.length, "owners": [p.to_dict() for p in self.owners]}
@@ -55,34 +65,6 @@ def describe_results(fs, results: list[Result]) -> list[str]:
     for r in results:
         r.owners = [next(described) for _ in r.owners]
     return describer.problems + describer.resolver.problems
-
-
-def impact_bits(piece: Piece, ftype: str | None = None) -> int:
-    """Exit-status bits for one piece (README.md "Conventions"): file data 4, filesystem metadata 8, unresolved 1.
-
-    The rule is fsdaxctl.xfs.detail.piece_impact's, from the piece's impact (or, without detail, from the same
-    facts: `ftype` is its inode's type): a file's extent-map, attr-fork, directory and symlink blocks are
-    metadata (xfs_repair is the remedy), its data blocks file data (written or unwritten).
-    """
-    from fsdaxctl.xfs.detail import impact_bits as bits, piece_impact
-
-    if piece.owner in NOT_IN_USE:
-        return EXIT_OK
-    if piece.owner == UNKNOWN:
-        return EXIT_FAILED
-    return bits(piece.impact or piece_impact(piece, ftype))
-
-
-def exit_status(results: list[Result], ftypes: dict | None = None) -> int:
-    """`ftypes` (inode -> type, fsdaxctl.xfs.detail.file_types) for pieces without impact (--no-detail)."""
-    status = EXIT_OK
-    ftypes = ftypes or {}
-    for res in results:
-        if res.recoverable:
-            continue  # a mirror holds the data: nothing is lost
-        for p in res.owners:
-            status |= impact_bits(p, ftypes.get(p.inode) if p.owner == FILE else None)
-    return status
 
 
 def locate_routes(omap: OwnerMap, routes, explain: bool) -> list[Result]:

@@ -274,17 +274,15 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
             for hop in r.trace or ():
                 if hop["layer"] != "input":  # the 'from' line above already says it
                     out.write(f"  {hop['layer']}: {printable(hop['arithmetic'])}\n")
-            out.write(f"range {r.offset} + {r.length} ({human(r.length)}): {summary(r.owners)}\n")
+            out.write(f"range {r.offset} + {r.length} ({human(r.length)}): {r.summary}\n")
             headers, rows = _drop_empty_columns(PIECE_HEADERS, [_piece_row(p, colour) for p in r.owners])
             out.write(fit_table(rows, headers, width))
             out.write("\n")
             if r.recoverable:
                 out.write(f"recoverable: {printable(r.recoverable)}; resynchronise the array to repair the bad "
                           "copy\n")
-            elif any(p.impact for p in r.owners):
-                from fsdaxctl.xfs.detail import advice
-
-                out.write(f"advice: {printable(advice(r.owners))}\n")
+            elif r.advice:
+                out.write(f"advice: {printable(r.advice)}\n")
         if dropped:
             out.write(("\n" if results else "") + "not on the filesystem:\n")
             for d in dropped:
@@ -292,23 +290,6 @@ def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: li
                           f"{printable(d['space'])}: {d['dropped']}: {printable(d['reason'])}\n")
                 for hop in d.get("trace") or ():
                     out.write(f"    {hop['layer']}: {printable(hop.get('arithmetic', hop.get('reason', '')))}\n")
-
-
-def summary(pieces) -> str:
-    """What a range hit, in words: the owner kinds, a file's blocks named by their impact (the rule of
-    fsdaxctl.xfs.detail.piece_impact: a directory's, symlink's, xattr and extent-map blocks are file metadata)."""
-    kinds = []
-    for p in pieces:
-        if p.owner != "file":
-            k = p.owner
-        elif p.impact:
-            k = {"file-data": "file data", "file-unwritten": "file space (unwritten: no data)"}.get(
-                p.impact, "file metadata")
-        else:
-            k = "file data" if p.fork == "data" and not p.extent_map else "file metadata"
-        if k not in kinds:
-            kinds.append(k)
-    return ", ".join(kinds)
 
 
 class FsmapWriter:

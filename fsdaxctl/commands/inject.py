@@ -149,7 +149,7 @@ def _status(outcomes) -> int:
     """The same bits as locate's for the same bytes (the info block and partition tables count as metadata)."""
     from fsdaxctl.pipeline import METADATA_DROPS
 
-    from fsdaxctl.xfs.detail import impact_bits
+    from fsdaxctl.policy import impact_bits
 
     status = 0
     for oc in outcomes:

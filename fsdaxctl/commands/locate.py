@@ -46,7 +46,8 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
     Exit status: 0 nothing in use was hit, 4 file data, 8 filesystem metadata (12 both),
     1 some owners could not be resolved (or an --act action failed), 2 usage error.
     """
-    from fsdaxctl.locate import describe_results, exit_status, locate_routes
+    from fsdaxctl.locate import describe_results, locate_routes
+    from fsdaxctl.policy import exit_status
     from fsdaxctl.pipeline import METADATA_DROPS, dropped_paths, fs_paths, resolve
     from fsdaxctl.render import default_format, write_locate, write_paths
     from fsdaxctl.xfs.fs import filesystem_info
@@ -154,7 +155,8 @@ def _other_device(target, plan, inputs, fmt, no_detail) -> int:
     """--fs-device log|rt: --offset/--ranges are bytes on that device of the filesystem, answered directly
     (no stack lies between them and the filesystem). The exit status."""
     from fsdaxctl.commands.common import open_filesystem
-    from fsdaxctl.locate import describe_results, exit_status, locate_on_device
+    from fsdaxctl.locate import describe_results, locate_on_device
+    from fsdaxctl.policy import exit_status
     from fsdaxctl.pipeline import TARGET
     from fsdaxctl.render import default_format, write_locate, write_paths
     from fsdaxctl.xfs import devices

@@ -221,7 +221,8 @@ def resolve_hit(session: Session, routes: list, event: dict, flags: int, forced:
     """Owners (pieces with detail and impact) and the chain's decisions for the routes on one filesystem."""
     from fsdaxctl.engine import chain
     from fsdaxctl.pipeline import Answer, fs_paths
-    from fsdaxctl.xfs.detail import Describer, impact_bits
+    from fsdaxctl.policy import impact_bits
+    from fsdaxctl.xfs.detail import Describer
 
     ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(routes)]
     hit = Hit(session, routes, ranges)

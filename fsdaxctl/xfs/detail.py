@@ -13,7 +13,8 @@ from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.attr import leaf_entries
 from fsdaxctl.xfs.dir import DirBlock, DirBlocks, parse_data_block
 from fsdaxctl.xfs.inode import IN_USE, XFS_INODES_PER_CHUNK, chunk_slot_states, read_inode
-from fsdaxctl.xfs.owners import FILE, FREE, OUTSIDE, UNKNOWN, Piece
+from fsdaxctl.policy import piece_impact
+from fsdaxctl.xfs.owners import FILE, Piece
 from fsdaxctl.xfs.paths import PathResolver, decode_name
 
 MAX_LISTED = 256
@@ -22,42 +23,6 @@ _UNATTRIBUTED = ("unattributed (not reachable from the AG headers)", -1)  # name
 
 _TREE_OWNERS = {"per-ag-metadata": f.XFS_RMAP_OWN_AG, "inode-btree": f.XFS_RMAP_OWN_INOBT,
                 "refcount-btree": f.XFS_RMAP_OWN_REFC}
-
-IMPACT = {
-    FREE: "none", OUTSIDE: "none", UNKNOWN: "unknown", "log": "log", "inodes": "inode",
-    "static-fs-metadata": "filesystem-metadata", "per-ag-metadata": "filesystem-metadata",
-    "inode-btree": "filesystem-metadata", "refcount-btree": "filesystem-metadata",
-    "cow-staging": "filesystem-metadata", "defective": "filesystem-metadata",
-}
-
-# The one rule (README.md "Conventions"): a file's data-fork blocks are file data; every other block of a file is
-# metadata, as xfs_db's blockget and xfs_repair see them: its extent map (bmbt), its xattrs, and the blocks of a
-# directory (its names) or a symlink (its target), which xfs_repair checks and rebuilds and no backup of the
-# file restores. Exit status bits, summaries and advice all follow `impact`.
-IMPACT_BITS = {"none": 0, "unknown": 1, "file-data": 4, "file-unwritten": 4}  # every other impact: metadata, 8
-FILE_METADATA = ("file-map", "file-attr", "directory", "symlink")
-
-
-def piece_impact(p: Piece, ftype: str | None) -> str:
-    """The impact of one piece; `ftype` is its inode's type (file, dir, symlink, ...) when it is a file's."""
-    if p.owner != FILE:
-        return IMPACT.get(p.owner, "filesystem-metadata")
-    if p.extent_map:
-        return "file-map"
-    if p.fork == "attr":
-        return "file-attr"
-    if ftype == "dir":
-        return "directory"
-    if ftype == "symlink":
-        return "symlink"
-    if p.unwritten:
-        return "file-unwritten"  # preallocated, never written: no data there to lose
-    return "file-data"
-
-
-def impact_bits(impact: str) -> int:
-    return IMPACT_BITS.get(impact, 8)
-
 
 def file_types(fs, inos) -> dict[int, str | None]:
     """inode -> its type from the inode core alone (one inode read each): for the rule above without --detail."""
@@ -310,33 +275,3 @@ def _listed(d: dict, key: str, items: list) -> dict:
     if len(items) > MAX_LISTED:
         d[f"{key}_not_listed"] = len(items) - MAX_LISTED
     return d
-
-
-def advice(pieces: list[Piece]) -> str:
-    """One line: what to do about one damaged range (follows impact_bits: metadata, then file data)."""
-    impacts = {p.impact for p in pieces}
-    if impacts <= {"none"}:
-        return "nothing to do: only free space or bytes outside the filesystem"
-    parts = []
-    meta = sorted(i for i in impacts if impact_bits(i) & 8)
-    if meta:
-        parts.append(f"unmount and run xfs_repair (damaged: {', '.join(meta)})")
-    data = [p for p in pieces if p.impact == "file-data"]
-    if data:
-        parts.append(("then restore " if meta else "restore from backup: ") + _files(data)
-                     + (" from backup" if meta else ""))
-    unwritten = [p for p in pieces if p.impact == "file-unwritten"]
-    if unwritten:
-        parts.append(f"no data lost in {_files(unwritten)}: preallocated, never written (unwritten); re-allocate "
-                     "that space (punch it out and preallocate again) so no later write lands on the damaged media")
-    if "unknown" in impacts:
-        parts.append("owners unknown for some bytes: see the warnings; do not trust this range until resolved")
-    return "; ".join(parts)
-
-
-def _files(pieces: list[Piece]) -> str:
-    parts = []
-    for p in pieces:
-        name = p.paths[0] if p.paths else f"inode {p.inode}"
-        parts.append(f"{name} bytes {p.file_offset}..{p.file_offset + p.length - 1}")
-    return "; ".join(dict.fromkeys(parts))

@@ -23,6 +23,7 @@ from fsdaxctl.xfs.piece import (FILE, FREE, AnswerCheck, NO_RMAP_GAP, NOT_IN_USE
 from fsdaxctl.xfs.piece import clip as _clip
 from fsdaxctl.xfs.witness import FreeSpace, Sharing, resolve_conflicts, sorted_release
 
+_CONFLICTS_LISTED = 20  # conflict warnings spelled out; a damaged tree can make thousands
 _OFF_FLAGS_SHIFT = 61  # rm_offset bits 61..63: UNWRITTEN, BMBT_BLOCK, ATTR_FORK
 _MASK = f.XFS_RMAP_OFF_MASK
 
@@ -258,8 +259,14 @@ class OwnerMap:
             yield [self._run(agno, cursor, hi - cursor + 1, UNKNOWN, qstart, qend, NO_RMAP_GAP)]
 
     def _conflict(self, p: Piece) -> None:
-        self._note(f"conflicting claims on bytes {p.offset}+{p.length}: {'; '.join(p.detail['conflict'])}: "
-                   "reported as unknown")
+        """A warning for each of the first conflicts; the rest are counted once (each piece says its claims)."""
+        self._conflicts = getattr(self, "_conflicts", 0) + 1
+        if self._conflicts <= _CONFLICTS_LISTED:
+            self._note(f"conflicting claims on bytes {p.offset}+{p.length}: {'; '.join(p.detail['conflict'])}: "
+                       "reported as unknown")
+        elif self._conflicts == _CONFLICTS_LISTED + 1:
+            self._note(f"more than {_CONFLICTS_LISTED} conflicting claims: every such piece is unknown and lists "
+                       "its claims in detail.conflict")
 
     def unclaimed_detail(self) -> dict:
         """The detail of used space that no owner claims: the bnobt does not list it as free."""

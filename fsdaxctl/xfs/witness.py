@@ -225,26 +225,35 @@ def _claims(p: Piece) -> list[str]:
 
 
 def _settle(held: list[Piece], p: Piece) -> list[Piece]:
-    """held + p, with every incompatible overlap replaced by a conflict piece naming all its claims."""
-    pieces = held + [p]
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(pieces)):
-            for j in range(i + 1, len(pieces)):
-                x, y = pieces[i], pieces[j]
-                a, b = max(x.offset, y.offset), min(x.offset + x.length, y.offset + y.length)
-                if a >= b or _compatible(x, y):
-                    continue
-                claims = list(dict.fromkeys(_claims(x) + _claims(y)))
-                conflict = Piece(a, b - a, UNKNOWN, x.agno, detail={"conflict": claims})
-                rest = [q for k, q in enumerate(pieces) if k not in (i, j)]
-                pieces = rest + _cut(x, a, b) + _cut(y, a, b) + [conflict]
-                changed = True
-                break
-            if changed:
-                break
-    return sorted(pieces, key=Piece.sort_key)
+    """held + p, every incompatible overlap of p with a held piece replaced by a conflict piece naming all the
+    claims on those bytes. One pass: the held pieces were settled among themselves already."""
+    pend = p.offset + p.length
+    out, overlaps = [], []
+    for h in held:
+        a, b = max(h.offset, p.offset), min(h.offset + h.length, pend)
+        if a >= b or _compatible(h, p):
+            out.append(h)
+            continue
+        overlaps.append((a, b, _claims(h)))
+        out += _cut(h, a, b)
+    if not overlaps:
+        return held + [p]
+    rest = [p]
+    for a, b, claims in _merged(overlaps):
+        rest = [q for r in rest for q in _cut(r, a, b)]
+        out.append(Piece(a, b - a, UNKNOWN, p.agno, detail={"conflict": list(dict.fromkeys(claims + _claims(p)))}))
+    return sorted(out + rest, key=Piece.sort_key)
+
+
+def _merged(spans: list[tuple[int, int, list]]) -> list[tuple[int, int, list]]:
+    """Overlapping [a, b) spans joined, their claims together."""
+    out: list = []
+    for a, b, claims in sorted(spans, key=lambda x: x[0]):
+        if out and a < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b), out[-1][2] + claims)
+        else:
+            out.append((a, b, list(claims)))
+    return out
 
 
 def resolve_conflicts(batches, on_conflict):
