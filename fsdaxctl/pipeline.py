@@ -122,7 +122,8 @@ def _alias_fs_names(extents: list[Extent], fs_name: str, warnings: list[str]) ->
 
 def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
     from fsdaxctl.stack.dm import dm_layers, parse_table
-    from fsdaxctl.stack.md import md_layers, parse_md_spec, read_md_sysfs
+    from fsdaxctl.discovery.md import read_md_sysfs
+    from fsdaxctl.stack.md import md_layers, parse_md_spec
 
     layers, arrays = [], {}
     plan_notes = plan.parsed.notes
@@ -188,7 +189,7 @@ def open_target(path: str, partition: int | None = None, replay: bool | None = N
     warning that makes its answers doubtful (a table repaired from its backup, a mount, a dirty log) in
     fs.warnings."""
     from fsdaxctl.device import mount_warnings
-    from fsdaxctl.stack.probe import filesystem_window, probe
+    from fsdaxctl.discovery.probe import filesystem_window, probe
     from fsdaxctl.xfs.fs import XfsFilesystem
     from fsdaxctl.xfs.log import log_warnings
 
@@ -309,13 +310,24 @@ def _replayed(fs, replay: bool, log_warnings):
 def resolve(plan: Plan) -> Answer:
     """Open TARGET, find its filesystem, build the stack (its notes: what was found and assumed, for --explain)
     and route every input."""
-    from fsdaxctl.stack.probe import layers_for
+    fs, layout = open_target(plan.target, plan.partition)
+    warnings: list[str] = []
+    extents = _in_input_order(_all_extents(plan, fs, layout, warnings))
+    stack, target_space, extents, arrays = _build_stack(plan, fs, layout, extents, warnings)
+    routes = _route(plan, fs, layout, stack, target_space, extents, warnings)
+    if arrays:
+        from fsdaxctl.stack.md import settle_mirrors
+
+        warnings += settle_mirrors(routes, arrays)
+    plain = not stack.layers and all(r.extent.note.endswith("of TARGET") for r in routes)
+    return Answer(fs, stack, routes, warnings, plain)
+
+
+def _all_extents(plan: Plan, fs, layout, warnings: list[str]) -> list[Extent]:
+    """The parsed inputs' extents, and those of filesystem places (--daddr, --file, inodes in kernel logs)."""
     from fsdaxctl.xfs.where import inode_extent
 
-    fs, layout = open_target(plan.target, plan.partition)
     dev = fs.dev
-    warnings: list[str] = []
-    notes: list[str] = list(layout.notes)
     extents = list(plan.parsed.extents)
     fs_limit = max(getattr(dev, "base", dev).size - layout.fs_start, fs.geo.size)  # TARGET's end, from the fs
     for query in plan.fs_queries:
@@ -332,21 +344,16 @@ def resolve(plan: Plan) -> Answer:
             extents.append(inode_extent(fs, ref.ino, ref.origin, ref.note))
         except UsageError as e:
             warnings.append(f"skipped: {e}")
-    extents = _in_input_order(extents)
+    return extents
 
-    sysfs = None
-    if plan.sysfs_root or _wants_sysfs(extents) or dev.is_block_device:
-        from fsdaxctl.stack.sysfs import Sysfs
 
-        sysfs = Sysfs(plan.sysfs_root or "/sys")
-    extra, arrays, array_names = _dm_md_layers(plan, sysfs)
+def _target_name(plan: Plan, dev, extents, extra, array_names, layout, warnings) -> tuple[str | None, bool]:
+    """What the machine calls TARGET (pmem0, sdb), and whether that was inferred rather than given."""
     known = {layer.upper.name for layer in extra} | array_names
-    name = plan.device
     tops = array_names - {layer.upper.name for layer in extra}  # dm/md devices nothing else is built on
-    inferred = False
+    name, inferred = plan.device, False
     if not name and not dev.is_block_device and len(tops) == 1:
-        name = tops.pop()
-        inferred = True
+        name, inferred = tops.pop(), True
         warnings.append(f"taking TARGET to be {name}, the device the given dm/md layout builds (--device NAME to "
                         "say otherwise)")
     if not name:
@@ -355,9 +362,25 @@ def resolve(plan: Plan) -> Answer:
         warnings += bind_notes
     if name and layout.partition is not None:
         name = _disk_for_partition_name(name, layout, warnings)
+    return name, inferred
+
+
+def _build_stack(plan: Plan, fs, layout, extents, warnings):
+    """(Stack, TARGET's space, extents with inferred names aliased, md arrays) for this TARGET and inputs."""
+    from fsdaxctl.discovery.probe import layers_for
+
+    dev = fs.dev
+    sysfs = None
+    if plan.sysfs_root or _wants_sysfs(extents) or dev.is_block_device:
+        from fsdaxctl.discovery.sysfs import Sysfs
+
+        sysfs = Sysfs(plan.sysfs_root or "/sys")
+    extra, arrays, array_names = _dm_md_layers(plan, sysfs)
+    name, inferred = _target_name(plan, dev, extents, extra, array_names, layout, warnings)
     layers, target_space, fs_space = layers_for(layout, name)
     if inferred and fs_space.name:
         extents = _alias_fs_names(extents, fs_space.name, warnings)
+    notes: list[str] = list(layout.notes)
     if sysfs is not None and name and (_wants_sysfs(extents) or dev.is_block_device or plan.sysfs_root):
         try:
             chain, chain_notes = sysfs.layers_to_block(name)
@@ -373,11 +396,14 @@ def resolve(plan: Plan) -> Answer:
             raise UsageError("which device in that sysfs is TARGET? give --device NAME (pmem0, ...)")
         raise UsageError("physical addresses and nd regions need the machine's nd layout: give --sysfs-root DIR "
                          "(a copy of that machine's /sys) and --device NAME (TARGET's name there)")
-    stack = Stack(layers + extra, fs_space, notes)
-    routes = []
-    base = getattr(dev, "base", dev)
+    return Stack(layers + extra, fs_space, notes), target_space, extents, arrays
+
+
+def _route(plan: Plan, fs, layout, stack, target_space, extents, warnings) -> list[Route]:
+    """Every extent through the stack; TARGET's own bytes must lie within TARGET."""
+    base = getattr(fs.dev, "base", fs.dev)
     limit = max(base.size, layout.fs_start + fs.geo.size)  # a truncated image still has its filesystem's bytes
-    past = []
+    routes, past = [], []
     for ext in extents:
         if ext.space.kind == TARGET:
             if ext.offset >= limit:
@@ -394,12 +420,30 @@ def resolve(plan: Plan) -> Answer:
     if past:
         warnings.append(f"{len(past)} input range(s) start past the end of {plan.target} ({limit} bytes), e.g. "
                         f"{past[0]}: is it a list of another device? skipped")
-    if arrays:
-        from fsdaxctl.stack.md import settle_mirrors
+    return routes
 
-        warnings += settle_mirrors(routes, arrays)
-    plain = not stack.layers and all(r.extent.note.endswith("of TARGET") for r in routes)
-    return Answer(fs, stack, routes, warnings, plain)
+
+def dropped_inputs(routes: list[Route], explain: bool) -> tuple[list[dict], int, list[str]]:
+    """Inputs (or parts) that never reached the filesystem: (their JSON, exit bits, warnings). The partition
+    table, the pmem info block and md superblocks are metadata (8); inputs about devices outside the stack were
+    never looked at (1)."""
+    dropped, bits = [], 0
+    for route, path in dropped_paths(routes):
+        d = path[-1].to_dict()
+        e = route.extent
+        d["input"] = {"origin": e.origin, "space": str(e.space), "offset": e.offset, "length": e.length}
+        if explain:
+            d["trace"] = [h.to_dict() for h in path]
+        dropped.append(d)
+        if path[-1].kind in METADATA_DROPS:
+            bits |= 8
+        elif path[-1].kind in ("not-in-stack", "cycle"):
+            bits |= 1  # these inputs were never looked at: the job is not done for them
+    skipped = [d for d in dropped if d["dropped"] in ("not-in-stack", "elsewhere", "cycle")]
+    warnings = [f"{d['input']['origin']}: {d['reason']}: skipped" for d in skipped[:20]]
+    if len(skipped) > 20:
+        warnings.append(f"... and {len(skipped) - 20} more inputs about other devices skipped")
+    return dropped, bits, warnings
 
 
 def fs_paths(routes: list[Route]):

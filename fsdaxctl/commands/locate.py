@@ -46,12 +46,8 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
     Exit status: 0 nothing in use was hit, 4 file data, 8 filesystem metadata (12 both),
     1 some owners could not be resolved (or an --act action failed), 2 usage error.
     """
-    from fsdaxctl.locate import describe_results, locate_routes
+    from fsdaxctl.pipeline import dropped_inputs, resolve
     from fsdaxctl.policy import exit_status
-    from fsdaxctl.pipeline import METADATA_DROPS, dropped_paths, fs_paths, resolve
-    from fsdaxctl.render import default_format, write_locate, write_paths
-    from fsdaxctl.xfs.fs import filesystem_info
-    from fsdaxctl.xfs.devices import owner_map
 
     if fmt == "paths" and no_detail:
         raise UsageError("--format paths needs the paths: drop --no-detail")
@@ -64,60 +60,62 @@ def command(ctx, target, explain, no_detail, source, verify_rmap, fmt, null, **i
     if inputs.get("fs_device", "data") != "data":
         ctx.exit(_other_device(target, plan, inputs, fmt, no_detail))
     answer = resolve(plan)
-    fs = answer.fs
-    with fs:
-        warnings = list(fs.warnings) + input_warnings(plan.parsed) + answer.warnings
-        ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
-        omap = owner_map(fs, "data", source=_source(fs, source), progress=progress_printer("walking inodes"))
-        omap.prepare(ranges)
-        results = locate_routes(omap, answer.routes, explain)
-        for r in results:
-            r.source = "kernel" if omap.source == "kernel" else "disk"
-        warnings += omap.problems
-        if not no_detail:
-            warnings += describe_results(fs, results)
-        checked = verify_rmap_warnings(fs, ranges) if verify_rmap else []
-        if omap.source != "kernel":  # the disk answered a mounted target (--offline): check it with the kernel
-            checked += _live_check(fs, results)
-        warnings += checked
-        dropped, drop_bits = [], 0
-        for route, path in dropped_paths(answer.routes):
-            d = path[-1].to_dict()
-            e = route.extent
-            d["input"] = {"origin": e.origin, "space": str(e.space), "offset": e.offset, "length": e.length}
-            if explain:
-                d["trace"] = [h.to_dict() for h in path]
-            dropped.append(d)
-            if path[-1].kind in METADATA_DROPS:
-                drop_bits |= 8
-            elif path[-1].kind in ("not-in-stack", "cycle"):
-                drop_bits |= 1  # these inputs were never looked at: the job is not done for them
-        skipped = [d for d in dropped if d["dropped"] in ("not-in-stack", "elsewhere", "cycle")]
-        for d in skipped[:20]:
-            warnings.append(f"{d['input']['origin']}: {d['reason']}: skipped")
-        if len(skipped) > 20:
-            warnings.append(f"... and {len(skipped) - 20} more inputs about other devices skipped")
-        if answer.plain and not explain:
-            for r in results:  # bytes on the filesystem itself: the query is the answer's offset, as before
-                r.input = None
-        if fmt == "paths":
-            sys.stdout.flush()
-            unnamed = write_paths(sys.stdout, results, null)
-            warnings += [f"inode {ino} was hit but has no path (see --format json for why)" for ino in unnamed]
-            warn(warnings)
-        else:
-            warn(warnings)
-            write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(fs), results, warnings,
-                         dropped=dropped, stack=answer.stack.describe() if explain else None)
+    with answer.fs:
+        omap, results, warnings, checked = _owners(answer, plan, explain, no_detail, source, verify_rmap)
+        dropped, drop_bits, skipped = dropped_inputs(answer.routes, explain)
+        warnings += skipped
+        _write(fmt, null, target, answer, results, warnings, dropped, explain)
         acted = run_act(answer, omap, {"kind": "locate"}, flags, inputs) if inputs["act"] else 0
-        ftypes = None
-        if no_detail:  # the impact rule still needs each data-fork owner's inode type (one inode read each)
-            from fsdaxctl.xfs.detail import file_types
-
-            ftypes = file_types(fs, {p.inode for r in results for p in r.owners
-                                     if p.owner == "file" and p.fork == "data" and not p.extent_map})
-        status = exit_status(results, ftypes)
+        status = exit_status(results, _file_types(answer.fs, results) if no_detail else None)
     ctx.exit(status | drop_bits | (1 if checked else 0) | acted)
+
+
+def _owners(answer, plan, explain, no_detail, source, verify_rmap):
+    """(owner map, results, warnings, check warnings) for every input that reached the filesystem."""
+    from fsdaxctl.locate import describe_results, locate_routes
+    from fsdaxctl.pipeline import fs_paths
+    from fsdaxctl.xfs.devices import owner_map
+
+    fs = answer.fs
+    warnings = list(fs.warnings) + input_warnings(plan.parsed) + answer.warnings
+    ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
+    omap = owner_map(fs, "data", source=_source(fs, source), progress=progress_printer("walking inodes"))
+    omap.prepare(ranges)
+    results = locate_routes(omap, answer.routes, explain)
+    for r in results:
+        r.source = "kernel" if omap.source == "kernel" else "disk"
+    warnings += omap.problems
+    if not no_detail:
+        warnings += describe_results(fs, results)
+    checked = verify_rmap_warnings(fs, ranges) if verify_rmap else []
+    if omap.source != "kernel":  # the disk answered a mounted target (--offline): check it with the kernel
+        checked += _live_check(fs, results)
+    if answer.plain and not explain:
+        for r in results:  # bytes on the filesystem itself: the query is the answer's offset, as before
+            r.input = None
+    return omap, results, warnings + checked, checked
+
+
+def _write(fmt, null, target, answer, results, warnings, dropped, explain) -> None:
+    from fsdaxctl.render import default_format, write_locate, write_paths
+    from fsdaxctl.xfs.fs import filesystem_info
+
+    if fmt == "paths":
+        sys.stdout.flush()
+        unnamed = write_paths(sys.stdout, results, null)
+        warn(warnings + [f"inode {ino} was hit but has no path (see --format json for why)" for ino in unnamed])
+        return
+    warn(warnings)
+    write_locate(sys.stdout, fmt or default_format(), target, filesystem_info(answer.fs), results, warnings,
+                 dropped=dropped, stack=answer.stack.describe() if explain else None)
+
+
+def _file_types(fs, results):
+    """Without detail the impact rule still needs each data-fork owner's inode type (one inode read each)."""
+    from fsdaxctl.xfs.detail import file_types
+
+    return file_types(fs, {p.inode for r in results for p in r.owners
+                           if p.owner == "file" and p.fork == "data" and not p.extent_map})
 
 
 def _live_check(fs, results) -> list[str]:
