@@ -215,11 +215,8 @@ def _dev_file(spec: str) -> tuple[str | None, str]:
 def build_plan(target: str, o: dict, *, need_input: bool = True):
     """A pipeline Plan from input_options' values (`o`); every problem is one UsageError line."""
     from fsdaxctl.inputs import Parsed, pfn_extent, phys_extent
-    from fsdaxctl.inputs.load import load
-    from fsdaxctl.pipeline import Plan, target_extent
-    from fsdaxctl.ranges import make_range, parse_ranges
-    from fsdaxctl.stack import BLOCK, Space
-    from fsdaxctl.units import SECTOR, parse_size
+    from fsdaxctl.pipeline import Plan
+    from fsdaxctl.units import parse_size
 
     parsed = Parsed()
     block = fs_block_size(target, o["partition"]) if target else None
@@ -228,6 +225,31 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
     if length is not None and length <= 0 and o["offset"] is None:
         raise UsageError(f"--length: the length must be positive, not {length}")
     _check_count(o, length)
+    _target_ranges(o, parsed, block, length)
+    _report_sources(o, parsed)
+    for text in o["phys"]:
+        parsed.extents.append(phys_extent(parse_size(text, "--phys"), "--phys", length))
+    for text in o["pfn"]:
+        parsed.extents.append(pfn_extent(parse_size(text, "--pfn"), "--pfn"))
+    queries = _fs_queries(o, length)
+    if (o["agno"] is None) != (o["agbno"] is None):
+        raise UsageError("--agno and --agbno go together")
+    if need_input and not parsed.extents and not parsed.inodes and not queries:
+        _nothing_to_locate(o, parsed)
+    return Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
+                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
+
+
+_SOURCES = (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), ("ndctl_json", "ndctl"),
+            ("kmsg", "kmsg"), ("inputs", None))
+
+
+def _target_ranges(o: dict, parsed, block: int | None, length: int | None) -> None:
+    """--ranges and --offset/--length: bytes on TARGET, with a note for ranges shorter than a sector."""
+    from fsdaxctl.pipeline import target_extent
+    from fsdaxctl.ranges import make_range, parse_ranges
+    from fsdaxctl.units import SECTOR, parse_size
+
     short = []
     if o["ranges_file"] is not None:
         name = getattr(o["ranges_file"], "name", "<stdin>")
@@ -237,7 +259,7 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
             if r.length < SECTOR:
                 short.append(r)
     if o["offset"] is not None:
-        r = make_range(parse_size(o["offset"], "--offset", block), 512 if length is None else length,
+        r = make_range(parse_size(o["offset"], "--offset", block), SECTOR if length is None else length,
                        "--offset/--length")
         parsed.extents.append(target_extent(r.offset, r.length, r.where))
         if r.length < SECTOR:
@@ -250,42 +272,39 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
     elif length is not None and 0 < length < SECTOR:
         parsed.notes.append(sub_sector_note("--length", length))
 
+
+def _report_sources(o: dict, parsed) -> None:
+    """The damage reports (--badblocks, --ddrescue, --e2fs-badblocks, --ndctl-json, --kmsg, plain inputs)."""
+    from fsdaxctl.inputs.load import load
+    from fsdaxctl.stack import BLOCK, Space
+    from fsdaxctl.units import parse_size
+
     block_size = _power_of_two(parse_size(o["block_size"], "--block-size"), "--block-size")
     buffer_bs = _power_of_two(parse_size(o["buffer_block_size"], "--buffer-block-size"), "--buffer-block-size")
     damaged = set(o["ddrescue_damaged"])
     if not damaged <= set("-*/?+"):
         raise UsageError(f"--ddrescue-damaged: unknown status character(s) {''.join(damaged - set('-*/?+'))!r}")
-    stdin_users = [opt for opt in ("badblocks", "ddrescue", "e2fs", "ndctl_json", "kmsg", "inputs")
-                   for spec in o[opt] if spec.rpartition(":")[2].rpartition("=")[2] == "-"]
+    stdin_users = [opt for opt, _ in _SOURCES for spec in o[opt] if spec.rpartition(":")[2].rpartition("=")[2] == "-"]
     if len(stdin_users) + (getattr(o["ranges_file"], "name", "") in ("<stdin>", "-")) > 1:
         raise UsageError("only one input can be read from stdin ('-')")
-    for opt, kind in (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), ("ndctl_json", "ndctl"),
-                      ("kmsg", "kmsg"), ("inputs", None)):
+    for opt, kind in _SOURCES:
         for spec in o[opt]:
             dev, path = _dev_file(spec) if opt not in ("ndctl_json", "kmsg") else (None, spec)
             parsed.extend(load(path, kind=kind, space=Space(BLOCK, dev) if dev else None, block_size=block_size,
                                buffer_block_size=buffer_bs, damaged=damaged))
-    for text in o["phys"]:
-        parsed.extents.append(phys_extent(parse_size(text, "--phys"), "--phys", length))
-    for text in o["pfn"]:
-        parsed.extents.append(pfn_extent(parse_size(text, "--pfn"), "--pfn"))
-    queries = _fs_queries(o, length)
-    if (o["agno"] is None) != (o["agbno"] is None):
-        raise UsageError("--agno and --agbno go together")
-    sources_given = any(o[k] for k in ("badblocks", "ddrescue", "e2fs", "ndctl_json", "kmsg", "inputs"))
-    if need_input and not parsed.extents and not parsed.inodes and not queries:
-        if parsed.skipped:
-            where, why = parsed.skipped[0]
-            raise UsageError(f"nothing usable in the input: {len(parsed.skipped)} line(s) skipped (first: {where}: "
-                             f"{why})")
-        if not sources_given and o["ranges_file"] is None:
-            raise UsageError("nothing to locate: give --offset, --ranges, --badblocks, --ndctl-json, --kmsg, "
-                             "--phys, --pfn, --daddr, --fsblock, --agno/--agbno, --inode or --file (see --help)")
-        # An empty badblocks list or a log without reports is the healthy answer, not a mistake.
-        parsed.notes.append("no damage reported in the input" + (f" ({parsed.ignored} log line(s), none a damage "
-                                                                 "report)" if parsed.ignored else ""))
-    return Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
-                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
+
+
+def _nothing_to_locate(o: dict, parsed) -> None:
+    """No input at all is a usage error; an empty list or a log without reports is the healthy answer."""
+    if parsed.skipped:
+        where, why = parsed.skipped[0]
+        raise UsageError(f"nothing usable in the input: {len(parsed.skipped)} line(s) skipped (first: {where}: "
+                         f"{why})")
+    if not any(o[opt] for opt, _ in _SOURCES) and o["ranges_file"] is None:
+        raise UsageError("nothing to locate: give --offset, --ranges, --badblocks, --ndctl-json, --kmsg, "
+                         "--phys, --pfn, --daddr, --fsblock, --agno/--agbno, --inode or --file (see --help)")
+    parsed.notes.append("no damage reported in the input" + (f" ({parsed.ignored} log line(s), none a damage "
+                                                             "report)" if parsed.ignored else ""))
 
 
 def fs_block_size(target: str, partition: int | None):
@@ -324,7 +343,7 @@ def _count(o: dict, what: str) -> int | None:
 
     if o.get("count") is None:
         return None
-    n = parse_size(o["count"], f"--count", o.get("_block"))
+    n = parse_size(o["count"], "--count", o.get("_block"))
     if n <= 0:
         raise UsageError(f"--count must be positive, not {n}")
     return n
