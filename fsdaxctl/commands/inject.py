@@ -81,25 +81,33 @@ def command(ctx, target, **o):
 
 
 def _plan(target, o, Plan):
-    from fsdaxctl.inputs import Parsed, pfn_extent, phys_extent
-    from fsdaxctl import pipeline
-    from fsdaxctl.pipeline import target_extent
-    from fsdaxctl.stack import BLOCK, Extent, Space
-    from fsdaxctl.units import parse_size
-    from fsdaxctl.xfs import where
+    """(event, Plan) for the one event the options give; every problem is one UsageError line."""
+    from fsdaxctl.commands.common import fs_block_size, sub_sector_note
+    from fsdaxctl.inputs import Parsed
+    from fsdaxctl.units import SECTOR
 
     given = [k for k in ("pfn", "phys", "sector", "daddr", "file_path") if o[k] is not None]
     if len(given) != 1:
         raise UsageError("give exactly one event: --pfn, --phys, --sector, --daddr or --file")
     kind = given[0]
-    parsed = Parsed()
-    queries = []
-    from fsdaxctl.commands.common import fs_block_size, sub_sector_note
-
     block = fs_block_size(target, o["partition"])
+    length, count = _event_size(o, kind, block)
+    parsed, queries = Parsed(), []
+    if length is not None and length < SECTOR:
+        parsed.notes.append(sub_sector_note("--length", length))
+    event = _EVENTS[kind](o, parsed, queries, length, count, block)
+    plan = Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
+                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
+    return event, plan
+
+
+def _event_size(o: dict, kind: str, block) -> tuple[int | None, int | None]:
+    """(--length in bytes, --count in sectors) as the event's kind allows them."""
+    from fsdaxctl.units import SECTOR, parse_size
+
     length = parse_size(o["length"], "--length", block) if o["length"] is not None else None
     if length is not None and (length <= 0 or kind not in ("daddr", "file_path")):
-        raise UsageError("--length must be positive" if length is not None and length <= 0 else
+        raise UsageError("--length must be positive" if length <= 0 else
                          "--length goes with --daddr or --file (--sector takes --count; a pfn is one page)")
     count = None
     if o["count"] is not None:
@@ -110,39 +118,65 @@ def _plan(target, o, Plan):
         count = parse_size(o["count"], "--count", block)
         if count <= 0:
             raise UsageError("--count must be positive")
-        length = count * 512 if kind == "daddr" else None
-    if length is not None and length < 512:
-        parsed.notes.append(sub_sector_note("--length", length))
-    if kind == "pfn":
-        pfn = parse_size(o["pfn"], "--pfn")
-        parsed.extents.append(pfn_extent(pfn, "--pfn"))
-        event = {"kind": "pfn", "pfn": pfn}
-    elif kind == "phys":
-        addr = parse_size(o["phys"], "--phys")
-        parsed.extents.append(phys_extent(addr, "--phys"))
-        event = {"kind": "phys", "address": addr}
-    elif kind == "sector":
-        sector, count = parse_size(o["sector"], "--sector"), count or 1
-        dev = o["device_name"]
-        if dev:
-            ext = Extent(Space(BLOCK, dev), sector * 512, count * 512, "--sector",
-                         f"sector {sector}, {count} sector(s) of {dev}")
-        else:
-            ext = target_extent(sector * 512, count * 512, "--sector")
-        parsed.extents.append(ext)
-        event = {"kind": "sector", "sector": sector, "count": count, "device": dev}
-    elif kind == "daddr":
-        d = parse_size(o["daddr"], "--daddr")
-        queries.append(lambda fs: ([where.daddr_extent(fs, d, length or 4096)], []))
-        event = {"kind": "daddr", "daddr": d}
+        length = count * SECTOR if kind == "daddr" else None
+    return length, count
+
+
+def _pfn_event(o, parsed, queries, length, count, block) -> dict:
+    from fsdaxctl.inputs import pfn_extent
+    from fsdaxctl.units import parse_size
+
+    pfn = parse_size(o["pfn"], "--pfn")
+    parsed.extents.append(pfn_extent(pfn, "--pfn"))
+    return {"kind": "pfn", "pfn": pfn}
+
+
+def _phys_event(o, parsed, queries, length, count, block) -> dict:
+    from fsdaxctl.inputs import phys_extent
+    from fsdaxctl.units import parse_size
+
+    addr = parse_size(o["phys"], "--phys")
+    parsed.extents.append(phys_extent(addr, "--phys"))
+    return {"kind": "phys", "address": addr}
+
+
+def _sector_event(o, parsed, queries, length, count, block) -> dict:
+    from fsdaxctl.pipeline import target_extent
+    from fsdaxctl.stack import BLOCK, Extent, Space
+    from fsdaxctl.units import SECTOR, parse_size
+
+    sector, count = parse_size(o["sector"], "--sector"), count or 1
+    dev = o["device_name"]
+    if dev:
+        ext = Extent(Space(BLOCK, dev), sector * SECTOR, count * SECTOR, "--sector",
+                     f"sector {sector}, {count} sector(s) of {dev}")
     else:
-        off = parse_size(o["file_offset"], "--file-offset", block)
-        n = length or 4096
-        queries.append(lambda fs: pipeline.file_extents(fs, o["file_path"], off, n))
-        event = {"kind": "file", "path": o["file_path"], "file_offset": off, "length": n}
-    plan = Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
-                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
-    return event, plan
+        ext = target_extent(sector * SECTOR, count * SECTOR, "--sector")
+    parsed.extents.append(ext)
+    return {"kind": "sector", "sector": sector, "count": count, "device": dev}
+
+
+def _daddr_event(o, parsed, queries, length, count, block) -> dict:
+    from fsdaxctl.units import parse_size
+    from fsdaxctl.xfs import where
+
+    d = parse_size(o["daddr"], "--daddr")
+    queries.append(lambda fs: ([where.daddr_extent(fs, d, length or 4096)], []))
+    return {"kind": "daddr", "daddr": d}
+
+
+def _file_event(o, parsed, queries, length, count, block) -> dict:
+    from fsdaxctl import pipeline
+    from fsdaxctl.units import parse_size
+
+    off = parse_size(o["file_offset"], "--file-offset", block)
+    n = length or 4096
+    queries.append(lambda fs: pipeline.file_extents(fs, o["file_path"], off, n))
+    return {"kind": "file", "path": o["file_path"], "file_offset": off, "length": n}
+
+
+_EVENTS = {"pfn": _pfn_event, "phys": _phys_event, "sector": _sector_event, "daddr": _daddr_event,
+           "file_path": _file_event}
 
 
 def _status(outcomes) -> int:
