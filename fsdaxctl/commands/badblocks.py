@@ -28,7 +28,6 @@ def command(ctx, sources, target, fmt, **inputs):
     Without --on, ranges stay in the space the source counts in (a region, a block device, physical
     addresses); with --on TARGET they are followed through the device stack to the filesystem's bytes.
     """
-    from fsdaxctl.ranges import merge_ranges
     from fsdaxctl.render import default_format
 
     inputs["inputs"] = tuple(inputs["inputs"]) + tuple(sources)
@@ -42,27 +41,36 @@ def command(ctx, sources, target, fmt, **inputs):
             raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} TARGET: give --on TARGET "
                              "(see 'fsdaxctl badblocks --help')")
     plan = build_plan(target or "", inputs)
-    fmt = fmt or default_format(interactive="table", piped="ranges")
     warnings = input_warnings(plan.parsed)
     if plan.parsed.ignored:
         warnings.append(f"{plan.parsed.ignored} line(s) were not error reports and were ignored")
+    rows = _rows(plan, target, warnings)
+    warn(warnings)
+    _write(sys.stdout, fmt or default_format(interactive="table", piped="ranges"), rows, target)
+    ctx.exit(0)
+
+
+def _rows(plan, target, warnings: list[str]) -> list[tuple]:
+    """(space, offset, length, origin, note) of every range: as the sources count, or on the filesystem."""
     if target is None:
         rows = [(str(e.space), e.offset, e.length, e.origin, e.note) for e in plan.parsed.extents]
-        rows += [("inode", r.ino, 0, r.origin, r.note) for r in plan.parsed.inodes]
-    else:
-        from fsdaxctl.pipeline import dropped_paths, fs_paths, resolve
+        return rows + [("inode", r.ino, 0, r.origin, r.note) for r in plan.parsed.inodes]
+    from fsdaxctl.pipeline import dropped_paths, fs_paths, resolve
 
-        answer = resolve(plan)
-        with answer.fs:
-            warnings = list(answer.fs.warnings) + warnings + answer.warnings
-            rows = [("filesystem", p[-1].offset, p[-1].length, r.extent.origin, r.extent.note)
-                    for r, p in fs_paths(answer.routes)]
-            for r, p in dropped_paths(answer.routes):
-                d = p[-1]
-                warnings.append(f"{r.extent.origin}: {d.length} bytes at byte {d.offset} of {d.space} do not reach "
-                                f"the filesystem: {d.kind}: {d.reason}")
-    warn(warnings)
-    out = sys.stdout
+    answer = resolve(plan)
+    with answer.fs:
+        warnings[:0] = list(answer.fs.warnings)
+        warnings += answer.warnings
+        rows = [("filesystem", p[-1].offset, p[-1].length, r.extent.origin, r.extent.note)
+                for r, p in fs_paths(answer.routes)]
+        for r, p in dropped_paths(answer.routes):
+            d = p[-1]
+            warnings.append(f"{r.extent.origin}: {d.length} bytes at byte {d.offset} of {d.space} do not reach "
+                            f"the filesystem: {d.kind}: {d.reason}")
+    return rows
+
+
+def _write(out, fmt: str, rows: list[tuple], target) -> None:
     if fmt == "json":
         json.dump([{"space": s, "offset": o, "length": n, "origin": w, "note": t} for s, o, n, w, t in rows], out,
                   ensure_ascii=False)
@@ -75,6 +83,8 @@ def command(ctx, sources, target, fmt, **inputs):
                             ["SPACE", "OFFSET", "LENGTH", "FROM", "AS GIVEN"], style.width(out),
                             wrap_cols=("FROM", "AS GIVEN")) + "\n")
     else:
+        from fsdaxctl.ranges import merge_ranges
+
         spaces: dict[str, list] = {}
         for s, o, n, _, _ in rows:
             spaces.setdefault(s, []).append((o, n))
@@ -82,7 +92,6 @@ def command(ctx, sources, target, fmt, **inputs):
             if len(spaces) > 1 or target is None:
                 out.write(f"# {s}\n")
             out.write("".join(f"{o} {n}\n" for o, n in merge_ranges(ranges)))
-    ctx.exit(0)
 
 
 # Options shared with `locate` that only mean something once there is a TARGET to follow the ranges down to.
