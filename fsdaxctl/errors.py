@@ -6,7 +6,7 @@ expected and found), and renders them in one fixed order so messages read alike.
 
 from __future__ import annotations
 
-# Exit status, like fsck: bits (see DESIGN.md "Exit status").
+# Exit status, like fsck: bits (README.md "Exit status").
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2

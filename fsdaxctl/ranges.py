@@ -53,13 +53,6 @@ def parse_ranges(lines, name: str, block=None) -> list[Range]:
     return out
 
 
-def check_within(ranges: list[Range], limit: int, target: str) -> None:
-    """A range that starts at or past the end of both the device and the filesystem is a mistake, not a query."""
-    for r in ranges:
-        if r.offset >= limit:
-            raise UsageError(f"{r.where}: offset {r.offset} is past the end of {target} ({limit} bytes)")
-
-
 def merge_ranges(ranges) -> list[tuple[int, int]]:
     """(offset, length) pairs sorted, with overlapping and touching ones joined: the same damage listed twice,
     or in pieces, is one range."""

@@ -7,16 +7,33 @@ binary multiples; no suffix is bytes. Two differences, both documented in README
 `KiB`, `kb`, ... are accepted too. A leading 0 is not octal (cvtnum's strtoll would read 010 as 8).
 
 Filesystem units (daddr, fsblock, agbno, inode numbers) live in fsdaxctl.xfs.geometry.
+
+The two hardware-ish units, defined here once and imported everywhere else:
+
+- `SECTOR` (512, `SECTOR_SHIFT` 9): the kernel's sector_t unit, whatever the device's logical sector size. Every
+  badblocks list counts in it, block-layer capacities count in it, and it is XFS's basic block (BBSIZE): a daddr
+  is a byte offset >> 9 (fsdaxctl.xfs.geometry converts; BBSHIFT is SECTOR_SHIFT).
+- `PAGE_SIZE` (`PAGE_SHIFT`): the running kernel's PAGE_SIZE, from sysconf(_SC_PAGE_SIZE): 4 KiB on x86-64, 4, 16
+  or 64 KiB on arm64. It is the unit of everything the kernel counts in pages: a pfn (pfn << PAGE_SHIFT is the
+  physical address), pgoff/pgcnt of a file range (mf_dax_kill_procs), vm_pgoff in /proc/PID/maps, a sysfs
+  attribute's one-page buffer (badblocks), statm's page counts, the page size nd_pfn_validate() assumes for a
+  pfn info block older than minor 4. A log or an image from another machine is read with this machine's page
+  size: the tool runs where the damage is reported.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 
 from fsdaxctl.errors import UsageError
 
-SECTOR = 512  # the kernel's sector (and XFS daddr) unit, whatever the device's sector size
+SECTOR_SHIFT = 9
+SECTOR = 1 << SECTOR_SHIFT  # the kernel's sector (and XFS daddr) unit, whatever the device's sector size
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")  # the running kernel's PAGE_SIZE (see above)
+PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 
 _MULT = {
     "": 1, "s": SECTOR,

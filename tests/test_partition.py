@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fsdaxctl.device import Device, Window
+from fsdaxctl.discovery.partition import read_partition_table
 from fsdaxctl.errors import CorruptError, FsdaxError, TruncatedError, UsageError
 from fsdaxctl.parsers import partition as f
 from fsdaxctl.stack import BLOCK, Dropped, Extent, Hop, Space, Stack
-from fsdaxctl.stack.partition import (Partition, PartitionLayer, choose_partition, partition_name,
-                                      read_partition_table)
+from fsdaxctl.stack.partition import Partition, PartitionLayer, choose_partition, partition_name
 from tests.conftest import need_kernel
 from tests.conftest import need_tool as conftest_need_tool
 

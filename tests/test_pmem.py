@@ -17,12 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fsdaxctl.discovery import sysfs as sysfs_mod
+from fsdaxctl.discovery.pmem import nd_fletcher64, read_info_block
+from fsdaxctl.discovery.sysfs import Sysfs
 from fsdaxctl.errors import CorruptError, DeviceError, FsdaxError, TruncatedError, UnsupportedError, UsageError
 from fsdaxctl.parsers import nvdimm as nv
 from fsdaxctl.stack import BLOCK, FS, NAMESPACE, PHYS, Dropped, Extent, Hop, Space, Stack
-from fsdaxctl.stack import sysfs as sysfs_mod
-from fsdaxctl.stack.pmem import NamespaceLayer, PfnInfo, nd_fletcher64, read_info_block
-from fsdaxctl.stack.sysfs import Sysfs
+from fsdaxctl.stack.pmem import NamespaceLayer, PfnInfo
 
 SZ_4K, SZ_8K, SZ_2M, SZ_1G = 4096, 8192, 2 << 20, 1 << 30
 

@@ -82,7 +82,7 @@ def fsdaxctl(*args):
 
 def test_info_blocks_written_by_the_kernel(real):
     from fsdaxctl.device import Device
-    from fsdaxctl.stack.pmem import read_info_block
+    from fsdaxctl.discovery.pmem import read_info_block
 
     imgs, _ = real
     # README table: the guest's own nd_pfn_init wrote these (and its sysfs agrees, next test)
@@ -97,7 +97,7 @@ def test_info_blocks_written_by_the_kernel(real):
 
 def test_real_sysfs_gives_the_kernels_badblock_offsets(real):
     """After the machine check at 0x100d58000 the kernel recorded pmem0 sector 2752 and region0 sector 27328."""
-    from fsdaxctl.stack.sysfs import Sysfs
+    from fsdaxctl.discovery.sysfs import Sysfs
 
     _, sysroot = real
     sysfs = Sysfs(sysroot)

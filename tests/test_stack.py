@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fsdaxctl.discovery.md import read_md_sysfs
 from fsdaxctl.errors import UnsupportedError, UsageError
 from fsdaxctl.stack import BLOCK, Dropped, Extent, Hop, Space, Stack
 from fsdaxctl.stack.dm import dm_layers, parse_table
-from fsdaxctl.stack.md import MdArray, Member, md_layers, parse_md_spec, read_md_sysfs, settle_mirrors
+from fsdaxctl.stack.md import MdArray, Member, md_layers, parse_md_spec, settle_mirrors
 
 S = 512
 

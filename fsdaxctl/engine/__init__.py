@@ -6,5 +6,5 @@ chain.py   events, the walk down the chain (pagemap -> pmem -> holder -> XFS not
 live.py    what acting on a live system needs: mounts, mappers from /proc, signals, the shutdown ioctl, --exec
 act.py     carrying decisions out (dry run, confirmation, JSON action log)
 
-The engine uses the device stack and the filesystem model; it never imports the CLI (DESIGN.md).
+The engine uses the device stack and the filesystem model; it never imports the CLI (docs/architecture.md).
 """

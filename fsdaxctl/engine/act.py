@@ -16,8 +16,9 @@ import sys
 import time
 
 
-from fsdaxctl.engine.chain import DAX, PAGE_CACHE, PAGE_SHIFT, PAGE_SIZE, Mapping
+from fsdaxctl.engine.chain import DAX, PAGE_CACHE, Mapping
 from fsdaxctl.errors import EXIT_FAILED, FsdaxError, UsageError
+from fsdaxctl.units import PAGE_SHIFT, PAGE_SIZE, SECTOR
 
 POISON = b"fsdaxctl poison!"  # 16 bytes: recognisable in a hex dump, and it breaks every XFS magic and CRC
 
@@ -139,33 +140,53 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
         ranges=(), confirm=None) -> int:
     """Dry run, confirmation, second walk, then the actions. Returns exit bits (1 when an action failed).
     `confirm(question) -> bool` asks the user (the CLI's prompt); without it, only --yes goes ahead."""
-    from fsdaxctl.engine import live
-
-    try:
-        signum = signals.Signals[sig.upper() if sig.upper().startswith("SIG") else "SIG" + sig.upper()]
-    except KeyError:
-        raise UsageError(f"--signal: unknown signal {sig!r}") from None
-    try:
-        argv = shlex.split(exec_cmd) if exec_cmd else None
-    except ValueError as e:
-        raise UsageError(f"--exec: {e}") from None
+    signum = _signal(sig)
+    argv = _exec_argv(exec_cmd)
     if mapping.mount is None and not argv:
         raise FsdaxError("--act: TARGET is not mounted on this machine: there is no live system to act on "
                          "(--exec CMD hands each decision to a command anyway)")
     if mapping.mount and ranges:  # before anything else: "nothing to do" on stale metadata is a wrong answer too
         _check_with_the_kernel(mapping.mount, ranges, outcomes)
+    if not _confirmed(outcomes, mapping, rewrite, argv, yes, confirm):
+        return 0
+    again = _walk_again(rerun, outcomes, mapping, ranges)
+    return _carry_out(again, mapping, signum, argv, log, rewrite)
+
+
+def _signal(sig: str) -> signals.Signals:
+    """--signal: a name with or without SIG, any case."""
+    try:
+        return signals.Signals[sig.upper() if sig.upper().startswith("SIG") else "SIG" + sig.upper()]
+    except KeyError:
+        raise UsageError(f"--signal: unknown signal {sig!r}") from None
+
+
+def _exec_argv(exec_cmd: str | None) -> list[str] | None:
+    try:
+        return shlex.split(exec_cmd) if exec_cmd else None
+    except ValueError as e:
+        raise UsageError(f"--exec: {e}") from None
+
+
+def _confirmed(outcomes, mapping, rewrite: bool, argv, yes: bool, confirm) -> bool:
+    """Show the plan and ask (or take --yes). False when there is nothing to do; raises when not confirmed."""
     plan = _plan_lines(outcomes, mapping, rewrite)
     if argv:
         plan.append(f"run {' '.join(argv)} once per decision ({sum(len(o.decisions) for o in outcomes)})")
     if not plan:
         _say("fsdaxctl: --act: nothing to do\n")
-        return 0
+        return False
     _say("fsdaxctl: --act will:\n" + "".join(f"  {line}\n" for line in plan))
     if not yes:
         if confirm is None or not sys.stdin.isatty():
             raise UsageError("--act: not on a terminal, cannot ask for confirmation: add --yes")
         if not confirm("fsdaxctl: go ahead?"):
             raise FsdaxError("--act: not confirmed: nothing done")
+    return True
+
+
+def _walk_again(rerun, outcomes, mapping, ranges):
+    """The second walk: it must decide exactly what was shown, else nothing is done."""
     again = rerun()
     before = [d.key() for o in outcomes for d in o.decisions]
     after = [d.key() for o in again for d in o.decisions]
@@ -174,43 +195,60 @@ def act(outcomes, mapping, *, rerun, yes: bool, sig: str, exec_cmd: str | None, 
                          "decisions differ): nothing done; run it again")
     if mapping.mount and ranges:
         _check_with_the_kernel(mapping.mount, ranges, again)
+    return again
+
+
+def _carry_out(outcomes, mapping, signum, argv, log, rewrite: bool) -> int:
+    """Every decision's action (and --exec), one log line each; the shutdown last, once. Exit bits."""
+    from fsdaxctl.engine import live
+
     status = 0
     shutdowns = []
-    for oc in again:
+    for oc in outcomes:
         for d in oc.decisions:
-            records = []
-            if d.action == "kill-mappers" and d.mappers:
-                records = live.signal_mappers(_mapper_objects(d.mappers), signum)
-            elif d.action == "invalidate-mappings" and mapping.mount and d.paths:
-                records = [live.invalidate_mappings(live.real_path(mapping.mount, d.paths[0], d.inode), d.pgoff,
-                                                    max(d.pgcnt, 1))]
-            elif d.action == "rewrite-cached-page" and not rewrite:
-                records = [{"action": "rewrite-cached-page", "target": d.paths[0] if d.paths else d.inode,
-                            "outcome": "skipped", "note": "beyond the merged kernel: --rewrite-cached to do it"}]
-            elif d.action == "rewrite-cached-page" and mapping.mount and d.paths:
-                records = [_rewrite(live.real_path(mapping.mount, d.paths[0], d.inode), d.pgoff, max(d.pgcnt, 1))]
-            elif d.action == "shutdown-filesystem":
+            if d.action == "shutdown-filesystem":
                 shutdowns.append(d)  # after the walk, as xfs_dax_notify_dev_failure does
-            for rec in records:
-                rec = rec if isinstance(rec, dict) else rec.to_dict()
-                status |= EXIT_FAILED if rec.get("error") else 0
-                _log(log, {"decision": d.action, **rec})
+            status |= _log_records(log, d, _action_records(live, d, mapping, signum, rewrite))
             if argv:
                 rec = live.run_exec(argv, d.to_dict())
                 rec = rec if isinstance(rec, dict) else rec.to_dict()
                 status |= EXIT_FAILED if rec.get("error") or rec.get("exit_status") not in (0, None) else 0
                 _log(log, {"decision": d.action, **rec})
     for d in shutdowns[:1]:
-        if not mapping.mount:
-            _log(log, {"decision": d.action, "action": "shutdown", "outcome": "skipped",
-                       "error": "the filesystem is not mounted on this machine"})
-            status |= EXIT_FAILED
-            continue
-        rec = live.shutdown_filesystem(mapping.mount)
+        status |= _shut_down(live, d, mapping, log)
+    return status
+
+
+def _action_records(live, d, mapping, signum, rewrite: bool) -> list:
+    """Carry out one decision (the shutdown excepted): what was done, as action records."""
+    if d.action == "kill-mappers" and d.mappers:
+        return live.signal_mappers(_mapper_objects(d.mappers), signum)
+    if d.action == "invalidate-mappings" and mapping.mount and d.paths:
+        return [live.invalidate_mappings(live.real_path(mapping.mount, d.paths[0], d.inode), d.pgoff,
+                                         max(d.pgcnt, 1))]
+    if d.action == "rewrite-cached-page" and not rewrite:
+        return [{"action": "rewrite-cached-page", "target": d.paths[0] if d.paths else d.inode,
+                 "outcome": "skipped", "note": "beyond the merged kernel: --rewrite-cached to do it"}]
+    if d.action == "rewrite-cached-page" and mapping.mount and d.paths:
+        return [_rewrite(live.real_path(mapping.mount, d.paths[0], d.inode), d.pgoff, max(d.pgcnt, 1))]
+    return []
+
+
+def _log_records(log, d, records) -> int:
+    status = 0
+    for rec in records:
         rec = rec if isinstance(rec, dict) else rec.to_dict()
         status |= EXIT_FAILED if rec.get("error") else 0
         _log(log, {"decision": d.action, **rec})
     return status
+
+
+def _shut_down(live, d, mapping, log) -> int:
+    if not mapping.mount:
+        _log(log, {"decision": d.action, "action": "shutdown", "outcome": "skipped",
+                   "error": "the filesystem is not mounted on this machine"})
+        return EXIT_FAILED
+    return _log_records(log, d, [live.shutdown_filesystem(mapping.mount)])
 
 
 def _check_with_the_kernel(mount: str, ranges, outcomes) -> None:
@@ -278,12 +316,12 @@ def poison_copy(target: str, copy: str, fs, answer) -> list[str]:
     try:
         for _, path in fs_paths(answer.routes):
             hop = path[-1]
-            first = (base + hop.offset) // 512
-            last = (base + hop.offset + hop.length + 511) // 512
-            if last * 512 > size:
+            first = (base + hop.offset) // SECTOR
+            last = (base + hop.offset + hop.length + SECTOR - 1) // SECTOR
+            if last * SECTOR > size:
                 raise UsageError(f"--poison: {copy} is smaller than TARGET ({size} bytes)")
-            n = (last - first) * 512
-            os.pwrite(fd, (POISON * (n // len(POISON) + 1))[:n], first * 512)
+            n = (last - first) * SECTOR
+            os.pwrite(fd, (POISON * (n // len(POISON) + 1))[:n], first * SECTOR)
             entries.append(f"{first} {last - first}\n")
             lines.append(f"poisoned {copy} sectors {first}..{last - 1} ({n} bytes)")
         os.fsync(fd)

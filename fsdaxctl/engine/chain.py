@@ -23,14 +23,10 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.engine.flags import MF_ACTION_REQUIRED, MF_MEM_PRE_REMOVE, MF_MUST_KILL, flags_text
 from fsdaxctl.stack import FS, PHYS, Dropped, Hop
+from fsdaxctl.stack.pmem import NamespaceLayer
+from fsdaxctl.units import PAGE_SHIFT
 from fsdaxctl.xfs.geometry import BBSHIFT
 from fsdaxctl.xfs.owners import as_records
-
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-
-ACTIONS = ("none", "kill-mappers", "invalidate-mappings", "rewrite-cached-page", "report-writeback-error",
-           "shutdown-filesystem", "restore-from-backup", "repair-filesystem", "reallocate-space")
 
 DAX, PAGE_CACHE = "dax", "page-cache"
 
@@ -120,21 +116,11 @@ class Mapping:
         return None
 
 
-# Kernel functions for each device-stack layer type, for the call path.
-_CALLS = {
-    "PhysLayer": "get_dev_pagemap",
-    "RegionLayer": "nd_region",
-    "NamespaceLayer": "pmem_pagemap_memory_failure",
-    "PartitionLayer": "xfs_dax_translate_range (bt_dax_part_off)",
-    "Shift": "holder offset",
-    "DmLayer": "dm map",
-    "MdLayer": "md map",
-}
-
-
 def _call(stack, path, i) -> str:
+    """The kernel function of the layer that took the bytes to path[i] (each layer names its own), else the hop's
+    layer name."""
     layer = stack.by_upper.get(path[i - 1].space)
-    return _CALLS.get(type(layer).__name__, path[i].layer) if layer is not None else path[i].layer
+    return getattr(layer, "kernel_call", "") or path[i].layer
 
 
 def run(answer, omap, event: dict, flags: int, mapping: Mapping) -> list[Outcome]:
@@ -147,79 +133,111 @@ def _has_pagemap(stack, path) -> bool:
     raw namespaces do not (the kernel says "memory outside kernel control")."""
     for i in range(1, len(path)):
         layer = stack.by_upper.get(path[i - 1].space)
-        if type(layer).__name__ == "NamespaceLayer" and getattr(layer, "info", None) is not None:
+        if isinstance(layer, NamespaceLayer) and layer.info is not None:
             return True
     return False
+
+
+@dataclass
+class _Reach:
+    """What the paths of one route came to."""
+    rc_fs: int = 0              # the filesystem's answer (0 or -errno)
+    rc_drop: int = 0            # the first dropped piece's -errno
+    reached: bool = False       # some bytes reached the filesystem
+    outside: Hop | None = None  # bytes that reached it without struct pages (a raw namespace)
 
 
 def _run_route(answer, omap, route, event, flags, mapping) -> Outcome:
     out = Outcome(event=dict(event, origin=route.extent.origin), flags=flags)
     ext = route.extent
-    depth = 0
-    pfn = None
-    if ext.space.kind == PHYS:
-        pfn = ext.offset >> PAGE_SHIFT
-        out.line(0, f"memory_failure(pfn={pfn:#x}, flags={flags_text(flags)})")
-        out.line(1, ext.note)
-        depth = 1
-    elif ext.space.kind == FS:
-        out.line(0, f"{ext.origin}: {ext.note}")
-    else:
-        out.line(0, f"block layer error on {ext.space}: {{offset={ext.offset}, len={ext.length}}} ({ext.note}), "
-                    f"flags={flags_text(flags)}")
-        out.line(1, "the kernel has no notify_failure for a block-layer error (the reader gets EIO; XFS shuts down "
-                    "if it was metadata it needed); fsdaxctl follows the same holder walk to say who is hit")
-        depth = 1
-    rc_fs, rc_drop, reached = 0, 0, False
-    outside = None
+    pfn = ext.offset >> PAGE_SHIFT if ext.space.kind == PHYS else None
+    depth = _entry(out, ext, pfn, flags)
+    reach = _Reach()
     for path in route.paths:
-        d = depth
-        last = path[-1]
-        if pfn is not None and isinstance(last, Hop) and last.space.kind == FS and \
-                not _has_pagemap(answer.stack, path):
-            outside = last
-            continue
-        for i in range(1, len(path)):
-            step = path[i]
-            if isinstance(step, Dropped):
-                out.line(d, f"{step.layer}: {step.length} bytes at byte {step.offset} of {step.space}: {step.reason}")
-                rc_drop = rc_drop or _dropped_rc(out, d, step)
-                break
-            if step.layer == "filesystem":
-                continue
-            out.line(d, f"{_call(answer.stack, path, i)}: {step.arithmetic}")
-            d += 1
-        if isinstance(last, Hop) and last.space.kind == FS:
-            reached = True
-            if ext.space.kind != FS:
-                call = "dax_holder_notify_failure" if pfn is not None else "holder walk"
-                out.line(d, f"{call}(offset={last.offset}, len={last.length}, flags={flags_text(flags)})")
-                d += 1
-            rc_fs = _xfs_notify_failure(answer.fs, omap, last.offset, last.length, flags, mapping, out, d,
-                                        pfn is not None) or rc_fs
-    if outside is not None:
-        out.line(1, f"Memory failure: {pfn:#x}: memory outside kernel control (a raw namespace has no struct "
-                    "pages): -ENXIO; the bad range is recorded in badblocks and the next read fails with EIO")
-        out.decisions.append(Decision("none", "the kernel cannot act on memory without struct pages; run "
-                                              "'fsdaxctl locate' for who owns these bytes", owner="raw-namespace",
-                                      offset=outside.offset, length=outside.length))
-        rc_drop = rc_drop or -6
-        out.result = "-ENXIO (no action_result)"
-        return out
+        _follow_path(answer, omap, path, ext, pfn, flags, mapping, out, depth, reach)
+    if reach.outside is not None:
+        return _outside_kernel_control(out, pfn, reach.outside)
     # xfs_dax_translate_range clips a range that is partly outside the filesystem and goes on: bytes dropped
     # on the way decide the result only when nothing reached the filesystem.
-    rc = rc_fs if reached else rc_drop
+    _settle(out, route, pfn, reach.rc_fs if reach.reached else reach.rc_drop, reach.reached)
+    return out
+
+
+def _entry(out: Outcome, ext, pfn: int | None, flags: int) -> int:
+    """Where the event enters the kernel: memory_failure for a page, the holder walk for filesystem bytes, the
+    block layer for the rest. Returns the depth the hops start at."""
     if pfn is not None:
-        if not reached and any(isinstance(p[-1], Dropped) and p[-1].kind in ("not-pmem", "unallocated-region-space")
-                               for p in route.paths):
-            out.result = "-ENXIO (no action_result)"
-            return out
-        out.result = "Recovered" if rc == 0 else "Failed"
-        out.line(0, f"action_result: Memory failure: {pfn:#x}: recovery action for dax page: {out.result}")
-    else:
+        out.line(0, f"memory_failure(pfn={pfn:#x}, flags={flags_text(flags)})")
+        out.line(1, ext.note)
+        return 1
+    if ext.space.kind == FS:
+        out.line(0, f"{ext.origin}: {ext.note}")
+        return 0
+    out.line(0, f"block layer error on {ext.space}: {{offset={ext.offset}, len={ext.length}}} ({ext.note}), "
+                f"flags={flags_text(flags)}")
+    out.line(1, "the kernel has no notify_failure for a block-layer error (the reader gets EIO; XFS shuts down "
+                "if it was metadata it needed); fsdaxctl follows the same holder walk to say who is hit")
+    return 1
+
+
+def _follow_path(answer, omap, path, ext, pfn, flags, mapping, out: Outcome, d: int, reach: _Reach) -> None:
+    """One routed path: its hops down the device stack, then the filesystem's notify_failure if it got there."""
+    last = path[-1]
+    at_fs = isinstance(last, Hop) and last.space.kind == FS
+    if pfn is not None and at_fs and not _has_pagemap(answer.stack, path):
+        reach.outside = last
+        return
+    d = _trace_hops(answer.stack, path, out, d, reach)
+    if not at_fs:
+        return
+    reach.reached = True
+    if ext.space.kind != FS:
+        call = "dax_holder_notify_failure" if pfn is not None else "holder walk"
+        out.line(d, f"{call}(offset={last.offset}, len={last.length}, flags={flags_text(flags)})")
+        d += 1
+    reach.rc_fs = _xfs_notify_failure(answer.fs, omap, last.offset, last.length, flags, mapping, out, d,
+                                      pfn is not None) or reach.rc_fs
+
+
+def _trace_hops(stack, path, out: Outcome, d: int, reach: _Reach) -> int:
+    """One trace line per device-stack hop, one level deeper each; a dropped piece ends the path (the first
+    one's -errno is kept). Returns the depth reached."""
+    for i in range(1, len(path)):
+        step = path[i]
+        if isinstance(step, Dropped):
+            out.line(d, f"{step.layer}: {step.length} bytes at byte {step.offset} of {step.space}: {step.reason}")
+            reach.rc_drop = reach.rc_drop or _dropped_rc(out, d, step)
+            break
+        if step.layer == "filesystem":
+            continue
+        out.line(d, f"{_call(stack, path, i)}: {step.arithmetic}")
+        d += 1
+    return d
+
+
+def _outside_kernel_control(out: Outcome, pfn: int, hop: Hop) -> Outcome:
+    """A page of a raw namespace: no struct pages, so memory_failure cannot act on it."""
+    out.line(1, f"Memory failure: {pfn:#x}: memory outside kernel control (a raw namespace has no struct "
+                "pages): -ENXIO; the bad range is recorded in badblocks and the next read fails with EIO")
+    out.decisions.append(Decision("none", "the kernel cannot act on memory without struct pages; run "
+                                          "'fsdaxctl locate' for who owns these bytes", owner="raw-namespace",
+                                  offset=hop.offset, length=hop.length))
+    out.result = "-ENXIO (no action_result)"
+    return out
+
+
+def _settle(out: Outcome, route, pfn: int | None, rc: int, reached: bool) -> None:
+    """The result line: action_result for a page, the return code for the rest."""
+    if pfn is None:
         out.result = "Recovered" if rc == 0 else "Failed"
         out.line(0, f"result: {rc or 0} ({out.result})")
-    return out
+        return
+    if not reached and any(isinstance(p[-1], Dropped) and p[-1].kind in ("not-pmem", "unallocated-region-space")
+                           for p in route.paths):
+        out.result = "-ENXIO (no action_result)"
+        return
+    out.result = "Recovered" if rc == 0 else "Failed"
+    out.line(0, f"action_result: Memory failure: {pfn:#x}: recovery action for dax page: {out.result}")
 
 
 def _dropped_rc(out: Outcome, d: int, step: Dropped) -> int:
@@ -246,40 +264,58 @@ def _dropped_rc(out: Outcome, d: int, step: Dropped) -> int:
 
 
 def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool) -> int:
-    geo = fs.geo
     pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
     out.line(d, "xfs_dax_notify_failure: the data device")
     d += 1
     if not fs.has_rmapbt:
-        out.line(d, "xfs_dax_notify_dev_failure: notify_failure() needs rmapbt enabled! -> -EOPNOTSUPP")
-        if memory:
-            out.line(d, "memory_failure_dev_pagemap: -EOPNOTSUPP -> mf_generic_kill_procs: the page's one "
-                        "mapping (page->mapping) only; filesystem metadata is not noticed until it is read")
-        else:
-            out.line(d, "no reverse mapping: the kernel cannot tell who owns these blocks; each owner learns at "
-                        "its next read (EIO)")
-        return _generic(fs, omap, offset, length, flags, mapping, out, d + 1)
-    # xfs_dax_translate_range: clip to the filesystem, then BTOBB() both ends (rounding up, as the kernel does).
+        return _no_rmapbt(fs, omap, offset, length, flags, mapping, out, d, memory)
+    span = _translate_range(fs.geo, offset, length, out, d)
+    if span is None:
+        return -6
+    if pre_remove:
+        out.line(d, "MF_MEM_PRE_REMOVE: \"Device is about to be removed!\": freeze the filesystem for the walk")
+    want_shutdown, metadata_hits = _query_ags(fs, omap, span, flags, mapping, out, d)
+    return _shutdown(pre_remove, want_shutdown, metadata_hits, mapping, out, d)
+
+
+def _no_rmapbt(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool) -> int:
+    out.line(d, "xfs_dax_notify_dev_failure: notify_failure() needs rmapbt enabled! -> -EOPNOTSUPP")
+    if memory:
+        out.line(d, "memory_failure_dev_pagemap: -EOPNOTSUPP -> mf_generic_kill_procs: the page's one "
+                    "mapping (page->mapping) only; filesystem metadata is not noticed until it is read")
+    else:
+        out.line(d, "no reverse mapping: the kernel cannot tell who owns these blocks; each owner learns at "
+                    "its next read (EIO)")
+    return _generic(fs, omap, offset, length, flags, mapping, out, d + 1)
+
+
+def _translate_range(geo, offset: int, length: int, out: Outcome, d: int) -> tuple[int, int, int, int] | None:
+    """xfs_dax_translate_range: clip to the filesystem, then BTOBB() both ends (rounding up, as the kernel does);
+    then xfs_dax_notify_dev_failure's first and last block. (start AG, agbno, end AG, agbno), or None when the
+    range starts past the filesystem (-ENXIO)."""
     dev_len = geo.size
     if offset > dev_len - 1:
         out.line(d, f"xfs_dax_translate_range: offset {offset} is past the filesystem ({dev_len} bytes): -ENXIO")
         out.decisions.append(Decision("none", "outside the filesystem", owner="outside-filesystem",
                                       offset=offset, length=length))
-        return -6
+        return None
     if offset + length - 1 > dev_len - 1:
         length = dev_len - offset
     daddr, bblen = btobb(offset), btobb(length)
     out.line(d, f"xfs_dax_translate_range: daddr = BTOBB({offset}) = {daddr:#x}, bblen = BTOBB({length}) = {bblen}")
-    start_lin = (daddr << BBSHIFT) >> geo.blocklog
-    end_lin = ((daddr + bblen - 1) << BBSHIFT) >> geo.blocklog
-    sag, sagbno = geo.lin_to_ag(start_lin)
-    eag, eagbno = geo.lin_to_ag(end_lin)
+    sag, sagbno = geo.lin_to_ag(geo.byte_to_lin(geo.daddr_to_byte(daddr)))
+    eag, eagbno = geo.lin_to_ag(geo.byte_to_lin(geo.daddr_to_byte(daddr + bblen - 1)))
     out.line(d, f"xfs_dax_notify_dev_failure: start_bno = AG {sag} block {sagbno}, end_bno = AG {eag} block "
                 f"{eagbno} (fsblocks {geo.ag_to_fsb(sag, sagbno)}..{geo.ag_to_fsb(eag, eagbno)})")
-    if pre_remove:
-        out.line(d, "MF_MEM_PRE_REMOVE: \"Device is about to be removed!\": freeze the filesystem for the walk")
+    return sag, sagbno, eag, eagbno
+
+
+def _query_ags(fs, omap, span, flags, mapping, out: Outcome, d: int) -> tuple[bool, list[str]]:
+    """xfs_dax_notify_dev_failure's walk: an rmap query per AG, xfs_dax_failure_fn per owner.
+    (want_shutdown, the metadata hit)."""
+    geo = fs.geo
+    sag, sagbno, eag, eagbno = span
     want_shutdown = False
-    rc = 0
     metadata_hits = []
     for agno in range(sag, eag + 1):
         low = sagbno if agno == sag else 0
@@ -295,18 +331,25 @@ def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, 
             want_shutdown |= ws
             if hit:
                 metadata_hits.append(hit)
+    return want_shutdown, metadata_hits
+
+
+def _shutdown(pre_remove: bool, want_shutdown: bool, metadata_hits: list[str], mapping, out: Outcome,
+              d: int) -> int:
+    """After the walk: the forced unmount of a device going away, or the shutdown for damaged metadata."""
     if pre_remove:
         out.line(d, "xfs_force_shutdown(SHUTDOWN_FORCE_UMOUNT): the device is going away")
         out.decisions.append(Decision("shutdown-filesystem", "the device is being removed (MF_MEM_PRE_REMOVE)",
                                       shutdown="SHUTDOWN_FORCE_UMOUNT", mount=mapping.mount))
-    elif want_shutdown:
+        return 0
+    if want_shutdown:
         out.line(d, "xfs_force_shutdown(SHUTDOWN_CORRUPT_ONDISK) -> -EFSCORRUPTED")
         out.decisions.append(Decision("shutdown-filesystem", "filesystem metadata is damaged: " +
                                       "; ".join(metadata_hits[:8]) + (" ..." if len(metadata_hits) > 8 else "") +
                                       ". Unmount and run xfs_repair", shutdown="SHUTDOWN_CORRUPT_ONDISK",
                                       mount=mapping.mount))
-        rc = -117  # EFSCORRUPTED (EUCLEAN)
-    return rc
+        return -117  # EFSCORRUPTED (EUCLEAN)
+    return 0
 
 
 def _described(fs, pieces):
@@ -338,22 +381,44 @@ def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]
                     "shutdown")
         return (not pre_remove), f"unreadable rmapbt at {where}"
     if p.owner != "file" or p.fork == "attr" or p.extent_map:
-        what = _owner_text(p)
-        if pre_remove:
-            out.line(d, f"{where}: {what}: not a failure during pre-remove: continue")
-            return False, ""
-        kind = ("an attr fork block" if p.fork == "attr" else "an extent map (bmbt) block" if p.extent_map
-                else "a non-inode owner (XFS_RMAP_NON_INODE_OWNER)")
-        out.line(d, f"{where}: {what}: {kind}: want_shutdown")
-        return True, f"{what} ({where})"
-    # File data.
+        return _metadata_owner(p, where, pre_remove, out, d)
+    _file_data(p, where, flags, mapping, out, d)
+    return False, ""
+
+
+def _metadata_owner(p, where: str, pre_remove: bool, out: Outcome, d: int) -> tuple[bool, str]:
+    """Not file data: a non-inode owner, an attr fork block, a bmbt block. The filesystem shuts down."""
+    what = _owner_text(p)
+    if pre_remove:
+        out.line(d, f"{where}: {what}: not a failure during pre-remove: continue")
+        return False, ""
+    kind = ("an attr fork block" if p.fork == "attr" else "an extent map (bmbt) block" if p.extent_map
+            else "a non-inode owner (XFS_RMAP_NON_INODE_OWNER)")
+    out.line(d, f"{where}: {what}: {kind}: want_shutdown")
+    return True, f"{what} ({where})"
+
+
+@dataclass
+class _FilePages:
+    """A file-data owner piece in the kernel's page units, and the Decision fields every decision about it
+    carries."""
+    p: object
+    pgoff: int
+    pgcnt: int
+    base: dict
+    after: Decision  # what the admin does once the kernel is done with the mappers (_after_kill)
+
+
+def _file_data(p, where: str, flags: int, mapping, out: Outcome, d: int) -> None:
+    """File data: pgoff/pgcnt of the file range, then mf_dax_kill_procs for a DAX mapping, the page-cache policy
+    otherwise."""
     pgoff = p.file_offset >> PAGE_SHIFT
     pgcnt = p.length >> PAGE_SHIFT
     mode, why = mapping.mode(p.inode, p.paths)
     base = dict(owner="file", offset=p.offset, length=p.length, inode=p.inode, paths=list(p.paths), fork="data",
                 file_offset=p.file_offset, file_length=p.length, pgoff=pgoff, pgcnt=pgcnt, impact=p.impact)
     names = ", ".join(p.paths) or f"inode {p.inode}"
-    after = _after_kill(p, names, base)
+    pages = _FilePages(p, pgoff, pgcnt, base, _after_kill(p, names, base))
     out.line(d, f"{where}: inode {p.inode} ({names}) file offset {p.file_offset}: xfs_iget(INCORE); "
                 f"pgoff = {p.file_offset} >> {PAGE_SHIFT} = {pgoff}, pgcnt = {p.length} >> {PAGE_SHIFT} = {pgcnt}"
                 + (" (shared: every owner is told)" if p.shared else ""))
@@ -361,53 +426,64 @@ def _failure_fn(fs, p, flags, mapping, out: Outcome, d: int) -> tuple[bool, str]
         out.line(d + 1, "pgcnt is 0 (a block smaller than a page): mf_dax_kill_procs finds no page to kill")
     mappers = mapping.mappers(p.inode, pgoff, pgcnt)
     if mode == DAX:
-        kflags = flags | MF_ACTION_REQUIRED | MF_MUST_KILL
-        early = None
-        if pre_remove:
-            when, text = "now", "every task mapping the pages (pre-remove collects all tasks)"
-        else:
-            early = mapping.early_kill()
-            when = "now" if early else "on-access"
-            text = ("early-kill tasks now (vm.memory_failure_early_kill=1)" if early else
-                    "the task that touched the page (BUS_MCEERR_AR) and early-kill tasks now; the others lose "
-                    "the mapping and get SIGBUS when they next touch it")
-        for m in mappers or ():
-            # collect_procs_fsdax: without PRE_REMOVE only task_early_kill() tasks are signalled at once
-            m["kernel_signals"] = "now" if pre_remove or early or m.get("early_kill_tid") else "on-access"
-        out.line(d + 1, f"mf_dax_kill_procs(mapping of inode {p.inode}, pgoff={pgoff}, count={pgcnt}, "
-                        f"flags={flags_text(kflags)}): unmap, SIGBUS to {text}"
-                        + (f"; {len(mappers)} process(es) map these pages now" if mappers is not None else ""))
-        out.decisions.append(Decision("kill-mappers", "DAX mapping: processes mapping the damaged pages get SIGBUS",
-                                      si_code="BUS_MCEERR_AO", when=when,
-                                      mappers=mappers, **base))
-        if pre_remove:
-            out.line(d + 1, f"invalidate_inode_pages2_range(pgoff {pgoff}..{pgoff + pgcnt - 1})")
-            out.decisions.append(Decision("invalidate-mappings", "the device is being removed: drop the DAX "
-                                                                 "mappings of these pages", **base))
-        else:
-            out.decisions.append(after)
-        return False, ""
-    # Page cache: the holder path leaves it alone (dax_mapping() is false); the page-cache policy applies.
-    out.line(d + 1, f"not a DAX mapping ({why}): no kill")
+        _kill_dax_mappers(pages, mappers, flags, mapping, out, d + 1)
+    else:
+        _page_cache(pages, why, flags, mapping, out, d + 1)
+
+
+def _kill_dax_mappers(pages: _FilePages, mappers, flags: int, mapping, out: Outcome, d: int) -> None:
+    """mf_dax_kill_procs: unmap the pages, SIGBUS to the tasks that map them (all at once before a removal)."""
+    pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
+    kflags = flags | MF_ACTION_REQUIRED | MF_MUST_KILL
+    early = None
     if pre_remove:
-        out.line(d + 1, f"invalidate_inode_pages2_range(pgoff {pgoff}..{pgoff + pgcnt - 1})")
+        when, text = "now", "every task mapping the pages (pre-remove collects all tasks)"
+    else:
+        early = mapping.early_kill()
+        when = "now" if early else "on-access"
+        text = ("early-kill tasks now (vm.memory_failure_early_kill=1)" if early else
+                "the task that touched the page (BUS_MCEERR_AR) and early-kill tasks now; the others lose "
+                "the mapping and get SIGBUS when they next touch it")
+    for m in mappers or ():
+        # collect_procs_fsdax: without PRE_REMOVE only task_early_kill() tasks are signalled at once
+        m["kernel_signals"] = "now" if pre_remove or early or m.get("early_kill_tid") else "on-access"
+    pgoff, pgcnt = pages.pgoff, pages.pgcnt
+    out.line(d, f"mf_dax_kill_procs(mapping of inode {pages.p.inode}, pgoff={pgoff}, count={pgcnt}, "
+                f"flags={flags_text(kflags)}): unmap, SIGBUS to {text}"
+                + (f"; {len(mappers)} process(es) map these pages now" if mappers is not None else ""))
+    out.decisions.append(Decision("kill-mappers", "DAX mapping: processes mapping the damaged pages get SIGBUS",
+                                  si_code="BUS_MCEERR_AO", when=when,
+                                  mappers=mappers, **pages.base))
+    if pre_remove:
+        out.line(d, f"invalidate_inode_pages2_range(pgoff {pgoff}..{pgoff + pgcnt - 1})")
+        out.decisions.append(Decision("invalidate-mappings", "the device is being removed: drop the DAX "
+                                                             "mappings of these pages", **pages.base))
+    else:
+        out.decisions.append(pages.after)
+
+
+def _page_cache(pages: _FilePages, why: str, flags: int, mapping, out: Outcome, d: int) -> None:
+    """Page cache: the holder path leaves it alone (dax_mapping() is false); the page-cache policy applies."""
+    pgoff, pgcnt, base = pages.pgoff, pages.pgcnt, pages.base
+    out.line(d, f"not a DAX mapping ({why}): no kill")
+    if flags & MF_MEM_PRE_REMOVE:
+        out.line(d, f"invalidate_inode_pages2_range(pgoff {pgoff}..{pgoff + pgcnt - 1})")
         out.decisions.append(Decision("invalidate-mappings", "the device is being removed: drop cached pages",
                                       **base))
-        return False, ""
-    cached = mapping.cached(p.inode, pgoff, pgcnt, p.paths)
+        return
+    cached = mapping.cached(pages.p.inode, pgoff, pgcnt, pages.p.paths)
     if cached:
-        out.line(d + 1, "the pages are in the page cache: rewrite them over the bad media (beyond the merged "
-                        "kernel: the 2020 design, not merged)")
+        out.line(d, "the pages are in the page cache: rewrite them over the bad media (beyond the merged "
+                    "kernel: the 2020 design, not merged)")
         out.decisions.append(Decision("rewrite-cached-page", "a cached copy of the pages exists: writing it back "
                                                              "replaces the bad media's contents", beyond_kernel=True,
                                       **base))
-        return False, ""
-    out.line(d + 1, "no cached copy " + ("(looked: not resident)" if cached is False else "(offline: cannot look)")
+        return
+    out.line(d, "no cached copy " + ("(looked: not resident)" if cached is False else "(offline: cannot look)")
              + ": the next read fails; mapping_set_error(-EIO) reports it at the next fsync")
     out.decisions.append(Decision("report-writeback-error", "no good copy in memory: readers and the next fsync "
                                                             "get EIO", **base))
-    out.decisions.append(after)
-    return False, ""
+    out.decisions.append(pages.after)
 
 
 def _after_kill(p, names: str, base: dict) -> Decision:

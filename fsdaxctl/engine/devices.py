@@ -11,15 +11,11 @@ map the realtime device yet, so that is refused with a one-line error (never a g
 
 from __future__ import annotations
 
-from fsdaxctl.engine.chain import Decision, Outcome
+from fsdaxctl.engine.chain import Decision, Outcome, btobb
 from fsdaxctl.engine.flags import MF_MEM_PRE_REMOVE
 from fsdaxctl.errors import UnsupportedError
 
 EFSCORRUPTED, ENXIO = 117, 6  # EUCLEAN, as the kernel defines EFSCORRUPTED
-
-
-def btobb(n: int) -> int:
-    return (n + 511) >> 9
 
 
 def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict) -> Outcome:

@@ -32,8 +32,7 @@ import subprocess
 from fsdaxctl.device import (MOUNTINFO, Mount, mount_of_path, mounts, mounts_of_device,  # noqa: F401 (re-exported)
                              parse_mountinfo_line, unescape)
 from fsdaxctl.errors import FsdaxError
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+from fsdaxctl.units import PAGE_SIZE
 
 
 from fsdaxctl.live.fsmap import LiveError  # noqa: E402,F401 - one error for every look-up on the live system

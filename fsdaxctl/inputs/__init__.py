@@ -3,6 +3,9 @@
 One module per source format; each is a pure function of the text or bytes it is given (the command opens the
 files), returning a Parsed. Forensic input is damaged by definition: a line that cannot be used is counted in
 `skipped` with its line number and why, never fatal; only a source with nothing usable in it is an error.
+
+This module: Parsed (what a source gave), InodeRef, pfn_extent and phys_extent. The formats: inputs.badblocks,
+inputs.ndctl, inputs.ddrescue, inputs.kmsg; inputs.load picks the parser for a file.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.errors import UsageError
 from fsdaxctl.stack import PHYS, Extent, Space
+from fsdaxctl.units import PAGE_SHIFT  # a pfn counts the running kernel's pages
 
-PAGE_SHIFT = 12  # memory_failure works on 4 KiB pages (x86-64, arm64 with 4K pages)
+__all__ = ["InodeRef", "Parsed", "pfn_extent", "phys_extent"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from fsdaxctl.errors import UsageError
 from fsdaxctl.inputs import Parsed
 from fsdaxctl.stack import BLOCK, REGION, Extent, Space
-from fsdaxctl.units import MAX_BYTES, SECTOR
+from fsdaxctl.units import MAX_BYTES, PAGE_SIZE, SECTOR
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as os.fsdecode/surrogateescape keeps them
 _DECIMAL = re.compile(r"\d{1,40}")  # longer is no sector number (2^64 has 20 digits), and int() would refuse it
@@ -79,7 +79,7 @@ def _bad_number(text: str) -> str:
 
 # --- sysfs -------------------------------------------------------------------------------------------------------
 
-SYSFS_PAGE = 4096  # badblocks_show() writes into one page; sysfs returns at most PAGE_SIZE - 1 bytes of it
+# badblocks_show() writes into one page (PAGE_SIZE); sysfs returns at most PAGE_SIZE - 1 bytes of it.
 
 # .../block/<disk>/badblocks (/sys/block, /sys/class/block, the devices tree), .../<regionN>/badblocks under
 # /sys/bus/nd/devices or an ndbus directory (the nfit_test platform paths). Matched on trailing components so a
@@ -137,14 +137,14 @@ def parse_sysfs_badblocks(lines: Iterable[str | bytes], name: str, space: Space)
                                   f"sector {sector}, {_plural(count, 'sector')}"))
     # A list longer than a page is cut at PAGE_SIZE - 1 bytes, mid-entry and without a newline: the last
     # entry may be a fragment, and entries after it are not shown at all.
-    if last is not None and total == SYSFS_PAGE and not last[2]:
+    if last is not None and total == PAGE_SIZE and not last[2]:
         n = last[0]
         where = f"{name} line {n}"
         if out.extents and out.extents[-1].origin == where:
             out.extents.pop()
             good -= 1
         out.skipped = [s for s in out.skipped if s[0] != where]
-        out.skipped.append((where, f"cut off at the sysfs page size ({SYSFS_PAGE - 1} bytes): this entry may be "
+        out.skipped.append((where, f"cut off at the sysfs page size ({PAGE_SIZE - 1} bytes): this entry may be "
                                    "partial and later entries are missing; ndctl list --media-errors shows all"))
     return finish(out, name, good)
 

@@ -79,44 +79,57 @@ def parse_ddrescue_mapfile(lines: Iterable[str | bytes], name: str, damaged: Ite
             # The status line: `pos status [pass]`. A mapfile made by hand may lack it; then this line is
             # already a block (its second field is a number, never a status character).
             if len(fields) in (2, 3) and len(fields[1]) == 1 and fields[1] in CURRENT_STATUS:
-                if _c_integer(fields[0]) is None:
-                    out.skipped.append((where, f"status line: position {_number_problem(fields[0])}"))
-                elif len(fields) == 3 and not fields[2].isdigit():
-                    out.skipped.append((where, f"status line: pass {fields[2][:20]!r} is not a decimal number"))
+                why = _status_line_problem(fields)
+                if why:
+                    out.skipped.append((where, why))
                 else:
                     good += 1
                 continue
-        if len(fields) != 3:
-            why = (f"truncated: {len(fields)} field{'s' if len(fields) != 1 else ''}, expected 'pos size status'"
-                   if len(fields) < 3 else f"{len(fields)} fields, expected 3 (pos size status)")
+        why, pos, size = _block(fields, prev_end)
+        if why:
             out.skipped.append((where, why))
             continue
-        pos, size = _c_integer(fields[0]), _c_integer(fields[1])
+        good += 1
         st = fields[2]
-        if pos is None or size is None:
-            which, text_ = ("pos", fields[0]) if pos is None else ("size", fields[1])
-            out.skipped.append((where, f"{which} {_number_problem(text_)}"))
-            continue
-        if st not in BLOCK_STATUS:
-            out.skipped.append((where, f"unknown block status {st[:10]!r} (one of {' '.join(BLOCK_STATUS)})"))
-            continue
-        if size == 0:
-            # ddrescue itself allows only "0 0 status", the map of an empty input
-            if pos != 0:
-                out.skipped.append((where, "zero length"))
-            else:
-                good += 1
-            continue
-        if pos + size > MAX_BYTES:
-            out.skipped.append((where, f"past the largest device offset (2^63 - 1 bytes): {pos:#x} + {size:#x}"))
-            continue
-        if prev_end is not None and pos < prev_end:
-            out.skipped.append((where, f"overlaps the block before it (which ends at {prev_end:#x}): mapfile "
-                                       "blocks must be sorted and non-overlapping"))
+        if size == 0:  # "0 0 status": an empty input, no bytes
             continue
         prev_end = pos + size
-        good += 1
         if st in damaged:
             out.extents.append(Extent(space, pos, size, where,
                                       f"ddrescue status '{st}' ({BLOCK_STATUS[st]}): pos {pos:#x}, size {size:#x}"))
     return finish(out, name, good)
+
+
+def _status_line_problem(fields: list[str]) -> str:
+    """Why the status line `pos status [pass]` cannot be used (empty: it can)."""
+    if _c_integer(fields[0]) is None:
+        return f"status line: position {_number_problem(fields[0])}"
+    if len(fields) == 3 and not fields[2].isdigit():
+        return f"status line: pass {fields[2][:20]!r} is not a decimal number"
+    return ""
+
+
+def _block(fields: list[str], prev_end: int | None) -> tuple[str, int | None, int | None]:
+    """(why a `pos size status` block line cannot be used, empty if it can; its pos; its size). "0 0 status" is
+    the map of an empty input."""
+    if len(fields) != 3:
+        return (f"truncated: {len(fields)} field{'s' if len(fields) != 1 else ''}, expected 'pos size status'"
+                if len(fields) < 3 else f"{len(fields)} fields, expected 3 (pos size status)"), None, None
+    pos, size = _c_integer(fields[0]), _c_integer(fields[1])
+    st = fields[2]
+    if pos is None or size is None:
+        which, text_ = ("pos", fields[0]) if pos is None else ("size", fields[1])
+        why = f"{which} {_number_problem(text_)}"
+    elif st not in BLOCK_STATUS:
+        why = f"unknown block status {st[:10]!r} (one of {' '.join(BLOCK_STATUS)})"
+    elif size == 0:
+        # ddrescue itself allows only "0 0 status", the map of an empty input
+        why = "zero length" if pos != 0 else ""
+    elif pos + size > MAX_BYTES:
+        why = f"past the largest device offset (2^63 - 1 bytes): {pos:#x} + {size:#x}"
+    elif prev_end is not None and pos < prev_end:
+        why = (f"overlaps the block before it (which ends at {prev_end:#x}): mapfile "
+               "blocks must be sorted and non-overlapping")
+    else:
+        why = ""
+    return why, pos, size

@@ -17,9 +17,7 @@ from fsdaxctl.errors import UsageError
 from fsdaxctl.inputs import InodeRef, Parsed
 from fsdaxctl.inputs.badblocks import finish, numbered_lines
 from fsdaxctl.stack import BLOCK, FS, PHYS, REGION, Extent, Space
-from fsdaxctl.units import MAX_BYTES, SECTOR
-
-PAGE_SIZE = 4096  # x86-64 / arm64-4k: what a pfn counts in, and the unit memory_failure() poisons
+from fsdaxctl.units import MAX_BYTES, PAGE_SIZE, SECTOR  # PAGE_SIZE: what a pfn counts in, what memory_failure poisons
 
 # What the log tools put before the kernel's own text; every part optional, in the order they nest.
 _PREFIX = re.compile(r"""

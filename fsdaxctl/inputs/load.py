@@ -1,6 +1,6 @@
 """Open an input source and hand it to its parser: by kind, or by a look at its first bytes.
 
-The one place that opens input files (DESIGN.md: the inputs stage). `-` is stdin.
+The one place that opens input files (docs/architecture.md: the inputs stage). `-` is stdin.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Layouts are declared once, with construct, under the kernel's field names. One-off structures are parsed with
 the compiled construct; fixed-size records in hot loops are read with a `struct.Struct` *derived* from the same
 declaration (see `derived_struct`), so the byte layout is never written twice.
+
+This module: `compiled`, `derived_struct`, `field_names`. The declarations: parsers.xfs, parsers.partition,
+parsers.nvdimm.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import struct
 
 import construct
+
+__all__ = ["compiled", "derived_struct", "field_names"]
 
 
 class compiled:  # noqa: N801 - reads like construct's own .compile()

@@ -1,6 +1,6 @@
 """NVDIMM on-media layouts (drivers/nvdimm/pfn.h, drivers/nvdimm/label.h), all little-endian.
 
-Declarations only: no reading, no checking (fsdaxctl.stack.pmem reads and validates the info block). Field names
+Declarations only: no reading, no checking (fsdaxctl.discovery.pmem reads and validates the info block). Field names
 are the kernel's, so a reviewer can hold this file against pfn.h and label.h line by line. Offsets in comments
 are checked by tests/test_pmem.py.
 """

@@ -1,6 +1,6 @@
 """Partition-table layouts: the MBR/EBR (PC BIOS "msdos" label) and the GPT header and entry, all little-endian.
 
-Declarations only: no reading, no checking (fsdaxctl/stack/partition.py does that). Field names are those of the
+Declarations only: no reading, no checking (fsdaxctl/discovery/partition.py does that). Field names are those of the
 kernel's block/partitions/efi.h (legacy_mbr, gpt_mbr_record, gpt_header, gpt_entry), which follow the UEFI
 specification (section 5, "GUID Partition Table (GPT) Disk Layout"); the kernel's msdos.c reads the same 16-byte
 record (struct msdos_partition) for MBRs and EBRs. Offsets in comments are checked by tests/test_partition.py.
@@ -29,7 +29,7 @@ gpt_mbr_record = Struct(  # 16 bytes; msdos.c calls the same record struct msdos
     "end_head" / Int8ul,  # 5: CHS of the last sector, unused by Linux
     "end_sector" / Int8ul,  # 6
     "end_track" / Int8ul,  # 7
-    "starting_lba" / Int32ul,  # 8: first sector (EBR: relative, see stack/partition.py)
+    "starting_lba" / Int32ul,  # 8: first sector (EBR: relative, see discovery/partition.py)
     "size_in_lba" / Int32ul,  # 12: sectors; 0 = unused record
 )
 gpt_mbr_record_struct = derived_struct(gpt_mbr_record)  # "<8BII", for iter_unpack over the four records

@@ -7,8 +7,12 @@ Each of those is a Space. A Layer maps bytes of one space (its `upper`, nearer t
 filesystem. Bytes a layer cannot pass on (an info block, a partition table, a healthy mirror) come back as a
 Dropped with the reason, which is an answer in its own right, not an error.
 
-Layers know only offsets and their own parameters: no I/O here (DESIGN.md: only the inputs stage touches input
-files, only the filesystem stage reads the device). Every step records the arithmetic for `--explain`.
+Layers know only offsets and their own parameters: no I/O here (docs/architecture.md: only the inputs stage touches
+input files, only the filesystem stage reads the device; fsdaxctl.discovery reads what the layers are built
+from). Every step records the arithmetic for `--explain`. Each layer names its kernel function (`kernel_call`).
+
+This module: the spaces, extents, hops, the Layer base and the Shift layer, routing (Stack, Route). The layers:
+stack.partition, stack.pmem (a namespace), stack.nd (phys -> region -> namespace), stack.dm, stack.md.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from dataclasses import dataclass, field
 from fsdaxctl.errors import UsageError
 from fsdaxctl.units import MAX_BYTES
 
+__all__ = ["PHYS", "REGION", "NAMESPACE", "BLOCK", "FS", "Space", "Extent", "Hop", "Dropped", "Layer", "Shift",
+           "MAX_DEPTH", "Route", "Stack"]
+
 # Space kinds, from the hardware down.
 PHYS = "phys"            # system physical address (pfn << PAGE_SHIFT)
 REGION = "region"        # from the start of an nd region (regionN/resource)
 NAMESPACE = "namespace"  # from the start of a raw namespace: the pfn info block is at 4 KiB
 BLOCK = "block"          # a block device by its kernel name (pmem0, sda, sda1, dm-0, md0); None = the target
 FS = "fs"                # the filesystem's data device: what XFS daddrs count from
-INODE = "inode"          # not bytes: an inode number the filesystem stage turns into bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +101,14 @@ class Dropped:
 
 
 class Layer(ABC):
-    """One offset map from `upper` to `lower`. Subclasses set the three attributes and implement map()."""
+    """One offset map from `upper` to `lower`. Subclasses set the three attributes and implement map(), and name
+    the kernel function that does their step of the memory-failure chain (`kernel_call`, for the engine's call
+    path; empty: the layer's own name stands for it)."""
 
     upper: Space
     lower: Space  # where the bytes that matter go; hop(space=...) may send others elsewhere
     name: str
+    kernel_call: str = ""
 
     @abstractmethod
     def map(self, offset: int, length: int) -> list[Hop | Dropped]:
@@ -122,6 +131,8 @@ class Layer(ABC):
 class Shift(Layer):
     """The common layer: [start, start + size) of upper is [0, size) of lower (partition, namespace data
     area, dm-linear segment, pmem region -> namespace). Bytes outside are dropped with `outside_kind`."""
+
+    kernel_call = "holder offset"
 
     def __init__(self, upper: Space, lower: Space, name: str, start: int, size: int, *,
                  start_text: str = "", before: tuple[str, str] = ("unmapped", ""),

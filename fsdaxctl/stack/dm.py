@@ -53,65 +53,83 @@ def parse_table(lines, name: str, default_device: str | None = None) -> dict[str
         if not line:
             continue
         where = f"{name} line {n}"
-        dev = default_device
-        head, sep, rest = line.partition(": ")
-        if sep and not head[:1].isdigit():
-            dev, line = head.strip(), rest.strip()
-        if dev is None:
-            raise UsageError(f"{where}: which dm device is this table for? give NAME=FILE or `dmsetup table` "
-                             "output with names")
+        dev, line = _device_of(line, default_device, where)
         if line == "":  # `dmsetup table` prints 'name: ' for a device with no table loaded
             continue
         f = line.split()
         if len(f) < 3:
             raise UsageError(f"{where}: expected 'START LENGTH TARGET ARGS', found {line!r}")
         start, length, target = _int(f[0], where, "start"), _int(f[1], where, "length"), f[2]
-        args = f[3:]
-        if target == "linear":
-            if len(args) != 2:
-                raise UsageError(f"{where}: linear takes 'DEVICE OFFSET', found {' '.join(args)!r}")
-            devs = ((_devname(args[0]), _int(args[1], where, "offset")),)
-            seg = Segment(start, length, target, devs, where=where)
-        elif target == "striped":
-            if len(args) < 4:
-                raise UsageError(f"{where}: striped takes 'STRIPES CHUNK DEV OFFSET...', found {' '.join(args)!r}")
-            stripes, chunk = _int(args[0], where, "stripes"), _int(args[1], where, "chunk size")
-            pairs = args[2:]
-            if stripes < 1 or chunk < 1 or len(pairs) < 2 * stripes:
-                raise UsageError(f"{where}: striped: {stripes} stripes need {stripes} 'DEV OFFSET' pairs and a "
-                                 "positive chunk size")
-            if length % stripes:  # dm-stripe.c stripe_ctr refuses the same
-                raise UsageError(f"{where}: striped: length {length} is not divisible by {stripes} stripes")
-            if (length // stripes) % chunk:  # stripe_ctr: "Target length not divisible by chunk size"
-                raise UsageError(f"{where}: striped: {length // stripes} sectors per stripe is not a multiple of "
-                                 f"the chunk size {chunk}")
-            devs = tuple((_devname(pairs[2 * i]), _int(pairs[2 * i + 1], where, "offset")) for i in range(stripes))
-            seg = Segment(start, length, target, devs, chunk, where)
-        elif target == "crypt":
-            # crypt CIPHER KEY IV_OFFSET DEVICE OFFSET [#opts opts...]: ciphertext sector s of the dm device
-            # lies at OFFSET + s of DEVICE (dm-crypt.c crypt_map), so the offset map is linear.
-            if len(args) < 5:
-                raise UsageError(f"{where}: crypt takes 'CIPHER KEY IV_OFFSET DEVICE OFFSET', found "
-                                 f"{len(args)} argument(s)")
-            seg = Segment(start, length, target, ((_devname(args[3]), _int(args[4], where, "offset")),),
-                          where=where)
-        elif target in NO_MEDIA:
-            seg = Segment(start, length, target, (), where=where)
-        else:
-            raise UnsupportedError(f"{where}: dm target {target!r} is not an offset map fsdaxctl can follow "
-                                   "(linear, striped, crypt, zero and error are)")
-        if any(d == dev for d, _ in seg.devices):
-            raise UsageError(f"{where}: {dev} cannot map onto itself")
-        segs = tables.setdefault(dev, [])
-        if segs and segs[-1].start + segs[-1].length != start:
-            raise UsageError(f"{where}: segment starts at sector {start}, but the previous one ends at "
-                             f"{segs[-1].start + segs[-1].length} (a table covers the device without gaps)")
-        if not segs and start != 0:
-            raise UsageError(f"{where}: the first segment of {dev} starts at sector {start}, not 0")
-        segs.append(seg)
+        _append(tables, dev, _segment(start, length, target, f[3:], where), where)
     if not tables:
         raise UsageError(f"{name}: no table lines in it")
     return tables
+
+
+def _device_of(line: str, default_device: str | None, where: str) -> tuple[str, str]:
+    """(the dm device a table line is for, the line without its `NAME: ` prefix)."""
+    dev = default_device
+    head, sep, rest = line.partition(": ")
+    if sep and not head[:1].isdigit():
+        dev, line = head.strip(), rest.strip()
+    if dev is None:
+        raise UsageError(f"{where}: which dm device is this table for? give NAME=FILE or `dmsetup table` "
+                         "output with names")
+    return dev, line
+
+
+def _segment(start: int, length: int, target: str, args: list[str], where: str) -> Segment:
+    """One table line's segment, its target's arguments checked as the target's constructor checks them."""
+    if target == "linear":
+        if len(args) != 2:
+            raise UsageError(f"{where}: linear takes 'DEVICE OFFSET', found {' '.join(args)!r}")
+        devs = ((_devname(args[0]), _int(args[1], where, "offset")),)
+        return Segment(start, length, target, devs, where=where)
+    if target == "striped":
+        return _striped(start, length, args, where)
+    if target == "crypt":
+        # crypt CIPHER KEY IV_OFFSET DEVICE OFFSET [#opts opts...]: ciphertext sector s of the dm device
+        # lies at OFFSET + s of DEVICE (dm-crypt.c crypt_map), so the offset map is linear.
+        if len(args) < 5:
+            raise UsageError(f"{where}: crypt takes 'CIPHER KEY IV_OFFSET DEVICE OFFSET', found "
+                             f"{len(args)} argument(s)")
+        return Segment(start, length, target, ((_devname(args[3]), _int(args[4], where, "offset")),),
+                       where=where)
+    if target in NO_MEDIA:
+        return Segment(start, length, target, (), where=where)
+    raise UnsupportedError(f"{where}: dm target {target!r} is not an offset map fsdaxctl can follow "
+                           "(linear, striped, crypt, zero and error are)")
+
+
+def _striped(start: int, length: int, args: list[str], where: str) -> Segment:
+    if len(args) < 4:
+        raise UsageError(f"{where}: striped takes 'STRIPES CHUNK DEV OFFSET...', found {' '.join(args)!r}")
+    stripes, chunk = _int(args[0], where, "stripes"), _int(args[1], where, "chunk size")
+    pairs = args[2:]
+    if stripes < 1 or chunk < 1 or len(pairs) < 2 * stripes:
+        raise UsageError(f"{where}: striped: {stripes} stripes need {stripes} 'DEV OFFSET' pairs and a "
+                         "positive chunk size")
+    if length % stripes:  # dm-stripe.c stripe_ctr refuses the same
+        raise UsageError(f"{where}: striped: length {length} is not divisible by {stripes} stripes")
+    if (length // stripes) % chunk:  # stripe_ctr: "Target length not divisible by chunk size"
+        raise UsageError(f"{where}: striped: {length // stripes} sectors per stripe is not a multiple of "
+                         f"the chunk size {chunk}")
+    devs = tuple((_devname(pairs[2 * i]), _int(pairs[2 * i + 1], where, "offset")) for i in range(stripes))
+    return Segment(start, length, "striped", devs, chunk, where)
+
+
+def _append(tables: dict[str, list[Segment]], dev: str, seg: Segment, where: str) -> None:
+    """Add `seg` to `dev`'s table: it may not map onto `dev` itself, and a table covers its device without gaps."""
+    if any(d == dev for d, _ in seg.devices):
+        raise UsageError(f"{where}: {dev} cannot map onto itself")
+    segs = tables.setdefault(dev, [])
+    start = seg.start
+    if segs and segs[-1].start + segs[-1].length != start:
+        raise UsageError(f"{where}: segment starts at sector {start}, but the previous one ends at "
+                         f"{segs[-1].start + segs[-1].length} (a table covers the device without gaps)")
+    if not segs and start != 0:
+        raise UsageError(f"{where}: the first segment of {dev} starts at sector {start}, not 0")
+    segs.append(seg)
 
 
 def _devname(text: str) -> str:
@@ -121,6 +139,8 @@ def _devname(text: str) -> str:
 
 class DmLayer(Layer):
     """Bytes of one underlying device -> the dm device, for every segment that uses that device."""
+
+    kernel_call = "dm map"
 
     def __init__(self, dm: str, device: str, segments: list[Segment]):
         self.upper, self.lower = Space(BLOCK, device), Space(BLOCK, dm)

@@ -6,14 +6,13 @@ raid0.c create_strip_zones makes more zones for unequal members, which is refuse
 linear concatenates members in slot order, each rounded down to whole chunks (md-linear.c); raid1 keeps the
 same bytes on every member, so a bad sector on one is recoverable from the others unless all are bad there.
 
-An array comes from sysfs (/sys/block/mdX/md/: level, chunk_size, raid_disks, dev-*/{offset,size,slot};
-drivers/md/md.c) or from a spec on the command line: `md0 raid0 chunk=512k sdb1@1m sdc1@1m`, each member
-`NAME[@DATA_OFFSET][+SIZE]` in slot order.
+An array comes from sysfs (fsdaxctl.discovery.md reads /sys/block/mdX/md/) or from a spec on the command
+line: `md0 raid0 chunk=512k sdb1@1m sdc1@1m`, each member `NAME[@DATA_OFFSET][+SIZE]` in slot order.
 """
 
 from __future__ import annotations
 
-import os
+import bisect
 from dataclasses import dataclass
 
 from fsdaxctl.errors import UnsupportedError, UsageError
@@ -66,47 +65,11 @@ def parse_md_spec(text: str) -> MdArray:
             raise UsageError(f"{where}: a member needs a device name, found {tok!r}")
         members.append(Member(member, len(members), parse_size(off, f"{where}: data offset of {member}")
                               if off else 0, size))
-    return _checked(MdArray(name, level, chunk, tuple(members)), where)
+    return checked(MdArray(name, level, chunk, tuple(members)), where)
 
 
-def read_md_sysfs(root: str, name: str) -> MdArray:
-    """The array `name` as sysfs describes it (root: '/sys' or a copy of another machine's)."""
-    base = os.path.join(root, "block", name, "md")
-    where = f"sysfs {base}"
-
-    def attr(path):
-        try:
-            with open(os.path.join(base, path)) as fh:
-                return fh.read().strip()
-        except OSError as e:
-            raise UsageError(f"{where}: cannot read {path}: {e.strerror}") from None
-
-    def num(path):
-        text = attr(path)
-        if not text.isdigit() or len(text) > 20:
-            raise UsageError(f"{where}: {path} holds {text[:30]!r}, not a number")
-        return int(text)
-
-    level = attr("level")
-    chunk = num("chunk_size") if level != "raid1" else 0
-    members = []
-    try:
-        entries = sorted(os.listdir(base))
-    except OSError as e:
-        raise UsageError(f"{where}: {e.strerror}: is {name} an md array on that machine?") from None
-    for entry in entries:
-        if not entry.startswith("dev-"):
-            continue
-        slot = attr(f"{entry}/slot")
-        if slot == "none":  # a spare or faulty member holds no array data
-            continue
-        members.append(Member(entry[4:], num(f"{entry}/slot"), num(f"{entry}/offset") * SECTOR,
-                              num(f"{entry}/size") * 1024))
-    members.sort(key=lambda m: m.slot)
-    return _checked(MdArray(name, level, chunk, tuple(members)), where)
-
-
-def _checked(md: MdArray, where: str) -> MdArray:
+def checked(md: MdArray, where: str) -> MdArray:
+    """`md` if this module can map it, else the UsageError or UnsupportedError saying why (`where`: its source)."""
     if md.level not in LEVELS:
         raise UnsupportedError(f"{where}: md level {md.level!r} is not followed (linear, raid0 and raid1 are)")
     if not md.members:
@@ -134,6 +97,8 @@ def _checked(md: MdArray, where: str) -> MdArray:
 
 class MdLayer(Layer):
     """One member's bytes -> the array's bytes."""
+
+    kernel_call = "md map"
 
     def __init__(self, md: MdArray, member: Member):
         self.md, self.member = md, member
@@ -203,9 +168,30 @@ def settle_mirrors(routes: list[Route], arrays: dict[str, MdArray]) -> list[str]
 
     Conservative: a piece counts as lost when every other member has bad bytes overlapping it. Returns at most
     20 lines naming such pieces (what the admin must restore), then how many more."""
-    import bisect
+    bad, hits = _mirror_hits(routes, arrays)
+    overlaps = _overlap_test(bad)
+    lost = []
+    for path, i in hits:
+        h = path[i]
+        lo, hi = h.offset, h.offset + h.length
+        members = arrays[h.space.name].members
+        if all(overlaps((h.space.name, m.name), lo, hi) for m in members):
+            path[i] = Hop(h.layer, h.space, h.offset, h.length, h.arithmetic + " (bad on every mirror)", "")
+            common = [(lo, hi)]  # the bytes bad on every member: what no mirror can give back
+            for m in members:
+                theirs = _bad_within(bad, (h.space.name, m.name), lo, hi)
+                common = [(max(a, c), min(b, d)) for a, b in common for c, d in theirs if max(a, c) < min(b, d)]
+            lost += [(h.space.name, a, b) for a, b in common]
+    lost = sorted(set(lost))
+    lines = [f"{a} bytes {lo}..{hi - 1}: bad on every raid1 member, no good copy" for a, lo, hi in lost[:20]]
+    if len(lost) > 20:
+        lines.append(f"... and {len(lost) - 20} more ranges bad on every raid1 member")
+    return lines
 
-    bad: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (array, member) -> array byte ranges bad there
+
+def _mirror_hits(routes: list[Route], arrays: dict[str, MdArray]):
+    """({(array, member): array byte ranges bad there}, [(path, index of its recoverable raid1 hop)])."""
+    bad: dict[tuple[str, str], list[tuple[int, int]]] = {}
     hits = []
     for route in routes:
         for path in route.paths:
@@ -214,6 +200,11 @@ def settle_mirrors(routes: list[Route], arrays: dict[str, MdArray]) -> list[str]
                     member = path[i - 1].space.name
                     bad.setdefault((h.space.name, member), []).append((h.offset, h.offset + h.length))
                     hits.append((path, i))
+    return bad, hits
+
+
+def _overlap_test(bad: dict[tuple[str, str], list[tuple[int, int]]]):
+    """overlaps(key, lo, hi): does member `key` have bad bytes in [lo, hi)? Sorts each member's ranges."""
     index = {}
     for key, ranges in bad.items():  # sorted starts and a running maximum of ends: one bisect per question
         ranges.sort()
@@ -229,33 +220,17 @@ def settle_mirrors(routes: list[Route], arrays: dict[str, MdArray]) -> list[str]
         starts, ends = index[key]
         k = bisect.bisect_left(starts, hi)  # ranges starting before hi
         return k > 0 and ends[k - 1] > lo
+    return overlaps
 
-    def bad_within(key, lo, hi) -> list[tuple[int, int]]:
-        """Member `key`'s bad array bytes clipped to [lo, hi), merged."""
-        out = []
-        for a, b in sorted(bad.get(key, ())):
-            a, b = max(a, lo), min(b, hi)
-            if a < b:
-                if out and a <= out[-1][1]:
-                    out[-1] = (out[-1][0], max(out[-1][1], b))
-                else:
-                    out.append((a, b))
-        return out
 
-    lost = []
-    for path, i in hits:
-        h = path[i]
-        lo, hi = h.offset, h.offset + h.length
-        members = arrays[h.space.name].members
-        if all(overlaps((h.space.name, m.name), lo, hi) for m in members):
-            path[i] = Hop(h.layer, h.space, h.offset, h.length, h.arithmetic + " (bad on every mirror)", "")
-            common = [(lo, hi)]  # the bytes bad on every member: what no mirror can give back
-            for m in members:
-                theirs = bad_within((h.space.name, m.name), lo, hi)
-                common = [(max(a, c), min(b, d)) for a, b in common for c, d in theirs if max(a, c) < min(b, d)]
-            lost += [(h.space.name, a, b) for a, b in common]
-    lost = sorted(set(lost))
-    lines = [f"{a} bytes {lo}..{hi - 1}: bad on every raid1 member, no good copy" for a, lo, hi in lost[:20]]
-    if len(lost) > 20:
-        lines.append(f"... and {len(lost) - 20} more ranges bad on every raid1 member")
-    return lines
+def _bad_within(bad, key, lo, hi) -> list[tuple[int, int]]:
+    """Member `key`'s bad array bytes clipped to [lo, hi), merged."""
+    out = []
+    for a, b in sorted(bad.get(key, ())):
+        a, b = max(a, lo), min(b, hi)
+        if a < b:
+            if out and a <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], b))
+            else:
+                out.append((a, b))
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 
+from fsdaxctl.units import PAGE_SIZE
 from fsdaxctl.watch.state import atomic_write
 
 HELP = {
@@ -37,7 +38,7 @@ def _labels(labels: tuple) -> str:
 def rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(fh.read().split()[1]) * PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return 0
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.inputs import Parsed
 from fsdaxctl.stack import Extent
+from fsdaxctl.units import SECTOR
 
 POLLIN = select.POLLIN
 POLLPRI_ERR = select.POLLPRI | select.POLLERR
@@ -310,7 +311,7 @@ class BadblocksSource:
         self.seen = sorted(now)  # ranges that were cleared are forgotten: if they come back, they are new
         out = []
         for off, n in new:
-            s, c = off // 512, n // 512
+            s, c = off // SECTOR, n // SECTOR
             origin = f"{self.path} sector {s}"
             ext = Extent(self.space, off, n, origin, f"sector {s}, {c} sector{'s' if c != 1 else ''} (new in the "
                                                      "list)")

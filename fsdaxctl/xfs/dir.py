@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from fsdaxctl.errors import CorruptError
 from fsdaxctl.parsers import xfs as f
-from fsdaxctl.xfs.inode import Extent, Inode, bmap
+from fsdaxctl.xfs.inode import BmbtIrec, Inode, bmap
 from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
 
 S_IFMT, S_IFDIR = 0o170000, 0o040000
@@ -85,7 +85,7 @@ class DirBlocks:
 
     def __init__(self, fs, inode: Inode):
         self.fs, self.inode = fs, inode
-        self.extents: list[Extent] = bmap(fs, inode, "data")
+        self.extents: list[BmbtIrec] = bmap(fs, inode, "data")
         self._starts = [e.startoff for e in self.extents]
         self.fsbs_per_dirblk = 1 << fs.geo.dirblklog
         self.leaf_fsb = f.XFS_DIR2_LEAF_OFFSET >> fs.geo.blocklog

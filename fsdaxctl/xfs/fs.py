@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fsdaxctl.device import Device
 from fsdaxctl.errors import CorruptError, NotXfsError, UnsupportedError
 from fsdaxctl.parsers import xfs as f
+from fsdaxctl.units import SECTOR
 from fsdaxctl.xfs.geometry import Geometry
 from fsdaxctl.xfs.verify import check_crc, check_field, check_magic
 
@@ -142,9 +143,9 @@ class XfsFilesystem:
     # --- superblock ---
     def _read_sb(self, allow_needsrepair: bool):
         dev = self.dev
-        if dev.size < 512:
+        if dev.size < SECTOR:  # the superblock's first sector (XFS_MIN_SECTORSIZE)
             raise NotXfsError(f"{dev.path} is not XFS: only {dev.size} bytes")
-        head = dev.pread(0, 512, "superblock")
+        head = dev.pread(0, SECTOR, "superblock")
         sb = f.XFS_DSB.parse(head)
         if sb.sb_magicnum != f.XFS_SB_MAGIC:
             raise NotXfsError(f"{dev.path} is not XFS: no superblock magic 'XFSB' at byte 0")
@@ -224,7 +225,7 @@ class XfsFilesystem:
     def _read_header(self, agno: int, sector: int, decl, magic: int, crc_off: int, structure: str):
         geo = self.geo
         byte = geo.ag_header_byte(agno, sector)
-        daddr = byte >> 9
+        daddr = geo.byte_to_daddr(byte)
         buf = self.dev.pread(byte, geo.sectsize, f"{structure} of AG {agno}")
         hdr = decl.parse(buf)
         where = f"{structure} of AG {agno}"
@@ -258,7 +259,7 @@ class XfsFilesystem:
         nslots = (geo.sectsize - f.XFS_AGFL_BNO_OFF) // 4
         if agf.agf_flcount > nslots or agf.agf_flfirst >= nslots:
             raise CorruptError("free list indices out of range", structure=f"AGF of AG {agno}",
-                               daddr=geo.ag_header_byte(agno, 1) >> 9,
+                               daddr=geo.byte_to_daddr(geo.ag_header_byte(agno, 1)),
                                found=f"flfirst {agf.agf_flfirst} flcount {agf.agf_flcount} of {nslots} slots")
         out = []
         for i in range(agf.agf_flcount):

@@ -1,8 +1,8 @@
 """Every XFS unit conversion, in one place.
 
-Units (xfs_format.h; ../shared/reference/xfs-on-disk.md section 1):
+Units (xfs_format.h, xfs_fs.h):
   byte     offset on the data device
-  daddr    byte >> 9, always 512-byte units whatever the sector size (BBSHIFT)
+  daddr    byte >> 9, always 512-byte units whatever the sector size (BBSHIFT: fsdaxctl.units.SECTOR)
   linear   byte >> blocklog: block number counted straight through the device
   agno/agbno   linear = agno * agblocks + agbno (division: agblocks need not be a power of two)
   fsblock  segmented: agno << agblklog | agbno (bmbt, sb_logstart). Never multiply it by the block size.
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BBSHIFT = 9
+from fsdaxctl.units import SECTOR_SHIFT
+
+BBSHIFT = SECTOR_SHIFT  # XFS's basic block is the kernel's 512-byte sector
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,8 @@ class Geometry:
     def byte_to_lin(self, b: int) -> int:
         return b >> self.blocklog
 
-    def lin_to_byte(self, lin: int) -> int:
-        return lin << self.blocklog
-
     def lin_to_ag(self, lin: int) -> tuple[int, int]:
         return divmod(lin, self.agblocks)
-
-    def ag_to_lin(self, agno: int, agbno: int) -> int:
-        return agno * self.agblocks + agbno
 
     def ag_to_byte(self, agno: int, agbno: int) -> int:
         return (agno * self.agblocks + agbno) << self.blocklog

@@ -29,20 +29,21 @@ def parse_core(raw: bytes) -> DinodeCore:
                             + f.DINODE_CORE_TAIL.unpack_from(raw, f.XFS_DINODE_CRC_OFF + 4))
 
 
-class Extent(NamedTuple):
-    """One mapping of a fork: file block startoff -> fsblock startblock (segmented), blockcount blocks."""
+class BmbtIrec(NamedTuple):
+    """One mapping of a fork (the kernel's struct xfs_bmbt_irec): file block startoff -> fsblock startblock
+    (segmented), blockcount blocks."""
     startoff: int
     startblock: int
     blockcount: int
     unwritten: bool
 
 
-def unpack_bmbt_recs(raw: bytes) -> list[Extent]:
+def unpack_bmbt_recs(raw: bytes) -> list[BmbtIrec]:
     """Packed 128-bit bmbt records (xfs_bmbt_disk_get_all): flag 1, startoff 54, startblock 52, count 21.
     The one place that knows this layout; one comprehension per fork or block (a walk decodes millions)."""
     new = tuple.__new__
-    return [new(Extent, ((l0 >> 9) & BMBT_STARTOFF_MASK, ((l0 & 0x1FF) << 43) | (l1 >> 21),
-                         l1 & BMBT_BLOCKCOUNT_MASK, l0 >> 63 == 1)) for l0, l1 in f.BMBT_REC.iter_unpack(raw)]
+    return [new(BmbtIrec, ((l0 >> 9) & BMBT_STARTOFF_MASK, ((l0 & 0x1FF) << 43) | (l1 >> 21),
+                           l1 & BMBT_BLOCKCOUNT_MASK, l0 >> 63 == 1)) for l0, l1 in f.BMBT_REC.iter_unpack(raw)]
 
 
 def chunk_slot_states(fs, rec) -> list[str]:
@@ -109,7 +110,7 @@ def parse_inode(fs, ino: int, raw: bytes, daddr: int) -> Inode:
     return Inode(ino, core, raw)
 
 
-def bmap(fs, inode: Inode, which: str = "data", blocks: list | None = None) -> list[Extent]:
+def bmap(fs, inode: Inode, which: str = "data", blocks: list | None = None) -> list[BmbtIrec]:
     """Every extent of a fork, in file order, reading the bmbt when the fork is in btree format.
     `blocks`, when given, receives the fsblock of every bmbt block read."""
     fmt, lit = inode.fork(which)
@@ -124,7 +125,7 @@ def bmap(fs, inode: Inode, which: str = "data", blocks: list | None = None) -> l
     return []  # local, device, or no attr fork: no blocks
 
 
-def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str, blocks: list | None) -> list[Extent]:
+def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str, blocks: list | None) -> list[BmbtIrec]:
     where = f"bmbt root of inode {inode.ino} ({which} fork)"
     if len(lit) < 4 + 16:
         raise CorruptError("btree-format fork too small for a bmbt root", structure=where, found=f"{len(lit)} bytes")
@@ -134,7 +135,7 @@ def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str, blocks: list | None) ->
         raise CorruptError("bad bmbt root", structure=where, found=f"level {root.bb_level} numrecs {root.bb_numrecs}")
     ptr_off = 4 + 8 * maxrecs
     ptrs = [p for (p,) in f.BMBT_PTR.iter_unpack(lit[ptr_off:ptr_off + 8 * root.bb_numrecs])]
-    out: list[Extent] = []
+    out: list[BmbtIrec] = []
     for p in ptrs:
         _bmbt_block(fs, inode, p, root.bb_level - 1, out, which, blocks)
     return out

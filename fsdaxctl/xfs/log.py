@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.parsers import xfs as f
+from fsdaxctl.units import SECTOR
 
-BB = 512
+BB = SECTOR  # BBSIZE: the log counts in 512-byte basic blocks
 MAX_RECORD_BBS = (256 * 1024) // BB + 8  # the largest log record (iclog) plus its headers
 
 

@@ -30,15 +30,15 @@ be read (the kernel would refuse to mount), one `LogReplayError` naming where.
 
 from __future__ import annotations
 
+import array
 import bisect
 import struct
+import sys
 from dataclasses import dataclass, field
-
-from crc32c import crc32c
 
 from fsdaxctl.errors import CorruptError, FsdaxError
 from fsdaxctl.parsers import xfs as f
-from fsdaxctl.xfs.verify import xfs_cksum
+from fsdaxctl.xfs.verify import crc32c, xfs_cksum
 
 BB = 512
 XLOG_HEADER_MAGIC = 0xFEEDBABE
@@ -52,6 +52,7 @@ XLOG_MAX_RECORD_BSIZE = 256 * 1024
 XLOG_TOTAL_REC_SHIFT = (XLOG_MAX_ICLOGS * XLOG_MAX_RECORD_BSIZE) // BB  # 4096 BBs (log v2)
 XLOG_REC_SHIFT = XLOG_MAX_RECORD_BSIZE // BB  # 512 BBs
 XLOG_VERSION_OKBITS = 0x3
+KEEP_LOG_BYTES = 8 << 20  # a log part up to this size is parsed once for both passes (see _both_passes)
 XLOG_FMT_LINUX_LE = 1
 XFS_SB_VERSION_LOGV2BIT = 0x0400
 
@@ -100,6 +101,15 @@ S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o040000
 NULLAGINO = 0xFFFFFFFF
 XFS_INODES_PER_CHUNK = 64
 XFS_INODE_BIG_CLUSTER_SIZE = 8192
+
+# the disk's v3 dinode core as xfs_log_dinode_to_disk writes it: timestamps already in disk order, bytes
+# 96..104 (di_next_unlinked, di_crc) carried over from the disk
+DISK_DINODE_V3 = struct.Struct(">HHBBHIIIHH8sQQQqQIIHBBIHHI8sQQQI12sQQ16s")
+assert DISK_DINODE_V3.size == 176
+OP_HEADER = struct.Struct(">IIBB")  # oh_tid, oh_len, oh_clientid, oh_flags (then 2 bytes of padding)
+ITEM_HEAD = struct.Struct("<HH")  # every log item format starts with its type and its number of regions
+REC_HEADER = struct.Struct(">IIIIQQIII")
+REC_HEADER_TAIL = struct.Struct(">I16sI")
 
 ICREATE_HEAD = struct.Struct("<HH")
 ICREATE_BODY = struct.Struct(">IIIIII")  # icl_ag, icl_agbno, icl_count, icl_isize, icl_length, icl_gen: big-endian
@@ -228,6 +238,7 @@ class _Ring:
         self.logv2 = bool(fs.sb.sb_versionnum & XFS_SB_VERSION_LOGV2BIT) or True  # v5 implies log v2
         self.uuid = fs.sb.sb_uuid
         self.logbsize = max(XLOG_HEADER_CYCLE_SIZE, fs.sb.sb_logsunit or 0)
+        self._crcs: dict = {}  # (block, header bytes, h_len, h_crc) -> crc_ok: every pass checks every record
 
     def read(self, bb: int, count: int) -> bytes:
         """count BBs from bb (wrapping past the physical end)."""
@@ -240,12 +251,16 @@ class _Ring:
         return self.read(bb, first) + self.read(0, count - first)
 
     def cycles(self, bb: int, count: int) -> list[int]:
+        """The cycle number of each block: its first word, or h_cycle for a record header."""
         buf = self.read(bb, count)
-        out = []
-        for i in range(count):
-            w0 = int.from_bytes(buf[i * BB:i * BB + 4], "big")
-            out.append(int.from_bytes(buf[i * BB + 4:i * BB + 8], "big") if w0 == XLOG_HEADER_MAGIC else w0)
-        return out
+        if count <= 0:
+            return []
+        words = array.array("I", buf)
+        if sys.byteorder == "little":
+            words.byteswap()
+        step = BB // 4
+        w0, w1 = words[0::step], words[1::step]
+        return [w1[i] if w == XLOG_HEADER_MAGIC else w for i, w in enumerate(w0)]
 
     def cycle(self, bb: int) -> int:
         return self.cycles(bb, 1)[0]
@@ -254,12 +269,7 @@ class _Ring:
         return int.from_bytes(self.read(bb, 1)[:4], "big") == XLOG_HEADER_MAGIC
 
     def header(self, bb: int) -> dict:
-        buf = self.read(bb, 1)
-        (magic, cycle, version, h_len, lsn, tail_lsn, crc, prev, nops) = struct.unpack_from(">IIIIQQIII", buf)
-        crc = int.from_bytes(buf[32:36], "little")
-        fmt, uuid, h_size = struct.unpack_from(">I16sI", buf, 300)
-        return {"magic": magic, "cycle": cycle, "version": version, "len": h_len, "lsn": lsn, "tail_lsn": tail_lsn,
-                "crc": crc, "num_logops": nops, "fmt": fmt, "uuid": uuid, "size": h_size, "raw": buf}
+        return _header(self.read(bb, 1))
 
     def hblks(self, h: dict) -> int:
         if h["version"] & 2 and h["size"] > XLOG_HEADER_CYCLE_SIZE:
@@ -429,7 +439,7 @@ class _Ring:
 
         def one(blk):
             hdr = self.read(blk, hblks)
-            h = self.header(blk % nbb)
+            h = _header(hdr[:BB])
             self._valid(h, blk, h_size)
             bblks = -(-h["len"] // BB)
             data = self.read(blk + hblks, bblks)
@@ -454,21 +464,28 @@ class _Ring:
         if h["len"] <= 0 or h["len"] > bufsize:
             raise _BadRecord(blk, f"record length {h['len']} out of range (1..{bufsize})")
 
-    def crc_ok(self, hdr: bytes, data: bytes, h: dict) -> bool:
+    def crc_ok(self, blk: int, hdr: bytes, data: bytes, h: dict) -> bool | None:
+        """True or False; None for a zero CRC. Computed once per record (the log is only read)."""
         expected = h["crc"]
         if expected == 0:
             return None  # mkfs writes a zero CRC: valid for the CRC pass, suspect in the replay pass
-        return expected in (self.cksum(hdr, data, h, XLOG_REC_SIZE), self.cksum(hdr, data, h, XLOG_REC_SIZE_OTHER))
+        key = (blk % self.nbb, len(hdr), h["len"], expected)
+        ok = self._crcs.get(key)
+        if ok is None:
+            body = memoryview(data)[:h["len"]]
+            ok = self._crcs[key] = (expected == self.cksum(hdr, body, h, XLOG_REC_SIZE)
+                                    or expected == self.cksum(hdr, body, h, XLOG_REC_SIZE_OTHER))
+        return ok
 
     @staticmethod
-    def cksum(hdr: bytes, data: bytes, h: dict, hdrsize: int) -> int:
+    def cksum(hdr: bytes, data, h: dict, hdrsize: int) -> int:
         crc = crc32c(hdr[:32])
         crc = crc32c(b"\0\0\0\0", crc)
         crc = crc32c(hdr[36:hdrsize], crc)
         xheads = -(-h["len"] // XLOG_HEADER_CYCLE_SIZE)
         for i in range(1, xheads):
             crc = crc32c(hdr[i * BB:i * BB + XLOG_REC_EXT_SIZE], crc)
-        return crc32c(data[:h["len"]], crc)
+        return crc32c(data, crc)
 
     def crc_pass(self, head: int, tail: int) -> int | None:
         """The block of the first record that fails its header check or CRC, or None."""
@@ -476,7 +493,7 @@ class _Ring:
         try:
             for blk, hdr, data, h in self.records(head, tail):
                 rblk = blk
-                if self.crc_ok(hdr, data, h) is False:
+                if self.crc_ok(blk, hdr, data, h) is False:
                     return blk % self.nbb
         except _BadRecord as e:
             return e.blk % self.nbb
@@ -555,6 +572,15 @@ class _Ring:
         return tail
 
 
+def _header(buf: bytes) -> dict:
+    """struct xlog_rec_header from its first 512-byte block."""
+    (magic, cycle, version, h_len, lsn, tail_lsn, crc, prev, nops) = REC_HEADER.unpack_from(buf)
+    crc = int.from_bytes(buf[32:36], "little")
+    fmt, uuid, h_size = REC_HEADER_TAIL.unpack_from(buf, 300)
+    return {"magic": magic, "cycle": cycle, "version": version, "len": h_len, "lsn": lsn, "tail_lsn": tail_lsn,
+            "crc": crc, "num_logops": nops, "fmt": fmt, "uuid": uuid, "size": h_size, "raw": buf}
+
+
 class _BadRecord(Exception):
     def __init__(self, blk, why):
         super().__init__(why)
@@ -562,32 +588,39 @@ class _BadRecord(Exception):
 
 
 def unpack(hdr: bytes, data: bytes, h_len: int) -> bytearray:
-    """Put back the first word of every 512-byte block of the record (xlog_unpack_data)."""
+    """Put back the first word of every 512-byte block of the record (xlog_unpack_data): the words saved in
+    h_cycle_data (and xh_cycle_data of the extended headers), assigned with one strided copy."""
     dp = bytearray(data)
-    for i in range(-(-h_len // BB)):
-        if i < XLOG_CYCLE_DATA_SIZE:
-            word = hdr[44 + 4 * i:48 + 4 * i]
-        else:
-            j, k = divmod(i, XLOG_CYCLE_DATA_SIZE)
-            word = hdr[j * BB + 4 + 4 * k:j * BB + 8 + 4 * k]
-            if len(word) != 4:
-                raise _Fatal("record longer than its extended headers describe")
-        dp[i * BB:i * BB + 4] = word
+    n = -(-h_len // BB)
+    if n <= 0:
+        return dp
+    words = [hdr[44:44 + 4 * min(n, XLOG_CYCLE_DATA_SIZE)]]
+    for i in range(XLOG_CYCLE_DATA_SIZE, n, XLOG_CYCLE_DATA_SIZE):
+        j, cnt = i // XLOG_CYCLE_DATA_SIZE, min(XLOG_CYCLE_DATA_SIZE, n - i)
+        w = hdr[j * BB + 4:j * BB + 4 + 4 * cnt]
+        if len(w) != 4 * cnt:
+            raise _Fatal("record longer than its extended headers describe")
+        words.append(w)
+    if len(dp) != n * BB:  # a short read: as the block-by-block copy did
+        w = b"".join(words)
+        for i in range(n):
+            dp[i * BB:i * BB + 4] = w[4 * i:4 * i + 4]
+        return dp
+    memoryview(dp).cast("I")[::BB // 4] = memoryview(b"".join(words)).cast("I")
     return dp
 
 
 # --- transactions ---------------------------------------------------------------------------------------
 
 class _Item:
-    __slots__ = ("regions", "total")
+    """One log item: its regions (memoryviews into the unpacked record, or bytearrays where an op continued
+    them), the number of regions its format announced, and its type (from the first region)."""
+    __slots__ = ("regions", "total", "type")
 
     def __init__(self):
-        self.regions: list[bytearray] = []
+        self.regions: list = []
         self.total = 0
-
-    @property
-    def type(self) -> int:
-        return struct.unpack_from("<H", self.regions[0])[0]
+        self.type = None
 
 
 class _Trans:
@@ -605,41 +638,53 @@ def _transactions(ring: _Ring, head: int, tail: int, on_commit, where):
     records = 0
     for blk, hdr, data, h in ring.records(head, tail):
         records += 1
-        where["record"] = blk % ring.nbb
-        ok = ring.crc_ok(hdr, data, h)
+        rblk = blk % ring.nbb
+        where["record"] = rblk
+        ok = ring.crc_ok(blk, hdr, data, h)
         if not ok:  # on v5 a zero CRC is as fatal as a wrong one in the replay passes
-            raise _Fatal(f"log record at log block {blk % ring.nbb} has a bad CRC")
+            raise _Fatal(f"log record at log block {rblk} has a bad CRC")
         if h["fmt"] != XLOG_FMT_LINUX_LE:
-            raise _Fatal(f"log record at log block {blk % ring.nbb} was written in format {h['fmt']} "
+            raise _Fatal(f"log record at log block {rblk} was written in format {h['fmt']} "
                          "(not little-endian Linux): cannot recover here")
         if h["uuid"] != ring.uuid:
-            raise _Fatal(f"log record at log block {blk % ring.nbb} belongs to another filesystem (uuid)")
-        dp = unpack(hdr, data, h["len"])
-        end = h["len"]
-        pos = 0
-        nops = h["num_logops"]
-        while pos < end and nops:
-            if pos + 12 > end:
-                raise _Fatal(f"op header cut short in log record at log block {blk % ring.nbb}")
-            tid, oplen, client, flags = struct.unpack_from(">IIBB", dp, pos)
-            pos += 12
-            if client not in (XFS_TRANSACTION, XFS_LOG):
-                raise _Fatal(f"bad op header client {client:#x} in log record at log block {blk % ring.nbb}")
-            if pos + oplen > end:
-                raise _Fatal(f"op of {oplen} bytes runs past its log record at log block {blk % ring.nbb}")
-            payload = bytes(dp[pos:pos + oplen])
-            trans = live.get(tid)
-            if trans is None:
-                if flags & XLOG_START_TRANS:
-                    live[tid] = _Trans(tid, h["lsn"])
-            else:
-                new_lsn = recovery_lsn[0] != trans.lsn and flags & XLOG_COMMIT_TRANS
-                if new_lsn:
-                    recovery_lsn[0] = trans.lsn
-                _process(trans, payload, flags, live, on_commit, bool(new_lsn), blk % ring.nbb)
-            pos += oplen
-            nops -= 1
+            raise _Fatal(f"log record at log block {rblk} belongs to another filesystem (uuid)")
+        dp = memoryview(unpack(hdr, data, h["len"]))
+        _ops(dp, h["len"], h["num_logops"], h["lsn"], live, recovery_lsn, on_commit, rblk)
     return records
+
+
+def _ops(dp, end: int, nops: int, lsn: int, live: dict, recovery_lsn: list, on_commit, blk: int) -> None:
+    """The op headers of one record. The common op (a region of an item under way, no flags) is added here;
+    the others go through _process."""
+    pos = 0
+    op_header = OP_HEADER.unpack_from
+    while pos < end and nops:
+        if pos + 12 > end:
+            raise _Fatal(f"op header cut short in log record at log block {blk}")
+        tid, oplen, client, flags = op_header(dp, pos)
+        pos += 12
+        if client != XFS_TRANSACTION and client != XFS_LOG:
+            raise _Fatal(f"bad op header client {client:#x} in log record at log block {blk}")
+        if pos + oplen > end:
+            raise _Fatal(f"op of {oplen} bytes runs past its log record at log block {blk}")
+        trans = live.get(tid)
+        if trans is None:
+            if flags & XLOG_START_TRANS:
+                live[tid] = _Trans(tid, lsn)
+        elif not flags and oplen and trans.items:  # _add_region, inline: most ops are this
+            item = trans.items[-1]
+            regions = item.regions
+            if item.total and item.total != len(regions):
+                regions.append(dp[pos:pos + oplen])
+            else:
+                _add_region(trans.items, dp[pos:pos + oplen], blk)
+        else:
+            new_lsn = recovery_lsn[0] != trans.lsn and flags & XLOG_COMMIT_TRANS
+            if new_lsn:
+                recovery_lsn[0] = trans.lsn
+            _process(trans, dp[pos:pos + oplen], flags, live, on_commit, bool(new_lsn), blk)
+        pos += oplen
+        nops -= 1
 
 
 def _process(trans, dp, flags, live, on_commit, new_lsn, blk):
@@ -667,42 +712,111 @@ def _add(trans, dp, blk):
             raise _Fatal(f"bad transaction header magic in log record at log block {blk}")
         if len(dp) > XFS_TRANS_HEADER_SIZE:
             raise _Fatal(f"bad transaction header length in log record at log block {blk}")
-        trans.header = dp
+        trans.header = bytes(dp)
         if len(dp) == XFS_TRANS_HEADER_SIZE:
             trans.items.append(_Item())
         return
     if not trans.items:
         raise _Fatal(f"transaction without a complete header in log record at log block {blk}")
-    item = trans.items[-1]
+    _add_region(trans.items, dp, blk)
+
+
+def _add_region(items: list, dp, blk: int) -> None:
+    """A region (non-empty) of the transaction's last item, or the format of a new item."""
+    item = items[-1]
     if item.total and item.total == len(item.regions):
         item = _Item()
-        trans.items.append(item)
+        items.append(item)
     if not item.total:
         if len(dp) < 4:
             raise _Fatal(f"log item format cut short in log record at log block {blk}")
-        size = struct.unpack_from("<H", dp, 2)[0]
+        typ, size = ITEM_HEAD.unpack_from(dp)
         if size == 0 or size > XLOG_MAX_REGIONS_IN_ITEM:
             raise _Fatal(f"bad number of regions ({size}) in a log item in log record at log block {blk}")
-        item.total = size
+        item.total, item.type = size, typ
     if item.total <= len(item.regions):
         raise _Fatal(f"log item region count overflow in log record at log block {blk}")
-    item.regions.append(bytearray(dp))
+    item.regions.append(dp)
 
 
 def _add_cont(trans, dp, blk):
     if not trans.items:
         if len(dp) > XFS_TRANS_HEADER_SIZE:
             raise _Fatal(f"bad transaction header length in log record at log block {blk}")
-        trans.header = trans.header + dp
+        trans.header = trans.header + bytes(dp)
         trans.items.append(_Item())
         return
     item = trans.items[-1]
     if not item.regions:
         raise _Fatal(f"continued op without a region in log record at log block {blk}")
-    item.regions[-1] += dp
+    item.regions[-1] = bytearray(item.regions[-1]) + dp
 
 
 # --- replay ---------------------------------------------------------------------------------------------
+
+class _Overlay:
+    """The replayed blocks being built. A buffer is read and written many times over (an inode cluster once per
+    inode item): the last write of each buffer is kept whole, by (daddr, 512-byte blocks), and cut into
+    `blocks` (daddr -> 512 bytes) only when a buffer of another shape overlaps it, and at the end. Kept
+    buffers never overlap: the content of a block is its keeper's, else blocks', else the disk's."""
+
+    def __init__(self, dev, blocks: dict):
+        self.dev, self.blocks = dev, blocks
+        self.bufs: dict[tuple[int, int], bytearray] = {}
+        self.keeper: dict[int, tuple[int, int]] = {}  # daddr of each block of a kept buffer -> its key
+        self.readable: set = set()  # kept buffers the disk was read at (a read always reads the disk once)
+
+    def read(self, daddr: int, nbb: int, what: str) -> bytearray:
+        """The buffer as replayed so far. A kept buffer is returned itself, not a copy: a caller changes it only
+        to write it back (or on its way to a fatal error, which drops the whole replay)."""
+        key = (daddr, nbb)
+        kept = self.bufs.get(key)
+        if kept is not None:
+            if key not in self.readable:  # written without a read (a new inode chunk): fail where a read fails
+                self.dev.pread(daddr * BB, nbb * BB, what)
+                self.readable.add(key)
+            return kept
+        self._cut(daddr, nbb)
+        buf = bytearray(self.dev.pread(daddr * BB, nbb * BB, what))
+        self.readable.add(key)
+        blocks = self.blocks
+        for i in range(nbb):
+            b = blocks.get(daddr + i)
+            if b is not None:
+                buf[i * BB:(i + 1) * BB] = b
+        return buf
+
+    def write(self, daddr: int, buf) -> None:
+        nbb = len(buf) // BB
+        if not nbb:
+            return
+        key = (daddr, nbb)
+        if key not in self.bufs:
+            self._cut(daddr, nbb)
+            for i in range(nbb):
+                self.keeper[daddr + i] = key
+        self.bufs[key] = buf if len(buf) == nbb * BB else buf[:nbb * BB]
+
+    def _cut(self, daddr: int, nbb: int) -> None:
+        """Cut the kept buffers overlapping [daddr, daddr + nbb) into blocks."""
+        keeper = self.keeper
+        for i in range(daddr, daddr + nbb):
+            key = keeper.get(i)
+            if key is not None:
+                self._release(key)
+
+    def _release(self, key) -> None:
+        daddr, nbb = key
+        buf = self.bufs.pop(key)
+        blocks, keeper = self.blocks, self.keeper
+        for i in range(nbb):
+            blocks[daddr + i] = bytes(buf[i * BB:(i + 1) * BB])
+            del keeper[daddr + i]
+
+    def finish(self) -> None:
+        for key in list(self.bufs):
+            self._release(key)
+
 
 class _Replayer:
     def __init__(self, fs, ring: _Ring, out: Replay):
@@ -711,6 +825,7 @@ class _Replayer:
         self.geo = geo
         self.dev = fs.dev
         self.fs_bbs = geo.size // BB
+        self.overlay = _Overlay(fs.dev, out.blocks)
         self.cancel: dict[tuple[int, int], int] = {}
         self.pending: dict[tuple[int, int], tuple[int, int]] = {}  # (daddr, nbb) -> (blft, lsn) to stamp
         self.intents: dict[tuple[int, int], tuple] = {}  # (type, id) -> (lsn, seq, item regions)
@@ -735,18 +850,10 @@ class _Replayer:
     def read(self, daddr: int, nbb: int, what: str) -> bytearray:
         if daddr < 0 or nbb <= 0 or daddr + nbb > self.fs_bbs:
             raise _Fatal(f"{what}: blocks {daddr:#x}+{nbb} (512-byte) lie outside the filesystem")
-        buf = bytearray(self.dev.pread(daddr * BB, nbb * BB, what))
-        blocks = self.out.blocks
-        for i in range(nbb):
-            b = blocks.get(daddr + i)
-            if b is not None:
-                buf[i * BB:(i + 1) * BB] = b
-        return buf
+        return self.overlay.read(daddr, nbb, what)
 
     def write(self, daddr: int, buf: bytes) -> None:
-        blocks = self.out.blocks
-        for i in range(len(buf) // BB):
-            blocks[daddr + i] = bytes(buf[i * BB:(i + 1) * BB])
+        self.overlay.write(daddr, buf)
 
     # pass 1
     def pass1(self, trans, new_lsn):
@@ -915,13 +1022,8 @@ class _Replayer:
             _inode_crc(buf, i * isize, isize)
 
     def inode(self, item, lsn):
-        r0 = item.regions[0]
-        if len(r0) == ILF64.size:
-            (_, size, fields, asize, dsize, _, ino, u, blkno, ilen, boff) = ILF64.unpack_from(r0)
-        elif len(r0) == ILF32.size:
-            (_, size, fields, asize, dsize, ino, u, blkno, ilen, boff) = ILF32.unpack_from(r0)
-        else:
-            raise _Fatal(f"inode log item format of {len(r0)} bytes")
+        """xlog_recover_inode_commit_pass2: the logged core and forks over the inode in its cluster buffer."""
+        ino, size, fields, u, blkno, ilen, boff = _inode_format(item.regions[0])
         if (blkno, ilen) in self.cancel:
             return
         isize = self.geo.inodesize
@@ -929,16 +1031,17 @@ class _Replayer:
         if boff < 0 or boff + isize > len(buf):
             raise _Fatal(f"inode {ino} log item places it outside its cluster buffer")
         dip = memoryview(buf)[boff:boff + isize]
-        if bytes(dip[:2]) != b"IN":
+        if dip[:2] != b"IN":
             raise _Fatal(f"inode {ino}: the log replays it over a block that holds no inode (daddr {blkno:#x})")
         if len(item.regions) < 2:
             raise _Fatal(f"inode {ino} log item without its core")
         ld = item.regions[1]
-        if len(ld) < 2 or struct.unpack_from("<H", ld)[0] != 0x494E:
+        if len(ld) < 2 or ld[0] != 0x4E or ld[1] != 0x49:
             raise _Fatal(f"inode {ino} log item: bad log dinode magic")
         if len(ld) > LOG_DINODE.size:
             raise _Fatal(f"inode {ino} log item: log dinode of {len(ld)} bytes")
-        ld = bytes(ld) + bytes(LOG_DINODE.size - len(ld))
+        if len(ld) < LOG_DINODE.size:
+            ld = bytes(ld) + bytes(LOG_DINODE.size - len(ld))
         if dip[4] >= 3:
             dlsn = int.from_bytes(dip[112:120], "big")
             if dlsn and dlsn != 0xFFFFFFFFFFFFFFFF and dlsn > lsn:
@@ -947,86 +1050,9 @@ class _Replayer:
                     self._owner_change(ino)
                 return
         v = LOG_DINODE.unpack(ld)
-        (magic, mode, version, fmt, metatype, uid, gid, nlink, projlo, projhi, bignext, atime, mtime, ctime,
-         isz, nblocks, extsize, nextents, anextents, forkoff, aformat, dmevmask, dmstate, flags, gen,
-         next_unlinked, crc, changecount, _dlsn, flags2, cowextsize, pad2, crtime, d_ino, uuid) = v
-        if mode & S_IFMT == S_IFREG and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE):
-            raise _Fatal(f"inode {ino}: the log gives a regular file data fork format {fmt}")
-        if mode & S_IFMT == S_IFDIR and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE,
-                                                      f.XFS_DINODE_FMT_LOCAL):
-            raise _Fatal(f"inode {ino}: the log gives a directory data fork format {fmt}")
-        big = version >= 3 and flags2 & XFS_DIFLAG2_NREXT64
-        if big:
-            nex, anex = bignext, nextents
-        else:
-            if version == 3 and bignext != 0:
-                raise _Fatal(f"inode {ino}: log dinode padding is not zero")
-            nex, anex = nextents, anextents
-        if nex + anex > nblocks:
-            raise _Fatal(f"inode {ino}: log dinode extent counts exceed its block count")
-        if forkoff > isize:
-            raise _Fatal(f"inode {ino}: log dinode fork offset {forkoff} too large")
-        # xfs_log_dinode_to_disk: everything but di_next_unlinked and di_crc
-        bigtime = version >= 3 and flags2 & XFS_DIFLAG2_BIGTIME
-
-        def ts(val):
-            if bigtime:
-                return struct.pack(">Q", val)
-            sec, nsec = struct.unpack("<ii", struct.pack("<Q", val))
-            return struct.pack(">ii", sec, nsec)
-
-        struct.pack_into(">HHBBHIIIHH", dip, 0, magic, mode, version & 0xFF, fmt & 0xFF, 0, uid, gid, nlink,
-                         projlo, projhi)
-        dip[32:40], dip[40:48], dip[48:56] = ts(atime), ts(mtime), ts(ctime)
-        struct.pack_into(">qQI", dip, 56, isz, nblocks, extsize)
-        struct.pack_into(">BBIHHI", dip, 82, forkoff, aformat & 0xFF, dmevmask, dmstate, flags, gen)
-        if version == 3:
-            struct.pack_into(">Q", dip, 104, changecount)
-            dip[144:152] = ts(crtime)
-            struct.pack_into(">QI", dip, 120, flags2, cowextsize)
-            struct.pack_into(">Q", dip, 152, d_ino)
-            struct.pack_into(">Q", dip, 112, lsn)
-            dip[132:144] = bytes(12)
-            dip[160:176] = uuid
-            dip[24:32] = bytes(8)
-        if big:
-            struct.pack_into(">Q", dip, 24, bignext)
-            struct.pack_into(">IH", dip, 76, nextents, anextents & 0xFFFF)
-        else:
-            struct.pack_into(">IH", dip, 76, nextents, anextents)
-        core = 176
-        litino = isize - core
-        dsize_fork = (forkoff << 3) if forkoff else litino
-        if fields & XFS_ILOG_DEV:
-            struct.pack_into(">I", dip, core, int.from_bytes(u[:4], "little"))
-        nreg = size
-        if nreg > 2:
-            if len(item.regions) < 3:
-                raise _Fatal(f"inode {ino} log item is missing its fork data")
-            src = bytes(item.regions[2])
-            df = fields & XFS_ILOG_DFORK
-            if df in (XFS_ILOG_DDATA, XFS_ILOG_DEXT):
-                if len(src) > litino:
-                    raise _Fatal(f"inode {ino}: logged data fork larger than the inode")
-                dip[core:core + len(src)] = src
-            elif df == XFS_ILOG_DBROOT:
-                _bmbt_to_bmdr(src, dip, core, dsize_fork, ino)
-            if fields & XFS_ILOG_AFORK:
-                ai = 3 if fields & XFS_ILOG_DFORK else 2
-                if len(item.regions) <= ai:
-                    raise _Fatal(f"inode {ino} log item is missing its attr fork data")
-                src = bytes(item.regions[ai])
-                aoff = core + (forkoff << 3)
-                asz = litino - (forkoff << 3)
-                af = fields & XFS_ILOG_AFORK
-                if af in (XFS_ILOG_ADATA, XFS_ILOG_AEXT):
-                    if len(src) > asz:
-                        raise _Fatal(f"inode {ino}: logged attr fork larger than its space")
-                    dip[aoff:aoff + len(src)] = src
-                elif af == XFS_ILOG_ABROOT:
-                    _bmbt_to_bmdr(src, dip, aoff, asz, ino)
-                else:
-                    raise _Fatal(f"inode {ino}: invalid attr fork flags {fields:#x}")
+        _log_dinode_to_disk(v, dip, ino, isize, lsn)
+        mode, forkoff = v[1], v[19]
+        _inode_forks(item, dip, ino, fields, size, u, forkoff, isize)
         if fields & (XFS_ILOG_DOWNER | XFS_ILOG_AOWNER) and mode:
             self._owner_change(ino)
         dip.release()
@@ -1108,7 +1134,7 @@ class _Replayer:
     # after pass 2: what the mount will finish
     def finish(self):
         self.flush()
-        geo = self.geo
+        self.overlay.finish()
         for (t, iid), (lsn, seq, regions) in sorted(self.intents.items(), key=lambda kv: (kv[1][0], kv[1][1])):
             kind = INTENTS[t]
             self.out.intents[kind][2] += 1
@@ -1170,24 +1196,129 @@ def _runs(dmap: bytes, map_size: int) -> list[tuple[int, int]]:
     bits = int.from_bytes(dmap, "little") if dmap else 0
     # the map is an array of native (little-endian) 32-bit words, bit n of word w is chunk 32*w + n: a
     # little-endian integer of the whole array has exactly that bit numbering
-    runs, bit, total = [], 0, 32 * map_size
-    while bit < total:
-        if not bits >> bit & 1:
-            low = (bits >> bit)
-            if not low:
-                break
-            bit += (low & -low).bit_length() - 1
-            continue
-        start = bit
-        while bit < total and bits >> bit & 1:
-            bit += 1
-        runs.append((start, bit - start))
-    return runs
+    total = 32 * map_size
+    bits &= (1 << total) - 1
+    runs, bit = [], 0
+    while True:
+        low = bits >> bit
+        if not low:
+            return runs
+        bit += (low & -low).bit_length() - 1  # the next set bit
+        low = bits >> bit
+        ones = (~low & (low + 1)).bit_length() - 1  # how many set bits from there
+        runs.append((bit, ones))
+        bit += ones
+
+
+def _inode_format(r0) -> tuple:
+    """struct xfs_inode_log_format (64-bit or packed 32-bit layout): (ino, size, fields, ilf_u, blkno, len,
+    boffset)."""
+    if len(r0) == ILF64.size:
+        (_, size, fields, asize, dsize, _, ino, u, blkno, ilen, boff) = ILF64.unpack_from(r0)
+    elif len(r0) == ILF32.size:
+        (_, size, fields, asize, dsize, ino, u, blkno, ilen, boff) = ILF32.unpack_from(r0)
+    else:
+        raise _Fatal(f"inode log item format of {len(r0)} bytes")
+    return ino, size, fields, u, blkno, ilen, boff
+
+
+def _check_log_dinode(v: tuple, ino: int, isize: int) -> bool:
+    """xlog_recover_inode_commit_pass2's checks of the log dinode; whether it has 64-bit extent counters."""
+    mode, version, fmt, bignext, nblocks = v[1], v[2], v[3], v[10], v[15]
+    nextents, anextents, forkoff, flags2 = v[17], v[18], v[19], v[29]
+    if mode & S_IFMT == S_IFREG and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE):
+        raise _Fatal(f"inode {ino}: the log gives a regular file data fork format {fmt}")
+    if mode & S_IFMT == S_IFDIR and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE,
+                                                  f.XFS_DINODE_FMT_LOCAL):
+        raise _Fatal(f"inode {ino}: the log gives a directory data fork format {fmt}")
+    big = bool(version >= 3 and flags2 & XFS_DIFLAG2_NREXT64)
+    if big:
+        nex, anex = bignext, nextents
+    else:
+        if version == 3 and bignext != 0:
+            raise _Fatal(f"inode {ino}: log dinode padding is not zero")
+        nex, anex = nextents, anextents
+    if nex + anex > nblocks:
+        raise _Fatal(f"inode {ino}: log dinode extent counts exceed its block count")
+    if forkoff > isize:
+        raise _Fatal(f"inode {ino}: log dinode fork offset {forkoff} too large")
+    return big
+
+
+def _ts(val: int, bigtime) -> int:
+    """A log timestamp (host order) as the disk's 64-bit big-endian value: bigtime as is; otherwise the
+    (seconds, nanoseconds) pair, each 32-bit word big-endian."""
+    return val if bigtime else ((val & 0xFFFFFFFF) << 32) | (val >> 32)
+
+
+def _log_dinode_to_disk(v: tuple, dip, ino: int, isize: int, lsn: int) -> None:
+    """xfs_log_dinode_to_disk: everything but di_next_unlinked and di_crc (v3: di_lsn is the transaction's)."""
+    big = _check_log_dinode(v, ino, isize)
+    (magic, mode, version, fmt, metatype, uid, gid, nlink, projlo, projhi, bignext, atime, mtime, ctime,
+     isz, nblocks, extsize, nextents, anextents, forkoff, aformat, dmevmask, dmstate, flags, gen,
+     next_unlinked, crc, changecount, _dlsn, flags2, cowextsize, pad2, crtime, d_ino, uuid) = v
+    bigtime = version >= 3 and flags2 & XFS_DIFLAG2_BIGTIME
+    if version == 3:
+        DISK_DINODE_V3.pack_into(
+            dip, 0, magic, mode, 3, fmt & 0xFF, 0, uid, gid, nlink, projlo, projhi,
+            bignext.to_bytes(8, "big") if big else b"", _ts(atime, bigtime), _ts(mtime, bigtime),
+            _ts(ctime, bigtime), isz, nblocks, extsize, nextents, anextents, forkoff, aformat & 0xFF, dmevmask,
+            dmstate, flags, gen, bytes(dip[96:104]), changecount, lsn, flags2, cowextsize, b"",
+            _ts(crtime, bigtime), d_ino, uuid)
+        return
+    # v1/v2 inodes: only the fields they have (di_flushiter at 24 stays as it is on disk)
+    struct.pack_into(">HHBBHIIIHH", dip, 0, magic, mode, version & 0xFF, fmt & 0xFF, 0, uid, gid, nlink,
+                     projlo, projhi)
+    struct.pack_into(">QQQ", dip, 32, _ts(atime, bigtime), _ts(mtime, bigtime), _ts(ctime, bigtime))
+    struct.pack_into(">qQI", dip, 56, isz, nblocks, extsize)
+    struct.pack_into(">BBIHHI", dip, 82, forkoff, aformat & 0xFF, dmevmask, dmstate, flags, gen)
+    if big:
+        struct.pack_into(">Q", dip, 24, bignext)
+    struct.pack_into(">IH", dip, 76, nextents, anextents & 0xFFFF)
+
+
+def _inode_forks(item, dip, ino: int, fields: int, size: int, u: bytes, forkoff: int, isize: int) -> None:
+    """The logged device number, data fork and attr fork (xlog_recover_inode_commit_pass2's second half)."""
+    core = 176
+    litino = isize - core
+    dsize_fork = (forkoff << 3) if forkoff else litino
+    if fields & XFS_ILOG_DEV:
+        struct.pack_into(">I", dip, core, int.from_bytes(u[:4], "little"))
+    if size <= 2:
+        return
+    if len(item.regions) < 3:
+        raise _Fatal(f"inode {ino} log item is missing its fork data")
+    src = item.regions[2]
+    df = fields & XFS_ILOG_DFORK
+    if df in (XFS_ILOG_DDATA, XFS_ILOG_DEXT):
+        if len(src) > litino:
+            raise _Fatal(f"inode {ino}: logged data fork larger than the inode")
+        dip[core:core + len(src)] = src
+    elif df == XFS_ILOG_DBROOT:
+        _bmbt_to_bmdr(bytes(src), dip, core, dsize_fork, ino)
+    if not fields & XFS_ILOG_AFORK:
+        return
+    ai = 3 if fields & XFS_ILOG_DFORK else 2
+    if len(item.regions) <= ai:
+        raise _Fatal(f"inode {ino} log item is missing its attr fork data")
+    src = item.regions[ai]
+    aoff = core + (forkoff << 3)
+    asz = litino - (forkoff << 3)
+    af = fields & XFS_ILOG_AFORK
+    if af in (XFS_ILOG_ADATA, XFS_ILOG_AEXT):
+        if len(src) > asz:
+            raise _Fatal(f"inode {ino}: logged attr fork larger than its space")
+        dip[aoff:aoff + len(src)] = src
+    elif af == XFS_ILOG_ABROOT:
+        _bmbt_to_bmdr(bytes(src), dip, aoff, asz, ino)
+    else:
+        raise _Fatal(f"inode {ino}: invalid attr fork flags {fields:#x}")
 
 
 def _inode_crc(buf, off: int, isize: int) -> None:
     if buf[off + 4] >= 3:
-        crc = xfs_cksum(bytes(buf[off:off + isize]), f.XFS_DINODE_CRC_OFF)
+        with memoryview(buf) as mv:
+            crc = xfs_cksum(mv[off:off + isize], f.XFS_DINODE_CRC_OFF)
         struct.pack_into("<I", buf, off + f.XFS_DINODE_CRC_OFF, crc)
 
 
@@ -1279,6 +1410,30 @@ def log_state(fs, skipped: str) -> Replay | None:
                   skipped=skipped)
 
 
+def _both_passes(r: _Replayer, ring: _Ring, head: int, tail: int, where: dict) -> None:
+    """Pass 1 then pass 2 over the log from tail to head. A log part of at most KEEP_LOG_BYTES is parsed once:
+    pass 1 keeps its committed transactions (views into the records read) and pass 2 replays them in the same
+    order; a larger one is read and parsed again, as the kernel does, so memory stays under that bound."""
+    out = r.out
+    if (head - tail) % ring.nbb * BB > KEEP_LOG_BYTES:
+        out.records = _transactions(ring, head, tail, r.pass1, where)
+        _transactions(ring, head, tail, r.pass2, where)
+        r.finish()
+        return
+    committed: list = []
+
+    def pass1(trans, new_lsn):
+        r.pass1(trans, new_lsn)
+        committed.append((trans, new_lsn, where["record"]))
+
+    out.records = _transactions(ring, head, tail, pass1, where)
+    for i, (trans, new_lsn, rec) in enumerate(committed):
+        committed[i] = None  # its records can go once it is replayed
+        where["record"] = rec
+        r.pass2(trans, new_lsn)
+    r.finish()
+
+
 def replay(fs) -> Replay:
     """Replay the internal log of `fs` in memory. A clean log gives Replay(dirty=False) and no blocks."""
     ring = _Ring(fs)
@@ -1293,11 +1448,7 @@ def replay(fs) -> Replay:
             return out
         out.dirty = True
         out.replayed_here = True
-        r = _Replayer(fs, ring, out)
-        head, tail = ends["head"], ends["tail"]
-        out.records = _transactions(ring, head, tail, r.pass1, where)
-        _transactions(ring, head, tail, r.pass2, where)
-        r.finish()
+        _both_passes(_Replayer(fs, ring, out), ring, ends["head"], ends["tail"], where)
     except _Fatal as e:
         raise LogReplayError(f"the log cannot be replayed: {e}", structure="log") from None
     except _BadRecord as e:

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from fsdaxctl.parsers import xfs as f
 
-# Owner kinds: GETFSMAP's owners, spelled as DESIGN.md's contract says.
+# Owner kinds: GETFSMAP's owners, spelled as README.md's JSON contract says.
 FILE = "file"
 FREE = "free"
 UNKNOWN = "unknown"
@@ -54,7 +54,7 @@ class Piece(NamedTuple):
                 self.fork or "", self.extent_map, self.file_offset or 0)
 
     def to_dict(self) -> dict:
-        """The JSON piece of DESIGN.md's contract."""
+        """The JSON piece of README.md's contract ("JSON")."""
         d = {"offset": self.offset, "length": self.length, "owner": self.owner}
         if self.owner == FILE:
             d["inode"] = self.inode

@@ -65,12 +65,17 @@ class MetadataWalk:
     def run(self) -> dict[int, list[tuple]]:
         if not self.exact:
             # numpy is imported here only, never at start-up; the walk uses no BLAS, so OpenBLAS need not start a
-            # thread per core while it loads.
-            os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+            # thread per core while it loads (it reads the variable then; children do not inherit it).
+            ours = "OPENBLAS_NUM_THREADS" not in os.environ
+            if ours:
+                os.environ["OPENBLAS_NUM_THREADS"] = "1"
             try:
                 from fsdaxctl.xfs import walkvec
             except ImportError:
                 walkvec = None
+            finally:
+                if ours:
+                    os.environ.pop("OPENBLAS_NUM_THREADS", None)
             if walkvec is not None:
                 return walkvec.run(self)
         return self.run_exact()
@@ -199,7 +204,7 @@ class MetadataWalk:
             try:
                 data = raw[i * isize:(i + 1) * isize] if raw else fs.dev.pread(base + i * isize, isize,
                                                                                f"inode {ino}")
-                self._inode_forks(parse_inode(fs, ino, data, (base + i * isize) >> 9))
+                self._inode_forks(parse_inode(fs, ino, data, geo.byte_to_daddr(base + i * isize)))
             except FsdaxError as e:
                 self._problem(str(e))
 

@@ -33,7 +33,7 @@ from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.inode import XFS_BMAP_MAXLEVELS, XFS_INODES_PER_CHUNK, chunk_slot_states
 from fsdaxctl.xfs.verify import crc32c
 
-MARGIN = 1 << 18  # blocks kept either side of a query window (1 GiB at 4 KiB blocks)
+MARGIN = 1 << 16  # blocks kept either side of a query window (256 MiB at 4 KiB blocks)
 READ_BYTES = 4 << 20  # inode bytes decoded per batch
 LEAF_BYTES = 8 << 20  # bmbt leaf bytes decoded per batch
 
@@ -51,22 +51,20 @@ _BHDR = f.XFS_BTREE_LBLOCK_CRC_LEN
 _NREXT64 = f.XFS_DIFLAG2_NREXT64
 
 
-def _core_dtype(isize: int) -> np.dtype:
-    """The inode core fields the walk needs (offsets as in parsers/xfs.py xfs_dinode_core), one row an inode."""
-    fields = {"di_magic": (">u2", 0), "di_format": ("u1", 5), "di_big_nextents": (">u8", 24),
-              "di_nextents": (">u4", 76), "di_anextents": (">u2", 80), "di_forkoff": ("u1", 82),
-              "di_aformat": ("u1", 83), "di_flags": (">u2", 90), "di_flags2": (">u8", 120), "di_ino": (">u8", 152)}
-    return np.dtype({"names": list(fields), "formats": [v[0] for v in fields.values()],
-                     "offsets": [v[1] for v in fields.values()], "itemsize": isize})
+def _fields_dtype(decl, names, itemsize: int) -> np.dtype:
+    """A numpy dtype reading the named big-endian integer fields of a construct declaration (parsers/xfs.py),
+    one row `itemsize` bytes."""
+    where, off = {}, 0
+    for sc in decl.subcons:
+        where[sc.name] = (off, sc.sizeof())
+        off += sc.sizeof()
+    return np.dtype({"names": list(names), "formats": [f">u{where[n][1]}" for n in names],
+                     "offsets": [where[n][0] for n in names], "itemsize": itemsize})
 
 
-_LBLOCK = {"bb_magic": (">u4", 0), "bb_level": (">u2", 4), "bb_numrecs": (">u2", 6), "bb_blkno": (">u8", 24),
-           "bb_owner": (">u8", 56)}
-
-
-def _lblock_dtype(bs: int) -> np.dtype:
-    return np.dtype({"names": list(_LBLOCK), "formats": [v[0] for v in _LBLOCK.values()],
-                     "offsets": [v[1] for v in _LBLOCK.values()], "itemsize": bs})
+_CORE_FIELDS = ("di_magic", "di_format", "di_big_nextents", "di_nextents", "di_anextents", "di_forkoff",
+                "di_aformat", "di_flags", "di_flags2", "di_ino")
+_LBLOCK_FIELDS = ("bb_magic", "bb_level", "bb_numrecs", "bb_blkno", "bb_owner")
 
 
 class _Fallback(Exception):
@@ -109,10 +107,14 @@ class _Keep:
             ws = (windows or {}).get(agno)
             if not ws:
                 continue
-            wide = _union((lo - margin, hi + margin) for lo, hi in ws)
-            if wide[0][0] <= 0 and wide[0][1] >= geo.ag_length(agno) - 1:
+            aglen = geo.ag_length(agno)
+            asked = _union(ws)
+            if asked[0][0] <= 0 and asked[0][1] >= aglen - 1:
                 continue  # the whole AG
-            self.asked_windows[agno] = _union(ws)
+            self.asked_windows[agno] = asked  # only the merged records meeting these are given back
+            wide = _union((lo - margin, hi + margin) for lo, hi in ws)
+            if wide[0][0] <= 0 and wide[0][1] >= aglen - 1:
+                continue  # everything in the AG is kept
             self.wide[agno] = (np.array([w[0] for w in wide], np.int64), np.array([w[1] for w in wide], np.int64))
 
     def mask(self, agno: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -160,8 +162,8 @@ class _InodeWalk:
         self.own_inodes: dict[int, np.ndarray] = {}
         geo = self.geo
         self.aglen = np.array([geo.ag_length(a) for a in range(geo.agcount)], np.int64)
-        self.core_dt = _core_dtype(geo.inodesize)
-        self.block_dt = _lblock_dtype(geo.blocksize)
+        self.core_dt = _fields_dtype(f.xfs_dinode_core, _CORE_FIELDS, geo.inodesize)
+        self.block_dt = _fields_dtype(f.xfs_btree_lblock, _LBLOCK_FIELDS, geo.blocksize)
 
     # --- extents -> records ---
     def _extents(self, l0, l1):
@@ -417,7 +419,7 @@ class _InodeWalk:
         stored, computed = _crcs(blocks, _BCRC)
         hdr = blocks.view(self.block_dt)[:, 0]
         if not ((hdr["bb_magic"] == f.XFS_BMAP_CRC_MAGIC).all() and (stored == computed).all()
-                and (hdr["bb_blkno"].astype(np.int64) == byte >> 9).all()
+                and (hdr["bb_blkno"].astype(np.int64) == geo.byte_to_daddr(byte)).all()
                 and (hdr["bb_owner"].astype(np.uint64) == _U64(ino)).all()
                 and (hdr["bb_level"] == level).all()):
             raise _Fallback
@@ -460,7 +462,7 @@ def _finish(agno, keep: _Keep, parts):
     cols = [np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.uint64 if i == 3 else np.int64)
             for i in range(4)]
     s, c, o, x = _merged(*cols)
-    if agno not in keep.wide:
+    if agno not in keep.asked_windows:
         return list(zip(s.tolist(), c.tolist(), o.tolist(), x.tolist())), None
     lo_w = np.array([w[0] for w in keep.asked_windows[agno]], np.int64)
     hi_w = np.array([w[1] for w in keep.asked_windows[agno]], np.int64)
@@ -468,12 +470,12 @@ def _finish(agno, keep: _Keep, parts):
     i = np.searchsorted(hi_w, s, "left")
     hit = i < len(hi_w)
     hit[hit] = lo_w[i[hit]] <= e[hit] - 1
-    # Exact when every merged record that meets a window starts after A and ends by B (the module docstring).
-    wa, wb = keep.wide[agno]
-    j = np.searchsorted(wa, s[hit], "left") - 1
-    inside = (j >= 0) & (e[hit] <= wb[np.maximum(j, 0)])
-    if not inside.all():
-        return None
+    if agno in keep.wide:  # not all kept: exact when every merged record that meets a window starts after A
+        wa, wb = keep.wide[agno]  # and ends by B (the module docstring)
+        j = np.searchsorted(wa, s[hit], "left") - 1
+        inside = (j >= 0) & (e[hit] <= wb[np.maximum(j, 0)])
+        if not inside.all():
+            return None
     s, c, o, x = s[hit], c[hit], o[hit], x[hit]
     return list(zip(s.tolist(), c.tolist(), o.tolist(), x.tolist())), keep.asked_windows[agno]
 

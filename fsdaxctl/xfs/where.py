@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fsdaxctl.errors import FsdaxError, UnsupportedError, UsageError
 from fsdaxctl.stack import FS, Extent, Space
-from fsdaxctl.xfs.geometry import BBSHIFT
+from fsdaxctl.units import SECTOR
 
 FS_SPACE = Space(FS)
 
@@ -21,9 +21,9 @@ def _check_inside(fs, byte: int, what: str) -> None:
 
 
 def daddr_extent(fs, daddr: int, length: int | None) -> Extent:
-    byte = daddr << BBSHIFT
+    byte = fs.geo.daddr_to_byte(daddr)
     _check_inside(fs, byte, f"--daddr {daddr:#x}")
-    n = length or 1 << BBSHIFT
+    n = length or SECTOR
     return Extent(FS_SPACE, byte, n, "--daddr", f"daddr {daddr:#x} (512-byte units) = byte {byte}")
 
 

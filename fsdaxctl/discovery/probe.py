@@ -47,8 +47,9 @@ def probe(dev, partition: int | None = None) -> Layout:
         if partition is not None:
             layout.warnings.append(f"--partition {partition} ignored: the target starts with an XFS superblock")
         return layout
-    from fsdaxctl.stack.partition import choose_partition, read_partition_table
-    from fsdaxctl.stack.pmem import read_info_block
+    from fsdaxctl.discovery.partition import read_partition_table
+    from fsdaxctl.discovery.pmem import read_info_block
+    from fsdaxctl.stack.partition import choose_partition
 
     base, size = 0, dev.size
     info = read_info_block(dev.pread, dev.size)
