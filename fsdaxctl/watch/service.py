@@ -209,70 +209,84 @@ class Watcher:
             self._read_badblocks(src)
 
     def _loop(self) -> None:
-        o = self.o
-        self._next_poll = time.monotonic() + o.poll_interval
+        self._next_poll = time.monotonic() + self.o.poll_interval
         while not self.stop:
-            p = select.poll()
-            by_fd = {}
-            for src in self.srcs:
-                if not src.done and src.fileno() >= 0:
-                    p.register(src.fileno(), src.events)
-                    by_fd[src.fileno()] = src
-            for src in list(self.badblocks.values()) + self.scrubs:
-                if src.events and src.fileno() >= 0:
-                    p.register(src.fileno(), src.events)
-                    by_fd[src.fileno()] = src
-            p.register(self._wake_r, select.POLLIN)
-            now = time.monotonic()
-            deadline = self._next_poll
-            if self.dog_every:
-                deadline = min(deadline, self._next_dog)
-            if self.state.dirty or self.metrics.dirty:
-                deadline = min(deadline, now + 1.0)
-            timeout = max(0, int((deadline - now) * 1000))
+            p, by_fd = self._poller()
             try:
-                ready = p.poll(timeout)
+                ready = p.poll(self._timeout_ms())
             except InterruptedError:
                 ready = []
-            for fd, ev in ready:
-                if fd == self._wake_r:
-                    self._drain_wakeup()
-                    continue
-                src = by_fd.get(fd)
-                if src is None:
-                    continue
-                if isinstance(src, sources.MountsSource):
-                    self.rebuild = True
-                elif isinstance(src, sources.ScrubSource):
-                    if src.changed():
-                        for bb in list(self.badblocks.values()):
-                            self._read_badblocks(bb)
-                elif isinstance(src, sources.BadblocksSource):
-                    self._read_badblocks(src)
-                else:
-                    self._handle_all(src.read())
+            for fd, _ in ready:
+                self._on_ready(fd, by_fd)
                 if self.stop:
                     break
-            if all(getattr(s, "done", False) for s in self.srcs if isinstance(s, sources.TextSource)) and \
-                    any(isinstance(s, sources.TextSource) for s in self.srcs) and \
-                    not any(isinstance(s, (sources.KmsgSource, sources.UeventSource)) for s in self.srcs):
+            if self._only_text_and_it_ended():
                 break  # journal text was the only source and it ended
-            now = time.monotonic()
-            if now >= self._next_poll:
-                self._next_poll = now + o.poll_interval
+            self._timers()
+            self._flush()
+
+    def _poller(self):
+        """A poll object over every open source and the wake-up pipe; fd -> source."""
+        p = select.poll()
+        by_fd = {}
+        for src in list(self.srcs) + list(self.badblocks.values()) + self.scrubs:
+            if getattr(src, "done", False) or not src.events or src.fileno() < 0:
+                continue
+            p.register(src.fileno(), src.events)
+            by_fd[src.fileno()] = src
+        p.register(self._wake_r, select.POLLIN)
+        return p, by_fd
+
+    def _timeout_ms(self) -> int:
+        now = time.monotonic()
+        deadline = self._next_poll
+        if self.dog_every:
+            deadline = min(deadline, self._next_dog)
+        if self.state.dirty or self.metrics.dirty:
+            deadline = min(deadline, now + 1.0)
+        return max(0, int((deadline - now) * 1000))
+
+    def _on_ready(self, fd: int, by_fd: dict) -> None:
+        if fd == self._wake_r:
+            self._drain_wakeup()
+            return
+        src = by_fd.get(fd)
+        if src is None:
+            return
+        if isinstance(src, sources.MountsSource):
+            self.rebuild = True
+        elif isinstance(src, sources.ScrubSource):
+            if src.changed():
                 for bb in list(self.badblocks.values()):
                     self._read_badblocks(bb)
-            if self.dog_every and now >= self._next_dog:
-                sd_notify("WATCHDOG=1")
-                self._next_dog = now + self.dog_every
-            if self.reload:
-                self._reload()
-            if self.rebuild:
-                self.rebuild = False
-                self._discover()
-                if self.o.badblocks is None:
-                    self._badblocks_sources()
-            self._flush()
+        elif isinstance(src, sources.BadblocksSource):
+            self._read_badblocks(src)
+        else:
+            self._handle_all(src.read())
+
+    def _only_text_and_it_ended(self) -> bool:
+        srcs = self.srcs
+        return (any(isinstance(s, sources.TextSource) for s in srcs)
+                and all(getattr(s, "done", False) for s in srcs if isinstance(s, sources.TextSource))
+                and not any(isinstance(s, (sources.KmsgSource, sources.UeventSource)) for s in srcs))
+
+    def _timers(self) -> None:
+        """The badblocks poll fallback, the systemd watchdog, a reload asked for, mounts that changed."""
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + self.o.poll_interval
+            for bb in list(self.badblocks.values()):
+                self._read_badblocks(bb)
+        if self.dog_every and now >= self._next_dog:
+            sd_notify("WATCHDOG=1")
+            self._next_dog = now + self.dog_every
+        if self.reload:
+            self._reload()
+        if self.rebuild:
+            self.rebuild = False
+            self._discover()
+            if self.o.badblocks is None:
+                self._badblocks_sources()
 
     def _drain_wakeup(self) -> None:
         try:

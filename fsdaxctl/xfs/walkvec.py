@@ -24,6 +24,7 @@ kept in file order, and np.lexsort is stable.
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -259,84 +260,104 @@ class _InodeWalk:
         return buf, ok
 
     def _batch(self, chunks, agno_c, startino_c, in_use) -> None:
-        walk, geo = self.walk, self.geo
-        isize = geo.inodesize
+        geo = self.geo
         wanted = in_use.any(axis=1)
         buf, read_ok = self._read(agno_c, startino_c, wanted)
         rows = np.flatnonzero((in_use & read_ok[:, None]).ravel())  # in-use inodes, as rows of the batch
         chunk_of = rows // XFS_INODES_PER_CHUNK
-        ino = ((agno_c[chunk_of] << (geo.agblklog + geo.inopblog))
-               | (startino_c[chunk_of] + rows % XFS_INODES_PER_CHUNK))
         exact = np.zeros(len(rows), bool)
         stored_crc = None
         if len(rows):
-            every = np.frombuffer(buf, np.uint8).reshape(-1, isize)
+            ino = ((agno_c[chunk_of] << (geo.agblklog + geo.inopblog))
+                   | (startino_c[chunk_of] + rows % XFS_INODES_PER_CHUNK))
+            every = np.frombuffer(buf, np.uint8).reshape(-1, geo.inodesize)
             stored_crc = every[:, _ICRC:_ICRC + 4].copy()  # put back for the per-record code (see below)
-            every[:, _ICRC:_ICRC + 4] = 0
-            mv = memoryview(buf)
-            first = (rows * isize).tolist()
-            computed = np.fromiter(map(crc32c, map(mv.__getitem__, map(slice, first, (o + isize for o in first)))),
-                                   np.uint32, len(rows))
-            stored = stored_crc.view("<u4").ravel()[rows]
-            core = every.view(self.core_dt)[:, 0]
-            forkoff = core["di_forkoff"][rows].astype(np.int64)
-            ok = ((core["di_magic"][rows] == f.XFS_DINODE_MAGIC) & (stored == computed)
-                  & (core["di_ino"][rows].astype(np.uint64) == ino.astype(np.uint64))
-                  & (forkoff * 8 <= isize - _CORE))
-            exact = ~ok
-            realtime = (core["di_flags"][rows] & f.XFS_DIFLAG_REALTIME) != 0
-            nrext64 = (core["di_flags2"][rows] & _U64(_NREXT64)) != 0
-            nextents = core["di_nextents"][rows].astype(np.uint64)
-            dn = np.where(nrext64, core["di_big_nextents"][rows].astype(np.uint64), nextents)
-            an = np.where(nrext64, nextents, core["di_anextents"][rows].astype(np.uint64))
-            dlit = np.where(forkoff > 0, forkoff * 8, isize - _CORE)
-            alit = isize - _CORE - forkoff * 8
-            fmt, afmt = core["di_format"][rows], core["di_aformat"][rows]
-            has_attr = ok & (forkoff > 0)
-            dext = ok & ~realtime & (fmt == f.XFS_DINODE_FMT_EXTENTS)
-            aext = has_attr & (afmt == f.XFS_DINODE_FMT_EXTENTS)
-            exact |= dext & (dn > (dlit // 16).astype(np.uint64))
-            exact |= aext & (an > (alit // 16).astype(np.uint64))
-            dext &= ~exact
-            aext &= ~exact
-            # Every extent-format fork of the batch, decoded as one array: data forks as a dense (inode, slot)
-            # grid cut to each inode's extent count, attr forks (few, each at its own offset) gathered.
-            words = every.reshape(-1).view(">u8")
-            per_row = isize // 8
-            nslots = (isize - _CORE) // 16
-            count = np.minimum(dn, nslots).astype(np.int64)
-            slot_used = np.flatnonzero(dext[:, None] & (np.arange(nslots) < count[:, None]))
-            d_row = slot_used // nslots
-            d_w = rows[d_row] * per_row + _CORE // 8 + 2 * (slot_used - d_row * nslots)
-            a_row = np.flatnonzero(aext)
-            which, k = _ranges(an[aext])
-            a_w = rows[a_row[which]] * per_row + (_CORE + forkoff[a_row[which]] * 8) // 8 + 2 * k
-            ext_row = np.concatenate([d_row, a_row[which]])
-            w = np.concatenate([d_w, a_w])
-            l0 = words[w].astype(np.uint64)
-            l1 = words[w + 1].astype(np.uint64)
-            flag = np.concatenate([np.zeros(len(d_row), np.uint64), np.full(len(a_w), _ATTR_FLAG, np.uint64)])
-            bad, e_agno, e_agbno, e_count = self._extents(l0, l1)
-            exact[ext_row[bad]] = True
-            # bmbt-format forks: a few inodes with many extents each.
-            dbt = ok & (fmt == f.XFS_DINODE_FMT_BTREE) & ~exact  # realtime too: its bmbt blocks are here
-            abt = has_attr & (afmt == f.XFS_DINODE_FMT_BTREE) & ~exact
-            for r in np.flatnonzero(dbt | abt):
-                pending = _Records()
-                i_no = int(ino[r])
-                raw = every[rows[r]].tobytes()  # the fork: the CRC field is in the core
-                try:
-                    if dbt[r]:
-                        end = _CORE + int(forkoff[r]) * 8 if forkoff[r] else isize
-                        self._bmbt(i_no, raw[_CORE:end], _U64(0), pending, not realtime[r])
-                    if abt[r]:
-                        self._bmbt(i_no, raw[_CORE + int(forkoff[r]) * 8:], _ATTR_FLAG, pending)
-                except _Fallback:
-                    exact[r] = True
-                    continue
-                self.out.segments += pending.segments
-            self._keep_extents(~exact[ext_row], e_agno, e_agbno, e_count, (ino, ext_row), flag, l0)
-        # Everything else, one inode at a time, in the walk's order (so problems come in the same order).
+            c = self._cores(buf, every, stored_crc, rows, ino)
+            exact = c.exact
+            self._extent_forks(every, rows, ino, c)
+            self._bmbt_forks(every, rows, ino, c)
+            self._keep_extents(~exact[c.ext_row], c.e_agno, c.e_agbno, c.e_count, (ino, c.ext_row), c.flag, c.l0)
+        self._exact_inodes(chunks, wanted, read_ok, buf, rows, chunk_of, exact, stored_crc)
+
+    def _cores(self, buf, every, stored_crc, rows, ino):
+        """The inode cores of a batch checked and decoded as arrays: `exact` marks those the per-record code
+        must read (any check failed)."""
+        isize = self.geo.inodesize
+        every[:, _ICRC:_ICRC + 4] = 0
+        mv = memoryview(buf)
+        first = (rows * isize).tolist()
+        computed = np.fromiter(map(crc32c, map(mv.__getitem__, map(slice, first, (o + isize for o in first)))),
+                               np.uint32, len(rows))
+        stored = stored_crc.view("<u4").ravel()[rows]
+        core = every.view(self.core_dt)[:, 0]
+        c = SimpleNamespace()
+        c.forkoff = core["di_forkoff"][rows].astype(np.int64)
+        c.ok = ((core["di_magic"][rows] == f.XFS_DINODE_MAGIC) & (stored == computed)
+                & (core["di_ino"][rows].astype(np.uint64) == ino.astype(np.uint64))
+                & (c.forkoff * 8 <= isize - _CORE))
+        c.exact = ~c.ok
+        c.realtime = (core["di_flags"][rows] & f.XFS_DIFLAG_REALTIME) != 0
+        nrext64 = (core["di_flags2"][rows] & _U64(_NREXT64)) != 0
+        nextents = core["di_nextents"][rows].astype(np.uint64)
+        c.dn = np.where(nrext64, core["di_big_nextents"][rows].astype(np.uint64), nextents)
+        c.an = np.where(nrext64, nextents, core["di_anextents"][rows].astype(np.uint64))
+        c.fmt, c.afmt = core["di_format"][rows], core["di_aformat"][rows]
+        c.has_attr = c.ok & (c.forkoff > 0)
+        return c
+
+    def _extent_forks(self, every, rows, ino, c) -> None:
+        """Every extent-format fork of the batch, decoded as one array: data forks as a dense (inode, slot) grid
+        cut to each inode's extent count, attr forks (few, each at its own offset) gathered."""
+        isize = self.geo.inodesize
+        dlit = np.where(c.forkoff > 0, c.forkoff * 8, isize - _CORE)
+        alit = isize - _CORE - c.forkoff * 8
+        dext = c.ok & ~c.realtime & (c.fmt == f.XFS_DINODE_FMT_EXTENTS)
+        aext = c.has_attr & (c.afmt == f.XFS_DINODE_FMT_EXTENTS)
+        c.exact |= dext & (c.dn > (dlit // 16).astype(np.uint64))
+        c.exact |= aext & (c.an > (alit // 16).astype(np.uint64))
+        dext &= ~c.exact
+        aext &= ~c.exact
+        words = every.reshape(-1).view(">u8")
+        per_row = isize // 8
+        nslots = (isize - _CORE) // 16
+        count = np.minimum(c.dn, nslots).astype(np.int64)
+        slot_used = np.flatnonzero(dext[:, None] & (np.arange(nslots) < count[:, None]))
+        d_row = slot_used // nslots
+        d_w = rows[d_row] * per_row + _CORE // 8 + 2 * (slot_used - d_row * nslots)
+        a_row = np.flatnonzero(aext)
+        which, k = _ranges(c.an[aext])
+        a_w = rows[a_row[which]] * per_row + (_CORE + c.forkoff[a_row[which]] * 8) // 8 + 2 * k
+        c.ext_row = np.concatenate([d_row, a_row[which]])
+        w = np.concatenate([d_w, a_w])
+        c.l0 = words[w].astype(np.uint64)
+        l1 = words[w + 1].astype(np.uint64)
+        c.flag = np.concatenate([np.zeros(len(d_row), np.uint64), np.full(len(a_w), _ATTR_FLAG, np.uint64)])
+        bad, c.e_agno, c.e_agbno, c.e_count = self._extents(c.l0, l1)
+        c.exact[c.ext_row[bad]] = True
+
+    def _bmbt_forks(self, every, rows, ino, c) -> None:
+        """bmbt-format forks: a few inodes with many extents each."""
+        isize = self.geo.inodesize
+        dbt = c.ok & (c.fmt == f.XFS_DINODE_FMT_BTREE) & ~c.exact  # realtime too: its bmbt blocks are here
+        abt = c.has_attr & (c.afmt == f.XFS_DINODE_FMT_BTREE) & ~c.exact
+        for r in np.flatnonzero(dbt | abt):
+            pending = _Records()
+            i_no = int(ino[r])
+            raw = every[rows[r]].tobytes()  # the fork: the CRC field is in the core
+            try:
+                if dbt[r]:
+                    end = _CORE + int(c.forkoff[r]) * 8 if c.forkoff[r] else isize
+                    self._bmbt(i_no, raw[_CORE:end], _U64(0), pending, not c.realtime[r])
+                if abt[r]:
+                    self._bmbt(i_no, raw[_CORE + int(c.forkoff[r]) * 8:], _ATTR_FLAG, pending)
+            except _Fallback:
+                c.exact[r] = True
+                continue
+            self.out.segments += pending.segments
+
+    def _exact_inodes(self, chunks, wanted, read_ok, buf, rows, chunk_of, exact, stored_crc) -> None:
+        """Everything else, one inode at a time, in the walk's order (so problems come in the same order)."""
+        walk, isize = self.walk, self.geo.inodesize
         exact_at = {}
         for r in np.flatnonzero(exact):
             exact_at.setdefault(int(chunk_of[r]), []).append(int(rows[r] % XFS_INODES_PER_CHUNK))
