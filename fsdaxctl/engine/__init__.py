@@ -8,3 +8,5 @@ act.py     carrying decisions out (dry run, confirmation, JSON action log)
 
 The engine uses the device stack and the filesystem model; it never imports the CLI (docs/architecture.md).
 """
+
+__all__ = ["act", "chain", "devices", "flags", "live"]

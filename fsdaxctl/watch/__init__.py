@@ -13,3 +13,5 @@
 No logic of its own beyond merging, remembering and policy: owners come from fsdaxctl.live / fsdaxctl.xfs,
 decisions from fsdaxctl.engine.chain, actions from fsdaxctl.engine.live.
 """
+
+__all__ = ["actions", "metrics", "policy", "resolve", "service", "sources", "state"]

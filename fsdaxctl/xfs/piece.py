@@ -3,7 +3,7 @@ source produces and every consumer (detail, engine, renderer) reads."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from fsdaxctl.parsers import xfs as f
 
@@ -73,6 +73,23 @@ class Piece(NamedTuple):
             d["device"] = self.device
         return d
 
+
+
+class OwnerSource(Protocol):
+    """What every owner source provides (the on-disk OwnerMap, the live kernel's LiveOwnerMap, a log device's
+    map): pieces of any byte range of its device in device order, every answer through AnswerCheck."""
+
+    source: str  # "rmapbt", "walk", "bnobt", "kernel", ...
+    problems: list[str]  # what could not be read, one line each, once
+
+    def prepare(self, ranges) -> None:
+        """Get ready for these (offset, length) ranges (the metadata walk reads what they need, once)."""
+
+    def pieces(self, offset: int, length: int) -> list[Piece]:
+        """Every owner of bytes [offset, offset + length), sorted by offset then inode."""
+
+    def iter_batches(self, offset: int, length: int):
+        """The same pieces as lists in device order: a dump streams them."""
 
 
 def clip(p: Piece, qstart: int, qend: int) -> Piece:
