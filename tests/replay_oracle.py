@@ -100,9 +100,11 @@ def compare(fs, omap, km: KernelMap, unlinked: set, start: int = 0, length: int 
     # where sharing may have changed (shared None), pieces were cut where sharing changed: join them back
     norm3, want2 = _join_unshared(_sortp(norm3)), _join_unshared(_sortp(want2))
     # The mount's own transactions (freeing those, finishing intents) refill and trim the AGFL and reshape the
-    # AG btrees: in an AG where the mount does work, which blocks are per-AG metadata and which are free is the
-    # allocator's choice, and a whole inode chunk holding only freed inodes is freed. There both sides' per-AG
-    # metadata counts as free space, as do ours `inodes` chunks holding an unlinked inode. Counted.
+    # AG btrees: in an AG where the mount does work, which blocks are per-AG metadata (the free-space and rmap
+    # btrees, the AGFL, and the refcount and inode btrees that freeing CoW staging and unlinked inodes shrinks)
+    # and which are free is the allocator's choice, and a whole inode chunk holding only freed inodes is freed.
+    # There both sides' AG btree blocks count as free space, as do ours `inodes` chunks holding an unlinked
+    # inode. Counted.
     geo = fs.geo
     busy = {geo.byte_to_ag(s)[0] for s, _ in unlinked_bytes} | {geo.byte_to_ag(p[0])[0] for p in got
                                                                 if p[2] == "cow-staging"} | set(busy_ags)
@@ -114,7 +116,7 @@ def compare(fs, omap, km: KernelMap, unlinked: set, start: int = 0, length: int 
     def relax(p, mine):
         if p[0] >= geo.size or geo.byte_to_ag(p[0])[0] not in busy:
             return p
-        if p[2] == "per-ag-metadata" or (mine and p[2] == "inodes" and p[0] // chunk in chunks_with_unlinked
+        if p[2] in AG_BTREES or (mine and p[2] == "inodes" and p[0] // chunk in chunks_with_unlinked
                                          and any(s <= p[0] and e >= p[0] + p[1] for s, e in kfree)):
             stats["freed_metadata"] += mine
             return (p[0], p[1], "free", None, None, None, False, False, False)
@@ -126,6 +128,9 @@ def compare(fs, omap, km: KernelMap, unlinked: set, start: int = 0, length: int 
     sa, sb = set(a), set(b)
     stats.update(pieces=len(b), ours_only=sorted(sa - sb), kernel_only=sorted(sb - sa))
     return stats
+
+
+AG_BTREES = ("per-ag-metadata", "refcount-btree", "inode-btree")  # reshaped by the mount's own work
 
 
 def _merge_spans(spans):
