@@ -30,6 +30,7 @@ if __package__ in (None, ""):
 
 from tests import images  # noqa: E402
 from tests import kernel as K  # noqa: E402
+from tests.oracle import overlaps  # noqa: E402
 
 VERBS = ("zeroes", "ones", "firstbit", "middlebit", "lastbit", "add", "sub", "random")
 TIME_LIMIT = 120  # seconds for one fsmap of a damaged 64 MiB image (a clean one takes about one)
@@ -194,7 +195,7 @@ def check_answer(base: Base, case: Case, pieces: list[dict], stderr: str) -> lis
     if "internal error" in stderr:
         out.append("invariant breach: " + next(l for l in stderr.splitlines() if "internal error" in l))
     free = sorted((x["offset"], x["offset"] + x["length"]) for x in pieces if x["owner"] == "free")
-    wrong = _overlaps(base.used, free)
+    wrong = overlaps(base.used, free)
     if wrong:
         total = sum(e - s for s, e in wrong)
         out.append(f"{total} bytes in use on the undamaged filesystem answered free, first {wrong[:3]}")
@@ -212,18 +213,6 @@ def confined_equal(base: Base, case: Case, pieces: list[dict], clean: list[dict]
         return sorted((x["offset"], x["length"], x["owner"], x.get("inode"), x.get("file_offset"), x.get("shared"))
                       for x in ps if x["offset"] + x["length"] <= lo or x["offset"] >= hi)
     return outside(pieces) == outside(clean)
-
-
-def _overlaps(a, b):
-    out, j = [], 0
-    for s, e in a:
-        while j < len(b) and b[j][1] <= s:
-            j += 1
-        k = j
-        while k < len(b) and b[k][0] < e:
-            out.append((max(s, b[k][0]), min(e, b[k][1])))
-            k += 1
-    return out
 
 
 def clean_answer(base: Base) -> list[dict]:

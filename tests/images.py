@@ -398,13 +398,15 @@ def _kind(mode: int) -> str:
     return "other"
 
 
-def collect_files(mnt) -> tuple[dict, dict, dict]:
-    """(files, fiemap, fiemap_xattr) for a mounted fs, keyed by str(inode); paths are absolute from fs root."""
+def collect_files(mnt, *, with_fiemap: bool = True, kind=None) -> tuple[dict, dict, dict]:
+    """(files, fiemap, fiemap_xattr) for a mounted fs, keyed by str(inode); paths are absolute from fs root.
+    kind: mode -> the type's name (default: file, dir, symlink, other); with_fiemap=False skips FIEMAP."""
     files: dict[int, dict] = {}
+    kind = kind or _kind
 
     def add(full, st):
         rel = "/" + os.path.relpath(full, mnt) if full != mnt else "/"
-        ent = files.setdefault(st.st_ino, {"paths": [], "type": _kind(st.st_mode), "size": st.st_size})
+        ent = files.setdefault(st.st_ino, {"paths": [], "type": kind(st.st_mode), "size": st.st_size})
         ent["paths"].append(rel.replace("/./", "/"))
 
     add(mnt, os.lstat(mnt))
@@ -415,7 +417,7 @@ def collect_files(mnt) -> tuple[dict, dict, dict]:
     fmap, xmap = {}, {}
     for ino, ent in files.items():
         ent["paths"].sort()
-        if ent["type"] == "file":
+        if with_fiemap and ent["type"] == "file":
             path = os.path.join(mnt, ent["paths"][0].lstrip("/"))
             fmap[str(ino)] = [e.to_dict() for e in K.fiemap(path)]
             xa = K.fiemap(path, xattr=True)

@@ -102,3 +102,17 @@ def ours(pieces) -> list[tuple]:
         else:
             out.append((d["offset"], d["length"], d["owner"], None, None, None, False, False, False))
     return sorted(out, key=sort_key)
+
+
+def overlaps(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Where two lists of [start, end) spans meet (each list may overlap itself)."""
+    out, j = [], 0
+    b = sorted(b)
+    for s, e in sorted(a):
+        while j < len(b) and b[j][1] <= s:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < e:
+            out.append((max(s, b[k][0]), min(e, b[k][1])))
+            k += 1
+    return out

@@ -96,32 +96,10 @@ _KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", st
 
 
 def collect_tree(mnt, *, with_fiemap: bool) -> tuple[dict, dict, dict]:
-    """As tests/images.collect_files (os.walk on the mount, paths from the root, str with surrogate escapes),
-    but with every file type named (fifo, chardev, socket: as fsdaxctl.xfs.paths.mode_type spells them) and
-    FIEMAP only when asked."""
-    files: dict[int, dict] = {}
-
-    def add(full, st):
-        rel = "/" + os.path.relpath(full, mnt) if full != mnt else "/"
-        ent = files.setdefault(st.st_ino, {"paths": [], "type": _KINDS.get(stat.S_IFMT(st.st_mode), "unknown"),
-                                           "size": st.st_size})
-        ent["paths"].append(rel.replace("/./", "/"))
-
-    add(mnt, os.lstat(mnt))
-    for root, dirs, names in os.walk(mnt, followlinks=False):
-        for n in dirs + names:
-            full = os.path.join(root, n)
-            add(full, os.lstat(full))
-    fmap, xmap = {}, {}
-    for ino, ent in files.items():
-        ent["paths"].sort()
-        if with_fiemap and ent["type"] == "file":
-            path = os.path.join(mnt, ent["paths"][0].lstrip("/"))
-            fmap[str(ino)] = [e.to_dict() for e in K.fiemap(path)]
-            xa = K.fiemap(path, xattr=True)
-            if xa:
-                xmap[str(ino)] = [e.to_dict() for e in xa]
-    return {str(k): v for k, v in sorted(files.items())}, fmap, xmap
+    """tests/images.collect_files with every file type named (fifo, chardev, socket: as
+    fsdaxctl.xfs.paths.mode_type spells them) and FIEMAP only when asked."""
+    return images.collect_files(mnt, with_fiemap=with_fiemap,
+                                kind=lambda mode: _KINDS.get(stat.S_IFMT(mode), "unknown"))
 
 
 def xfs_repair_check(image) -> dict:

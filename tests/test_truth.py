@@ -28,7 +28,7 @@ from fsdaxctl.xfs.walk import verify_rmap
 from tests import images
 from tests import kernel as K
 from tests.conftest import need_kernel
-from tests.oracle import KernelMap, ours
+from tests.oracle import KernelMap, overlaps, ours
 
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x1, 0x2
 
@@ -162,7 +162,7 @@ def test_unreadable_structures_are_unknown_never_free(built, cntbt_images, tmp_p
         assert omap.problems, "the damage was not reported"
     used = [(p.offset, p.offset + p.length) for p in clean if p.owner not in ("free", "unknown")]
     free = [(p.offset, p.offset + p.length) for p in damaged if p.owner == "free"]
-    wrong = _overlaps(used, free)
+    wrong = overlaps(used, free)
     assert wrong == [], f"{name}: bytes in use on the undamaged image answered free: {wrong[:5]}"
     if "refcountbt" not in name:  # a damaged refcountbt leaves owners known and `shared` unknown (None)
         assert any(p.owner == "unknown" for p in damaged)
@@ -171,20 +171,6 @@ def test_unreadable_structures_are_unknown_never_free(built, cntbt_images, tmp_p
     proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", bad, "--format", "csv"],
                           capture_output=True, text=True)
     assert proc.returncode & 1 and "Traceback" not in proc.stderr, proc.stderr
-
-
-def _overlaps(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Where two sorted lists of [start, end) spans meet (each list may overlap itself)."""
-    out, j = [], 0
-    b = sorted(b)
-    for s, e in sorted(a):
-        while j < len(b) and b[j][1] <= s:
-            j += 1
-        k = j
-        while k < len(b) and b[k][0] < e:
-            out.append((max(s, b[k][0]), min(e, b[k][1])))
-            k += 1
-    return out
 
 
 # --- btree order: the kernel's recs_inorder / keys_inorder per tree --------------------------------------
