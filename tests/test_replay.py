@@ -36,7 +36,7 @@ from fsdaxctl.xfs.owners import OwnerMap  # noqa: E402
 
 SLOW = os.environ.get("FSDAXCTL_SLOW") == "1"
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "crash")
-FIEMAP_EXTENT_UNWRITTEN = 0x800
+from tests.test_walk import _blocks  # noqa: E402 - FIEMAP extents as blocks, as the walk's test reads them
 
 # (config, seed, mode): CI keeps to a handful (about 1 s each to build, a few to compare)
 CI_CASES = [("4k-reflink", 1, "flush"), ("4k-reflink", 2, "noflush"), ("1k-reflink", 3, "flush"),
@@ -101,14 +101,6 @@ def check_image(img: str, rec: dict) -> dict:
         assert of == kf, (img, sorted(set(of) - set(kf))[:10], sorted(set(kf) - set(of))[:10])
         out.update(pieces=n, free=len(kf))
         return out
-
-
-def _blocks(extents, bs):
-    out = set()
-    for e in extents:
-        for i in range(e["length"] // bs):
-            out.add((e["logical"] // bs + i, e["physical"] + i * bs, bool(e["flags"] & FIEMAP_EXTENT_UNWRITTEN)))
-    return out
 
 
 def run_case(config: str, seed: int, mode: str, ops: int, tmp: str) -> dict:
