@@ -297,3 +297,26 @@ def test_an_extent_grown_over_hundreds_of_owners_settles_at_once(built, tmp_path
     conflicts = [p for p in pieces if p.get("detail", {}).get("conflict")]
     assert len(conflicts) > 50 and proc.returncode & 1
     assert len(proc.stderr.splitlines()) <= 30, proc.stderr[-2000:]
+
+
+def test_answer_check_turns_every_impossible_map_into_unknown():
+    """The one invariant check: a gap, a piece out of order or outside the query, an owner claiming the same
+    bytes twice each come out `unknown` with an internal error; two files sharing a block do not."""
+    from fsdaxctl.xfs.piece import AnswerCheck, Piece
+
+    notes = []
+    check = AnswerCheck(0, 100, notes.append)
+    a = Piece(0, 10, "file", 0, 131, "data", 0, shared=True)
+    b = Piece(0, 10, "file", 0, 132, "data", 0, shared=True)  # a sharer: fine
+    twice = Piece(5, 10, "file", 0, 131, "data", 5)  # inode 131 again at the same file offsets
+    other_offset = Piece(5, 10, "file", 0, 131, "data", 4096)  # the same file at another offset: fine
+    gap_then = Piece(30, 10, "per-ag-metadata", 0)  # bytes 15..29 covered by nobody
+    backwards = Piece(20, 5, "inodes", 0)
+    outside = Piece(95, 10, "free", 0)
+    out = check.batch([a, b, twice, other_offset, gap_then, backwards, outside]) + check.finish()
+    bugs = [p for p in out if p.owner == "unknown" and "internal error" in (p.detail or {}).get("error", "")]
+    assert [(p.offset, p.length) for p in bugs] == [(5, 10), (15, 15), (20, 5), (40, 55)]
+    assert [p for p in out if p.inode == 132] == [b] and other_offset in out
+    assert out[-1] == Piece(95, 5, "free", 0)  # clipped to the query, and said
+    assert len(notes) == 5 and all("internal error" in n for n in notes)
+    assert [p.owner for p in AnswerCheck(0, 20, notes.append).batch([Piece(0, 20, "free")])] == ["free"]

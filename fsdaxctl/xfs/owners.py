@@ -186,6 +186,9 @@ class OwnerMap:
         seq = itertools.count()
         cursor = lo  # first agbno not yet covered by a record or a gap
         free = FreeSpace(self, agno, lo, hi)  # the second witness of every gap and every record
+        fstarts = [x[0] for x in free.extents]
+        fends = [x[1] for x in free.extents]
+        nfree, k = len(fstarts), 0
         for batch in batches:
             out = []
             if type(batch) is Unreadable:
@@ -211,13 +214,17 @@ class OwnerMap:
                     piece = new(Piece, (base + (start << bl), count << bl, FILE, agno, owner,
                                         "attr" if flags & 4 else "data", None if bmbt else (off & _MASK) << bl,
                                         bool(bmbt), bool(flags & 1), False, (), None, None, None))
-                    if sharing is not None and not flags & 6:
+                    if sharing is not None and not flags & 6 and sharing.may_split(start, end):
                         first, *rest = sharing.split(piece, start, end)
                         piece = first
                         for p in rest:
                             heapq.heappush(held, (p.sort_key(), next(seq), p))
-                for p in free.claimed(start, end):  # the bnobt calls part of this record free: a conflict
-                    heapq.heappush(held, (p.sort_key(), next(seq), p))
+                while k < nfree and fends[k] <= start:  # the bnobt's extents this record could meet (inline:
+                    k += 1  # a dump runs this a million times; free.claimed is the slow, rare path)
+                if k < nfree and fstarts[k] < end:
+                    free.k = k
+                    for p in free.claimed(start, end):  # the bnobt calls part of this record free: a conflict
+                        heapq.heappush(held, (p.sort_key(), next(seq), p))
                 if held and held[0][0] < piece.sort_key():
                     out += sorted_release(held, piece.sort_key())
                 out.append(piece)

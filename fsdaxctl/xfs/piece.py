@@ -133,19 +133,27 @@ def describe(p: Piece) -> str:
     return f"inode {p.inode} {p.fork} fork at file offset {p.file_offset}"
 
 
+def _same_claim(a: Piece, b: Piece) -> bool:
+    """The same owner mapping the same bytes: same owner, inode, fork, kind and file offset for each byte (one
+    file may map a block at two file offsets: those are two claims)."""
+    if (a.owner, a.inode, a.fork, a.extent_map) != (b.owner, b.inode, b.fork, b.extent_map):
+        return False
+    if a.file_offset is None or b.file_offset is None:
+        return a.file_offset == b.file_offset
+    return a.file_offset - a.offset == b.file_offset - b.offset
+
+
 class AnswerCheck:
     """The invariants of every answer, checked in one place as pieces stream out: positive lengths, inside
     the query, in device order, every byte covered, no owner claiming a byte twice (the same mapping; one
     file may map a block at two offsets). A breach is a bug: the offending bytes come out `unknown` with an
     `internal error` (exit bit 1) and `note` is told, rather than an impossible map being printed."""
 
-    _PRUNE = 4096
-
     def __init__(self, qstart: int, qend: int, note):
         self.qstart, self.qend, self.note = qstart, qend, note
         self.last = qstart  # offset of the previous piece
         self.covered = qstart  # every byte before this is covered
-        self.claims: dict[tuple, int] = {}  # owner identity -> end of its last piece
+        self.open: list[Piece] = []  # pieces a later piece may still overlap (they end after `last`)
 
     def _bug(self, p: Piece, what: str) -> Piece:
         msg = f"internal error (a bug in fsdaxctl, please report it): {what} at bytes {p.offset}+{p.length}"
@@ -154,30 +162,39 @@ class AnswerCheck:
 
     def batch(self, pieces: list[Piece]) -> list[Piece]:
         out = []
+        qend = self.qend
         for p in pieces:
             end = p.offset + p.length
-            if p.length <= 0 or p.offset < self.qstart or end > self.qend:
-                s, e = max(p.offset, self.qstart), min(end, self.qend)
-                self._bug(p, "a piece of no length or outside the query")
-                if e <= s:
-                    continue
-                p, end = clip(p, s, e), e
-            if p.offset < self.last:
-                p = self._bug(p, "a piece out of device order")
-            if p.offset > self.covered:
-                out.append(self._bug(Piece(self.covered, p.offset - self.covered, UNKNOWN, p.agno),
-                                     "bytes no piece covers"))
-            if p.owner not in (UNKNOWN, FREE):  # unknown and free pieces are not claims
-                key = (p.owner, p.inode, p.fork, p.extent_map,
-                       None if p.file_offset is None else p.file_offset - p.offset)
-                if self.claims.get(key, -1) > p.offset:
-                    p = self._bug(p, "an owner claiming the same bytes twice")
-                else:
-                    self.claims[key] = end
-            self.last, self.covered = p.offset, max(self.covered, end)
-            out.append(p)
-        if len(self.claims) > self._PRUNE:
-            self.claims = {k: e for k, e in self.claims.items() if e > self.last}
+            # The common case, checked first: the piece starts where coverage ends. Nothing before it can
+            # overlap it or anything after it, so only it stays open.
+            if p.offset == self.covered and p.length > 0 and end <= qend:
+                self.open = [p]
+                self.last, self.covered = p.offset, end
+                out.append(p)
+                continue
+            out += self._check(p, end)
+        return out
+
+    def _check(self, p: Piece, end: int) -> list[Piece]:
+        """The rest: clipping, order, gaps, and a piece overlapping open ones (reflinked data, conflicts)."""
+        out = []
+        if p.length <= 0 or p.offset < self.qstart or end > self.qend:
+            s, e = max(p.offset, self.qstart), min(end, self.qend)
+            self._bug(p, "a piece of no length or outside the query")
+            if e <= s:
+                return out
+            p, end = clip(p, s, e), e
+        if p.offset < self.last:
+            p = self._bug(p, "a piece out of device order")
+        if p.offset > self.covered:
+            out.append(self._bug(Piece(self.covered, p.offset - self.covered, UNKNOWN, p.agno),
+                                 "bytes no piece covers"))
+        self.open = [h for h in self.open if h.offset + h.length > p.offset]
+        if p.owner not in (UNKNOWN, FREE) and any(_same_claim(h, p) for h in self.open):
+            p = self._bug(p, "an owner claiming the same bytes twice")
+        self.open.append(p)
+        self.last, self.covered = p.offset, max(self.covered, end)
+        out.append(p)
         return out
 
     def finish(self) -> list[Piece]:

@@ -48,6 +48,16 @@ class Sharing:
                     lasts.append(rec[0] + rec[1] - 1)
         self.starts, self.lasts = starts, lasts
 
+    def may_split(self, start: int, end: int) -> bool:
+        """Could agbnos [start, end) need cutting (or `shared: null`)? The cheap test before `split`."""
+        if self.starts is None:
+            self._read()
+        starts, lasts, n, j = self.starts, self.lasts, len(self.starts), self.j
+        while j < n and lasts[j] < start:
+            j += 1
+        self.j = j
+        return self.unreadable or (j < n and starts[j] < end)
+
     def split(self, p: Piece, start: int, end: int) -> list[Piece]:
         """p (agbnos [start, end)) as pieces each shared for every byte or for none: finer than GETFSMAP's
         flag on the whole record. Parts outside [lo, hi] are dropped (the tree was read for those only)."""
