@@ -31,11 +31,9 @@ import subprocess
 
 from fsdaxctl.device import (MOUNTINFO, Mount, mount_of_path, mounts, mounts_of_device,  # noqa: F401 (re-exported)
                              parse_mountinfo_line, unescape)
-from fsdaxctl.errors import FsdaxError
+from fsdaxctl.live.fsmap import LiveError  # noqa: F401 - one error for every look-up on the live system
+from fsdaxctl.live.procs import maps_device, maps_lines, read_all_maps, read_bytes  # noqa: F401 (re-exported)
 from fsdaxctl.units import PAGE_SIZE
-
-
-from fsdaxctl.live.fsmap import LiveError  # noqa: E402,F401 - one error for every look-up on the live system
 
 
 # --- mounts: fsdaxctl.device (one mountinfo parser for the whole package) ---------------------------------
@@ -252,11 +250,6 @@ class MapperList(list):
         self.notes: list[str] = list(notes)
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as fh:
-        return fh.read()
-
-
 def _stat_flags(stat_line: bytes) -> int:
     """task->flags: field 9 of /proc/PID/stat, counted after the ")" that ends comm (comm may hold spaces)."""
     return int(stat_line[stat_line.rindex(b")") + 2:].split()[6])
@@ -267,7 +260,7 @@ def early_kill_thread(pid: int, proc: str = "/proc") -> int | None:
     (leader first, then creation order; read here in tid order) with PF_MCE_PROCESS|PF_MCE_EARLY, or without
     PF_MCE_PROCESS while vm.memory_failure_early_kill is 1. None: no action-optional signal (or unreadable)."""
     try:
-        sysctl = _read(f"{proc}/sys/vm/memory_failure_early_kill").strip() == b"1"
+        sysctl = read_bytes(f"{proc}/sys/vm/memory_failure_early_kill").strip() == b"1"
     except OSError:
         sysctl = False  # no CONFIG_MEMORY_FAILURE: no early kill either
     try:
@@ -277,7 +270,7 @@ def early_kill_thread(pid: int, proc: str = "/proc") -> int | None:
     tids.sort(key=lambda t: t != pid)  # the leader first
     for tid in tids:
         try:
-            flags = _stat_flags(_read(f"{proc}/{pid}/task/{tid}/stat"))
+            flags = _stat_flags(read_bytes(f"{proc}/{pid}/task/{tid}/stat"))
         except (OSError, ValueError, IndexError):
             continue
         if flags & PF_MCE_PROCESS:
@@ -286,26 +279,6 @@ def early_kill_thread(pid: int, proc: str = "/proc") -> int | None:
         elif sysctl:
             return tid
     return None
-
-
-def read_all_maps(proc: str = "/proc") -> tuple[dict[int, bytes], list[str]]:
-    """({pid: its /proc/PID/maps}, notes on processes that could not be read): one pass over /proc, which a
-    batch of find_mappers() calls can share (snapshot=) instead of reading every process once per question."""
-    try:
-        entries = os.scandir(proc)
-    except OSError as e:
-        raise LiveError(f"cannot list {proc}: {e.strerror}") from None
-    with entries:
-        pids = [int(e.name) for e in entries if e.name.isdigit()]
-    out, notes = {}, []
-    for pid in sorted(pids):
-        try:
-            out[pid] = _read(f"{proc}/{pid}/maps")
-        except FileNotFoundError:
-            notes.append(f"process {pid} exited while /proc was read")
-        except OSError as e:
-            notes.append(f"process {pid}: cannot read its maps: {e.strerror}")
-    return out, notes
 
 
 def find_mappers(dev: tuple[int, int], ino: int, first_page: int, page_count: int, proc: str = "/proc",
@@ -320,7 +293,7 @@ def find_mappers(dev: tuple[int, int], ino: int, first_page: int, page_count: in
     mm, as collect_procs_fsdax walks for_each_process. Processes that exit while being read or whose maps
     cannot be read are left out and named in `.notes`.
     """
-    devfield = f"{dev[0]:02x}:{dev[1]:02x}".encode()  # seq_put_hex_ll(..., 2): at least two hex digits each
+    devfield = maps_device(*dev)
     needle = b" %s %d " % (devfield, ino)
     last = first_page + page_count
     found = MapperList()
@@ -330,11 +303,8 @@ def find_mappers(dev: tuple[int, int], ino: int, first_page: int, page_count: in
         if needle not in maps:  # the fast path: most processes map nothing of this inode
             continue
         hits = []
-        for line in maps.split(b"\n"):
-            if needle not in line:
-                continue
-            parts = line.split(None, 5)
-            if len(parts) < 5 or parts[3] != devfield or int(parts[4]) != ino:
+        for parts in maps_lines(maps, devfield):
+            if int(parts[4]) != ino:
                 continue
             start, end = (int(x, 16) for x in parts[0].split(b"-"))
             vma_pgoff = int(parts[2], 16) // page_size
@@ -348,7 +318,7 @@ def find_mappers(dev: tuple[int, int], ino: int, first_page: int, page_count: in
         if not hits:
             continue
         try:
-            comm = os.fsdecode(_read(f"{proc}/{pid}/comm").rstrip(b"\n"))
+            comm = os.fsdecode(read_bytes(f"{proc}/{pid}/comm").rstrip(b"\n"))
         except OSError:
             comm = ""
         tid = early_kill_thread(pid, proc)

@@ -4,6 +4,7 @@
 - `owners`: `LiveOwnerMap`, the same pieces as the on-disk reader's `OwnerMap`, from GETFSMAP;
 - `names`: paths (from the machine's root) and who holds each file open or mapped, from the mounted tree and
   /proc;
+- `procs`: /proc read once for a batch of questions (who maps which file);
 - `target`: which mount a TARGET (mount point, mounted block device, image behind a mounted loop device) is.
 """
 

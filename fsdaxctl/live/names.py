@@ -12,6 +12,8 @@ import os
 import stat
 from collections import deque
 
+from fsdaxctl.live.fsmap import LiveError
+from fsdaxctl.live.procs import maps_device, maps_lines, read_all_maps
 from fsdaxctl.xfs.paths import Naming, mode_type
 
 
@@ -93,21 +95,23 @@ class LivePathResolver:
             out[ino].reason = f"deleted while still open by {who}: the blocks are freed on the last close"
 
     def holders(self, inos) -> dict[int, list[dict]]:
-        """inode -> processes holding it open (fd) or mapped (maps), from /proc."""
+        """inode -> processes holding it open (fd) or mapped (maps), from one pass over /proc."""
         want = set(inos)
         out: dict[int, list[dict]] = {}
         try:
-            pids = [p for p in os.listdir(self.proc) if p.isdigit()]
-        except OSError:
+            pids = sorted(int(p) for p in os.listdir(self.proc) if p.isdigit())
+            all_maps, _ = read_all_maps(self.proc)
+        except (OSError, LiveError):
             return out
-        major, minor = os.major(self.dev), os.minor(self.dev)
-        for pid in pids:
+        device = maps_device(os.major(self.dev), os.minor(self.dev))
+        for pid in pids:  # a process whose maps could not be read may still hold the file open
             comm = _read(f"{self.proc}/{pid}/comm").strip()
+            mapped = [("mapped", int(parts[4])) for parts in maps_lines(all_maps.get(pid, b""), device)]
             seen = set()
-            for how, ino in _fd_inodes(self.proc, pid, self.dev) + _mapped_inodes(self.proc, pid, major, minor):
+            for how, ino in _fd_inodes(self.proc, pid, self.dev) + mapped:
                 if ino in want and (ino, how[0]) not in seen:
                     seen.add((ino, how[0]))
-                    out.setdefault(ino, []).append({"pid": int(pid), "comm": comm, "how": how})
+                    out.setdefault(ino, []).append({"pid": pid, "comm": comm, "how": how})
         return out
 
 
@@ -119,7 +123,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def _fd_inodes(proc: str, pid: str, dev: int) -> list[tuple[str, int]]:
+def _fd_inodes(proc: str, pid: int, dev: int) -> list[tuple[str, int]]:
     out = []
     try:
         fds = os.listdir(f"{proc}/{pid}/fd")
@@ -132,14 +136,4 @@ def _fd_inodes(proc: str, pid: str, dev: int) -> list[tuple[str, int]]:
             continue
         if st.st_dev == dev:
             out.append((f"fd {fd}", st.st_ino))
-    return out
-
-
-def _mapped_inodes(proc: str, pid: str, major: int, minor: int) -> list[tuple[str, int]]:
-    out = []
-    want = f"{major:02x}:{minor:02x}"
-    for line in _read(f"{proc}/{pid}/maps").splitlines():
-        parts = line.split(None, 5)
-        if len(parts) >= 5 and parts[3] == want and parts[4] != "0":
-            out.append(("mapped", int(parts[4])))
     return out
