@@ -50,6 +50,17 @@ class Device:
             os.close(self.fd)
             raise
 
+    def use_direct(self) -> None:
+        """Read with O_DIRECT from now on (a filesystem was found mounted on it), without opening it again;
+        where the file's filesystem refuses O_DIRECT (tmpfs), its page cache is the truth and stays in use."""
+        import fcntl
+
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_DIRECT)
+            self.direct = True
+        except OSError:
+            pass
+
     def pread(self, offset: int, length: int, what: str = "data") -> bytes:
         """Exactly `length` bytes at `offset`, or TruncatedError / DeviceError naming what was being read."""
         if offset + length > self.size:

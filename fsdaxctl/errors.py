@@ -60,3 +60,47 @@ class UnsupportedError(FsdaxError):
 
 class NotXfsError(UnsupportedError):
     """No XFS superblock at the start of the target."""
+
+
+class Problem(str):
+    """One thing that could not be read or decided, as the line the user sees (so it prints, compares and
+    serialises as that text) with the facts that place it (`structure`, `daddr`, `ino`, ... as FsdaxError's)."""
+
+    facts: dict
+
+    def __new__(cls, what, cause: Exception | None = None, **facts):
+        obj = super().__new__(cls, str(what))
+        obj.facts = {**getattr(cause, "facts", {}), **getattr(what, "facts", {}),
+                     **{k: v for k, v in facts.items() if v is not None}}
+        return obj
+
+
+class Problems(list):
+    """The one collector of problems: each reported once, in the order first met. Appending a str, a Problem or
+    an FsdaxError keeps its facts; `lines(cap)` spells out the first `cap` and counts the rest."""
+
+    def __init__(self, items=()):
+        super().__init__()
+        self._seen: set[str] = set()
+        self.extend(items)
+
+    def append(self, what, cause: Exception | None = None, **facts) -> None:
+        problem = what if isinstance(what, Problem) and not facts and cause is None else Problem(what, cause, **facts)
+        if problem not in self._seen:
+            self._seen.add(problem)
+            super().append(problem)
+
+    add = append
+
+    def __iadd__(self, items):
+        self.extend(items)
+        return self
+
+    def extend(self, items) -> None:
+        for item in items:
+            self.append(item)
+
+    def lines(self, cap: int | None = None, more: str = "more problems") -> list[str]:
+        if cap is None or len(self) <= cap:
+            return list(self)
+        return self[:cap] + [f"... and {len(self) - cap} {more}"]

@@ -29,21 +29,8 @@ class Result:
         """What to do about it, once the owners are described (fsdaxctl.policy); "" before."""
         return policy.advice(self.owners) if any(p.impact for p in self.owners) else ""
 
-    def to_dict(self) -> dict:
-        d = {"offset": self.offset, "length": self.length, "owners": [p.to_dict() for p in self.owners]}
-        if self.source:
-            d["source"] = self.source
-        if self.input is not None:
-            d["input"] = self.input
-        if self.recoverable:
-            d["recoverable"] = self.recoverable
-        if self.trace is not None:
-            d["trace"] = self.trace
-        return d
-
 
 def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
-    # Range.where doubles as the input description for routed inputs (see locate_routes).
     """Resolve every range; results come back in input order.
 
     The ranges are resolved in device order so that neighbouring queries share the btree blocks they read

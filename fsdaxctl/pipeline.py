@@ -1,12 +1,13 @@
-"""inputs -> device stack -> filesystem -> owners: the whole walk for `locate` (and `badblocks --on`).
+"""inputs -> device stack -> filesystem bytes: the mechanics under fsdaxctl.session.
 
-A Plan holds what the user asked (already-parsed sources, filesystem-relative places, the layers they named);
-resolve() opens the target read-only, finds the filesystem on it (probe), builds the stack, routes every input
-extent down to filesystem bytes, and asks the owner map about those bytes in one pass.
+open_target() opens what a Spec names read-only and finds the filesystem on it (probe; a dirty log replayed,
+a mounted one answered live); route() builds the stack for the Inputs (already-parsed sources and
+filesystem-relative places) and routes every input extent down to filesystem bytes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -16,18 +17,30 @@ from fsdaxctl.stack import BLOCK, FS, NAMESPACE, PHYS, REGION, Extent, Route, Sp
 
 TARGET = "target"  # space kind of --offset/--ranges: bytes on TARGET, whatever TARGET turns out to be
 
-# Bytes dropped before the filesystem that still matter (exit bit 8): what the filesystem cannot be found without.
-METADATA_DROPS = {"partition-table", "namespace-metadata", "md-metadata"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to open: TARGET, what lies between the machine's devices and it, and how to read it. Prints as TARGET."""
+    target: str
+    partition: int | None = None
+    device: str | None = None          # what the machine calls TARGET (pmem0, sdb); None: infer or leave unnamed
+    sysfs_root: str | None = None
+    dm_tables: tuple[str, ...] = ()    # 'NAME=FILE' or FILE (`dmsetup table` with names)
+    md: tuple[str, ...] = ()           # specs, or 'sysfs:md0'
+    replay: bool = True                # a dirty internal log is replayed in memory (--no-replay: the disk as it is)
+    live: bool = True                  # a mounted TARGET is answered by its kernel (--offline: the disk under it)
+    fs_relative: bool = False          # paths from the filesystem root, not the machine's (--fs-relative)
+    logdev: str | None = None          # --logdev FILE
+    rtdev: str | None = None           # --rtdev FILE
+
+    def __str__(self) -> str:
+        return self.target
 
 
 @dataclass
-class Plan:
-    target: str
-    device: str | None = None          # what the machine calls TARGET (pmem0, sdb); None: infer or leave unnamed
-    partition: int | None = None
-    sysfs_root: str | None = None
-    dm_tables: list[str] = field(default_factory=list)   # 'NAME=FILE' or FILE (`dmsetup table` with names)
-    md: list[str] = field(default_factory=list)          # specs, or 'sysfs:md0'
+class Inputs:
+    """Where the damage is: parsed sources (extents, inode reports, notes) and filesystem-relative places."""
     parsed: Parsed = field(default_factory=Parsed)
     fs_queries: list = field(default_factory=list)      # callables fs -> (extents, notes)
 
@@ -41,19 +54,19 @@ class Answer:
     plain: bool = False  # only bytes on a TARGET that is the filesystem itself: nothing to explain
 
 
-def target_extent(offset: int, length: int, where: str) -> Extent:
-    return Extent(Space(TARGET), offset, length, where, f"bytes {offset}+{length} of TARGET")
+def target_extent(offset: int, length: int, where: str, source: str = "", line: int = 0) -> Extent:
+    return Extent(Space(TARGET), offset, length, where, f"bytes {offset}+{length} of TARGET", source, line)
 
 
 def _wants_sysfs(extents) -> bool:
     return any(e.space.kind in (PHYS, REGION) or (e.space.kind == NAMESPACE and e.space.name) for e in extents)
 
 
-def _bind_name(plan: Plan, extents, known: set[str], layout) -> tuple[str | None, list[str]]:
+def _bind_name(spec: Spec, extents, known: set[str], layout) -> tuple[str | None, list[str]]:
     """TARGET's kernel name: --device, a block device's own name, or the one device the inputs name."""
-    if plan.device:
-        return plan.device, []
-    real = os.path.realpath(plan.target)
+    if spec.device:
+        return spec.device, []
+    real = os.path.realpath(spec.target)
     if real.startswith("/dev/") and os.path.exists(real):
         import stat
 
@@ -78,17 +91,14 @@ def _bind_name(plan: Plan, extents, known: set[str], layout) -> tuple[str | None
 
 
 def _in_input_order(extents: list[Extent]) -> list[Extent]:
-    """Inode reports become extents after the byte ranges: put every extent back where its line was ('FILE line
-    N' origins), sources in the order they came, so results follow the input (README: input order)."""
-    import re
-
+    """Inode reports become extents after the byte ranges: put every extent back where its line was (its
+    `source` and `line`), sources in the order they came, so results follow the input (README: input order)."""
     first_seen: dict[str, int] = {}
     keys = []
     for i, e in enumerate(extents):
-        m = re.fullmatch(r"(.*) line (\d+)", e.origin)
-        src, line = (m.group(1), int(m.group(2))) if m else (e.origin, i)
+        src = e.source or e.origin
         first_seen.setdefault(src, len(first_seen))
-        keys.append((first_seen[src], line, i))
+        keys.append((first_seen[src], e.line or i, i))
     return [extents[k[2]] for k in sorted(keys)]
 
 
@@ -116,21 +126,20 @@ def _alias_fs_names(extents: list[Extent], fs_name: str, warnings: list[str]) ->
         return extents
     other = names.pop()
     warnings.append(f"taking XFS ({other}) to be TARGET's filesystem ({fs_name}): --device NAME to say otherwise")
-    return [Extent(Space(FS, fs_name), e.offset, e.length, e.origin, e.note)
-            if e.space.kind == FS and e.space.name == other else e for e in extents]
+    return [dataclasses.replace(e, space=Space(FS, fs_name)) if e.space.kind == FS and e.space.name == other
+            else e for e in extents]
 
 
-def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
+def _dm_md_layers(spec: Spec, notes: list[str], sysfs) -> tuple[list, dict, set[str]]:
     from fsdaxctl.stack.dm import dm_layers, parse_table
     from fsdaxctl.discovery.md import read_md_sysfs
     from fsdaxctl.stack.md import md_layers, parse_md_spec
 
     layers, arrays = [], {}
-    plan_notes = plan.parsed.notes
-    for spec in plan.dm_tables:
-        name, sep, path = spec.partition("=")
+    for table in spec.dm_tables:
+        name, sep, path = table.partition("=")
         if not sep:
-            name, path = None, spec
+            name, path = None, table
         from fsdaxctl.inputs.load import read_source
 
         shown, data = read_source(path)
@@ -147,14 +156,14 @@ def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
         layers += dm_layers(tables, named)
         unresolved = sorted({layer.upper.name for layer in layers if ":" in (layer.upper.name or "")})
         if unresolved:
-            plan_notes.append(f"the dm table names {', '.join(unresolved)} by number; without that machine's sysfs "
+            notes.append(f"the dm table names {', '.join(unresolved)} by number; without that machine's sysfs "
                               "(--sysfs-root) they cannot be matched to names in the input (sdb, ...): write the "
                               "table with device names (/dev/sdb) or give --sysfs-root")
-    for spec in plan.md:
-        if spec.startswith("sysfs:"):
-            md = read_md_sysfs(plan.sysfs_root or "/sys", spec[6:])
+    for text in spec.md:
+        if text.startswith("sysfs:"):
+            md = read_md_sysfs(spec.sysfs_root or "/sys", text[6:])
         else:
-            md = parse_md_spec(spec)
+            md = parse_md_spec(text)
         if md.name in arrays:
             raise UsageError(f"--md: {md.name} is given twice")
         arrays[md.name] = md
@@ -163,40 +172,17 @@ def _dm_md_layers(plan: Plan, sysfs) -> tuple[list, dict, set[str]]:
     return layers, arrays, lowers
 
 
-@dataclass(frozen=True)
-class Opening:
-    """How the command line asked TARGET to be opened."""
-    replay: bool = True  # a dirty internal log is replayed in memory (--no-replay: the disk as it is)
-    live: bool = True  # a mounted TARGET is answered by its kernel (--offline: the disk under it)
-    fs_relative: bool = False  # paths from the filesystem root, not the machine's (--fs-relative)
-    logdev: str | None = None  # --logdev FILE
-    rtdev: str | None = None  # --rtdev FILE
-
-
-class Target(str):
-    """TARGET as the user typed it (it prints, compares and serialises as that string), carrying its Opening."""
-
-    opening: Opening
-
-    def __new__(cls, path: str, opening: Opening | None = None):
-        obj = super().__new__(cls, path)
-        obj.opening = opening or getattr(path, "opening", None) or Opening()
-        return obj
-
-
-def open_target(path: str, partition: int | None = None, replay: bool | None = None):
-    """(XfsFilesystem, Layout): the filesystem on TARGET (a path or a Target), wherever it starts, with every
-    warning that makes its answers doubtful (a table repaired from its backup, a mount, a dirty log) in
-    fs.warnings."""
+def open_target(spec: Spec):
+    """(XfsFilesystem, Layout): the filesystem on spec.target, wherever it starts, with every warning that makes
+    its answers doubtful (a table repaired from its backup, a mount, a dirty log) in fs.warnings."""
     from fsdaxctl.device import mount_warnings
     from fsdaxctl.discovery.probe import filesystem_window, probe
     from fsdaxctl.xfs.fs import XfsFilesystem
     from fsdaxctl.xfs.log import log_warnings
 
-    opening = Target(path).opening
-    live, dev = _open_device(path, opening)
+    live, dev = _open_device(spec)
     try:
-        layout = probe(dev, partition)
+        layout = probe(dev, spec.partition)
         fs = XfsFilesystem(filesystem_window(dev, layout))
     except BaseException:
         dev.close()
@@ -207,25 +193,23 @@ def open_target(path: str, partition: int | None = None, replay: bool | None = N
         fs.warnings += mount_warnings(fs.dev)
     else:
         state = "read-only" if live.read_only else "read-write"
-        fs.warnings.append(f"{path} is mounted {state} at {live.mount_point}: its running kernel answers "
+        fs.warnings.append(f"{spec.target} is mounted {state} at {live.mount_point}: its running kernel answers "
                            "(--offline reads the disk instead)")
-    extra = _attach_devices(fs, opening)
-    fs = _replayed(fs, opening.replay if replay is None else replay, log_warnings)
+    extra = _attach_devices(fs, spec)
+    fs = _replayed(fs, spec.replay, log_warnings)
     for name, value in extra.items():  # a replayed filesystem is a new object on the same devices
         setattr(fs, name, value)
     return fs, layout
 
 
-def _open_device(path: str, opening: Opening):
+def _open_device(spec: Spec):
     """(LiveTarget or None, Device) for TARGET. A mount point (or any directory of a mounted XFS) opens the
     block device under it; a mounted TARGET is read with O_DIRECT (the block device's page cache is stale
     under XFS) and, unless --offline, answered by the running kernel (fsdaxctl.live)."""
-    import dataclasses
-    import os
-
     from fsdaxctl.device import Device, mount_points
     from fsdaxctl.live import find_live_target
 
+    path = spec.target
     if os.path.isdir(path):
         live = find_live_target(path)
         dev = Device(live.device, direct=True)
@@ -234,21 +218,23 @@ def _open_device(path: str, opening: Opening):
         mounted = mount_points(dev)
         if not mounted:
             return None, dev
-        live = find_live_target(path, mounted)
-        dev.close()
-        dev = Device(path, direct=True)
-        dev.mounted_at = mounted
-    if live is None or not opening.live:  # --offline: the disk under the mount
+        try:
+            live = find_live_target(path, mounted)
+        except BaseException:
+            dev.close()
+            raise
+        dev.use_direct()
+    if live is None or not spec.live:  # --offline: the disk under the mount
         return None, dev
-    return dataclasses.replace(live, fs_relative=opening.fs_relative), dev
+    return dataclasses.replace(live, fs_relative=spec.fs_relative), dev
 
 
-def _attach_devices(fs, opening: Opening) -> dict:
+def _attach_devices(fs, spec: Spec) -> dict:
     """The filesystem's log and realtime devices beside TARGET (fsdaxctl.xfs.devices): the attributes set."""
     from fsdaxctl.xfs.devices import attach
 
     try:
-        attach(fs, opening.logdev, opening.rtdev)
+        attach(fs, spec.logdev, spec.rtdev)
     except BaseException:
         fs.close()
         raise
@@ -307,57 +293,56 @@ def _replayed(fs, replay: bool, log_warnings):
     return new
 
 
-def resolve(plan: Plan) -> Answer:
-    """Open TARGET, find its filesystem, build the stack (its notes: what was found and assumed, for --explain)
-    and route every input."""
-    fs, layout = open_target(plan.target, plan.partition)
+def route(spec: Spec, fs, layout, inputs: Inputs) -> Answer:
+    """Build the stack for these inputs on the open filesystem (its notes: what was found and assumed, for
+    --explain) and route every input extent to filesystem bytes."""
     warnings: list[str] = []
-    extents = _in_input_order(_all_extents(plan, fs, layout, warnings))
-    stack, target_space, extents, arrays = _build_stack(plan, fs, layout, extents, warnings)
-    routes = _route(plan, fs, layout, stack, target_space, extents, warnings)
+    extents = _in_input_order(_all_extents(spec, inputs, fs, layout, warnings))
+    stack, target_space, extents, arrays = _build_stack(spec, fs, layout, extents, warnings)
+    routes = _route(spec, fs, layout, stack, target_space, extents, warnings)
     if arrays:
         from fsdaxctl.stack.md import settle_mirrors
 
         warnings += settle_mirrors(routes, arrays)
-    plain = not stack.layers and all(r.extent.note.endswith("of TARGET") for r in routes)
+    plain = not stack.layers and all(e.space.kind == TARGET for e in extents)
     return Answer(fs, stack, routes, warnings, plain)
 
 
-def _all_extents(plan: Plan, fs, layout, warnings: list[str]) -> list[Extent]:
+def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) -> list[Extent]:
     """The parsed inputs' extents, and those of filesystem places (--daddr, --file, inodes in kernel logs)."""
     from fsdaxctl.xfs.where import inode_extent
 
     dev = fs.dev
-    extents = list(plan.parsed.extents)
+    extents = list(inputs.parsed.extents)
     fs_limit = max(getattr(dev, "base", dev).size - layout.fs_start, fs.geo.size)  # TARGET's end, from the fs
-    for query in plan.fs_queries:
+    for query in inputs.fs_queries:
         exts, qnotes = query(fs)
         for ext in exts:
             if ext.offset + ext.length > fs_limit:
                 raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} of the "
-                                 f"filesystem run past the end of {plan.target} ({fs_limit} bytes from the "
+                                 f"filesystem run past the end of {spec.target} ({fs_limit} bytes from the "
                                  "filesystem's start)")
         extents += exts
         warnings += qnotes  # holes and the like: the user asked about those bytes
-    for ref in plan.parsed.inodes:
+    for ref in inputs.parsed.inodes:
         try:
-            extents.append(inode_extent(fs, ref.ino, ref.origin, ref.note))
+            extents.append(inode_extent(fs, ref.ino, ref.origin, ref.note, source=ref.source, line=ref.line))
         except UsageError as e:
             warnings.append(f"skipped: {e}")
     return extents
 
 
-def _target_name(plan: Plan, dev, extents, extra, array_names, layout, warnings) -> tuple[str | None, bool]:
+def _target_name(spec: Spec, dev, extents, extra, array_names, layout, warnings) -> tuple[str | None, bool]:
     """What the machine calls TARGET (pmem0, sdb), and whether that was inferred rather than given."""
     known = {layer.upper.name for layer in extra} | array_names
     tops = array_names - {layer.upper.name for layer in extra}  # dm/md devices nothing else is built on
-    name, inferred = plan.device, False
+    name, inferred = spec.device, False
     if not name and not dev.is_block_device and len(tops) == 1:
         name, inferred = tops.pop(), True
         warnings.append(f"taking TARGET to be {name}, the device the given dm/md layout builds (--device NAME to "
                         "say otherwise)")
     if not name:
-        name, bind_notes = _bind_name(plan, extents, known, layout)
+        name, bind_notes = _bind_name(spec, extents, known, layout)
         inferred = bool(bind_notes)
         warnings += bind_notes
     if name and layout.partition is not None:
@@ -365,23 +350,23 @@ def _target_name(plan: Plan, dev, extents, extra, array_names, layout, warnings)
     return name, inferred
 
 
-def _build_stack(plan: Plan, fs, layout, extents, warnings):
+def _build_stack(spec: Spec, fs, layout, extents, warnings):
     """(Stack, TARGET's space, extents with inferred names aliased, md arrays) for this TARGET and inputs."""
     from fsdaxctl.discovery.probe import layers_for
 
     dev = fs.dev
     sysfs = None
-    if plan.sysfs_root or _wants_sysfs(extents) or dev.is_block_device:
+    if spec.sysfs_root or _wants_sysfs(extents) or dev.is_block_device:
         from fsdaxctl.discovery.sysfs import Sysfs
 
-        sysfs = Sysfs(plan.sysfs_root or "/sys")
-    extra, arrays, array_names = _dm_md_layers(plan, sysfs)
-    name, inferred = _target_name(plan, dev, extents, extra, array_names, layout, warnings)
+        sysfs = Sysfs(spec.sysfs_root or "/sys")
+    extra, arrays, array_names = _dm_md_layers(spec, warnings, sysfs)
+    name, inferred = _target_name(spec, dev, extents, extra, array_names, layout, warnings)
     layers, target_space, fs_space = layers_for(layout, name)
     if inferred and fs_space.name:
         extents = _alias_fs_names(extents, fs_space.name, warnings)
     notes: list[str] = list(layout.notes)
-    if sysfs is not None and name and (_wants_sysfs(extents) or dev.is_block_device or plan.sysfs_root):
+    if sysfs is not None and name and (_wants_sysfs(extents) or dev.is_block_device or spec.sysfs_root):
         try:
             chain, chain_notes = sysfs.layers_to_block(name)
         except FsdaxError as e:
@@ -392,14 +377,14 @@ def _build_stack(plan: Plan, fs, layout, extents, warnings):
         layers = [layer for layer in chain if layer.upper not in covered] + layers
         notes += chain_notes
     elif _wants_sysfs(extents):
-        if plan.sysfs_root and not name:
+        if spec.sysfs_root and not name:
             raise UsageError("which device in that sysfs is TARGET? give --device NAME (pmem0, ...)")
         raise UsageError("physical addresses and nd regions need the machine's nd layout: give --sysfs-root DIR "
                          "(a copy of that machine's /sys) and --device NAME (TARGET's name there)")
     return Stack(layers + extra, fs_space, notes), target_space, extents, arrays
 
 
-def _route(plan: Plan, fs, layout, stack, target_space, extents, warnings) -> list[Route]:
+def _route(spec: Spec, fs, layout, stack, target_space, extents, warnings) -> list[Route]:
     """Every extent through the stack; TARGET's own bytes must lie within TARGET."""
     base = getattr(fs.dev, "base", fs.dev)
     limit = max(base.size, layout.fs_start + fs.geo.size)  # a truncated image still has its filesystem's bytes
@@ -407,18 +392,18 @@ def _route(plan: Plan, fs, layout, stack, target_space, extents, warnings) -> li
     for ext in extents:
         if ext.space.kind == TARGET:
             if ext.offset >= limit:
-                raise UsageError(f"{ext.origin}: offset {ext.offset} is past the end of {plan.target} "
+                raise UsageError(f"{ext.origin}: offset {ext.offset} is past the end of {spec.target} "
                                  f"({limit} bytes)")
             if ext.offset + ext.length > limit:  # a range that only ends past the end is just as wrong
                 raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} run past the end "
-                                 f"of {plan.target} ({limit} bytes)")
-            ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note)
+                                 f"of {spec.target} ({limit} bytes)")
+            ext = dataclasses.replace(ext, space=target_space)
         elif ext.space == target_space and ext.offset >= limit:
             past.append(ext.origin)  # a list about another (bigger) device, or the wrong list
             continue
         routes.append(stack.route(ext))
     if past:
-        warnings.append(f"{len(past)} input range(s) start past the end of {plan.target} ({limit} bytes), e.g. "
+        warnings.append(f"{len(past)} input range(s) start past the end of {spec.target} ({limit} bytes), e.g. "
                         f"{past[0]}: is it a list of another device? skipped")
     return routes
 
@@ -427,6 +412,8 @@ def dropped_inputs(routes: list[Route], explain: bool) -> tuple[list[dict], int,
     """Inputs (or parts) that never reached the filesystem: (their JSON, exit bits, warnings). The partition
     table, the pmem info block and md superblocks are metadata (8); inputs about devices outside the stack were
     never looked at (1)."""
+    from fsdaxctl.policy import drop_bits
+
     dropped, bits = [], 0
     for route, path in dropped_paths(routes):
         d = path[-1].to_dict()
@@ -435,10 +422,7 @@ def dropped_inputs(routes: list[Route], explain: bool) -> tuple[list[dict], int,
         if explain:
             d["trace"] = [h.to_dict() for h in path]
         dropped.append(d)
-        if path[-1].kind in METADATA_DROPS:
-            bits |= 8
-        elif path[-1].kind in ("not-in-stack", "cycle"):
-            bits |= 1  # these inputs were never looked at: the job is not done for them
+        bits |= drop_bits(path[-1].kind)
     skipped = [d for d in dropped if d["dropped"] in ("not-in-stack", "elsewhere", "cycle")]
     warnings = [f"{d['input']['origin']}: {d['reason']}: skipped" for d in skipped[:20]]
     if len(skipped) > 20:

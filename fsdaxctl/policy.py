@@ -68,6 +68,35 @@ def exit_status(results, ftypes: dict | None = None) -> int:
     return status
 
 
+# Bytes dropped before the filesystem that still matter (exit bit 8): what the filesystem cannot be found without.
+METADATA_DROPS = {"partition-table", "namespace-metadata", "md-metadata"}
+
+
+def drop_bits(kind: str) -> int:
+    """Exit bits for input bytes that never reached the filesystem: the partition table, a pmem info block and md
+    superblocks are metadata (8); inputs about devices outside the stack were never looked at (1)."""
+    if kind in METADATA_DROPS:
+        return 8
+    return EXIT_FAILED if kind in ("not-in-stack", "cycle") else EXIT_OK
+
+
+def outcome_status(outcomes) -> int:
+    """`inject`'s exit bits: the same as locate's for the same bytes (decisions about a file's blocks follow
+    their impact; a metadata shutdown and the metadata drops are 8; any other action on file data 4)."""
+    status = EXIT_OK
+    for oc in outcomes:
+        for d in oc.decisions:
+            if d.impact:
+                status |= impact_bits(d.impact) & 12
+            elif (d.action == "shutdown-filesystem" and d.shutdown == "SHUTDOWN_CORRUPT_ONDISK") or \
+                    d.owner in METADATA_DROPS:
+                status |= 8
+            elif d.action in ("kill-mappers", "restore-from-backup", "report-writeback-error",
+                              "rewrite-cached-page"):
+                status |= 4
+    return status
+
+
 def summary(pieces) -> str:
     """What a range hit, in words: the owner kinds, a file's blocks named by their impact (the rule above: a
     directory's, symlink's, xattr and extent-map blocks are file metadata)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fsdaxctl.errors import UsageError
 from fsdaxctl.units import MAX_BYTES, parse_size
@@ -13,20 +13,22 @@ class Range:
     offset: int
     length: int
     where: str = "--offset/--length"  # for messages: the option or "FILE line N"
+    source: str = field(default="", compare=False)  # FILE and N of a ranges file's line (input order)
+    line: int = field(default=0, compare=False)
 
     @property
     def end(self) -> int:
         return self.offset + self.length
 
 
-def make_range(offset: int, length: int, where: str) -> Range:
+def make_range(offset: int, length: int, where: str, source: str = "", line: int = 0) -> Range:
     if length <= 0:
         raise UsageError(f"{where}: the length must be positive, not {length}")
     if offset < 0:
         raise UsageError(f"{where}: the offset must not be negative")
     if offset + length > MAX_BYTES:
         raise UsageError(f"{where}: the range ends past 2^63 - 1 bytes")
-    return Range(offset, length, where)
+    return Range(offset, length, where, source, line)
 
 
 def parse_ranges(lines, name: str, block=None) -> list[Range]:
@@ -47,7 +49,7 @@ def parse_ranges(lines, name: str, block=None) -> list[Range]:
         if len(fields) != 2:
             raise UsageError(f"{where}: expected 'OFFSET LENGTH', found {len(fields)} field(s): {line[:60]!r}")
         out.append(make_range(parse_size(fields[0], f"{where}: offset", block),
-                              parse_size(fields[1], f"{where}: length", block), where))
+                              parse_size(fields[1], f"{where}: length", block), where, name, n))
     if not out:
         raise UsageError(f"{name}: no ranges in it")
     return out

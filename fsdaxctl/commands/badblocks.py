@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import build_plan, input_options, input_warnings, warn
+from fsdaxctl.commands.common import build_inputs, input_options, warn, with_stack
 from fsdaxctl.errors import UsageError
 
 
@@ -40,26 +40,30 @@ def command(ctx, sources, target, fmt, **inputs):
         if given:
             raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} TARGET: give --on TARGET "
                              "(see 'fsdaxctl badblocks --help')")
-    plan = build_plan(target or "", inputs)
+    from fsdaxctl.session import Spec, input_warnings
+
+    spec = with_stack(Spec(target), inputs) if target is not None else None
+    plan = build_inputs(spec, inputs)
     warnings = input_warnings(plan.parsed)
     if plan.parsed.ignored:
         warnings.append(f"{plan.parsed.ignored} line(s) were not error reports and were ignored")
-    rows = _rows(plan, target, warnings)
+    rows = _rows(plan, spec, warnings)
     warn(warnings)
     _write(sys.stdout, fmt or default_format(interactive="table", piped="ranges"), rows, target)
     ctx.exit(0)
 
 
-def _rows(plan, target, warnings: list[str]) -> list[tuple]:
+def _rows(plan, spec, warnings: list[str]) -> list[tuple]:
     """(space, offset, length, origin, note) of every range: as the sources count, or on the filesystem."""
-    if target is None:
+    if spec is None:
         rows = [(str(e.space), e.offset, e.length, e.origin, e.note) for e in plan.parsed.extents]
         return rows + [("inode", r.ino, 0, r.origin, r.note) for r in plan.parsed.inodes]
-    from fsdaxctl.pipeline import dropped_paths, fs_paths, resolve
+    from fsdaxctl.pipeline import dropped_paths, fs_paths
+    from fsdaxctl.session import Session
 
-    answer = resolve(plan)
-    with answer.fs:
-        warnings[:0] = list(answer.fs.warnings)
+    with Session.open(spec) as session:
+        answer = session.route(plan)
+        warnings[:0] = list(session.warnings)
         warnings += answer.warnings
         rows = [("filesystem", p[-1].offset, p[-1].length, r.extent.origin, r.extent.note)
                 for r, p in fs_paths(answer.routes)]

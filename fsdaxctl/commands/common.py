@@ -36,10 +36,8 @@ def target_options(f):
                        "its mount point by default).")
     @functools.wraps(f)
     def wrapper(*args, target, sample, no_replay, logdev=None, rtdev=None, offline=False, fs_relative=False, **kw):
-        from fsdaxctl.pipeline import Opening, Target
+        from fsdaxctl.session import Spec
 
-        opening = Opening(replay=not no_replay, live=not offline, fs_relative=fs_relative, logdev=logdev,
-                          rtdev=rtdev)
         if sample and target:
             raise UsageError("give TARGET or --sample, not both")
         if sample:
@@ -48,7 +46,8 @@ def target_options(f):
             target = sample_image(announce=lambda text: click.echo(f"fsdaxctl: {text}", err=True))
         elif not target:
             raise UsageError("missing TARGET: an XFS image, block device or mount point (or --sample)")
-        return f(*args, target=Target(target, opening), **kw)
+        return f(*args, spec=Spec(target, replay=not no_replay, live=not offline, fs_relative=fs_relative,
+                                  logdev=logdev, rtdev=rtdev), **kw)
 
     return wrapper
 
@@ -64,14 +63,6 @@ def format_option(piped_default: str = "json"):
     return click.option(
         "--format", "fmt", type=click.Choice(FORMATS), default=None,
         help=f"Output format (default: table on a terminal, {piped_default} otherwise).")
-
-
-def open_filesystem(target: str, partition: int | None = None):
-    """Open TARGET read-only (the filesystem at its start, in a partition or behind a pmem info block), with
-    warnings about what makes its answers doubtful in fs.warnings."""
-    from fsdaxctl.pipeline import open_target
-
-    return open_target(target, partition)[0]
 
 
 def warn(lines) -> None:
@@ -111,16 +102,6 @@ def progress_printer(label: str):
             bar.__exit__(None, None, None)
 
     return progress
-
-
-def verify_rmap_warnings(fs, omap_ranges=None) -> list[str]:
-    from fsdaxctl.errors import UsageError
-    from fsdaxctl.xfs.walk import verify_rmap
-
-    if not fs.has_rmapbt:
-        raise UsageError("--verify-rmap: this filesystem has no rmapbt to verify")
-    agnos = None if omap_ranges is None else fs.geo.agnos_touched(omap_ranges)
-    return [f"rmapbt check: {line}" for line in verify_rmap(fs, agnos, progress_printer("checking the rmapbt"))]
 
 
 def input_options(f):
@@ -194,12 +175,12 @@ def stack_options(f):
     return f
 
 
-def input_warnings(parsed, cap: int = 20) -> list[str]:
-    """The inputs' notes and skipped lines (the first `cap` of them, then how many more) as warnings."""
-    out = list(parsed.notes) + [f"{where}: skipped: {why}" for where, why in parsed.skipped[:cap]]
-    if len(parsed.skipped) > cap:
-        out.append(f"... and {len(parsed.skipped) - cap} more skipped input lines")
-    return out
+def with_stack(spec, o: dict):
+    """The Spec with stack_options' values: TARGET's name, its partition, sysfs, dm tables, md arrays."""
+    import dataclasses
+
+    return dataclasses.replace(spec, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
+                               dm_tables=tuple(o["dm_tables"]), md=tuple(o["md"]))
 
 
 def _dev_file(spec: str) -> tuple[str | None, str]:
@@ -212,14 +193,14 @@ def _dev_file(spec: str) -> tuple[str | None, str]:
     return None, spec
 
 
-def build_plan(target: str, o: dict, *, need_input: bool = True):
-    """A pipeline Plan from input_options' values (`o`); every problem is one UsageError line."""
+def build_inputs(spec, o: dict, *, need_input: bool = True):
+    """The session's Inputs from input_options' values (`o`); every problem is one UsageError line."""
     from fsdaxctl.inputs import Parsed, pfn_extent, phys_extent
-    from fsdaxctl.pipeline import Plan
+    from fsdaxctl.session import Inputs, block_size
     from fsdaxctl.units import parse_size
 
     parsed = Parsed()
-    block = fs_block_size(target, o["partition"]) if target else None
+    block = block_size(spec) if spec else None
     o["_block"] = block
     length = parse_size(o["length"], "--length", block) if o["length"] is not None else None
     if length is not None and length <= 0 and o["offset"] is None:
@@ -236,8 +217,7 @@ def build_plan(target: str, o: dict, *, need_input: bool = True):
         raise UsageError("--agno and --agbno go together")
     if need_input and not parsed.extents and not parsed.inodes and not queries:
         _nothing_to_locate(o, parsed)
-    return Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
-                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
+    return Inputs(parsed, queries)
 
 
 _SOURCES = (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), ("ndctl_json", "ndctl"),
@@ -255,7 +235,7 @@ def _target_ranges(o: dict, parsed, block: int | None, length: int | None) -> No
         name = getattr(o["ranges_file"], "name", "<stdin>")
         name = "stdin" if name in ("<stdin>", "-") else name
         for r in parse_ranges(o["ranges_file"], name, block):
-            parsed.extents.append(target_extent(r.offset, r.length, r.where))
+            parsed.extents.append(target_extent(r.offset, r.length, r.where, r.source, r.line))
             if r.length < SECTOR:
                 short.append(r)
     if o["offset"] is not None:
@@ -305,20 +285,6 @@ def _nothing_to_locate(o: dict, parsed) -> None:
                          "--phys, --pfn, --daddr, --fsblock, --agno/--agbno, --inode or --file (see --help)")
     parsed.notes.append("no damage reported in the input" + (f" ({parsed.ignored} log line(s), none a damage "
                                                              "report)" if parsed.ignored else ""))
-
-
-def fs_block_size(target: str, partition: int | None):
-    """The `b` suffix's unit (units.parse_size): TARGET's filesystem block size, read only when a size uses it."""
-    cache: list[int] = []
-
-    def get() -> int:
-        if not cache:
-            fs = open_filesystem(target, partition)
-            with fs:
-                cache.append(fs.geo.blocksize)
-        return cache[0]
-
-    return get
 
 
 def sub_sector_note(where: str, length: int, n: int = 1) -> str:
@@ -429,26 +395,25 @@ def check_chain_options(o: dict) -> int:
     return parse_flags(o["flags_spec"])
 
 
-def chain_mapping(fs, o: dict):
+def chain_mapping(session, o: dict):
     """How file pages are mapped: forced by --assume-dax/--mapping, else asked of the mount (offline: DAX)."""
-    from fsdaxctl.engine.act import live_mapping
     from fsdaxctl.engine.chain import DAX, PAGE_CACHE
 
     forced = DAX if o["assume_dax"] or o["mapping"] == "dax" else PAGE_CACHE if o["mapping"] == "page-cache" else None
-    return live_mapping(fs, forced, "--assume-dax" if o["assume_dax"] else f"--mapping {o['mapping']}")
+    return session.mapping(forced, "--assume-dax" if o["assume_dax"] else f"--mapping {o['mapping']}")
 
 
-def run_act(answer, omap, event: dict, flags: int, o: dict, outcomes=None) -> int:
+def run_act(session, report, event: dict, flags: int, o: dict, outcomes=None) -> int:
     """--act: walk the chain (unless done), show the dry run, confirm, walk again, act. Returns exit bits."""
     from fsdaxctl.engine import chain
     from fsdaxctl.engine.act import act
-
     from fsdaxctl.pipeline import fs_paths
 
-    mapping = chain_mapping(answer.fs, o)
+    answer, omap = report.answer, report.omap
+    mapping = chain_mapping(session, o)
     if outcomes is None:
         outcomes = chain.run(answer, omap, event, flags, mapping)
     ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(answer.routes)]
-    return act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags, chain_mapping(answer.fs, o)),
+    return act(outcomes, mapping, rerun=lambda: chain.run(answer, omap, event, flags, chain_mapping(session, o)),
                yes=o["yes"], sig=o["sig"], exec_cmd=o["exec_cmd"], log=o["action_log"], rewrite=o["rewrite_cached"],
                ranges=ranges, confirm=lambda q: click.confirm(q, err=True))

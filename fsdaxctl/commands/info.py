@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from fsdaxctl.commands.common import format_option, open_filesystem, target_options, warn
+from fsdaxctl.commands.common import format_option, target_options, warn
 
 
 @click.command("info")
@@ -15,15 +15,17 @@ from fsdaxctl.commands.common import format_option, open_filesystem, target_opti
               help="Use partition N of a whole-disk TARGET (default: the one holding XFS).")
 @format_option("json")
 @click.pass_context
-def command(ctx, target, fmt, partition):
+def command(ctx, spec, fmt, partition):
     """Superblock, features and AG geometry of TARGET, and what makes its answers doubtful."""
+    import dataclasses
+
     from fsdaxctl.errors import FsdaxError
     from fsdaxctl.render import default_format, write_info
-    from fsdaxctl.xfs.fs import filesystem_info
+    from fsdaxctl.session import Session
 
-    fs = open_filesystem(target, partition)
     status = 0
-    with fs:
+    with Session.open(dataclasses.replace(spec, partition=partition)) as session:
+        fs = session.fs
         geo = fs.geo
         ags = []
         readable = fs.readable_agcount
@@ -48,5 +50,5 @@ def command(ctx, target, fmt, partition):
                     row["refcountbt_levels"] = agf.agf_refcount_level
             ags.append(row)
         warn(fs.warnings)
-        write_info(sys.stdout, fmt or default_format(), target, filesystem_info(fs), ags, fs.warnings)
+        write_info(sys.stdout, fmt or default_format(), str(spec), session.filesystem, ags, fs.warnings)
     ctx.exit(status)

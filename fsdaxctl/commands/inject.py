@@ -7,7 +7,7 @@ import sys
 import click
 
 from fsdaxctl.commands.common import (chain_mapping, chain_options, check_chain_options, fs_device_option, run_act,
-                                     stack_options, target_options, warn)
+                                     stack_options, target_options, warn, with_stack)
 from fsdaxctl.errors import UsageError
 
 
@@ -34,7 +34,7 @@ from fsdaxctl.errors import UsageError
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
               help="table: the call path and the decisions (default on a terminal); json otherwise.")
 @click.pass_context
-def command(ctx, target, **o):
+def command(ctx, spec, **o):
     """What would the kernel do about this failure? The whole chain, each hop, a decision per owner.
 
     \b
@@ -47,58 +47,55 @@ def command(ctx, target, **o):
     \b
     Exit status: as locate (0 nothing in use, 4 file data, 8 metadata), 1 when an action failed.
     """
-    from fsdaxctl.engine import chain
-    from fsdaxctl.pipeline import Plan, resolve
-    from fsdaxctl.render import default_format
-    from fsdaxctl.xfs.devices import owner_map
+    from fsdaxctl.session import Session
 
     flags = check_chain_options(o)
+    spec = with_stack(spec, o)
     if o.get("fs_device", "data") != "data":
-        ctx.exit(_other_device(target, o, flags))
+        ctx.exit(_other_device(spec, o, flags))
     if o["act"] and o["poison"]:
         raise UsageError("--poison drills on a copy; --act acts on the live system: one at a time")
-    event, plan = _plan(target, o, Plan)
-    answer = resolve(plan)
-    fs = answer.fs
-    with fs:
-        mapping = chain_mapping(fs, o)
-        omap = owner_map(fs, "data")  # a mounted target: the running kernel's GETFSMAP (fsdaxctl.live)
-        outcomes = chain.run(answer, omap, event, flags, mapping)
-        warnings = (list(fs.warnings) + list(plan.parsed.notes) + answer.warnings
-                    + [n for oc in outcomes for n in oc.notes] + omap.problems)
-        warn(warnings)
-        fmt = o["fmt"] or default_format(interactive="table", piped="json")
-        write_outcomes(sys.stdout, fmt, target, outcomes, mapping, o["trace"])
-        status = _status(outcomes)
+    event, inputs = _inputs(spec, o)
+    with Session.open(spec) as session:
+        report = session.inject(event, inputs, flags, chain_mapping(session, o))
+        _write(report, o)
+        status = report.status
         if o["poison"]:
             from fsdaxctl.engine.act import poison_copy
 
-            for line in poison_copy(target, o["poison"], fs, answer):
+            for line in poison_copy(report.target, o["poison"], session.fs, report.answer):
                 click.echo(f"fsdaxctl: {line}", err=True)
         if o["act"]:
-            status |= run_act(answer, omap, event, flags, o, outcomes)
+            status |= run_act(session, report, event, flags, o, report.outcomes)
     ctx.exit(status)
 
 
-def _plan(target, o, Plan):
-    """(event, Plan) for the one event the options give; every problem is one UsageError line."""
-    from fsdaxctl.commands.common import fs_block_size, sub_sector_note
+def _write(report, o) -> None:
+    from fsdaxctl.render import default_format
+
+    warn(report.warnings)
+    fmt = o["fmt"] or default_format(interactive="table", piped="json")
+    write_outcomes(sys.stdout, fmt, report.target, report.outcomes, report.mapping, o["trace"])
+
+
+def _inputs(spec, o):
+    """(event, Inputs) for the one event the options give; every problem is one UsageError line."""
+    from fsdaxctl.commands.common import sub_sector_note
     from fsdaxctl.inputs import Parsed
+    from fsdaxctl.session import Inputs, block_size
     from fsdaxctl.units import SECTOR
 
     given = [k for k in ("pfn", "phys", "sector", "daddr", "file_path") if o[k] is not None]
     if len(given) != 1:
         raise UsageError("give exactly one event: --pfn, --phys, --sector, --daddr or --file")
     kind = given[0]
-    block = fs_block_size(target, o["partition"])
+    block = block_size(spec)
     length, count = _event_size(o, kind, block)
     parsed, queries = Parsed(), []
     if length is not None and length < SECTOR:
         parsed.notes.append(sub_sector_note("--length", length))
     event = _EVENTS[kind](o, parsed, queries, length, count, block)
-    plan = Plan(target=target, device=o["device_name"], partition=o["partition"], sysfs_root=o["sysfs_root"],
-                dm_tables=list(o["dm_tables"]), md=list(o["md"]), parsed=parsed, fs_queries=queries)
-    return event, plan
+    return event, Inputs(parsed, queries)
 
 
 def _event_size(o: dict, kind: str, block) -> tuple[int | None, int | None]:
@@ -179,26 +176,6 @@ _EVENTS = {"pfn": _pfn_event, "phys": _phys_event, "sector": _sector_event, "dad
            "file_path": _file_event}
 
 
-def _status(outcomes) -> int:
-    """The same bits as locate's for the same bytes (the info block and partition tables count as metadata)."""
-    from fsdaxctl.pipeline import METADATA_DROPS
-
-    from fsdaxctl.policy import impact_bits
-
-    status = 0
-    for oc in outcomes:
-        for d in oc.decisions:
-            if d.impact:  # a file's blocks: the one rule (directory and symlink blocks are metadata)
-                status |= impact_bits(d.impact) & 12
-            elif (d.action == "shutdown-filesystem" and d.shutdown == "SHUTDOWN_CORRUPT_ONDISK") or \
-                    d.owner in METADATA_DROPS:
-                status |= 8
-            elif d.action in ("kill-mappers", "restore-from-backup", "report-writeback-error",
-                              "rewrite-cached-page"):
-                status |= 4
-    return status
-
-
 def write_outcomes(out, fmt, target, outcomes, mapping, trace: bool = True) -> None:
     import json
 
@@ -244,12 +221,10 @@ def write_outcomes(out, fmt, target, outcomes, mapping, trace: bool = True) -> N
         out.write(f"\nmapping: {printable(mapping.why)}\n")
 
 
-def _other_device(target, o, flags) -> int:
+def _other_device(spec, o, flags) -> int:
     """--fs-device log|rt: --sector/--count (512-byte sectors) or --daddr/--length on that device of the
     filesystem, through xfs_dax_notify_failure's branch for that device (fsdaxctl.engine.devices)."""
-    from fsdaxctl.commands.common import open_filesystem
-    from fsdaxctl.engine import devices as engine
-    from fsdaxctl.render import default_format
+    from fsdaxctl.session import Session
     from fsdaxctl.units import parse_size
 
     device = o["fs_device"]
@@ -267,13 +242,7 @@ def _other_device(target, o, flags) -> int:
         raise UsageError("the length must be positive")
     event = {"kind": "sector" if o["sector"] is not None else "daddr", "device": device, "offset": first * 512,
              "length": length, "origin": f"--fs-device {device}"}
-    fs = open_filesystem(target, o["partition"])
-    with fs:
-        run_ = engine.notify_logdev_failure if device == "log" else engine.notify_rtdev_failure
-        if device == "data":
-            raise UsageError("--fs-device data is the default path")
-        outcome = run_(fs, first * 512, length, flags, event)
-        warn(list(fs.warnings) + outcome.notes)
-        fmt = o["fmt"] or default_format(interactive="table", piped="json")
-        write_outcomes(sys.stdout, fmt, target, [outcome], chain_mapping(fs, o), o["trace"])
-        return _status([outcome])
+    with Session.open(spec) as session:
+        report = session.inject_device(device, first * 512, length, flags, event, chain_mapping(session, o))
+        _write(report, o)
+        return report.status

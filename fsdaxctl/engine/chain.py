@@ -124,7 +124,7 @@ def _call(stack, path, i) -> str:
 
 
 def run(answer, omap, event: dict, flags: int, mapping: Mapping) -> list[Outcome]:
-    """One Outcome per routed input of the Answer (pipeline.resolve), in input order."""
+    """One Outcome per routed input of the Answer (pipeline.route), in input order."""
     return [_run_route(answer, omap, route, event, flags, mapping) for route in answer.routes]
 
 

@@ -26,6 +26,8 @@ class InodeRef:
     ino: int
     origin: str
     note: str = ""
+    source: str = field(default="", compare=False)  # as Extent's: the input and line it came from
+    line: int = field(default=0, compare=False)
 
 
 @dataclass

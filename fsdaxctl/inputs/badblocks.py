@@ -133,8 +133,8 @@ def parse_sysfs_badblocks(lines: Iterable[str | bytes], name: str, space: Space)
             out.skipped.append((where, r))
             continue
         good += 1
-        out.extents.append(Extent(space, r[0], r[1], where,
-                                  f"sector {sector}, {_plural(count, 'sector')}"))
+        out.extents.append(Extent(space, r[0], r[1], where, f"sector {sector}, {_plural(count, 'sector')}",
+                                  name, n))
     # A list longer than a page is cut at PAGE_SIZE - 1 bytes, mid-entry and without a newline: the last
     # entry may be a fragment, and entries after it are not shown at all.
     if last is not None and total == PAGE_SIZE and not last[2]:
@@ -177,5 +177,5 @@ def parse_e2fs_badblocks(lines: Iterable[str | bytes], name: str, block_size: in
             out.skipped.append((where, r))
             continue
         good += 1
-        out.extents.append(Extent(space, r[0], r[1], where, f"block {block} of {block_size} bytes"))
+        out.extents.append(Extent(space, r[0], r[1], where, f"block {block} of {block_size} bytes", name, n))
     return finish(out, name, good)

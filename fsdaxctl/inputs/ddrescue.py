@@ -96,7 +96,8 @@ def parse_ddrescue_mapfile(lines: Iterable[str | bytes], name: str, damaged: Ite
         prev_end = pos + size
         if st in damaged:
             out.extents.append(Extent(space, pos, size, where,
-                                      f"ddrescue status '{st}' ({BLOCK_STATUS[st]}): pos {pos:#x}, size {size:#x}"))
+                                      f"ddrescue status '{st}' ({BLOCK_STATUS[st]}): pos {pos:#x}, size {size:#x}",
+                                      name, n))
     return finish(out, name, good)
 
 

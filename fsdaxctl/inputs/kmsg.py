@@ -171,6 +171,7 @@ class _Kmsg:
         self.seen: set = set()
         self.ghes: dict[str | None, str] = {}  # record seq -> severity last printed for it
         self.used = 0
+        self.n = 0  # the line being read: its extents carry its number (input order)
 
     def skip(self, where: str, why: str) -> None:
         self.out.skipped.append((where, why))
@@ -192,7 +193,7 @@ class _Kmsg:
         key = (space, start, length)
         if key not in self.seen:
             self.seen.add(key)
-            self.out.extents.append(Extent(space, start, length, where, note))
+            self.out.extents.append(Extent(space, start, length, where, note, self.name, self.n))
 
     def page(self, where: str, addr: int | str, note: str) -> None:
         if isinstance(addr, str):
@@ -208,7 +209,7 @@ class _Kmsg:
         key = ("inode", dev, ino)
         if key not in self.seen:
             self.seen.add(key)
-            self.out.inodes.append(InodeRef(ino, where, f"XFS ({dev}): {note}"))
+            self.out.inodes.append(InodeRef(ino, where, f"XFS ({dev}): {note}", self.name, self.n))
 
     # -- one line ---------------------------------------------------------------------------------------------
     def line(self, n: int, text: str) -> None:
@@ -219,6 +220,7 @@ class _Kmsg:
             return
         m = _MSG.match(text, p.end())
         where = f"{self.name} line {n}"
+        self.n = n
         if m is None:
             if _HINT.search(text, p.end()):
                 self.skip(where, "looks like a damage report, but not in a format this parser knows (cut short?)")

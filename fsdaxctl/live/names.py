@@ -12,6 +12,7 @@ import os
 import stat
 from collections import deque
 
+from fsdaxctl.errors import Problems
 from fsdaxctl.live.fsmap import LiveError
 from fsdaxctl.live.procs import maps_device, maps_lines, read_all_maps
 from fsdaxctl.xfs.paths import Naming, mode_type
@@ -24,7 +25,7 @@ class LivePathResolver:
         self.mount_point = mount_point.rstrip("/") or "/"
         self.fs_relative = fs_relative
         self.proc = proc
-        self.problems: list[str] = []
+        self.problems = Problems()
         self.dev = os.stat(self.mount_point).st_dev
 
     def _shown(self, rel: bytes) -> str:

@@ -9,6 +9,7 @@ its blocks goes from one to two or more and back.
 
 from __future__ import annotations
 
+from fsdaxctl.errors import Problems
 from fsdaxctl.live.fsmap import (FMR_OF_ATTR_FORK, FMR_OF_EXTENT_MAP, FMR_OF_NOT_DATA, FMR_OF_PREALLOC,
                                  FMR_OF_SPECIAL_OWNER, SPECIAL_OWNERS, LiveError, getfsmap)
 from fsdaxctl.xfs.piece import FILE, OUTSIDE, UNKNOWN, AnswerCheck, Piece, clip
@@ -26,13 +27,10 @@ class LiveOwnerMap:
         self.mount_point = mount_point
         self.geo = geo
         self.has_rmapbt = has_rmapbt
-        self.problems: list[str] = []
-        self._seen: set[str] = set()
+        self.problems = Problems()
 
     def _note(self, text: str) -> None:
-        if text not in self._seen:
-            self._seen.add(text)
-            self.problems.append(text)
+        self.problems.append(text)
 
     def prepare(self, ranges) -> None:
         """Nothing to prepare: the kernel answers each range directly."""
@@ -96,16 +94,13 @@ class LiveOwnerMap:
 
 def _split(p: Piece, sharers: dict[int, int], bs: int) -> list[Piece]:
     """A data piece cut where sharing changes, `shared` exact for every byte of each part."""
-    out, start = [], p.offset
-    end = p.offset + p.length
-    cur = start
+    out, cur, end = [], p.offset, p.offset + p.length
     while cur < end:
         shared = sharers.get(cur // bs, 0) >= 2
         nxt = (cur // bs + 1) * bs
         while nxt < end and (sharers.get(nxt // bs, 0) >= 2) == shared:
             nxt += bs
         stop = min(nxt, end)
-        out.append(p._replace(offset=cur, length=stop - cur, file_offset=p.file_offset + (cur - start),
-                              shared=shared))
+        out.append(clip(p, cur, stop)._replace(shared=shared))
         cur = stop
     return out

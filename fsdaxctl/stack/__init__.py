@@ -58,6 +58,8 @@ class Extent:
     length: int
     origin: str
     note: str = ""  # the source's own units for the trace: 'sector 2048, 8 sectors'
+    source: str = field(default="", compare=False)  # the input it came from ('bad.txt'), when a numbered line of one
+    line: int = field(default=0, compare=False)  # that line's number (input order: results follow it)
 
     @property
     def end(self) -> int:

@@ -89,11 +89,16 @@ class Session:
 
 
 def open_session(target: str, name: str | None, mount: str | None) -> Session:
-    """The filesystem on `target` with its stack, as pipeline.resolve builds it for `locate`."""
-    from fsdaxctl.pipeline import Plan, resolve
+    """The filesystem on `target` with its stack, as the application layer builds them for `locate`."""
+    from fsdaxctl.session import Inputs, Session as App, Spec
 
-    answer = resolve(Plan(target=target, device=name))
-    fs = answer.fs
+    app = App.open(Spec(target, device=name))
+    try:
+        answer = app.route(Inputs())
+    except BaseException:
+        app.close()
+        raise
+    fs = app.fs
     devt = None
     if mount:
         st = os.stat(mount)
@@ -223,27 +228,18 @@ def resolve_hit(session: Session, routes: list, event: dict, flags: int, forced:
     from fsdaxctl.pipeline import Answer, fs_paths
     from fsdaxctl.policy import impact_bits
     from fsdaxctl.xfs.detail import Describer
+    from fsdaxctl.xfs.devices import owner_map
 
     ranges = [(p[-1].offset, p[-1].length) for _, p in fs_paths(routes)]
     hit = Hit(session, routes, ranges)
     fs = session.fs
-    if session.live:
-        from fsdaxctl.live import LiveOwnerMap, LivePathResolver
-
-        omap = LiveOwnerMap(session.mount, fs.geo, has_rmapbt=fs.has_rmapbt)
-        resolver = LivePathResolver(session.mount)
-    else:
-        from fsdaxctl.xfs.owners import OwnerMap
-        from fsdaxctl.xfs.paths import PathResolver
-
-        omap = OwnerMap(fs)
-        omap.prepare(ranges)
-        resolver = PathResolver(fs)
-    describer = Describer(fs, resolver)
+    omap = owner_map(fs, "data")  # mounted: the running kernel's GETFSMAP; else the disk
+    omap.prepare(ranges)
+    describer = Describer(fs)  # mounted: names from the live tree
     pieces = []
     for off, n in ranges:
         pieces += describer.describe(omap.pieces(off, n))
-    hit.notes += omap.problems + describer.problems + getattr(resolver, "problems", [])
+    hit.notes += omap.problems + describer.problems + describer.resolver.problems
     for p in pieces:
         if p.owner == "file":
             hit.names[p.inode] = list(p.paths)

@@ -303,26 +303,83 @@ def lookup_le(fs, tree: SBtree, agno: int, root: int, levels: int, key):
         agbno, level, is_root = node.ptrs[i], level - 1, False
 
 
-def ag_btrees(fs, agno: int, owner: int | None = None) -> list[tuple[SBtree, int, int, int]]:
-    """(tree, root agbno, levels, rmap owner) of every btree rooted in AG agno's headers, grouped as the
-    rmapbt records their blocks: OWN_AG (bnobt, cntbt, rmapbt), OWN_INOBT (inobt, finobt), OWN_REFC
-    (refcountbt); only those of `owner` when given. The AGI is read only when inode btrees are wanted."""
-    out = []
-    if owner in (None, f.XFS_RMAP_OWN_AG, f.XFS_RMAP_OWN_REFC):
-        agf = fs.agf(agno)
+@dataclass(frozen=True)
+class AgBtree:
+    """One btree rooted in an AG header: which tree, where its root is, how tall, and the rmap owner of its
+    blocks. Every reader of a tree starts here, so the (agno, root, levels) triple travels as one value."""
+
+    fs: object
+    tree: SBtree
+    agno: int
+    root: int
+    levels: int
+    owner: int
+
+    def query(self, lo: int, hi: int):
+        """Leaves of records meeting agbnos [lo, hi], and Unreadable subtrees (see `query`)."""
+        return query(self.fs, self.tree, self.agno, self.root, self.levels, lo, hi)
+
+    def records(self, lo: int, hi: int):
+        return query_records(self.fs, self.tree, self.agno, self.root, self.levels, lo, hi)
+
+    def lookup_le(self, key):
+        return lookup_le(self.fs, self.tree, self.agno, self.root, self.levels, key)
+
+    def blocks(self, errors: list | None = None) -> dict[int, int]:
+        return tree_blocks(self.fs, self.tree, self.agno, self.root, self.levels, errors)
+
+
+class Ag:
+    """The btrees rooted in AG agno's headers: `ag.rmapbt.query(lo, hi)`. The AGF or the AGI is read (once, by
+    the filesystem) when a tree of it is first wanted."""
+
+    def __init__(self, fs, agno: int):
+        self.fs = fs
+        self.agno = agno
+
+    def _agf_tree(self, tree: SBtree, name: str, owner: int) -> AgBtree:
+        agf = self.fs.agf(self.agno)
+        return AgBtree(self.fs, tree, self.agno, getattr(agf, f"agf_{name}_root"),
+                       getattr(agf, f"agf_{name}_level"), owner)
+
+    @property
+    def bnobt(self) -> AgBtree:
+        return self._agf_tree(BNOBT, "bno", f.XFS_RMAP_OWN_AG)
+
+    @property
+    def cntbt(self) -> AgBtree:
+        return self._agf_tree(CNTBT, "cnt", f.XFS_RMAP_OWN_AG)
+
+    @property
+    def rmapbt(self) -> AgBtree:
+        return self._agf_tree(RMAPBT, "rmap", f.XFS_RMAP_OWN_AG)
+
+    @property
+    def refcountbt(self) -> AgBtree:
+        return self._agf_tree(REFCOUNTBT, "refcount", f.XFS_RMAP_OWN_REFC)
+
+    @property
+    def inobt(self) -> AgBtree:
+        agi = self.fs.agi(self.agno)
+        return AgBtree(self.fs, INOBT, self.agno, agi.agi_root, agi.agi_level, f.XFS_RMAP_OWN_INOBT)
+
+    @property
+    def finobt(self) -> AgBtree:
+        agi = self.fs.agi(self.agno)
+        return AgBtree(self.fs, FINOBT, self.agno, agi.agi_free_root, agi.agi_free_level, f.XFS_RMAP_OWN_INOBT)
+
+    def btrees(self, owner: int | None = None) -> list[AgBtree]:
+        """Every btree of the AG, grouped as the rmapbt records their blocks: OWN_AG (bnobt, cntbt, rmapbt),
+        OWN_INOBT (inobt, finobt), OWN_REFC (refcountbt); only those of `owner` when given. The AGI is read
+        only when inode btrees are wanted."""
+        fs, out = self.fs, []
         if owner in (None, f.XFS_RMAP_OWN_AG):
-            out += [(BNOBT, agf.agf_bno_root, agf.agf_bno_level, f.XFS_RMAP_OWN_AG),
-                    (CNTBT, agf.agf_cnt_root, agf.agf_cnt_level, f.XFS_RMAP_OWN_AG)]
-            if fs.has_rmapbt:
-                out.append((RMAPBT, agf.agf_rmap_root, agf.agf_rmap_level, f.XFS_RMAP_OWN_AG))
+            out += [self.bnobt, self.cntbt] + ([self.rmapbt] if fs.has_rmapbt else [])
         if owner in (None, f.XFS_RMAP_OWN_REFC) and fs.has_reflink:
-            out.append((REFCOUNTBT, agf.agf_refcount_root, agf.agf_refcount_level, f.XFS_RMAP_OWN_REFC))
-    if owner in (None, f.XFS_RMAP_OWN_INOBT):
-        agi = fs.agi(agno)
-        out.append((INOBT, agi.agi_root, agi.agi_level, f.XFS_RMAP_OWN_INOBT))
-        if fs.has_finobt:
-            out.append((FINOBT, agi.agi_free_root, agi.agi_free_level, f.XFS_RMAP_OWN_INOBT))
-    return out
+            out.append(self.refcountbt)
+        if owner in (None, f.XFS_RMAP_OWN_INOBT):
+            out += [self.inobt] + ([self.finobt] if fs.has_finobt else [])
+        return out
 
 
 def tree_blocks(fs, tree: SBtree, agno: int, root: int, levels: int,

@@ -7,7 +7,7 @@ first need by reading only the interior nodes of each AG btree, then kept for th
 
 from __future__ import annotations
 
-from fsdaxctl.errors import FsdaxError
+from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.attr import leaf_entries
@@ -43,7 +43,7 @@ class Describer:
         self.geo = fs.geo
         self.live = getattr(fs, "live", None)  # mounted: names from the live tree, detail read from disk
         self.resolver = resolver or self._default_resolver(fs)
-        self.problems: list[str] = []
+        self.problems = Problems()
         self._ag_index: dict[tuple[int, str], dict[int, tuple[str, int]]] = {}
         self._dirs: dict[int, DirBlocks | None] = {}
         self._ftype: dict[int, str] = {}
@@ -65,7 +65,7 @@ class Describer:
                 try:
                     chunk_states[i] = self._chunk_states(p)
                 except FsdaxError as e:
-                    self._problem(str(e))
+                    self._problem(e)
         inos = {p.inode for p in pieces if p.owner == FILE}
         inos.update(ino for states in chunk_states.values() for ino, st in states.items() if st == IN_USE)
         names = self.resolver.name(inos) if inos else {}
@@ -79,7 +79,7 @@ class Describer:
                 else:
                     detail = self._detail(p, names)
             except FsdaxError as e:
-                self._problem(str(e))
+                self._problem(e)
                 detail = {"detail_error": str(e)}
             if detail and self.live is not None:  # GETFSMAP names owners, not structures: those came from disk
                 detail = {**detail, "read_from": "disk"}
@@ -96,8 +96,7 @@ class Describer:
         return out
 
     def _problem(self, text: str) -> None:
-        if text not in self.problems:
-            self.problems.append(text)
+        self.problems.append(text)
 
     def _impact(self, p: Piece, names) -> str:
         return piece_impact(p, names[p.inode].ftype if p.owner == FILE else None)
@@ -153,14 +152,14 @@ class Describer:
                 for b in fs.agfl(agno):
                     idx[b] = ("AGFL block (free list)", -1)
             except FsdaxError as e:
-                self._problem(str(e))
-        for tree, root, levels, _ in btree.ag_btrees(fs, agno, owner):
+                self._problem(e)
+        for t in btree.Ag(fs, agno).btrees(owner):
             errors: list[FsdaxError] = []
-            for b, level in btree.tree_blocks(fs, tree, agno, root, levels, errors).items():
-                idx[b] = (tree.name, level)
+            for b, level in t.blocks(errors).items():
+                idx[b] = (t.tree.name, level)
             for e in errors:
-                self._problem(f"{tree.name} of AG {agno} not read whole: {e}")
-                idx[_INCOMPLETE] = (f"not found: the {tree.name} could not be read whole ({e})", -1)
+                self._problem(f"{t.tree.name} of AG {agno} not read whole: {e}")
+                idx[_INCOMPLETE] = (f"not found: the {t.tree.name} could not be read whole ({e})", -1)
         self._ag_index[key] = idx
         return idx
 
@@ -186,11 +185,11 @@ class Describer:
         base = geo.ag_to_byte(agno, 0)
         first_slot = (p.offset - base) // geo.inodesize
         last_slot = (p.offset + p.length - 1 - base) // geo.inodesize
-        agi = fs.agi(agno)
+        inobt = btree.Ag(fs, agno).inobt
         states, rec = {}, None
         for agino in range(first_slot, last_slot + 1):  # byte offset in the AG / inode size == agino
             if rec is None or not rec[0] <= agino < rec[0] + XFS_INODES_PER_CHUNK:
-                rec = btree.lookup_le(fs, btree.INOBT, agno, agi.agi_root, agi.agi_level, agino)
+                rec = inobt.lookup_le(agino)
                 slots = chunk_slot_states(fs, rec) if rec is not None else None
             ino = (agno << (geo.agblklog + geo.inopblog)) | agino
             state = "not in any inode chunk"

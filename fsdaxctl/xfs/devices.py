@@ -11,7 +11,7 @@ Every piece of a filesystem that has more than one device says which one it lies
 from __future__ import annotations
 
 from fsdaxctl.device import Device
-from fsdaxctl.errors import UnsupportedError, UsageError
+from fsdaxctl.errors import Problems, UnsupportedError, UsageError
 from fsdaxctl.xfs.piece import OUTSIDE, AnswerCheck, Piece
 
 DATA, LOG, RT = "data", "log", "rt"
@@ -118,7 +118,7 @@ class LogDeviceMap:
     def __init__(self, fs):
         self.fs = fs
         self.source = "log"
-        self.problems: list[str] = []
+        self.problems = Problems()
         device_file(fs, LOG)  # a one-line error unless --logdev was given
         self.size = device_size(fs, LOG)
 

@@ -228,12 +228,16 @@ class Replay:
 
 class _Ring:
     def __init__(self, fs):
-        if fs.internal_log is None:
-            raise LogReplayError("no internal log to replay", structure="log")
         geo = fs.geo
-        agno, agbno, blocks = fs.internal_log
-        self.dev = fs.dev
-        self.start = geo.ag_to_byte(agno, agbno)
+        if fs.internal_log is not None:
+            agno, agbno, blocks = fs.internal_log
+            self.dev, self.start, self.what = fs.dev, geo.ag_to_byte(agno, agbno), "log"
+        elif fs.sb.sb_logstart == 0 and not fs.log_problem and getattr(fs, "logdev", None) is not None:
+            # An external log (--logdev) starts at byte 0 of its own device.
+            self.dev, self.start, self.what = fs.logdev, 0, "external log"
+            blocks = fs.sb.sb_logblocks
+        else:
+            raise LogReplayError("no log to read (an external log needs --logdev)", structure="log")
         self.nbb = (blocks << geo.blocklog) // BB
         self.logv2 = bool(fs.sb.sb_versionnum & XFS_SB_VERSION_LOGV2BIT) or True  # v5 implies log v2
         self.uuid = fs.sb.sb_uuid
@@ -246,7 +250,7 @@ class _Ring:
         if count <= 0:
             return b""
         if bb + count <= self.nbb:
-            return self.dev.pread(self.start + bb * BB, count * BB, "log")
+            return self.dev.pread(self.start + bb * BB, count * BB, self.what)
         first = self.nbb - bb
         return self.read(bb, first) + self.read(0, count - first)
 

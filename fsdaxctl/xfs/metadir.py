@@ -8,7 +8,7 @@ path in it (`/quota/user`, `/rtgroups/0.rmap`), as xfs_db's `ls -m` and the kern
 
 from __future__ import annotations
 
-from fsdaxctl.errors import FsdaxError
+from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 
 NULLFSINO = 0xFFFFFFFFFFFFFFFF
@@ -29,7 +29,7 @@ def metadir_paths(fs) -> tuple[dict[int, str], list[str]]:
     from fsdaxctl.xfs.inode import read_inode
 
     paths: dict[int, str] = {}
-    problems: list[str] = []
+    problems = Problems()
     root = fs.sb.sb_metadirino
     if has_metadir(fs) and root not in (0, NULLFSINO):
         paths[root] = "/"
@@ -42,7 +42,7 @@ def metadir_paths(fs) -> tuple[dict[int, str], list[str]]:
                     continue
                 _, entries = read_dir(fs, inode)
             except FsdaxError as e:
-                problems.append(f"metadata directory {paths[ino]} (inode {ino}) unreadable: {e}")
+                problems.append(f"metadata directory {paths[ino]} (inode {ino}) unreadable: {e}", e, ino=ino)
                 continue
             base = paths[ino].rstrip("/")
             for e in entries:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from fsdaxctl.errors import FsdaxError
+from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.btree import Unreadable
@@ -43,8 +43,7 @@ class OwnerMap:
         self.rmapbt = self.source != "bnobt"  # records (real or synthesized) rather than free-space gaps
         self.reflink = fs.has_reflink
         self.progress = progress
-        self.problems: list[str] = []  # one line per unreadable structure, reported once each
-        self._seen_problems: set[str] = set()
+        self.problems = Problems()  # one line per unreadable structure, reported once each
         self._walked: dict[int, tuple] = {}  # agno -> (records, starts, longest, windows answered: None = all)
         if self.source == "bnobt":
             self._note(("--source bnobt: the rmapbt is not used" if fs.has_rmapbt else
@@ -70,13 +69,10 @@ class OwnerMap:
         for agno, recs in walk.run().items():
             self._walked[agno] = (recs, [r[0] for r in recs], max((r[1] for r in recs), default=1),
                                   walk.covered.get(agno))
-        for text in walk.problems:
-            self._note(text)
+        self.problems += walk.problems
 
     def _note(self, text: str) -> None:
-        if text not in self._seen_problems:
-            self._seen_problems.add(text)
-            self.problems.append(text)
+        self.problems.append(text)
 
     # --- public ---
     def pieces(self, offset: int, length: int) -> list[Piece]:
@@ -148,7 +144,7 @@ class OwnerMap:
     def _ag_pieces(self, agno: int, lo: int, hi: int, qstart: int, qend: int):
         """Lists of pieces, in device order, for agbnos [lo, hi] of AG agno clipped to bytes [qstart, qend)."""
         try:
-            agf = self.fs.agf(agno)
+            self.fs.agf(agno)  # the AG's roots: an unreadable AGF makes the whole AG unknown
         except FsdaxError as e:
             self._note(str(e))
             yield [self._run(agno, lo, hi - lo + 1, UNKNOWN, qstart, qend, {"error": str(e)})]
@@ -164,10 +160,10 @@ class OwnerMap:
             batch = [r for r in recs[first:last] if r[0] + r[1] > lo]
             yield from self._rmap_pieces(agno, [batch], lo, hi, qstart, qend)
         elif self.rmapbt:
-            batches = btree.query(self.fs, btree.RMAPBT, agno, agf.agf_rmap_root, agf.agf_rmap_level, lo, hi)
+            batches = btree.Ag(self.fs, agno).rmapbt.query(lo, hi)
             yield from self._rmap_pieces(agno, batches, lo, hi, qstart, qend)
         else:
-            batches = btree.query(self.fs, btree.BNOBT, agno, agf.agf_bno_root, agf.agf_bno_level, lo, hi)
+            batches = btree.Ag(self.fs, agno).bnobt.query(lo, hi)
             yield from self._bnobt_pieces(agno, batches, lo, hi, qstart, qend)
 
     def _rmap_pieces(self, agno, batches, lo, hi, qstart, qend):

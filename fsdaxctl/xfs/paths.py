@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from fsdaxctl.errors import FsdaxError
+from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.attr import read_attrs
 from fsdaxctl.xfs.dir import DirBlocks, is_dir, parse_data_block, read_dir, verify_data_block
@@ -48,7 +48,7 @@ class PathResolver:
 
     def __init__(self, fs):
         self.fs = fs
-        self.problems: list[str] = []
+        self.problems = Problems()
         self._dir_paths: dict[tuple[int, int], bytes | None] = {}
         sb = fs.sb
         self.metadata_inodes = {ino: what for ino, what in (
@@ -108,7 +108,7 @@ class PathResolver:
             try:
                 parents = self._parents(read_inode(self.fs, ino))
             except FsdaxError as e:
-                self.problems.append(f"parent pointers of inode {ino} unreadable: {e}")
+                self.problems.append(f"parent pointers of inode {ino} unreadable: {e}", e, ino=ino)
                 continue
             for name, pino, pgen in parents:
                 dpath = self._dir_path(pino, pgen, 0)
@@ -141,7 +141,7 @@ class PathResolver:
                 return None
             parents = self._parents(inode)
         except FsdaxError as e:
-            self.problems.append(f"directory inode {ino} unreadable: {e}")
+            self.problems.append(f"directory inode {ino} unreadable: {e}", e, ino=ino)
             return None
         if depth < 4096 and len(parents) == 1:
             name, pino, pgen = parents[0]
@@ -161,7 +161,8 @@ class PathResolver:
             try:
                 entries = self._entries(read_inode(fs, dino), want)
             except FsdaxError as e:
-                self.problems.append(f"directory {decode_name(dpath) or '/'} (inode {dino}) unreadable: {e}")
+                self.problems.append(f"directory {decode_name(dpath) or '/'} (inode {dino}) unreadable: {e}",
+                                     e, ino=dino)
                 continue
             for e in entries:
                 path = dpath + b"/" + e.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+from fsdaxctl.errors import Problems
 from fsdaxctl.parsers import xfs as f
 
 # Owner kinds: GETFSMAP's owners, spelled as README.md's JSON contract says.
@@ -80,7 +81,7 @@ class OwnerSource(Protocol):
     map): pieces of any byte range of its device in device order, every answer through AnswerCheck."""
 
     source: str  # "rmapbt", "walk", "bnobt", "kernel", ...
-    problems: list[str]  # what could not be read, one line each, once
+    problems: Problems  # what could not be read, one line each, once (fsdaxctl.errors)
 
     def prepare(self, ranges) -> None:
         """Get ready for these (offset, length) ranges (the metadata walk reads what they need, once)."""

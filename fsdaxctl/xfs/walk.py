@@ -19,7 +19,7 @@ import bisect
 import operator
 import os
 
-from fsdaxctl.errors import FsdaxError
+from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.inode import (IN_USE, SPARSE_HOLE, XFS_INODES_PER_CHUNK, bmap, chunk_slot_states, parse_inode,
@@ -57,7 +57,7 @@ class MetadataWalk:
         self.windows = windows
         self.exact = os.environ.get("FSDAXCTL_WALK") == "exact" if exact is None else exact
         self.covered: dict[int, list[tuple[int, int]] | None] = {}
-        self.problems: list[str] = []
+        self.problems = Problems()
         if readable < fs.geo.agcount:
             self.problems.append(f"AG {readable} and after lie past the end of the device: not walked")
         self.records: dict[int, list[tuple]] = {a: [] for a in self.agnos}
@@ -108,8 +108,7 @@ class MetadataWalk:
         self._problem(f"inode {ino}: extent at fsblock {fsb} of {count} blocks is empty or leaves its AG: ignored")
 
     def _problem(self, text: str) -> None:
-        if text not in self.problems:
-            self.problems.append(text)
+        self.problems.append(text)
 
     # --- per AG ---
     def _ag_metadata(self, agno: int) -> None:
@@ -120,29 +119,28 @@ class MetadataWalk:
         log = fs.internal_log  # None when its superblock fields are impossible: its bytes stay unclaimed
         if log and log[0] == agno:
             self._add(agno, log[1], log[2], f.XFS_RMAP_OWN_LOG)
+        ag = btree.Ag(fs, agno)
         try:
-            trees = btree.ag_btrees(fs, agno)
+            trees = ag.btrees()
         except FsdaxError as e:
-            self._problem(str(e))
+            self._problem(e)
             return
-        agf = fs.agf(agno)
-        for tree, root, levels, owner in trees:
+        for t in trees:
             errors: list[FsdaxError] = []
             try:
-                for agbno in btree.tree_blocks(fs, tree, agno, root, levels, errors):
-                    self._add(agno, agbno, 1, owner)
+                for agbno in t.blocks(errors):
+                    self._add(agno, agbno, 1, t.owner)
             except FsdaxError as e:
                 errors.append(e)
             for e in errors:
-                self._problem(f"{tree.name} of AG {agno} not walked whole: {e}")
+                self._problem(f"{t.tree.name} of AG {agno} not walked whole: {e}")
         try:
             for agbno in fs.agfl(agno):
                 self._add(agno, agbno, 1, f.XFS_RMAP_OWN_AG)
         except FsdaxError as e:
-            self._problem(str(e))
+            self._problem(e)
         if fs.has_reflink:  # CoW staging extents live in the refcountbt's CoW domain
-            for rec in btree.query_records(fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
-                                           agf.agf_refcount_level, f.XFS_REFC_COWFLAG, 0xFFFFFFFF):
+            for rec in ag.refcountbt.records(f.XFS_REFC_COWFLAG, 0xFFFFFFFF):
                 if type(rec) is btree.Unreadable:
                     self._problem(str(rec.error))
                 else:
@@ -153,11 +151,11 @@ class MetadataWalk:
         fs = self.fs
         for agno in range(fs.readable_agcount):
             try:
-                agi = fs.agi(agno)
+                inobt = btree.Ag(fs, agno).inobt
             except FsdaxError as e:
-                self._problem(str(e))
+                self._problem(e)
                 continue
-            for rec in btree.query_records(fs, btree.INOBT, agno, agi.agi_root, agi.agi_level, 0, 0xFFFFFFFF):
+            for rec in inobt.records(0, 0xFFFFFFFF):
                 if type(rec) is btree.Unreadable:
                     self._problem(str(rec.error))
                     continue
@@ -206,7 +204,7 @@ class MetadataWalk:
                                                                                f"inode {ino}")
                 self._inode_forks(parse_inode(fs, ino, data, geo.byte_to_daddr(base + i * isize)))
             except FsdaxError as e:
-                self._problem(str(e))
+                self._problem(e)
 
     def _inode_forks(self, inode) -> None:
         for which, flag in (("data", 0), ("attr", f.XFS_RMAP_OFF_ATTR_FORK)):
@@ -295,12 +293,10 @@ def verify_rmap(fs, agnos=None, progress=None) -> list[str]:
     A damaged rmapbt is a real forensic case: it is what the kernel trusts on a media error."""
     walk = MetadataWalk(fs, agnos, progress)
     synthesized = walk.run()
-    out = list(walk.problems)
+    out = Problems(walk.problems)
     for agno in sorted(synthesized):
-        agf = fs.agf(agno)
         real = []
-        for rec in btree.query_records(fs, btree.RMAPBT, agno, agf.agf_rmap_root, agf.agf_rmap_level,
-                                       0, fs.geo.ag_length(agno) - 1):
+        for rec in btree.Ag(fs, agno).rmapbt.records(0, fs.geo.ag_length(agno) - 1):
             if type(rec) is btree.Unreadable:
                 out.append(f"AG {agno}: rmapbt unreadable: {rec.error}")
             else:

@@ -49,7 +49,7 @@ def agbno_extent(fs, agno: int, agbno: int, length: int | None) -> Extent:
                   f"AG {agno} block {agbno}: ({agno} * {geo.agblocks} + {agbno}) * {geo.blocksize} = byte {byte}")
 
 
-def inode_extent(fs, ino: int, origin: str = "--inode", note: str = "") -> Extent:
+def inode_extent(fs, ino: int, origin: str = "--inode", note: str = "", source: str = "", line: int = 0) -> Extent:
     """Where the on-disk inode `ino` lives (its inodesize bytes in its chunk)."""
     geo = fs.geo
     agno, agbno, slot = geo.ino_to_ag(ino)
@@ -57,7 +57,7 @@ def inode_extent(fs, ino: int, origin: str = "--inode", note: str = "") -> Exten
         raise UsageError(f"{origin}: inode {ino} is not in the filesystem (AG {agno} block {agbno} slot {slot})")
     byte = geo.ino_to_byte(ino)
     text = (f"inode {ino} = AG {agno}, block {agbno}, slot {slot}: byte {byte} ({geo.inodesize} bytes)")
-    return Extent(FS_SPACE, byte, geo.inodesize, origin, (note + "; " if note else "") + text)
+    return Extent(FS_SPACE, byte, geo.inodesize, origin, (note + "; " if note else "") + text, source, line)
 
 
 def lookup_path(fs, path: str) -> int:

@@ -14,7 +14,7 @@ import heapq
 from fsdaxctl.errors import FsdaxError
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.btree import Unreadable
-from fsdaxctl.xfs.piece import FILE, FREE, UNKNOWN, Piece, describe
+from fsdaxctl.xfs.piece import FILE, FREE, UNKNOWN, Piece, clip, describe
 
 _WHOLE_CNTBT = 64  # more free extents than this in one query: read the whole cntbt once instead of a path each
 
@@ -34,9 +34,7 @@ class Sharing:
     def _read(self) -> None:
         fs, agno = self.omap.fs, self.agno
         starts, lasts = [], []
-        agf = fs.agf(agno)
-        for rec in btree.query_records(fs, btree.REFCOUNTBT, agno, agf.agf_refcount_root,
-                                       agf.agf_refcount_level, self.lo, self.hi):
+        for rec in btree.Ag(fs, agno).refcountbt.records(self.lo, self.hi):
             if type(rec) is Unreadable:
                 self.omap._note(f"cannot tell which blocks are shared: {rec.error}")
                 self.unreadable = True
@@ -80,8 +78,8 @@ class Sharing:
             else:
                 stop, is_shared = (min(starts[j], end) if j < n else end), unshared
             if stop > self.lo and cur <= self.hi:
-                out.append(p._replace(offset=p.offset + ((cur - start) << bl), length=(stop - cur) << bl,
-                                      file_offset=p.file_offset + ((cur - start) << bl), shared=is_shared))
+                out.append(clip(p, p.offset + ((cur - start) << bl), p.offset + ((stop - start) << bl))
+                           ._replace(shared=is_shared))
             cur = stop
         return out
 
@@ -107,9 +105,7 @@ class FreeSpace:
         fs, agno = self.omap.fs, self.agno
         out = []
         try:
-            agf = fs.agf(agno)
-            for rec in btree.query_records(fs, btree.BNOBT, agno, agf.agf_bno_root, agf.agf_bno_level,
-                                           self.lo, self.hi):
+            for rec in btree.Ag(fs, agno).bnobt.records(self.lo, self.hi):
                 if type(rec) is Unreadable:
                     self.omap._note(f"cannot tell which blocks are free: {rec.error}")
                     out.append((rec.first, rec.last + 1,
@@ -127,14 +123,13 @@ class FreeSpace:
     # --- the cntbt must list every bnobt extent ---
     def _read_cntbt(self) -> None:
         fs, agno = self.omap.fs, self.agno
-        agf = fs.agf(agno)
+        cntbt = btree.Ag(fs, agno).cntbt
         self._cnt = set()
         errors: list[FsdaxError] = []
-        blocks = btree.tree_blocks(fs, btree.CNTBT, agno, agf.agf_cnt_root, agf.agf_cnt_level, errors)
-        for agbno, level in blocks.items():
+        for agbno, level in cntbt.blocks(errors).items():
             if level == 0:
                 try:
-                    node = btree.read_node(fs, btree.CNTBT, agno, agbno, 0, root=agbno == agf.agf_cnt_root)
+                    node = btree.read_node(fs, btree.CNTBT, agno, agbno, 0, root=agbno == cntbt.root)
                     self._cnt.update(node.items)
                 except FsdaxError as e:
                     errors.append(e)
@@ -148,8 +143,7 @@ class FreeSpace:
             error = self._cnt_error
         else:
             try:
-                agf = fs.agf(agno)
-                rec = btree.lookup_le(fs, btree.CNTBT, agno, agf.agf_cnt_root, agf.agf_cnt_level, (length, start))
+                rec = btree.Ag(fs, agno).cntbt.lookup_le((length, start))
                 found, error = rec is not None and tuple(rec[:2]) == (start, length), None
             except FsdaxError as e:
                 found, error = False, e
