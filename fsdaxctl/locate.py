@@ -43,11 +43,12 @@ def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
     return results
 
 
-def describe_results(fs, results: list[Result]) -> list[str]:
-    """Name every owner exactly (paths, which structure, impact) in place; return what could not be read."""
+def describe_results(fs, results: list[Result], describer=None) -> list[str]:
+    """Name every owner exactly (paths, which structure, impact) in place; return what could not be read.
+    A `describer` (xfs.detail.Describer) kept across calls keeps what it has read (a streamed list)."""
     from fsdaxctl.xfs.detail import Describer
 
-    describer = Describer(fs)
+    describer = describer or Describer(fs)
     described = iter(describer.describe([p for r in results for p in r.owners]))
     for r in results:
         r.owners = [next(described) for _ in r.owners]

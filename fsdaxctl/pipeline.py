@@ -43,6 +43,7 @@ class Inputs:
     """Where the damage is: parsed sources (extents, inode reports, notes) and filesystem-relative places."""
     parsed: Parsed = field(default_factory=Parsed)
     fs_queries: list = field(default_factory=list)      # callables fs -> (extents, notes)
+    stream: object = None  # an iterable of extents on TARGET read as it is consumed (--ranges), or None
 
 
 @dataclass
@@ -52,6 +53,13 @@ class Answer:
     routes: list[Route]
     warnings: list[str]
     plain: bool = False  # only bytes on a TARGET that is the filesystem itself: nothing to explain
+    target_space: Space | None = None  # what TARGET turned out to be: more of its bytes route from here
+
+
+def route_more(spec: Spec, answer: Answer, layout, extents: list[Extent]) -> list[Route]:
+    """More extents on TARGET through the stack already built for `answer` (a streamed ranges list, a window at
+    a time); what they cannot reach is said in answer.warnings."""
+    return _route(spec, answer.fs, layout, answer.stack, answer.target_space, extents, answer.warnings)
 
 
 def target_extent(offset: int, length: int, where: str, source: str = "", line: int = 0) -> Extent:
@@ -305,7 +313,7 @@ def route(spec: Spec, fs, layout, inputs: Inputs) -> Answer:
 
         warnings += settle_mirrors(routes, arrays)
     plain = not stack.layers and all(e.space.kind == TARGET for e in extents)
-    return Answer(fs, stack, routes, warnings, plain)
+    return Answer(fs, stack, routes, warnings, plain, target_space)
 
 
 def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) -> list[Extent]:
@@ -397,7 +405,7 @@ def _route(spec: Spec, fs, layout, stack, target_space, extents, warnings) -> li
             if ext.offset + ext.length > limit:  # a range that only ends past the end is just as wrong
                 raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} run past the end "
                                  f"of {spec.target} ({limit} bytes)")
-            ext = dataclasses.replace(ext, space=target_space)
+            ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note, ext.source, ext.line)
         elif ext.space == target_space and ext.offset >= limit:
             past.append(ext.origin)  # a list about another (bigger) device, or the wrong list
             continue

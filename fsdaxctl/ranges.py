@@ -34,7 +34,13 @@ def make_range(offset: int, length: int, where: str, source: str = "", line: int
 def parse_ranges(lines, name: str, block=None) -> list[Range]:
     """Parse a ranges file. Every problem is a UsageError naming the file and line; nothing is guessed.
     `block`: the filesystem block size for the `b` suffix (see units.parse_size)."""
-    out = []
+    return list(iter_ranges(lines, name, block))
+
+
+def iter_ranges(lines, name: str, block=None):
+    """The ranges of a ranges file one at a time, as it is read (a million-line list streams in bounded
+    memory); the first bad line raises its UsageError when it is reached, an empty file at its end."""
+    seen = False
     for n, raw in enumerate(lines, 1):
         if isinstance(raw, bytes):
             try:
@@ -48,11 +54,11 @@ def parse_ranges(lines, name: str, block=None) -> list[Range]:
         where = f"{name} line {n}"
         if len(fields) != 2:
             raise UsageError(f"{where}: expected 'OFFSET LENGTH', found {len(fields)} field(s): {line[:60]!r}")
-        out.append(make_range(parse_size(fields[0], f"{where}: offset", block),
-                              parse_size(fields[1], f"{where}: length", block), where, name, n))
-    if not out:
+        seen = True
+        yield make_range(parse_size(fields[0], f"{where}: offset", block),
+                         parse_size(fields[1], f"{where}: length", block), where, name, n)
+    if not seen:
         raise UsageError(f"{name}: no ranges in it")
-    return out
 
 
 def merge_ranges(ranges) -> list[tuple[int, int]]:

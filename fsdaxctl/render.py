@@ -236,8 +236,9 @@ def write_paths(out, results, null: bool = False) -> list[int]:
 
 def write_locate(out, fmt: str, source: str, fsinfo: dict, results, warnings: list[str], *,
                  dropped: list[dict] | None = None, stack: list[str] | None = None) -> None:
-    """`dropped`: input bytes that never reached the filesystem (with why); `stack`: the layers, for --explain."""
-    dropped = dropped or []
+    """`dropped`: input bytes that never reached the filesystem (with why); `stack`: the layers, for --explain.
+    `results` may be a stream: each is written as it comes; `dropped` and `warnings` are read after it ends."""
+    dropped = [] if dropped is None else dropped
     if fmt == "json":
         head = {"source": source, "filesystem": fsinfo}
         if stack is not None:

@@ -31,7 +31,7 @@ class LocateOptions:
 class LocateReport:
     target: str
     filesystem: dict
-    results: list                 # locate.Result, in input order
+    results: list                 # locate.Result, in input order (a stream: an iterator, consumed once)
     warnings: Problems            # everything that makes the answer doubtful or incomplete, once each
     dropped: list[dict] = field(default_factory=list)  # inputs (or parts) that never reached the filesystem
     stack: dict | None = None     # --explain: the layers between the inputs and the filesystem
@@ -42,7 +42,9 @@ class LocateReport:
 
     @property
     def status(self) -> int:
-        return exit_status(self.results, self.file_types) | self.bits
+        """The exit status: a streamed report's is whole once its results have been consumed."""
+        owners = exit_status(self.results, self.file_types) if isinstance(self.results, list) else 0
+        return owners | self.bits
 
 
 @dataclass
@@ -145,9 +147,17 @@ class Session:
 
     # --- questions ---
     def locate(self, inputs: Inputs, opts: LocateOptions = LocateOptions()) -> LocateReport:
-        """Every owner of every input's bytes, described, with what was dropped on the way and what is doubtful."""
+        """Every owner of every input's bytes, described, with what was dropped on the way and what is doubtful.
+        Inputs with a `stream` are answered a window at a time as the results are consumed."""
         if opts.device != "data":
             return self._locate_on_device(inputs, opts)
+        if inputs.stream is not None:
+            walk = opts.source == "walk" or (opts.source is None and not self.fs.has_rmapbt)
+            if not walk or getattr(self.fs, "live", None) is not None:
+                return self._locate_stream(inputs, opts)
+            # The metadata walk reads every inode once for all the ranges it is given: it needs them all first.
+            inputs.parsed.extents += inputs.stream
+            inputs = Inputs(inputs.parsed, inputs.fs_queries)
         from fsdaxctl.locate import locate_routes
 
         answer = self.route(inputs)
@@ -184,6 +194,49 @@ class Session:
             checked += _live_check(self.fs, report.results)
         report.warnings += checked
         report.bits |= 1 if checked else 0
+
+    STREAM_WINDOW = 4096  # ranges answered together: sorted by offset so neighbours share btree blocks
+
+    def _locate_stream(self, inputs: Inputs, opts: LocateOptions) -> LocateReport:
+        """A ranges list too long to hold: the stack is built once, then each window of ranges is routed,
+        answered, described and handed on in input order; memory is bounded by the window."""
+        if opts.explain or opts.verify_rmap:
+            raise UsageError("internal: a streamed ranges list is answered without --explain or --verify-rmap")
+        answer = self.route(inputs)
+        warnings = Problems(self.warnings + input_warnings(inputs.parsed) + answer.warnings)
+        omap = self.owner_map(source=opts.source, progress=opts.progress)
+        report = LocateReport(str(self.spec), self.filesystem, [], warnings, answer=answer, omap=omap)
+        report.results = self._stream(report, inputs, opts)
+        return report
+
+    def _stream(self, report: LocateReport, inputs: Inputs, opts: LocateOptions):
+        import itertools
+
+        from fsdaxctl.locate import describe_results, locate_routes
+        from fsdaxctl.pipeline import route_more
+        from fsdaxctl.xfs.detail import Describer
+
+        answer, omap = report.answer, report.omap
+        describer = Describer(self.fs) if opts.detail else None
+        source = "kernel" if omap.source == "kernel" else "disk"
+        extents = iter(inputs.stream)
+        while window := list(itertools.islice(extents, self.STREAM_WINDOW)):
+            routes = route_more(self.spec, answer, self.layout, window)
+            omap.prepare([(p[-1].offset, p[-1].length) for _, p in fs_paths(routes)])
+            results = locate_routes(omap, routes, False)
+            if describer is not None:
+                report.warnings += describe_results(self.fs, results, describer)
+            report.bits |= exit_status(results, None if describer else self._file_types(results))
+            dropped, drop, skipped = dropped_inputs(routes, False)
+            report.dropped += dropped
+            report.bits |= drop
+            report.warnings += skipped + answer.warnings + omap.problems
+            for r in results:
+                r.source = source
+                if answer.plain:
+                    r.input = None
+            yield from results
+        report.warnings += inputs.parsed.notes  # what the stream noticed on its way (sub-sector lengths)
 
     def _file_types(self, results) -> dict:
         """Without detail the impact rule still needs each data-fork owner's inode type (one inode read each)."""

@@ -149,6 +149,43 @@ def test_cli_json_contract_matches_getfsmap(built, tmp_path):
     assert proc.returncode == status, proc.stderr
 
 
+def test_long_ranges_list_is_streamed_and_matches_getfsmap(built, tmp_path):
+    """A ranges list longer than two of the session's windows is answered as it is read: every range as the
+    kernel's GETFSMAP says, in the list's order across windows, the exit status the union of every window's,
+    the sub-sector note once at the end; a bad line after the first window is still one line and exit 2."""
+    from fsdaxctl.session import Session
+
+    path, rec = built("4k-reflink")
+    km = kernel_map(path, rec)
+    rng = random.Random(11)
+    with XfsFilesystem.open(path) as fs:
+        ranges = interesting_ranges(km, fs, rng, 2 * Session.STREAM_WINDOW + 500)
+    rng.shuffle(ranges)
+    ranges.append(Range(0, 100))  # the superblock's sector, and a length shorter than one
+    listing = tmp_path / "ranges.txt"
+    listing.write_text("".join(f"{r.offset} {r.length}\n" for r in ranges))
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", path, "--ranges", str(listing),
+                           "--format", "jsonl", "--no-detail"], capture_output=True, text=True)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(x["offset"], x["length"]) for x in lines] == [(r.offset, r.length) for r in ranges]
+    status = 0
+    for r, res in zip(ranges, lines):
+        assert ours(res["owners"]) == km.pieces(r.offset, r.length), r
+        for p in res["owners"]:
+            if p["owner"] == "file":
+                status |= 4 if p["fork"] == "data" and not p["extent_map"] else 8
+            elif p["owner"] not in ("free", "outside-filesystem"):
+                status |= 8
+    assert proc.returncode == status == 12, proc.stderr
+    assert proc.stderr.count("less than one 512-byte sector") == 1
+    bad = ranges[:Session.STREAM_WINDOW + 10]
+    listing.write_text("".join(f"{r.offset} {r.length}\n" for r in bad) + "12 x\n")
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", path, "--ranges", str(listing),
+                           "--format", "jsonl", "--no-detail"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"fsdaxctl: {listing} line {len(bad) + 1}: length")
+
+
 def test_read_only_block_device(built):
     """A read-only loop device can only be opened O_RDONLY: locate works on it, and on the mounted device
     it warns that the answer may be stale."""

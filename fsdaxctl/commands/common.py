@@ -193,8 +193,9 @@ def _dev_file(spec: str) -> tuple[str | None, str]:
     return None, spec
 
 
-def build_inputs(spec, o: dict, *, need_input: bool = True):
-    """The session's Inputs from input_options' values (`o`); every problem is one UsageError line."""
+def build_inputs(spec, o: dict, *, need_input: bool = True, stream: bool = False):
+    """The session's Inputs from input_options' values (`o`); every problem is one UsageError line. With
+    `stream`, a --ranges list that is the only input is read as it is answered (Inputs.stream)."""
     from fsdaxctl.inputs import Parsed, pfn_extent, phys_extent
     from fsdaxctl.session import Inputs, block_size
     from fsdaxctl.units import parse_size
@@ -206,7 +207,9 @@ def build_inputs(spec, o: dict, *, need_input: bool = True):
     if length is not None and length <= 0 and o["offset"] is None:
         raise UsageError(f"--length: the length must be positive, not {length}")
     _check_count(o, length)
-    _target_ranges(o, parsed, block, length)
+    stream = stream and not any(o[opt] for opt, _ in _SOURCES) and not any(
+        o[k] for k in ("phys", "pfn", "daddr", "fsblock", "inodes", "file_path")) and o["agbno"] is None
+    ranges = _target_ranges(o, parsed, block, length, stream)
     _report_sources(o, parsed)
     for text in o["phys"]:
         parsed.extents.append(phys_extent(parse_size(text, "--phys"), "--phys", length))
@@ -215,29 +218,29 @@ def build_inputs(spec, o: dict, *, need_input: bool = True):
     queries = _fs_queries(o, length)
     if (o["agno"] is None) != (o["agbno"] is None):
         raise UsageError("--agno and --agbno go together")
-    if need_input and not parsed.extents and not parsed.inodes and not queries:
+    if need_input and not parsed.extents and not parsed.inodes and not queries and ranges is None:
         _nothing_to_locate(o, parsed)
-    return Inputs(parsed, queries)
+    return Inputs(parsed, queries, ranges)
 
 
 _SOURCES = (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), ("ndctl_json", "ndctl"),
             ("kmsg", "kmsg"), ("inputs", None))
 
 
-def _target_ranges(o: dict, parsed, block: int | None, length: int | None) -> None:
-    """--ranges and --offset/--length: bytes on TARGET, with a note for ranges shorter than a sector."""
+def _target_ranges(o: dict, parsed, block: int | None, length: int | None, stream: bool):
+    """--ranges and --offset/--length: bytes on TARGET, with a note for ranges shorter than a sector. With
+    `stream`, the --ranges list is returned as an iterator of extents, read as it is consumed (else None)."""
     from fsdaxctl.pipeline import target_extent
-    from fsdaxctl.ranges import make_range, parse_ranges
+    from fsdaxctl.ranges import make_range
     from fsdaxctl.units import SECTOR, parse_size
 
-    short = []
+    short: list = []
+    ranges = None
     if o["ranges_file"] is not None:
-        name = getattr(o["ranges_file"], "name", "<stdin>")
-        name = "stdin" if name in ("<stdin>", "-") else name
-        for r in parse_ranges(o["ranges_file"], name, block):
-            parsed.extents.append(target_extent(r.offset, r.length, r.where, r.source, r.line))
-            if r.length < SECTOR:
-                short.append(r)
+        ranges = _ranges_file(o["ranges_file"], block, parsed.notes)
+        if not stream:
+            parsed.extents += ranges
+            ranges = None
     if o["offset"] is not None:
         r = make_range(parse_size(o["offset"], "--offset", block), SECTOR if length is None else length,
                        "--offset/--length")
@@ -251,6 +254,25 @@ def _target_ranges(o: dict, parsed, block: int | None, length: int | None) -> No
         parsed.notes.append(sub_sector_note(short[0].where, short[0].length, len(short)))
     elif length is not None and 0 < length < SECTOR:
         parsed.notes.append(sub_sector_note("--length", length))
+    return ranges
+
+
+def _ranges_file(fh, block, notes: list[str]):
+    """The extents of a --ranges list, one at a time as it is read; once it ends, a note in `notes` if some
+    ranges were shorter than a sector."""
+    from fsdaxctl.pipeline import target_extent
+    from fsdaxctl.ranges import iter_ranges
+    from fsdaxctl.units import SECTOR
+
+    name = getattr(fh, "name", "<stdin>")
+    name = "stdin" if name in ("<stdin>", "-") else name
+    first, short = None, 0
+    for r in iter_ranges(fh, name, block):
+        if r.length < SECTOR:
+            first, short = first or r, short + 1
+        yield target_extent(r.offset, r.length, r.where, r.source, r.line)
+    if short:
+        notes.append(sub_sector_note(first.where, first.length, short))
 
 
 def _report_sources(o: dict, parsed) -> None:

@@ -59,7 +59,7 @@ def command(ctx, spec, explain, no_detail, source, verify_rmap, fmt, null, **inp
                          "not damage reports, filesystem places or --act")
     flags = check_chain_options(inputs)
     spec = with_stack(spec, inputs)
-    plan = build_inputs(spec, inputs)
+    plan = build_inputs(spec, inputs, stream=not (explain or verify_rmap or inputs["act"] or device != "data"))
     opts = LocateOptions(device=device, explain=explain, detail=not no_detail, source=source,
                          verify_rmap=verify_rmap, progress=progress_printer("walking inodes"))
     with Session.open(spec) as session:
@@ -77,6 +77,11 @@ def _write(fmt, null, report) -> None:
         unnamed = write_paths(sys.stdout, report.results, null)
         warn(report.warnings + [f"inode {ino} was hit but has no path (see --format json for why)" for ino in unnamed])
         return
-    warn(report.warnings)
+    streamed = not isinstance(report.results, list)
+    if not streamed:
+        warn(report.warnings)
     write_locate(sys.stdout, fmt or default_format(), report.target, report.filesystem, report.results,
                  report.warnings, dropped=report.dropped, stack=report.stack)
+    if streamed:  # complete only once every result is out
+        sys.stdout.flush()
+        warn(report.warnings)

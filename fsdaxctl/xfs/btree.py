@@ -12,6 +12,7 @@ A damaged subtree is reported (an `Unreadable` item carrying the agbno span it c
 from __future__ import annotations
 
 import bisect
+import functools
 import operator
 import struct
 from dataclasses import dataclass
@@ -329,44 +330,55 @@ class AgBtree:
         return tree_blocks(self.fs, self.tree, self.agno, self.root, self.levels, errors)
 
 
-class Ag:
-    """The btrees rooted in AG agno's headers: `ag.rmapbt.query(lo, hi)`. The AGF or the AGI is read (once, by
-    the filesystem) when a tree of it is first wanted."""
+def Ag(fs, agno: int) -> _Ag:
+    """AG agno's btrees (`Ag(fs, agno).rmapbt.query(lo, hi)`), one object per AG of a filesystem."""
+    cache = fs.__dict__.setdefault("_ag_btrees", {})
+    ag = cache.get(agno)
+    if ag is None:
+        ag = cache[agno] = _Ag(fs, agno)
+    return ag
+
+
+class _Ag:
+    """The btrees rooted in an AG's headers. The AGF or the AGI is read (once, by the filesystem) when a tree
+    of it is first wanted; an unreadable header raises then, and again on every later ask."""
 
     def __init__(self, fs, agno: int):
         self.fs = fs
         self.agno = agno
 
-    def _agf_tree(self, tree: SBtree, name: str, owner: int) -> AgBtree:
-        agf = self.fs.agf(self.agno)
-        return AgBtree(self.fs, tree, self.agno, getattr(agf, f"agf_{name}_root"),
-                       getattr(agf, f"agf_{name}_level"), owner)
+    def _tree(self, tree: SBtree, root: int, levels: int, owner: int) -> AgBtree:
+        return AgBtree(self.fs, tree, self.agno, root, levels, owner)
 
-    @property
+    @functools.cached_property
     def bnobt(self) -> AgBtree:
-        return self._agf_tree(BNOBT, "bno", f.XFS_RMAP_OWN_AG)
+        agf = self.fs.agf(self.agno)
+        return self._tree(BNOBT, agf.agf_bno_root, agf.agf_bno_level, f.XFS_RMAP_OWN_AG)
 
-    @property
+    @functools.cached_property
     def cntbt(self) -> AgBtree:
-        return self._agf_tree(CNTBT, "cnt", f.XFS_RMAP_OWN_AG)
+        agf = self.fs.agf(self.agno)
+        return self._tree(CNTBT, agf.agf_cnt_root, agf.agf_cnt_level, f.XFS_RMAP_OWN_AG)
 
-    @property
+    @functools.cached_property
     def rmapbt(self) -> AgBtree:
-        return self._agf_tree(RMAPBT, "rmap", f.XFS_RMAP_OWN_AG)
+        agf = self.fs.agf(self.agno)
+        return self._tree(RMAPBT, agf.agf_rmap_root, agf.agf_rmap_level, f.XFS_RMAP_OWN_AG)
 
-    @property
+    @functools.cached_property
     def refcountbt(self) -> AgBtree:
-        return self._agf_tree(REFCOUNTBT, "refcount", f.XFS_RMAP_OWN_REFC)
+        agf = self.fs.agf(self.agno)
+        return self._tree(REFCOUNTBT, agf.agf_refcount_root, agf.agf_refcount_level, f.XFS_RMAP_OWN_REFC)
 
-    @property
+    @functools.cached_property
     def inobt(self) -> AgBtree:
         agi = self.fs.agi(self.agno)
-        return AgBtree(self.fs, INOBT, self.agno, agi.agi_root, agi.agi_level, f.XFS_RMAP_OWN_INOBT)
+        return self._tree(INOBT, agi.agi_root, agi.agi_level, f.XFS_RMAP_OWN_INOBT)
 
-    @property
+    @functools.cached_property
     def finobt(self) -> AgBtree:
         agi = self.fs.agi(self.agno)
-        return AgBtree(self.fs, FINOBT, self.agno, agi.agi_free_root, agi.agi_free_level, f.XFS_RMAP_OWN_INOBT)
+        return self._tree(FINOBT, agi.agi_free_root, agi.agi_free_level, f.XFS_RMAP_OWN_INOBT)
 
     def btrees(self, owner: int | None = None) -> list[AgBtree]:
         """Every btree of the AG, grouped as the rmapbt records their blocks: OWN_AG (bnobt, cntbt, rmapbt),
