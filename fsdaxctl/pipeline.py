@@ -139,11 +139,12 @@ def _alias_fs_names(extents: list[Extent], fs_name: str, warnings: list[str]) ->
 
 
 def _dm_md_layers(spec: Spec, notes: list[str], sysfs) -> tuple[list, dict, set[str]]:
-    from fsdaxctl.stack.dm import dm_layers, parse_table
-    from fsdaxctl.discovery.md import read_md_sysfs
-    from fsdaxctl.stack.md import md_layers, parse_md_spec
-
     layers, arrays = [], {}
+    if not spec.dm_tables and not spec.md:
+        return layers, arrays, set()
+    from fsdaxctl.discovery.md import read_md_sysfs
+    from fsdaxctl.stack.dm import dm_layers, parse_table
+    from fsdaxctl.stack.md import md_layers, parse_md_spec
     for table in spec.dm_tables:
         name, sep, path = table.partition("=")
         if not sep:
@@ -215,7 +216,7 @@ def _open_device(spec: Spec):
     block device under it; a mounted TARGET is read with O_DIRECT (the block device's page cache is stale
     under XFS) and, unless --offline, answered by the running kernel (fsdaxctl.live)."""
     from fsdaxctl.device import Device, mount_points
-    from fsdaxctl.live import find_live_target
+    from fsdaxctl.live.target import find_live_target  # not the whole live package: most targets are not mounted
 
     path = spec.target
     if os.path.isdir(path):

@@ -318,12 +318,13 @@ def input_warnings(parsed, cap: int = 20) -> list[str]:
 def _live_check(fs, results) -> list[str]:
     """Mounted here: the kernel's GETFSMAP is the live truth; say where the disk's answer differs from it."""
     from fsdaxctl.device import mount_points
-    from fsdaxctl.engine.live import stale_ranges
-    from fsdaxctl.errors import FsdaxError
 
     mounts = mount_points(fs.dev)
     if not mounts or len(results) > 10000:
         return []
+    from fsdaxctl.engine.live import stale_ranges
+    from fsdaxctl.errors import FsdaxError
+
     mount = mounts[0][0]
     items = [(r.offset, r.length, {p.inode for p in r.owners if p.owner == "file" and p.fork == "data" and
                                    not p.extent_map}) for r in results]

@@ -10,6 +10,14 @@
 
 __all__ = ["LiveOwnerMap", "LivePathResolver", "LiveTarget", "find_live_target"]
 
-from fsdaxctl.live.names import LivePathResolver
-from fsdaxctl.live.owners import LiveOwnerMap
-from fsdaxctl.live.target import LiveTarget, find_live_target
+_HOMES = {"LivePathResolver": "names", "LiveOwnerMap": "owners", "LiveTarget": "target", "find_live_target": "target"}
+
+
+def __getattr__(name: str):
+    """Each name from its module when first asked: finding out whether TARGET is mounted (live.target, on
+    every run) must not import the names and owners of a live filesystem it does not have."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
