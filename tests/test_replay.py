@@ -379,3 +379,49 @@ def main(argv):
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+@pytest.mark.kernel
+def test_inode_chunk_of_unlinked_inodes_is_freed_as_at_mount(tmp_path):
+    """An inode chunk whose only inode in use is unlinked but still open at the crash: the kernel's recovery
+    frees that inode and then the whole chunk (xfs_difree_inobt). The crashed image's answer for those bytes is
+    `free` with the reason, as the kernel's GETFSMAP says after mounting a copy."""
+    import shutil
+
+    from tests import images
+    from tests import kernel as K
+    from tests.conftest import need_kernel
+
+    need_kernel()
+    img, copy = str(tmp_path / "d.img"), str(tmp_path / "copy.img")
+    images.mkfs(img, 256 << 20, ["-m", "rmapbt=1,reflink=1", "-i", "size=512"])
+    with images.loop_mount(img) as mnt:
+        paths = []
+        for i in range(200):
+            paths.append(os.path.join(mnt, f"f{i}"))
+            open(paths[-1], "wb").close()
+        inos = [os.stat(p).st_ino for p in paths]
+        chunk = [p for p, ino in zip(paths, inos) if ino // 64 == inos[-1] // 64]  # the last file's chunk
+        assert len(chunk) > 1
+        for p in chunk[1:]:
+            os.unlink(p)
+        keep = os.open(chunk[0], os.O_RDWR)
+        os.write(keep, b"x" * 8192)
+        os.unlink(chunk[0])
+        os.sync()
+        subprocess.run(["xfs_io", "-x", "-c", "shutdown -f", mnt], check=True)
+        os.close(keep)
+    shutil.copyfile(img, copy)
+    with images.loop_mount(copy) as mnt:  # the kernel recovers the copy
+        kernel = [r for r in K.getfsmap(mnt) if r.device and K.owner_name(r) == "inodes"]
+    ino = inos[paths.index(chunk[0])]
+    with XfsFilesystem.open(img) as fs0:
+        fs, rep = L.open_replayed(fs0)
+        start = fs.geo.ino_to_byte(ino // 64 * 64)
+        length = 64 * fs.geo.inodesize
+        pieces = OwnerMap(fs).pieces(start, length)
+        assert ino in L.unlinked_inodes(fs)
+        assert rep.summary()["inode_chunks_freed_at_mount"] == 1
+    assert [(p.owner, p.offset, p.length) for p in pieces] == [("free", start, length)], pieces
+    assert "xfs_difree_inobt" in pieces[0].detail["note"]
+    assert not [r for r in kernel if r.physical < start + length and r.physical + r.length > start]

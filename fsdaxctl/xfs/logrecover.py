@@ -196,6 +196,7 @@ class Replay:
             "unfinished_intents": left,
             "intents_finished_here": sum(1 for e in self.effects if e.kind == "free" and e.reason.startswith("an unfinished extent-free")),
             "unknown_ranges": sum(1 for e in self.effects if e.kind == "unknown"),
+            "inode_chunks_freed_at_mount": sum(1 for e in self.effects if e.reason.startswith(_CHUNK_FREED)),
             "torn_head": self.torn, "written": False,
         }
 
@@ -1523,7 +1524,59 @@ def open_replayed(fs):
     new = XfsFilesystem(ReplayedDevice(fs.dev, rep.blocks))
     new.warnings[:0] = [w for w in fs.warnings if w not in new.warnings]
     new.replay = rep
+    rep.effects += chunks_freed_at_mount(new, unlinked_inodes(new))
     return new, rep
+
+
+_CHUNK_FREED = "every inode of this chunk is free or on the AGI unlinked list"
+
+
+def chunks_freed_at_mount(fs, unlinked: set[int]) -> list[Effect]:
+    """The inode chunks the mount frees: recovery frees every inode on the AGI unlinked lists
+    (xlog_recover_process_iunlinks), and xfs_difree_inobt frees a chunk whose inodes are then all free, unless
+    a block holds more than one chunk's inodes (or the filesystem is mounted with ikeep, which cannot be seen
+    offline). The freed bytes: the chunk's inodes that exist on disk (a sparse chunk's holes were never
+    allocated)."""
+    from fsdaxctl.xfs import btree
+    from fsdaxctl.xfs.inode import SPARSE_HOLE, XFS_INODES_PER_CHUNK, chunk_slot_states
+
+    geo = fs.geo
+    if geo.blocksize // geo.inodesize > XFS_INODES_PER_CHUNK:
+        return []
+    by_chunk: dict[tuple, int] = {}
+    for ino in sorted(unlinked):
+        agno, agbno, slot = geo.ino_to_ag(ino)
+        agino = (agbno << geo.inopblog) | slot
+        try:
+            rec = btree.Ag(fs, agno).inobt.lookup_le(agino)
+        except FsdaxError:
+            continue  # the inobt cannot be read there: the pieces say so themselves
+        if rec is not None and rec[0] <= agino < rec[0] + XFS_INODES_PER_CHUNK:
+            key = (agno, tuple(rec))
+            by_chunk[key] = by_chunk.get(key, 0) | 1 << (agino - rec[0])
+    out = []
+    for (agno, rec), bits in by_chunk.items():
+        states = chunk_slot_states(fs, rec)
+        if (rec[4] | bits) != (1 << XFS_INODES_PER_CHUNK) - 1:
+            continue
+        mask = (1 << geo.inopblog) - 1
+        first = geo.ino_to_byte(geo.ag_to_ino(agno, rec[0] >> geo.inopblog, rec[0] & mask))
+        for s, t in _runs_of(states, SPARSE_HOLE):
+            out.append(Effect("free", f"{_CHUNK_FREED}: the mount frees the chunk (xfs_difree_inobt)",
+                              first + s * geo.inodesize, first + t * geo.inodesize))
+    return out
+
+
+def _runs_of(states: list[str], skip: str) -> list[tuple[int, int]]:
+    """[first, end) slot runs whose state is not `skip`."""
+    out, start = [], None
+    for i, st in enumerate(states + [skip]):
+        if st != skip and start is None:
+            start = i
+        elif st == skip and start is not None:
+            out.append((start, i))
+            start = None
+    return out
 
 
 def unlinked_inodes(fs) -> set[int]:
