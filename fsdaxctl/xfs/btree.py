@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import operator
 import struct
 from dataclasses import dataclass
@@ -74,6 +75,11 @@ class Node:
     items: list  # records (leaf) or key entries (node)
     ptrs: list  # child agbnos (node only)
     last: int = 0  # the last agbno this block's records cover (extents) or start at (others)
+    # Search aids of an interior node, made once per block read (interior nodes stay cached and are searched
+    # by every query; a leaf is mostly read for one): `lows` the children's first keys (ascending), `reach`
+    # the running maximum of their high keys (overlapping trees): a query finds its children by bisection.
+    lows: list = None
+    reach: list = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +131,23 @@ def read_node(fs, tree: SBtree, agno: int, agbno: int, level: int | None, *, roo
     bad, last = _check_items(tree, node, geo.ag_length(agno))
     if bad:
         raise CorruptError(f"bad {'record' if leaf else 'key'}", structure=where, daddr=daddr, found=bad)
-    node = Node(node.level, node.items, node.ptrs, last)
+    node = _indexed(tree, Node(node.level, node.items, node.ptrs, last))
     fs.node_cache_put(key, node)
     return node
+
+
+def _indexed(tree: SBtree, node: Node) -> Node:
+    """An interior node with its search aids (Node.lows, Node.reach); a leaf as it is."""
+    items = node.items
+    if node.level == 0:
+        return node
+    lows = [e[0] for e in items]
+    if tree.overlapping:
+        ksz = len(items[0]) // 2 if items else 0
+        reach = list(itertools.accumulate((e[ksz] for e in items), max))
+    else:
+        reach = None
+    return Node(node.level, items, node.ptrs, node.last, lows, reach)
 
 
 def _check_items(tree: SBtree, node: Node, aglen: int) -> tuple[str | None, int]:
@@ -248,16 +268,16 @@ def _walk(fs, tree, agno, agbno, level, lo, hi, span_lo, span_hi, root, seen, bo
     ptrs = node.ptrs
     if tree.overlapping:
         ksz = len(items[0]) // 2 if items else 0
-        for entry, ptr in zip(items, ptrs):
+        k = bisect.bisect_right(node.lows, hi)  # children starting by hi ...
+        for i in range(bisect.bisect_left(node.reach, lo, 0, k), k):  # ... from the first whose reach meets lo
+            entry = items[i]
             low_start, high_start = entry[0], entry[ksz]
-            if low_start > hi:
-                break
             if high_start >= lo:
-                yield from _walk(fs, tree, agno, ptr, level - 1, lo, hi, low_start, high_start, False, seen,
+                yield from _walk(fs, tree, agno, ptrs[i], level - 1, lo, hi, low_start, high_start, False, seen,
                                  (low_start, high_start))
     else:
         n = len(items)
-        for i in range(n):
+        for i in range(max(0, bisect.bisect_right(node.lows, lo) - 1), n):  # from the child holding lo
             first = items[i][0]
             if first > hi:
                 break

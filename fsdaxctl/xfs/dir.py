@@ -8,6 +8,7 @@ not contiguous on disk: each is mapped through the fork's extents.
 from __future__ import annotations
 
 import bisect
+import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -148,21 +149,57 @@ def parse_data_block(fs, inode: Inode, block: DirBlock, *, verified: int | None 
                      ) -> tuple[int | None, list[DirEntry]]:
     """(parent from '..' if this block has it, entries) of one XDB3/XDD3 block, verified (unless the caller
     already did: `verified` is then the magic it found)."""
+    new = tuple.__new__
+    base = block.dablk << fs.geo.blocklog
+    parent, out = None, []
+    for pos, ino, name, ft in _chain(fs, inode, block, verified):
+        if name == b"..":
+            parent = ino
+        elif name != b".":
+            out.append(new(DirEntry, (name, ino, ft, base + pos)))
+    return parent, out
+
+
+def wanted_entries(fs, inode: Inode, block: DirBlock, wanted: set[int], *, verified: int | None = None
+                   ) -> list[DirEntry]:
+    """The entries of one data block that name an inode in `wanted`, found without decoding the others: a
+    block whose 8-byte-aligned words hold none of those inode numbers (every entry starts on one) is not
+    walked at all; otherwise the entry chain is followed as `parse_data_block` does, with the same checks,
+    so a number in free space or in a name is never taken for an entry."""
     buf = block.data
-    where = f"directory block {block.dablk} of inode {inode.ino}"
+    magic, end = _data_area(fs, inode, block, verified)
+    first = f.XFS_DIR3_DATA_HDR_SIZE
+    words = struct.unpack_from(f">{(end - first) // 8}Q", buf, first)
+    if wanted.isdisjoint(words):
+        return []
+    base = block.dablk << fs.geo.blocklog
+    return [DirEntry(name, ino, ft, base + pos) for pos, ino, name, ft in _chain(fs, inode, block, magic, wanted)
+            if name != b"." and name != b".."]
+
+
+def _data_area(fs, inode: Inode, block: DirBlock, verified: int | None) -> tuple[int, int]:
+    """(magic, end of the entries) of a data block: a single-block directory's tail and leaf entries end it."""
+    buf = block.data
     magic = verify_data_block(inode, block) if verified is None else verified
     end = len(buf)
     if magic == f.XFS_DIR3_BLOCK_MAGIC:
         count, _ = f.DIR2_BLOCK_TAIL.unpack_from(buf, end - 8)
         end -= 8 + count * f.XFS_DIR2_LEAF_ENTRY_SIZE
         if end < f.XFS_DIR3_DATA_HDR_SIZE:
-            raise CorruptError("block directory leaf count too large", structure=where, daddr=block.daddr,
-                               found=count)
-    ftype = fs.has_ftype
-    new = tuple.__new__
-    base = block.dablk << fs.geo.blocklog
+            raise CorruptError("block directory leaf count too large", structure=f"directory block {block.dablk} "
+                               f"of inode {inode.ino}", daddr=block.daddr, found=count)
+    return magic, end
+
+
+def _chain(fs, inode: Inode, block: DirBlock, verified: int | None, wanted: set[int] | None = None):
+    """(byte in the block, inode, name, file type) of each entry of a data block, in order, the unused regions
+    stepped over by their lengths; with `wanted`, only the entries naming those inodes (the others are stepped
+    over without being decoded). Every length is checked as xfs_dir3_data_check does."""
+    buf = block.data
+    where = f"directory block {block.dablk} of inode {inode.ino}"
+    _, end = _data_area(fs, inode, block, verified)
+    ftype = 1 if fs.has_ftype else 0
     pos = f.XFS_DIR3_DATA_HDR_SIZE
-    parent, out = None, []
     while pos < end:
         if pos + 4 > end:
             raise CorruptError("directory entry past the end of the block", structure=where, daddr=block.daddr,
@@ -175,15 +212,10 @@ def parse_data_block(fs, inode: Inode, block: DirBlock, *, verified: int | None 
             pos += length
             continue
         ino, namelen = f.DIR2_DATA_ENTRY_HEAD.unpack_from(buf, pos)
-        size = (8 + 1 + namelen + (1 if ftype else 0) + 2 + 7) & ~7
+        size = (8 + 1 + namelen + ftype + 2 + 7) & ~7
         if namelen == 0 or pos + size > end:
             raise CorruptError("directory entry past the end of the block", structure=where, daddr=block.daddr,
                                found=f"namelen {namelen} at byte {pos}")
-        name = buf[pos + 9:pos + 9 + namelen]
-        ft = buf[pos + 9 + namelen] if ftype else None
-        if name == b"..":
-            parent = ino
-        elif name != b".":
-            out.append(new(DirEntry, (name, ino, ft, base + pos)))
+        if wanted is None or ino in wanted:
+            yield pos, ino, buf[pos + 9:pos + 9 + namelen], buf[pos + 9 + namelen] if ftype else None
         pos += size
-    return parent, out

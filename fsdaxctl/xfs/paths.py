@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.attr import read_attrs
-from fsdaxctl.xfs.dir import DirBlocks, is_dir, parse_data_block, read_dir, verify_data_block
+from fsdaxctl.xfs.dir import DirBlocks, is_dir, read_dir, verify_data_block, wanted_entries
 from fsdaxctl.xfs.inode import read_inode
 from fsdaxctl.xfs.metadir import metadata_name
 
 NULLFSINO = 0xFFFFFFFFFFFFFFFF
-_MAX_PATTERNS = 64  # wanted inodes up to which a byte search beats parsing a directory block
+_MAX_PATTERNS = 64  # wanted inodes up to which a byte search beats comparing every aligned word
 PARENT_REC = f.XFS_PARENT_REC
 
 
@@ -179,17 +179,19 @@ class PathResolver:
     def _entries(self, inode, want: dict[int, int]):
         """The entries of a directory that the walk needs. A directory with link count 2 has no
         subdirectories, so only entries of wanted inodes matter: a (verified) block in which no wanted inode
-        number's 8 bytes occur is not parsed at all. Most directories of a big tree are such leaves."""
+        number's 8 bytes occur is not walked at all (a few numbers: a byte search; many: the block's aligned
+        words against the set), and in one that holds some only those entries are decoded. Most directories of
+        a big tree are such leaves."""
         fmt, _ = inode.fork("data")
-        if inode.core.di_nlink != 2 or fmt == f.XFS_DINODE_FMT_LOCAL or len(want) > _MAX_PATTERNS:
+        if inode.core.di_nlink != 2 or fmt == f.XFS_DINODE_FMT_LOCAL:
             return read_dir(self.fs, inode)[1]
-        patterns = [ino.to_bytes(8, "big") for ino, left in want.items() if left]
+        wanted = {ino for ino, left in want.items() if left}
+        patterns = [ino.to_bytes(8, "big") for ino in wanted] if len(wanted) <= _MAX_PATTERNS else None
         out = []
         for block in DirBlocks(self.fs, inode).data_blocks():
             magic = verify_data_block(inode, block)
-            data = block.data
-            if any(p in data for p in patterns):
-                out += parse_data_block(self.fs, inode, block, verified=magic)[1]
+            if patterns is None or any(p in block.data for p in patterns):
+                out += wanted_entries(self.fs, inode, block, wanted, verified=magic)
         return out
 
     def _on_unlinked_list(self, ino: int) -> bool:
