@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.errors import FsdaxError, UsageError
 from fsdaxctl.inputs import Parsed
-from fsdaxctl.stack import BLOCK, FS, NAMESPACE, PHYS, REGION, Extent, Route, Space, Stack
+from fsdaxctl.stack import BLOCK, FS, FS_RT, NAMESPACE, PHYS, REGION, Extent, Route, Space, Stack
 
 TARGET = "target"  # space kind of --offset/--ranges: bytes on TARGET, whatever TARGET turns out to be
 
@@ -54,6 +54,7 @@ class Answer:
     warnings: list[str]
     plain: bool = False  # only bytes on a TARGET that is the filesystem itself: nothing to explain
     target_space: Space | None = None  # what TARGET turned out to be: more of its bytes route from here
+    rt_extents: list = field(default_factory=list)  # bytes on the realtime device (a realtime --file): no stack
 
 
 def route_more(spec: Spec, answer: Answer, layout, extents: list[Extent]) -> list[Route]:
@@ -307,14 +308,16 @@ def route(spec: Spec, fs, layout, inputs: Inputs) -> Answer:
     --explain) and route every input extent to filesystem bytes."""
     warnings: list[str] = []
     extents = _in_input_order(_all_extents(spec, inputs, fs, layout, warnings))
+    rt = [e for e in extents if e.space.kind == FS_RT]
+    extents = [e for e in extents if e.space.kind != FS_RT]
     stack, target_space, extents, arrays = _build_stack(spec, fs, layout, extents, warnings)
     routes = _route(spec, fs, layout, stack, target_space, extents, warnings)
     if arrays:
         from fsdaxctl.stack.md import settle_mirrors
 
         warnings += settle_mirrors(routes, arrays)
-    plain = not stack.layers and all(e.space.kind == TARGET for e in extents)
-    return Answer(fs, stack, routes, warnings, plain, target_space)
+    plain = not stack.layers and all(e.space.kind == TARGET for e in extents) and not rt
+    return Answer(fs, stack, routes, warnings, plain, target_space, rt)
 
 
 def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) -> list[Extent]:
@@ -327,6 +330,8 @@ def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) ->
     for query in inputs.fs_queries:
         exts, qnotes = query(fs)
         for ext in exts:
+            if ext.space.kind == FS_RT:
+                continue  # on the realtime device: checked against it by its owner map
             if ext.offset + ext.length > fs_limit:
                 raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} of the "
                                  f"filesystem run past the end of {spec.target} ({fs_limit} bytes from the "

@@ -169,6 +169,7 @@ class Session:
         for r in results:
             r.source = "kernel" if omap.source == "kernel" else "disk"
         warnings += omap.problems
+        results += self._on_realtime_device(answer.rt_extents, warnings)
         report = LocateReport(str(self.spec), self.filesystem, results, warnings, answer=answer, omap=omap)
         self._finish(report, ranges, opts)
         report.dropped, drop, skipped = dropped_inputs(answer.routes, opts.explain)
@@ -180,6 +181,25 @@ class Session:
             for r in results:  # bytes on the filesystem itself: the query is the answer's offset
                 r.input = None
         return report
+
+    def _on_realtime_device(self, extents, warnings: Problems) -> list:
+        """Results for bytes on the realtime device (a realtime file's --file): its owner map, no stack."""
+        if not extents:
+            return []
+        from fsdaxctl.locate import locate_on_device
+
+        omap = self.owner_map("rt")
+        limit = self.device_limit("rt")
+        for e in extents:
+            if e.offset + e.length > limit:
+                raise UsageError(f"{e.origin}: realtime bytes {e.offset}..{e.offset + e.length - 1} run past the "
+                                 f"end of the realtime device ({limit} bytes)")
+        results = locate_on_device(omap, extents)
+        for r, e in zip(results, extents):
+            r.source = "disk"
+            r.input["note"] = e.note
+        warnings += omap.problems
+        return results
 
     def _finish(self, report: LocateReport, ranges, opts: LocateOptions) -> None:
         """Detail (or, without it, the inode types the impact rule needs) and the checks that were asked for."""
@@ -291,6 +311,9 @@ class Session:
         from fsdaxctl.engine import chain
 
         answer = self.route(inputs)
+        if answer.rt_extents:
+            raise UsageError("inject --file on a realtime file: its bytes are on the realtime device; give them as "
+                             "--fs-device rt --daddr N --length L (locate --file prints them)")
         omap = self.owner_map()  # a mounted target: the running kernel's GETFSMAP (fsdaxctl.live)
         outcomes = chain.run(answer, omap, event, flags, mapping)
         warnings = Problems(self.warnings + list(inputs.parsed.notes) + answer.warnings
@@ -305,7 +328,7 @@ class Session:
         if device == "data":
             raise UsageError("--fs-device data is the default path")
         run = engine.notify_logdev_failure if device == "log" else engine.notify_rtdev_failure
-        outcome = run(self.fs, offset, length, flags, event)
+        outcome = run(self.fs, offset, length, flags, event, mapping)
         return InjectReport(str(self.spec), [outcome], mapping, Problems(self.warnings + outcome.notes))
 
 

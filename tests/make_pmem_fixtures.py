@@ -38,10 +38,12 @@ import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from vm import GUEST_PROLOGUE, boot, copy_with_libs, initramfs_tree, pack_initramfs, sh  # noqa: E402  (run as a script: tests/ is not a package path then)
+
 DEST = os.path.join(HERE, "data", "pmem")
 MiB = 1 << 20
 LABEL_SIZE = 128 * 1024
@@ -127,14 +129,7 @@ int main(int argc, char **argv)
 
 GUEST_SCRIPT = r"""#!/bin/sh
 # /init of the guest: every file under /tmp/out ends up in tests/data/pmem (via a tar on /dev/vda).
-export PATH=/opt/bin:/sbin:/bin:/usr/sbin:/usr/bin
-/bin/busybox mkdir -p /proc /sys /dev /tmp /mnt /usr/bin /usr/sbin /sbin
-/bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
-mount -t debugfs debugfs /sys/kernel/debug
+""" + GUEST_PROLOGUE + r"""mount -t debugfs debugfs /sys/kernel/debug
 O=/tmp/out
 mkdir -p $O
 say() { echo "@@ $*"; echo "$*" >> $O/steps.log; }
@@ -362,11 +357,6 @@ poweroff -f
 """
 
 
-def sh(*cmd, **kw):
-    print("+", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, check=True, **kw)
-
-
 def prepare_host(work):
     sh("apt-get", "update", "-qq")
     sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86", "busybox-static",
@@ -387,25 +377,8 @@ def prepare_host(work):
     return kroot, kver, os.path.basename(deb)
 
 
-def copy_with_libs(root, path, dest=None):
-    dest = dest or path
-    os.makedirs(os.path.dirname(root + dest), exist_ok=True)
-    shutil.copy2(path, root + dest)
-    out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
-    for lib in re.findall(r"(/\S+) \(0x", out):
-        real = os.path.realpath(lib)
-        os.makedirs(os.path.dirname(root + lib), exist_ok=True)
-        if not os.path.exists(root + lib):
-            shutil.copy2(real, root + lib)
-
-
 def build_initramfs(work, kroot, kver):
-    root = os.path.join(work, "initramfs")
-    shutil.rmtree(root, ignore_errors=True)
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "opt/bin", "lib64", "etc", "tmp", "mnt"):
-        os.makedirs(os.path.join(root, d))
-    shutil.copy2("/bin/busybox", root + "/bin/busybox")
-    os.symlink("busybox", root + "/bin/sh")  # for /init's #! line; the other applets are linked by /init
+    root = initramfs_tree(work)
     for b in BINARIES:
         # coreutils' cp (--reflink) and stat go first in PATH, ahead of busybox's applets
         copy_with_libs(root, b, "/opt/bin/" + os.path.basename(b) if b in ("/usr/bin/cp", "/usr/bin/stat") else b)
@@ -435,18 +408,7 @@ def build_initramfs(work, kroot, kver):
     for p in order:
         os.makedirs(os.path.dirname(os.path.join(root, "lib/modules", kver, p)), exist_ok=True)
         shutil.copy2(os.path.join(mdir, p), os.path.join(root, "lib/modules", kver, p))
-    for f in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
-        if os.path.exists(os.path.join(mdir, f)):
-            shutil.copy2(os.path.join(mdir, f), os.path.join(root, "lib/modules", kver, f))
-    sh("depmod", "-b", root, kver)
-    with open(os.path.join(root, "modules.list"), "w") as f:
-        f.write("\n".join(order) + "\n")
-    with open(os.path.join(root, "init"), "w") as f:
-        f.write(GUEST_SCRIPT)
-    os.chmod(os.path.join(root, "init"), 0o755)
-    img = os.path.join(work, "initramfs.cpio.gz")
-    sh("sh", "-c", f"cd {root} && find . | cpio -o -H newc --quiet | gzip -1 > {img}")
-    return img
+    return pack_initramfs(work, root, mdir, kver, order, GUEST_SCRIPT)
 
 
 def run_guest(work, kroot, kver, initrd, accel, cpu, timeout):
@@ -470,31 +432,14 @@ def run_guest(work, kroot, kver, initrd, accel, cpu, timeout):
     for i, (name, size) in enumerate(NVDIMMS):
         cmd += ["-object", f"memory-backend-file,id=mem{i},share=on,mem-path={work}/{name}.img,size={size}",
                 "-device", f"nvdimm,id={name},memdev=mem{i},label-size={LABEL_SIZE}"]
-    with open(os.path.join(work, "qemu-cmdline.txt"), "w") as f:
-        f.write(" ".join(cmd) + "\n")
-    print("+", " ".join(cmd), flush=True)
-    log = open(os.path.join(work, "console.log"), "w")
     mce_log = []
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout
 
-    def watchdog():
-        while proc.poll() is None:
-            if time.time() > deadline:
-                proc.kill()
-            time.sleep(1)
-
-    threading.Thread(target=watchdog, daemon=True).start()
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace")
-        log.write(line)
-        log.flush()
-        sys.stdout.write(line)
+    def on_line(line):
         m = re.search(r"@@MCE-REQUEST (0x[0-9a-f]+)", line)
         if m and not line.lstrip().startswith("echo"):
             mce_log.append(inject_mce(mon, int(m.group(1), 16), cpu))
-    proc.wait()
-    log.close()
+
+    boot(cmd, work, timeout, on_line)
     with open(os.path.join(work, "mce-injections.txt"), "w") as f:
         f.write("".join(mce_log))
     return out

@@ -278,14 +278,21 @@ def test_inject_on_the_log_device_follows_xfs_dax_notify_logdev_failure(unmounte
     assert r.exit_code == 0 and oc["result"] == "Ignored" and "-ENXIO" in oc["trace"][-1]["call"]
 
 
-def test_realtime_device_is_refused_not_guessed(unmounted_devices):
+def test_empty_classic_realtime_device(unmounted_devices):
+    """A classic realtime device nobody has written to: free from end to end (its rt bitmap says so), and a
+    failure there touches no owner (the kernel's generic path, no rmapbt). tests/test_rt_fixtures.py compares
+    filled realtime devices with a kernel that has them."""
     image, log, rtimg, rt = unmounted_devices
     r = run("info", rtimg, "--format", "json")
-    assert any("realtime device" in w for w in json.loads(r.stdout)["warnings"])
-    r = run("locate", rtimg, "--rtdev", rt, "--fs-device", "rt", "--offset", "0", "--format", "json")
-    assert r.exit_code == 1 and "not mapped" in r.output and "Traceback" not in r.output
-    r = run("inject", rtimg, "--rtdev", rt, "--fs-device", "rt", "--sector", "0")
-    assert r.exit_code == 1 and "not modelled" in r.output
+    assert any("realtime device" in w and "--rtdev" in w for w in json.loads(r.stdout)["warnings"])
+    r = run("locate", rtimg, "--rtdev", rt, "--fs-device", "rt", "--offset", "0", "--length", "16m",
+            "--format", "json")
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    [res] = json.loads(r.stdout)["results"]
+    assert [(o["owner"], o["offset"], o["length"], o["device"]) for o in res["owners"]] == [
+        ("free", 0, 16 * MiB, "rt")]
+    r = run("inject", rtimg, "--rtdev", rt, "--fs-device", "rt", "--sector", "0", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["outcomes"][0]["decisions"] == []
     r = run("locate", image, "--rtdev", rt, "--offset", "0")
     assert r.exit_code == 2 and "no realtime device" in r.output
     r = run("locate", rtimg, "--logdev", log, "--offset", "0")

@@ -268,7 +268,7 @@ def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, 
     out.line(d, "xfs_dax_notify_failure: the data device")
     d += 1
     if not fs.has_rmapbt:
-        return _no_rmapbt(fs, omap, offset, length, flags, mapping, out, d, memory)
+        return no_rmapbt(fs, omap, offset, length, flags, mapping, out, d, memory)
     span = _translate_range(fs.geo, offset, length, out, d)
     if span is None:
         return -6
@@ -278,7 +278,10 @@ def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, 
     return _shutdown(pre_remove, want_shutdown, metadata_hits, mapping, out, d)
 
 
-def _no_rmapbt(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool) -> int:
+def no_rmapbt(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool,
+              size: int | None = None) -> int:
+    """A filesystem without rmapbt (on whichever device: `size` its bytes, default the data device's): the
+    holder refuses, the generic path kills what page->mapping names; every owner is still named."""
     out.line(d, "xfs_dax_notify_dev_failure: notify_failure() needs rmapbt enabled! -> -EOPNOTSUPP")
     if memory:
         out.line(d, "memory_failure_dev_pagemap: -EOPNOTSUPP -> mf_generic_kill_procs: the page's one "
@@ -286,7 +289,7 @@ def _no_rmapbt(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, m
     else:
         out.line(d, "no reverse mapping: the kernel cannot tell who owns these blocks; each owner learns at "
                     "its next read (EIO)")
-    return _generic(fs, omap, offset, length, flags, mapping, out, d + 1)
+    return _generic(fs, omap, offset, length, flags, mapping, out, d + 1, fs.geo.size if size is None else size)
 
 
 def _translate_range(geo, offset: int, length: int, out: Outcome, d: int) -> tuple[int, int, int, int] | None:
@@ -501,9 +504,9 @@ def _after_kill(p, names: str, base: dict) -> Decision:
     return Decision("restore-from-backup", f"the data is lost: restore {span}", **base)
 
 
-def _generic(fs, omap, offset, length, flags, mapping, out, d) -> int:
+def _generic(fs, omap, offset, length, flags, mapping, out, d, size: int) -> int:
     """No rmapbt: the kernel knows only page->mapping; we still name every owner (from the walk)."""
-    for p in _described(fs, as_records(omap.pieces(offset, min(length, max(0, fs.geo.size - offset))))):
+    for p in _described(fs, as_records(omap.pieces(offset, min(length, max(0, size - offset))))):
         if p.owner == "file" and p.fork == "data" and not p.extent_map:
             _failure_fn(fs, p, flags, mapping, out, d)
         elif p.owner not in ("free",):

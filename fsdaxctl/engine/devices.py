@@ -5,20 +5,23 @@ the range to the log *device* (-ENXIO and nothing else when it lies wholly outsi
 (the device is going away; the forced unmount follows); otherwise "ondisk log corrupt, shutting down fs!",
 xfs_force_shutdown(SHUTDOWN_CORRUPT_ONDISK), -EFSCORRUPTED. No rmap query: every log byte is metadata.
 
-Realtime device: xfs_dax_notify_dev_failure with the rt group walk and the rt rmap btree; fsdaxctl does not
-map the realtime device yet, so that is refused with a one-line error (never a guess).
+Realtime device: xfs_dax_notify_failure -> xfs_dax_notify_dev_failure(XG_TYPE_RTG). A classic realtime
+device belongs to a filesystem without rmapbt (mkfs.xfs allows rmapbt with a realtime device only with realtime
+groups), so that returns -EOPNOTSUPP ("needs rmapbt enabled") and memory_failure falls back to the generic
+path, page->mapping only: the same walk as a data device without rmapbt, over the realtime device's owners.
+With realtime groups (the rt group walk and the rt rmap btree) fsdaxctl does not map the device yet: a
+one-line error, never a guess.
 """
 
 from __future__ import annotations
 
 from fsdaxctl.engine.chain import Decision, Outcome, btobb
 from fsdaxctl.engine.flags import MF_MEM_PRE_REMOVE
-from fsdaxctl.errors import UnsupportedError
 
 EFSCORRUPTED, ENXIO = 117, 6  # EUCLEAN, as the kernel defines EFSCORRUPTED
 
 
-def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict) -> Outcome:
+def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict, mapping=None) -> Outcome:
     """What the kernel does about bytes [offset, offset + length) of the external log device."""
     from fsdaxctl.xfs.devices import LOG, device_file, device_size
 
@@ -54,9 +57,22 @@ def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict)
     return out
 
 
-def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict) -> Outcome:
-    from fsdaxctl.xfs.devices import RT, device_file
+def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict, mapping=None) -> Outcome:
+    """What the kernel does about bytes [offset, offset + length) of a classic realtime device."""
+    from fsdaxctl.engine.chain import no_rmapbt
+    from fsdaxctl.xfs.devices import RT, device_size, owner_map
 
-    device_file(fs, RT)  # a one-line error unless --rtdev was given
-    raise UnsupportedError("failures on the realtime device (xfs_dax_notify_dev_failure over rt groups) are not "
-                           "modelled yet: the realtime device's owners are not mapped", structure="realtime device")
+    omap = owner_map(fs, RT)  # one line, never a guess, for a device it does not map
+    size = device_size(fs, RT)
+    out = Outcome(event, flags)
+    out.line(0, "xfs_dax_notify_failure: the realtime device (m_rtdev_targp)")
+    if offset > size - 1:
+        out.line(1, f"xfs_dax_translate_range: offset {offset} is past the realtime device ({size} bytes): -ENXIO")
+        out.decisions.append(Decision("none", "outside the realtime device", owner="outside-filesystem",
+                                      offset=offset, length=length))
+        out.result = "Ignored"
+        return out
+    rc = no_rmapbt(fs, omap, offset, length, flags, mapping, out, 1, event.get("kind") in ("pfn", "phys"), size)
+    out.result = "Recovered" if rc == 0 else "Failed"
+    out.line(0, f"result: {rc} ({out.result})")
+    return out

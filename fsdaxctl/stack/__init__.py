@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from fsdaxctl.errors import UsageError
 from fsdaxctl.units import MAX_BYTES
 
-__all__ = ["PHYS", "REGION", "NAMESPACE", "BLOCK", "FS", "Space", "Extent", "Hop", "Dropped", "Layer", "Shift",
+__all__ = ["PHYS", "REGION", "NAMESPACE", "BLOCK", "FS", "FS_RT", "Space", "Extent", "Hop", "Dropped", "Layer", "Shift",
            "MAX_DEPTH", "Route", "Stack"]
 
 # Space kinds, from the hardware down.
@@ -32,6 +32,7 @@ REGION = "region"        # from the start of an nd region (regionN/resource)
 NAMESPACE = "namespace"  # from the start of a raw namespace: the pfn info block is at 4 KiB
 BLOCK = "block"          # a block device by its kernel name (pmem0, sda, sda1, dm-0, md0); None = the target
 FS = "fs"                # the filesystem's data device: what XFS daddrs count from
+FS_RT = "fs-rt"          # the filesystem's realtime device (a realtime file's data): no stack leads there
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class Space:
             return "physical address space"
         if self.kind == FS:
             return f"filesystem device {self.name}" if self.name else "filesystem device"
+        if self.kind == FS_RT:
+            return "filesystem realtime device"
         if self.name is None:
             return "the target" if self.kind == BLOCK else f"the target's {self.kind}"
         return self.name

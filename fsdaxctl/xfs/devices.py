@@ -61,6 +61,9 @@ def attach(fs, logdev: str | None = None, rtdev: str | None = None) -> None:
     elif sb.sb_logstart == 0 and not fs.log_problem:
         fs.warnings.append("this filesystem's log is on a device of its own (external log): give --logdev FILE to "
                            "map its bytes and to check whether it is clean")
+    if not rtdev and sb.sb_rblocks:
+        fs.warnings.append(f"this filesystem has a realtime device ({sb.sb_rblocks} blocks) holding its realtime "
+                           "files' data: give --rtdev FILE to map its bytes (--fs-device rt)")
     if rtdev:
         if not sb.sb_rblocks:
             raise UsageError(f"--rtdev {rtdev}: this filesystem has no realtime device (sb_rblocks 0)")

@@ -47,9 +47,10 @@ class XfsFilesystem:
         self._agf: dict[int, object] = {}
         self._agi: dict[int, object] = {}
         self._nodes: OrderedDict = OrderedDict()
-        if self.sb.sb_rblocks:
-            self.warnings.append(f"this filesystem has a realtime device ({self.sb.sb_rblocks} blocks): only the data "
-                                 "device is mapped; realtime file data is not (its extent maps are)")
+        if self.sb.sb_rblocks and self.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR:
+            self.warnings.append(f"this filesystem has a realtime device with realtime groups ({self.sb.sb_rblocks} "
+                                 "blocks): only the data device is mapped; realtime file data is not (its extent "
+                                 "maps are)")
         self.log_problem, self._internal_log = self._check_log()
         if self.log_problem:
             self.warnings.append(f"superblock: {self.log_problem}: the log's bytes are reported as unknown")

@@ -8,11 +8,12 @@ other input.
 
 from __future__ import annotations
 
-from fsdaxctl.errors import FsdaxError, UnsupportedError, UsageError
-from fsdaxctl.stack import FS, Extent, Space
+from fsdaxctl.errors import CorruptError, FsdaxError, UnsupportedError, UsageError
+from fsdaxctl.stack import FS, FS_RT, Extent, Space
 from fsdaxctl.units import SECTOR
 
 FS_SPACE = Space(FS)
+RT_SPACE = Space(FS_RT)
 
 
 def _check_inside(fs, byte: int, what: str) -> None:
@@ -98,15 +99,19 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
         ino = lookup_path(fs, path)
         inode = read_inode(fs, ino)
         fmt, _ = inode.fork("data")
-        if inode.core.di_flags & f.XFS_DIFLAG_REALTIME:
-            raise UnsupportedError(f"--file {path}: inode {ino} is a realtime file: its data lives on the realtime "
-                                   "device (its extents count rt blocks, not data-device blocks), which fsdaxctl "
-                                   "does not map yet")
+        realtime = bool(inode.core.di_flags & f.XFS_DIFLAG_REALTIME)
+        if realtime and not fs.sb.sb_rblocks:
+            raise CorruptError(f"--file {path}: inode {ino} is flagged as a realtime file, but this filesystem has "
+                               "no realtime device: its extents cannot be placed (xfs_repair clears the flag)",
+                               structure=f"inode {ino}")
+        if realtime and fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR:
+            raise UnsupportedError(f"--file {path}: inode {ino} is a realtime file on a filesystem with realtime "
+                                   "groups (its extents count segmented rt blocks), which fsdaxctl does not map yet")
         if fmt == f.XFS_DINODE_FMT_LOCAL:
             raise UsageError(f"--file {path}: its contents live inside inode {ino} (local format): no blocks of "
                              f"its own; --inode {ino} says where that inode is")
         extents = bmap(fs, inode, "data")
-    except (UsageError, UnsupportedError):
+    except (UsageError, UnsupportedError, CorruptError):
         raise
     except FsdaxError as e:
         raise UsageError(f"--file {path}: {e}") from None
@@ -120,11 +125,14 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
         if lo > pos:
             holes.append(f"{path} bytes {pos}..{lo - 1} are a hole: no device bytes")
         a, b = max(pos, lo), min(end, hi)
-        byte = geo.fsb_to_byte(ext.startblock) + (a - lo)
+        # A realtime file's extents count realtime blocks (linear on a classic rt device), not fsblocks.
+        base = ext.startblock << geo.blocklog if realtime else geo.fsb_to_byte(ext.startblock)
+        byte = base + (a - lo)
         state = " unwritten" if ext.unwritten else ""
-        out.append(Extent(FS_SPACE, byte, b - a, f"--file {path}",
-                          f"inode {ino} file bytes {a}..{b - 1}: extent at file block {ext.startoff} -> fsblock "
-                          f"{ext.startblock}{state}; byte {geo.fsb_to_byte(ext.startblock)} + {a - lo} = byte {byte}"))
+        unit, space = ("rt block", RT_SPACE) if realtime else ("fsblock", FS_SPACE)
+        out.append(Extent(space, byte, b - a, f"--file {path}",
+                          f"inode {ino} file bytes {a}..{b - 1}: extent at file block {ext.startoff} -> {unit} "
+                          f"{ext.startblock}{state}; byte {base} + {a - lo} = byte {byte}"))
         pos = b
     if pos < end:
         holes.append(f"{path} bytes {pos}..{end - 1} are a hole or past the last extent: no device bytes")

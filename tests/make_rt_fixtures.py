@@ -1,0 +1,814 @@
+#!/usr/bin/env python3
+"""Make tests/data/rt/: realtime-device and zoned XFS filesystems, and the kernel's own account of who owns
+every byte of them, recorded by a newer Linux kernel in a QEMU guest.
+
+Why a guest: the kernels these tools usually run on (the development host's 6.18 among them) are built
+without CONFIG_XFS_RT, so a filesystem with a realtime section cannot even be mounted there, let alone asked
+GETFSMAP about its realtime device; and Debian 12's xfsprogs 6.1 cannot make metadir/rtgroups/zoned
+filesystems. So a Debian kernel package that has CONFIG_XFS_RT=y, and an xfsprogs (6.15) built from source,
+make and populate the filesystems, and the guest's kernel says where everything went.
+
+Not run by CI (it needs root, apt, QEMU and several minutes); it documents and reproduces the committed
+fixtures. On a Debian 12 host, as root:
+
+  python3 tests/make_rt_fixtures.py [--work /var/tmp/rt-vm] [--xfsprogs /work/scratch/xfsprogs]
+                                    [--suite trixie-backports] [--flavour cloud-amd64] [--only NAME ...]
+
+Steps:
+1. apt-get install qemu-system-x86 busybox-static xz-utils cpio kmod coreutils findutils. Debian 12's own
+   kernel (6.1) predates realtime groups (6.13) and zoned XFS (6.15), so the kernel comes from another Debian
+   suite (--suite, default trixie-backports) through apt's ordinary client with a private configuration under
+   WORK/apt (the host's own apt sources and state are left alone): apt-get update there, resolve
+   linux-image-FLAVOUR to its versioned package and download (not install) it and, with the split packaging
+   of newer kernels, its linux-binary-/linux-modules-/linux-base- parts, into WORK/debs (kept as a cache);
+   unpack them into WORK/kroot; refuse a kernel whose config lacks CONFIG_XFS_RT=y. --suite bookworm uses the
+   host's own apt sources (6.1: then only the classic realtime filesystems can be mounted).
+2. xfsprogs: use mkfs.xfs, xfs_io, xfs_db, xfs_spaceman and xfs_repair from the source tree --xfsprogs
+   (running `make io db spaceman repair` there first if one is missing).
+3. Build WORK/initramfs.cpio.gz: busybox-static, those xfsprogs binaries, coreutils stat and findutils find
+   (for stat -c and find -printf; busybox's lack them) and the shared libraries ldd lists, and the modules
+   needed (xfs, virtio_blk, with their dependencies) decompressed on the host (busybox insmod does not
+   read .ko.xz/.ko.zst). /init is GUEST_SCRIPT below; /fs.sh, written from FILESYSTEMS, calls its do_fs once
+   per filesystem.
+4. Boot the kernel under QEMU (TCG by default) with one virtio disk (or, for zoned-seq's rt device, an NVMe
+   ZNS namespace) per device of every filesystem (sparse,
+   all-zero image files WORK/images/NAME.ROLE.img; the guest finds each by its virtio serial) and a results
+   disk. For each filesystem the guest runs mkfs.xfs (with fstests' TEST_DIR/TEST_DEV/QA_CHECK_FS set, the
+   only way mkfs.xfs 6.15 makes a filesystem under 300 MB or with a log under 64 MB), mounts it, populates it
+   (populate in GUEST_SCRIPT: files on the data device, realtime files through an rtinherit directory and
+   through chattr +r, several extents, holes, unwritten extents, an extent-btree (bmbt) file, hard links,
+   directories, and on reflink filesystems whole and partial reflinks and a copy-on-write overwrite), syncs,
+   and records: GETFSMAP per device (xfs_io fsmap -d/-r/-l, each plain, -v and -m), FIEMAP and bmap -v of
+   every regular file, stat -c '%i %s %f %h %n' and xfs_io stat -v (xflags) of every file, find -printf
+   '%i %p'; then unmounts and records xfs_db -c 'sb 0' -c print (and the rtgroup superblock where there is
+   one) and xfs_repair -n. It writes its results as a tar onto the results disk after every filesystem.
+5. Copy out: for each filesystem tests/data/rt/NAME/raw/*.txt (the guest's outputs as they are),
+   tests/data/rt/NAME/ROLE.img.xz (the device images after the clean unmount, xz -9) and
+   tests/data/rt/NAME/truth.json (the same outputs parsed: see parse_fs); tests/data/rt/raw/ (the guest's
+   versions, module loading, dmesg, and the host's QEMU command line and console) and tests/data/rt/README.md.
+Every byte in tests/data/rt/ comes from the guest (its outputs, or the disks it wrote), or is parsed from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from vm import GUEST_PROLOGUE, boot, copy_with_libs, initramfs_tree, pack_initramfs, sh  # noqa: E402  (run as a script: tests/ is not a package path then)
+
+DEST = os.path.join(HERE, "data", "rt")
+MiB = 1 << 20
+OUT_DISK_SIZE = 64 * MiB
+ZNS_ZONE = 16 * MiB
+
+# One entry per filesystem: name (the directory under tests/data/rt), its devices (role -> image size; roles
+# data, rt, log), mkfs.xfs options (@RT@ and @LOG@ stand for the guest's device nodes), extra mount options,
+# whether it has reflink, and what it is for. The data device is 128 MiB (mkfs.xfs's defaults there: 4 AGs of
+# 32 MiB, 4 KiB blocks); 512-byte sectors, as virtio disks have.
+FILESYSTEMS = [
+    dict(name="rt-classic", disks={"data": 128 * MiB, "rt": 96 * MiB},
+         mkfs="-m metadir=0,rmapbt=0,reflink=0 -r rtdev=@RT@", mount="rtdev=@RT@", reflink=False,
+         about="classic realtime device: one rt bitmap and summary, no rtgroups, no rt rmap (realtime extent "
+               "size one block)"),
+    dict(name="rt-classic-ext16k-logdev", disks={"data": 128 * MiB, "rt": 96 * MiB, "log": 32 * MiB},
+         mkfs="-m metadir=0,rmapbt=0,reflink=0 -r rtdev=@RT@,extsize=16k -l logdev=@LOG@",
+         mount="rtdev=@RT@,logdev=@LOG@", reflink=False,
+         about="classic realtime device with a 16 KiB realtime extent size, and an external log device"),
+    dict(name="rtgroups", disks={"data": 128 * MiB, "rt": 128 * MiB},
+         mkfs="-m metadir=1,rmapbt=1,reflink=1 -r rtdev=@RT@,rgcount=4", mount="rtdev=@RT@", reflink=True,
+         about="metadata directory tree with 4 realtime groups, each with its rt rmap and refcount btrees "
+               "(reflink on the realtime device)"),
+    dict(name="rtgroups-3", disks={"data": 128 * MiB, "rt": 128 * MiB},
+         mkfs="-m metadir=1,rmapbt=1,reflink=1 -r rtdev=@RT@,rgcount=3", mount="rtdev=@RT@", reflink=True,
+         about="as rtgroups but 3 realtime groups of 10923 blocks: a group size that is not a power of two, so "
+               "realtime block numbers (group << rgblklog | block in group) are not device blocks"),
+    dict(name="zoned-external", disks={"data": 128 * MiB, "rt": 128 * MiB},
+         mkfs="-r zoned=1,rtdev=@RT@,rgcount=8", mount="rtdev=@RT@", reflink=False,
+         about="zoned realtime device (an ordinary virtio disk, so every zone is conventional) with 8 "
+               "realtime groups (zones) of 16 MiB; mkfs.xfs 6.15 turns rmapbt on and reflink off for zoned"),
+    dict(name="zoned-seq", disks={"data": 128 * MiB, "rt": 128 * MiB}, zns=["rt"],
+         mkfs="-r zoned=1,rtdev=@RT@", mount="rtdev=@RT@", reflink=False,
+         about="zoned realtime device that really is zoned: an emulated NVMe ZNS namespace (512-byte blocks) "
+               "of 8 sequential-write-required zones of 16 MiB, one realtime group per zone (QEMU keeps the "
+               "zones' write pointers in memory only: the image holds the data, not the zone states)"),
+    dict(name="zoned-internal", disks={"data": 224 * MiB},
+         mkfs="-r zoned=1,start=128m,rgcount=8", mount="", reflink=False,
+         about="zoned filesystem with an internal realtime section: one disk, the data section in its first "
+               "128 MiB and the realtime section (8 zones of 12 MiB) from rtstart=128 MiB on"),
+]
+MKFS_ENV = {"TEST_DIR": "/mnt", "TEST_DEV": "@DATA@", "QA_CHECK_FS": "xfs"}
+
+MODULES = ["xfs", "virtio_blk"]
+XFSPROGS_BINARIES = {"mkfs/mkfs.xfs": "/usr/sbin/mkfs.xfs", "io/xfs_io": "/usr/sbin/xfs_io",
+                     "db/xfs_db": "/usr/sbin/xfs_db", "spaceman/xfs_spaceman": "/usr/sbin/xfs_spaceman",
+                     "repair/xfs_repair": "/usr/sbin/xfs_repair"}
+# coreutils' stat and findutils' find go first in PATH, ahead of busybox's applets
+HOST_BINARIES = {"/usr/bin/stat": "/opt/bin/stat", "/usr/bin/find": "/opt/bin/find"}
+
+GUEST_SCRIPT = r"""#!/bin/sh
+# /init of the guest: every file under /tmp/out ends up in tests/data/rt (via a tar on the results disk).
+""" + GUEST_PROLOGUE + r"""O=/tmp/out
+mkdir -p $O
+say() { echo "@@ $*"; echo "$*" >> $O/steps.log; }
+# run DIR NAME CMD...: stdout to DIR/NAME, stderr to DIR/NAME.stderr (kept only if not empty); logged with rc
+run() {
+  d=$1; n=$2; shift 2
+  "$@" > $d/$n 2> $d/$n.stderr; rc=$?
+  [ -s $d/$n.stderr ] || rm -f $d/$n.stderr
+  printf '%s\trc=%s\t%s\n' "$n" "$rc" "$*" >> $d/commands.log
+  echo "@@ [$n rc=$rc] $*"
+  return $rc
+}
+# p CMD...: a populating step, logged with its rc in $F/populate.log (a refused step is recorded, not fatal)
+p() {
+  echo "+ $*" >> $F/populate.log
+  "$@" >> $F/populate.log 2>&1; rc=$?
+  echo "rc=$rc" >> $F/populate.log
+  [ $rc = 0 ] || printf '%s\t%s\n' "$rc" "$*" >> $F/populate-failed.txt
+  return $rc
+}
+# dev SERIAL: the virtio disk whose serial is SERIAL, or the namespace of the NVMe controller whose serial it is
+dev() {
+  for b in /sys/block/vd*; do [ "$(cat $b/serial 2>/dev/null)" = "$1" ] && { echo /dev/${b##*/}; return; }; done
+  for b in /sys/block/nvme*; do [ "$(cat $b/device/serial 2>/dev/null | tr -d ' ')" = "$1" ] && { echo /dev/${b##*/}; return; }; done
+}
+checkpoint() { dmesg > $O/dmesg-full.txt; (cd /tmp && tar cf $RES out) && sync; echo "@@ checkpoint $1"; }
+
+# populate MNT REFLINK
+populate() {
+  M=$1
+  p mkdir -p $M/data $M/rt
+  p xfs_io -c 'chattr -t' $M/data  # data-device files, also where mkfs put rtinherit on the root (zoned)
+  p xfs_io -c 'chattr +t' $M/rt    # rtinherit: the files and directories made below it are realtime (inherit)
+  p mkdir -p $M/data/sub/deeper $M/data/many $M/rt/sub
+  p xfs_io -c 'stat -v' $M $M/data $M/rt $M/rt/sub
+  # on the data device
+  p xfs_io -f -c 'pwrite -S 0xa1 -b 64k 0 64k' -c fsync $M/data/a.dat
+  p xfs_io -f -c 'pwrite -S 0xb2 -b 300k 0 300k' -c fsync $M/data/b.dat
+  p ln $M/data/a.dat $M/data/sub/a.hard
+  echo hello > $M/data/sub/deeper/small.txt
+  c=""; i=0; while [ $i -lt 32 ]; do c="$c -c 'pwrite -S 0xc3 $((i * 8))k 4k'"; i=$((i + 1)); done
+  p sh -c "xfs_io -f $c -c fsync $M/data/frag.dat"
+  i=1; while [ $i -le 40 ]; do : > $M/data/many/an-empty-file-with-a-long-name-$i; i=$((i + 1)); done
+  # realtime files (below the rtinherit directory)
+  p xfs_io -f -c 'pwrite -S 0x11 -b 256k 0 256k' -c fsync $M/rt/one.dat
+  p ln $M/rt/one.dat $M/rt/sub/one.hard
+  # several extents without holes: 64 KiB pieces from the last to the first, interleaved with another
+  # file's, each written out before the next (the allocator's choice next to the following piece is taken)
+  i=7; while [ $i -ge 0 ]; do
+    p xfs_io -f -c "pwrite -S 0x22 $((i * 64))k 64k" -c fsync $M/rt/multi.dat
+    p xfs_io -f -c "pwrite -S 0x33 $((i * 64))k 64k" -c fsync $M/rt/spacer.dat
+    i=$((i - 1)); done
+  # holes, and a size past the last extent
+  p xfs_io -f -c 'pwrite -S 0x44 0 64k' -c 'pwrite -S 0x44 1m 64k' -c 'pwrite -S 0x44 3m 16k' -c 'truncate 6m' \
+      -c fsync $M/rt/sparse.dat
+  # unwritten extents: preallocated, partly written, and preallocated past EOF
+  p xfs_io -f -c 'falloc 0 512k' -c 'pwrite -S 0x55 128k 64k' -c 'falloc -k 512k 256k' -c fsync $M/rt/prealloc.dat
+  # an extent-btree (bmbt) file: 64 separate 4 KiB pieces, 64 KiB apart
+  c=""; i=0; while [ $i -lt 64 ]; do c="$c -c 'pwrite -S 0x66 $((i * 64))k 4k'"; i=$((i + 1)); done
+  p sh -c "xfs_io -f $c -c fsync $M/rt/bmbt.dat"
+  p touch $M/rt/empty.dat
+  echo "a small realtime file" > $M/rt/sub/tiny.txt
+  # a realtime file outside the rtinherit directory: the flag set on the still empty file
+  p xfs_io -f -c 'chattr +r' -c 'pwrite -S 0x77 0 96k' -c fsync $M/data/rtflag.dat
+  p ln -s rt/one.dat $M/one.link
+  if [ "$2" = 1 ]; then
+    p xfs_io -f -c "reflink $M/data/b.dat" -c fsync $M/data/b.refl
+    p xfs_io -f -c "reflink $M/rt/one.dat" -c fsync $M/rt/refl-full.dat
+    # partial: 128 KiB of one.dat from its offset 64 KiB, into the middle of a file of its own
+    p xfs_io -f -c 'pwrite -S 0x88 0 256k' -c fsync -c "reflink $M/rt/one.dat 64k 64k 128k" -c fsync $M/rt/refl-part.dat
+    # copy-on-write: overwrite 8 KiB of the whole-file reflink (one.dat keeps its blocks)
+    p xfs_io -c 'pwrite -S 0x99 32k 8k' -c fsync $M/rt/refl-full.dat
+    # a reflink between the data device and the realtime device is refused (EINVAL): recorded
+    p xfs_io -f -c "reflink $M/data/b.dat" $M/rt/from-data.dat
+  fi
+  p sync
+}
+
+# record F MNT HASLOG
+record() {
+  F=$1; M=$2
+  for w in d r $([ "$3" = 1 ] && echo l); do
+    run $F fsmap-$w.txt xfs_io -r -c "fsmap -$w" $M
+    run $F fsmap-$w-v.txt xfs_io -r -c "fsmap -$w -v" $M
+    run $F fsmap-$w-m.txt xfs_io -r -c "fsmap -$w -m" $M
+  done
+  run $F fsmap-all-v.txt xfs_io -r -c 'fsmap -v' $M
+  # /opt/bin/find and /opt/bin/stat by path: busybox's shell runs its own applets ahead of PATH
+  run $F find.txt /opt/bin/find $M -printf '%i %p\n'
+  run $F stat.txt /opt/bin/find $M -exec /opt/bin/stat -c '%i %s %f %h %n' {} +
+  run $F xfs-stat.txt sh -c "/opt/bin/find $M ! -type l | while read -r f; do echo \"== \$f\"; xfs_io -r -c 'stat -v' \"\$f\"; done"
+  run $F fiemap.txt sh -c "/opt/bin/find $M -type f | while read -r f; do echo \"== \$f\"; xfs_io -r -c 'fiemap -v' \"\$f\"; done"
+  run $F bmap.txt sh -c "/opt/bin/find $M -type f | while read -r f; do echo \"== \$f\"; xfs_io -r -c 'bmap -v' \"\$f\"; done"
+  run $F statfs.txt xfs_io -r -c statfs $M
+  run $F info.txt xfs_spaceman -c info $M  # what xfs_info runs (its script needs findmnt, absent here)
+  run $F df.txt df -k $M
+}
+
+# do_fs IDX NAME REFLINK MKFS-OPTIONS MOUNT-OPTIONS
+do_fs() {
+  idx=$1; name=$2; refl=$3
+  D=$(dev f${idx}d); R=$(dev f${idx}r); L=$(dev f${idx}l)
+  F=$O/$name; mkdir -p $F
+  say "$name: data=$D rt=$R log=$L"
+  for x in data:$D rt:$R log:$L; do
+    r=${x%%:*}; n=${x#*:}; [ -n "$n" ] || continue
+    echo "$r $n $(cat /sys/block/${n#/dev/}/dev) $(($(cat /sys/block/${n#/dev/}/size) * 512))"
+  done > $F/devices.txt
+  opts=$(echo "$4" | sed "s#@RT@#$R#g; s#@LOG@#$L#g")
+  mopts=$(echo "$5" | sed "s#@RT@#$R#g; s#@LOG@#$L#g")
+  echo "mkfs.xfs -f $opts $D" > $F/mkfs-command.txt
+  echo "mount -t xfs ${mopts:+-o $mopts }$D /mnt" > $F/mount-command.txt
+  dmesg > /tmp/dmesg.before
+  if ! run $F mkfs.txt env TEST_DIR=/mnt TEST_DEV=$D QA_CHECK_FS=xfs mkfs.xfs -f $opts $D; then
+    echo "mkfs.xfs refused: $(cat $F/mkfs.txt.stderr 2>/dev/null | head -3 | tr '\n' ' ')" > $F/skipped.txt
+    say "$name: SKIPPED (mkfs)"; checkpoint $name; return
+  fi
+  if ! run $F mount.txt mount -t xfs ${mopts:+-o $mopts} $D /mnt; then
+    dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
+    echo "the kernel refused the mount: $(cat $F/mount.txt.stderr 2>/dev/null | head -2 | tr '\n' ' ') dmesg: $(grep -i xfs $F/dmesg.txt | tail -3 | tr '\n' ' ')" > $F/skipped.txt
+    say "$name: SKIPPED (mount)"; checkpoint $name; return
+  fi
+  grep " /mnt " /proc/mounts > $F/proc-mounts.txt
+  populate /mnt $refl
+  record $F /mnt $([ -n "$L" ] && echo 1)
+  run $F umount.txt umount /mnt
+  dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
+  dbo="${R:+-R $R} ${L:+-l $L}"
+  run $F xfs_db-sb0.txt xfs_db -r $dbo -c 'sb 0' -c print $D
+  run $F xfs_db-info.txt xfs_db -r $dbo -c info $D
+  grep -q -E '^rgcount = [1-9]' $F/xfs_db-sb0.txt && run $F xfs_db-rtsb.txt xfs_db -r $dbo -c rtsb -c print $D
+  run $F xfs_repair-n.txt xfs_repair -n ${R:+-r $R} ${L:+-l $L} $D
+  say "$name: done"
+  checkpoint $name
+}
+
+say "guest up: $(uname -a)"
+for m in $(cat /modules.list); do insmod /lib/modules/$(uname -r)/$m 2>> $O/insmod.log || echo "insmod $m failed" >> $O/insmod.log; done
+sleep 1
+RES=$(dev results)
+[ -n "$RES" ] || { echo "@@ no results disk"; poweroff -f; }
+cat /proc/cmdline > $O/proc-cmdline.txt
+run $O uname.txt uname -a
+run $O mkfs-version.txt mkfs.xfs -V
+run $O xfs_io-version.txt xfs_io -V
+run $O lsblk.txt sh -c 'for b in /sys/block/vd* /sys/block/nvme*; do [ -e $b ] || continue; echo "${b##*/} $(cat $b/serial $b/device/serial 2>/dev/null | tr -d " ") $(cat $b/dev) $(cat $b/size) $(cat $b/queue/logical_block_size) $(cat $b/queue/zoned) $(cat $b/queue/chunk_sectors) $(cat $b/queue/nr_zones 2>/dev/null)"; done'
+. /fs.sh
+dmesg > $O/dmesg-full.txt
+say "done"
+cd /tmp && tar cf $RES out && sync
+echo "@@GUEST-DONE"
+poweroff -f
+"""
+
+
+def apt_options(work, suite):
+    """apt's options for a private configuration: sources for SUITE only, lists and cache under WORK/apt."""
+    if suite == "bookworm":
+        return []
+    a = os.path.join(work, "apt")
+    for d in ("lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d"):
+        os.makedirs(os.path.join(a, d), exist_ok=True)
+    with open(os.path.join(a, "etc/sources.list"), "w") as f:
+        f.write(f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian "
+                f"{suite} main\n")
+    conf = [f"Dir::Etc::SourceList={a}/etc/sources.list", f"Dir::Etc::SourceParts={a}/etc/sources.list.d",
+            f"Dir::Etc::Preferences={a}/etc/preferences", f"Dir::Etc::PreferencesParts={a}/etc/preferences.d",
+            f"Dir::State::Lists={a}/lists", f"Dir::Cache={a}/cache", "APT::Architecture=amd64",
+            "Debug::NoLocking=1", "APT::Sandbox::User=root"]
+    return [x for c in conf for x in ("-o", c)]
+
+
+def depends(opts, pkg):
+    out = subprocess.run(["apt-cache", *opts, "depends", pkg], check=True, capture_output=True, text=True).stdout
+    return re.findall(r"^\s*\|?(?:Pre)?Depends: (\S+)$", out, re.M)
+
+
+def prepare_host(work, suite, flavour, skip_apt):
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    debs = os.path.join(work, "debs")
+    os.makedirs(debs, exist_ok=True)
+    if not skip_apt:
+        sh("apt-get", "update", "-qq")
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86", "busybox-static",
+           "xz-utils", "zstd", "cpio", "kmod", "coreutils", "findutils", env=env)
+        opts = apt_options(work, suite)
+        if opts:
+            sh("apt-get", *opts, "update", "-qq")
+        # linux-image-FLAVOUR -> linux-image-VERSION-FLAVOUR (-> linux-binary-/linux-modules-/linux-base-...)
+        image = next(d for d in depends(opts, "linux-image-" + flavour)
+                     if re.match(r"linux-image-[0-9].*-" + re.escape(flavour) + "$", d))
+        kver = image[len("linux-image-"):]
+        pkgs = [image] + [d for d in depends(opts, image)
+                          if d.startswith(("linux-binary-", "linux-modules-", "linux-base-")) and d.endswith(kver)]
+        with open(os.path.join(debs, "packages.txt"), "w") as f:
+            f.write(f"{kver}\n" + "\n".join(pkgs) + "\n")
+        for p in pkgs:
+            if not glob.glob(os.path.join(debs, p + "_*.deb")):
+                sh("apt-get", *opts, "download", p, cwd=debs)
+    with open(os.path.join(debs, "packages.txt")) as f:
+        kver, *pkgs = f.read().split()
+    names = [os.path.basename(glob.glob(os.path.join(debs, p + "_*.deb"))[0]) for p in pkgs]
+    kroot = os.path.join(work, "kroot")
+    shutil.rmtree(kroot, ignore_errors=True)
+    for n in names:
+        sh("dpkg-deb", "-x", os.path.join(debs, n), kroot)
+    # the modules are in /lib/modules or, in newer packages, /usr/lib/modules; vmlinuz in /boot or beside them
+    base = kroot + "/usr" if os.path.isdir(kroot + "/usr/lib/modules/" + kver) else kroot
+    mdir = os.path.join(base, "lib/modules", kver)
+    vmlinuz = next(p for p in (os.path.join(kroot, "boot", "vmlinuz-" + kver), os.path.join(mdir, "vmlinuz"))
+                   if os.path.exists(p))
+    config = next(p for p in (os.path.join(kroot, "boot", "config-" + kver), os.path.join(mdir, "config"))
+                  if os.path.exists(p))
+    with open(config) as f:
+        cfg = f.read()
+    for want in ("CONFIG_XFS_FS=", "CONFIG_XFS_RT=y"):
+        if want not in cfg:
+            sys.exit(f"{config} lacks {want}: this kernel cannot mount a realtime XFS filesystem")
+    sh("depmod", "-b", base, kver)
+    return dict(kver=kver, mdir=mdir, vmlinuz=vmlinuz, debs=names, suite=suite, flavour=flavour,
+                config=[l for l in cfg.splitlines() if l.startswith(("CONFIG_XFS", "CONFIG_BLK_DEV_ZONED"))])
+
+
+def prepare_xfsprogs(src):
+    missing = [b.split("/")[0] for b in XFSPROGS_BINARIES if not os.path.exists(os.path.join(src, b))]
+    if missing:
+        sh("make", *missing, cwd=src)
+    ver = {}
+    with open(os.path.join(src, "VERSION")) as f:
+        for line in f:
+            m = re.match(r"PKG_(MAJOR|MINOR|REVISION)=(\d+)", line)
+            if m:
+                ver[m.group(1)] = m.group(2)
+    desc = subprocess.run(["git", "-C", src, "describe", "--tags", "--always"], capture_output=True,
+                          text=True).stdout.strip()
+    return f"{ver['MAJOR']}.{ver['MINOR']}.{ver['REVISION']}" + (f" ({desc})" if desc else "")
+
+
+def fs_script(filesystems):
+    """/fs.sh: one do_fs call per filesystem; its disks carry the serials f<IDX>d, f<IDX>r, f<IDX>l."""
+    lines = []
+    for i, fs in enumerate(filesystems):
+        lines.append(f"do_fs {i} {fs['name']} {int(fs['reflink'])} '{fs['mkfs']}' '{fs['mount']}'")
+    return "\n".join(lines) + "\n"
+
+
+def build_initramfs(work, kern, xfsprogs, filesystems):
+    root = initramfs_tree(work)
+    for b, dest in XFSPROGS_BINARIES.items():
+        copy_with_libs(root, os.path.join(xfsprogs, b), dest)
+    for b, dest in HOST_BINARIES.items():
+        copy_with_libs(root, b, dest)
+    # modules in dependency order from modules.dep, decompressed
+    kver, mdir = kern["kver"], kern["mdir"]
+    deps = {}
+    with open(os.path.join(mdir, "modules.dep")) as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            deps[re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", os.path.basename(k))] = (k, v.split())
+    order = []
+
+    def add(name):
+        key = name if name in deps else name.replace("_", "-")
+        if key not in deps:
+            print(f"module {name}: built in", flush=True)
+            return
+        path, d = deps[key]
+        for x in d:
+            add(re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", os.path.basename(x)))
+        if path not in order:
+            order.append(path)
+
+    for m in MODULES:
+        add(m)
+    plain = []
+    for p in order:
+        src = os.path.join(mdir, p)
+        q = re.sub(r"\.(xz|zst|gz)$", "", p)
+        dst = os.path.join(root, "lib/modules", kver, q)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        tool = {".xz": ["xz", "-dc"], ".zst": ["zstd", "-dc"], ".gz": ["gzip", "-dc"]}.get(os.path.splitext(p)[1])
+        if tool:
+            with open(dst, "wb") as f:
+                subprocess.run(tool + [src], check=True, stdout=f)
+        else:
+            shutil.copy2(src, dst)
+        plain.append(q)
+    with open(os.path.join(root, "fs.sh"), "w") as f:
+        f.write(fs_script(filesystems))
+    return pack_initramfs(work, root, mdir, kver, plain, GUEST_SCRIPT)
+
+
+def run_guest(work, kern, initrd, filesystems, accel, timeout):
+    imgdir = os.path.join(work, "images")
+    shutil.rmtree(imgdir, ignore_errors=True)
+    os.makedirs(imgdir)
+    out = os.path.join(work, "out.img")
+    drives = [(out, "results", OUT_DISK_SIZE)]
+    zns = set()
+    for i, fs in enumerate(filesystems):
+        for role, size in fs["disks"].items():
+            drives.append((os.path.join(imgdir, f"{fs['name']}.{role}.img"), f"f{i}{role[0]}", size))
+            if role in fs.get("zns", ()):
+                zns.add(f"f{i}{role[0]}")
+    cmd = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-smp", "1", "-m", "1G", "-machine", "pc",
+           "-kernel", kern["vmlinuz"], "-initrd", initrd, "-append", "console=ttyS0 panic=-1 oops=panic",
+           "-nographic", "-no-reboot"]
+    for n, (path, serial, size) in enumerate(drives):
+        with open(path, "wb") as f:  # a fresh, sparse, all-zero disk
+            f.truncate(size)
+        cmd += ["-drive", f"file={path},format=raw,if=none,id=d{n},cache=writeback"]
+        if serial in zns:  # an NVMe controller with one zoned namespace
+            cmd += ["-device", f"nvme,id=nvme{n},serial={serial}",
+                    "-device", f"nvme-ns,drive=d{n},bus=nvme{n},nsid=1,logical_block_size=512,"
+                               f"physical_block_size=512,zoned=true,zoned.zone_size={ZNS_ZONE // MiB}M,"
+                               f"zoned.zone_capacity={ZNS_ZONE // MiB}M"]
+        else:
+            cmd += ["-device", f"virtio-blk-pci,drive=d{n},serial={serial}"]
+    boot(cmd, work, timeout)
+    return out, imgdir
+
+
+# ---- parsing the guest's outputs into truth.json ----
+
+FMAP_LINE = re.compile(r"^\s*(\d+): (\d+):(\d+) \[(\d+)\.\.(\d+)\]: (.*) (\d+)$")
+FLAGS = {0o1000000: "attr_fork", 0o100000: "shared", 0o10000: "unwritten", 0o1000: "not_begin_stripe_unit",
+         0o100: "not_end_stripe_unit", 0o10: "not_begin_stripe_width", 0o1: "not_end_stripe_width"}
+
+
+def read(path):
+    if not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def parse_fsmap(plain, verbose, machine):
+    """GETFSMAP records of one device as xfs_io prints them: plain (owner as xfs_io names it), verbose (the
+    same records with their flags and AG/RG columns), machine (-m: special owners as TYPE:CODE). Byte units:
+    xfs_io prints 512-byte units, start and end inclusive."""
+    recs = {}
+    for line in (plain or "").splitlines():
+        m = FMAP_LINE.match(line)
+        if not m:
+            continue
+        n, maj, mnr, s, e, owner, total = m.groups()
+        r = dict(device=f"{maj}:{mnr}", start=int(s) * 512, length=int(total) * 512, owner=owner, inode=None,
+                 fork=None, offset=None, extent_map=False, special=None, flags=[], flags_octal=None)
+        assert (int(e) - int(s) + 1) == int(total), line
+        om = re.match(r"inode (\d+) (data|attr) (?:(\d+)\.\.(\d+)|(extent map))$", owner)
+        if om:
+            r["owner"] = f"inode {om.group(1)}"
+            r["inode"], r["fork"] = int(om.group(1)), om.group(2)
+            if om.group(5):
+                r["extent_map"] = True
+            else:
+                r["offset"] = int(om.group(3)) * 512
+        recs[int(n)] = r
+    for line in (machine or "").splitlines()[1:]:
+        f = line.split(",")
+        if len(f) == 9 and int(f[0]) in recs and f[5].startswith("special_"):
+            recs[int(f[0])]["special"] = f[5][len("special_"):]
+    for line in (verbose or "").splitlines():
+        m = re.match(r"^\s*(\d+): (\S+)\s+\[(\d+)\.\.(\d+)\]:", line)
+        if not m or int(m.group(1)) not in recs:
+            continue
+        r = recs[int(m.group(1))]
+        assert r["start"] == int(m.group(3)) * 512, line
+        g = re.search(r"\s(-?\d+)\s+\((\d+)\.\.(\d+)\)\s+(\d+)(?:\s+([0-7]{5,}))?\s*$", line)
+        if g:
+            # xfs_io's arithmetic from the geometry, not the kernel's: on the realtime device it subtracts
+            # rtstart, so a record before rtstart (zoned-internal) gets a nonsense group number
+            r["xfs_io_group"] = int(g.group(1))
+            r["xfs_io_group_offset"] = int(g.group(2)) * 512
+            fl = g.group(5)
+        else:
+            t = line.split()
+            fl = t[-1] if len(t) > 1 and re.fullmatch(r"0[0-7]{4,}", t[-1]) and t[-2].isdigit() else None
+        if fl:
+            r["flags_octal"] = fl
+            r["flags"] = [name for bit, name in FLAGS.items() if int(fl, 8) & bit]
+    return [recs[k] for k in sorted(recs)]
+
+
+def sections(text):
+    """'== PATH' sections of a per-file output -> {PATH: text}"""
+    out, cur = {}, None
+    for line in (text or "").splitlines():
+        if line.startswith("== "):
+            cur = line[3:]
+            out[cur] = []
+        elif cur is not None:
+            out[cur].append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def parse_fiemap(text):
+    ext = []
+    for line in text.splitlines():
+        m = re.match(r"^\s*(\d+): \[(\d+)\.\.(\d+)\]:\s+(?:hole|(\d+)\.\.(\d+))\s+(\d+)(?:\s+(0x[0-9a-f]+))?\s*$",
+                     line)
+        if not m:
+            continue
+        n, ls, le, ps, pe, tot, fl = m.groups()
+        fl = int(fl, 16) if fl else 0
+        names = [nm for bit, nm in ((0x1, "last"), (0x2, "unknown"), (0x4, "delalloc"), (0x8, "encoded"),
+                                    (0x80, "encrypted"), (0x100, "not_aligned"), (0x200, "data_inline"),
+                                    (0x400, "data_tail"), (0x800, "unwritten"), (0x1000, "merged"),
+                                    (0x2000, "shared")) if fl & bit]
+        ext.append(dict(logical=int(ls) * 512, length=int(tot) * 512,
+                        physical=None if ps is None else int(ps) * 512, hole=ps is None, flags=fl,
+                        flag_names=names))
+    return ext
+
+
+def parse_kv(text):
+    kv = {}
+    for line in (text or "").splitlines():
+        m = re.match(r"^(\S+) = (.*)$", line.strip())
+        if m:
+            kv[m.group(1)] = m.group(2)
+    return kv
+
+
+def parse_fs(gdir, fs, kern, xfsprogs):
+    """truth.json of one filesystem from the guest's outputs in GDIR."""
+    t = dict(name=fs["name"], about=fs["about"], kernel=None, kernel_packages=kern["debs"],
+             kernel_suite=kern["suite"], xfsprogs=xfsprogs, mkfs_options=fs["mkfs"], mount_options=fs["mount"],
+             mkfs_env={k: v for k, v in MKFS_ENV.items()},
+             units="bytes (xfs_io prints 512-byte units; converted)")
+    uname = read(os.path.join(os.path.dirname(gdir), "uname.txt"))
+    t["kernel"] = uname.split()[2] if uname else None
+    devs = {}
+    for line in (read(os.path.join(gdir, "devices.txt")) or "").splitlines():
+        role, node, majmin, size = line.split()
+        devs[role] = dict(node=node, dev=majmin, size=int(size), image=f"{role}.img.xz")
+    t["devices"] = devs
+    t["mkfs_command"] = (read(os.path.join(gdir, "mkfs-command.txt")) or "").strip()
+    t["mount_command"] = (read(os.path.join(gdir, "mount-command.txt")) or "").strip()
+    t["mkfs_env"]["TEST_DEV"] = devs.get("data", {}).get("node")
+    skipped = read(os.path.join(gdir, "skipped.txt"))
+    if skipped:
+        t["status"] = "skipped"
+        t["reason"] = skipped.strip()
+        return t
+    t["status"] = "ok"
+    t["rt_internal"] = "rt" not in devs
+    t["mounted"] = (read(os.path.join(gdir, "proc-mounts.txt")) or "").strip()
+    sb = parse_kv(read(os.path.join(gdir, "xfs_db-sb0.txt")))
+    t["superblock"] = sb
+    t["geometry"] = {k: int(sb[k]) for k in ("blocksize", "sectsize", "dblocks", "rblocks", "rextents", "rextsize",
+                                              "agcount", "agblocks", "logstart", "logblocks", "rgcount",
+                                              "rgextents", "rtstart", "rgblklog")
+                     if k in sb and re.fullmatch(r"\d+", sb[k])}
+    t["fsmap"] = {}
+    for w, role in (("d", "data"), ("r", "rt"), ("l", "log")):
+        plain = read(os.path.join(gdir, f"fsmap-{w}.txt"))
+        if plain is None:
+            continue
+        t["fsmap"][role] = parse_fsmap(plain, read(os.path.join(gdir, f"fsmap-{w}-v.txt")),
+                                       read(os.path.join(gdir, f"fsmap-{w}-m.txt")))
+    mnt = "/mnt"
+    rel = lambda p: p[len(mnt):] or "/"  # noqa: E731
+    paths = []
+    for line in (read(os.path.join(gdir, "find.txt")) or "").splitlines():
+        ino, p = line.split(" ", 1)
+        paths.append([int(ino), rel(p)])
+    t["paths"] = paths
+    files = {}
+    for line in (read(os.path.join(gdir, "stat.txt")) or "").splitlines():
+        ino, size, mode, nlink, p = line.split(" ", 4)
+        mode = int(mode, 16)
+        kind = {0o100000: "file", 0o040000: "dir", 0o120000: "symlink"}.get(mode & 0o170000, "other")
+        files[rel(p)] = dict(path=rel(p), ino=int(ino), size=int(size), mode=f"{mode:o}", type=kind,
+                             nlink=int(nlink))
+    for p, text in sections(read(os.path.join(gdir, "xfs-stat.txt"))).items():
+        kv = parse_kv(text)
+        f = files.setdefault(rel(p), dict(path=rel(p)))
+        xf = kv.get("fsxattr.xflags", "").split(None, 1)
+        if xf:
+            f["xflags"] = xf[0]
+            names = xf[1].strip("[]").split(",") if len(xf) > 1 else []
+            f["xflags_names"] = [x.strip() for x in names if x.strip()]
+            f["realtime"] = bool(int(xf[0], 16) & 0x1)
+            f["rtinherit"] = bool(int(xf[0], 16) & 0x100)
+        f["extsize"] = int(kv["fsxattr.extsize"]) if kv.get("fsxattr.extsize", "").isdigit() else None
+        f["nextents"] = int(kv["fsxattr.nextents"]) if kv.get("fsxattr.nextents", "").isdigit() else None
+        f["xfs_stat"] = kv
+    for p, text in sections(read(os.path.join(gdir, "fiemap.txt"))).items():
+        f = files[rel(p)]
+        f["fiemap"] = parse_fiemap(text)
+        # the device FIEMAP's physical addresses are on: a realtime file's on the realtime device (with an
+        # internal realtime section: the one disk, where the rt section begins at rtstart)
+        f["fiemap_device"] = ("data" if t["rt_internal"] else "rt") if f.get("realtime") else "data"
+    t["files"] = [files[k] for k in sorted(files)]
+    # populating steps with what they printed; refused: a non-zero exit, or an error message (xfs_io goes on
+    # after a refused command and may still exit 0: "fallocate: Operation not supported")
+    steps = []
+    for line in (read(os.path.join(gdir, "populate.log")) or "").splitlines():
+        if line.startswith("+ "):
+            steps.append(dict(command=line[2:], rc=None, output=[]))
+        elif steps and re.fullmatch(r"rc=\d+", line) and steps[-1]["rc"] is None:
+            steps[-1]["rc"] = int(line[3:])
+        elif steps:
+            steps[-1]["output"].append(line)
+    t["populate"] = steps
+    t["populate_refused"] = [
+        dict(command=st["command"], rc=st["rc"],
+             errors=[x for x in st["output"] if re.fullmatch(r"[A-Za-z_./() -]+: [A-Z][a-z]+( [a-z]+)*", x)])
+        for st in steps
+        if st["rc"] or any(re.fullmatch(r"[A-Za-z_./() -]+: [A-Z][a-z]+( [a-z]+)*", x) for x in st["output"])]
+    rep = read(os.path.join(gdir, "commands.log")) or ""
+    m = re.search(r"^xfs_repair-n\.txt\trc=(\d+)", rep, re.M)
+    t["xfs_repair_n_rc"] = int(m.group(1)) if m else None
+    return t
+
+
+def collect(work, out, imgdir, filesystems, kern, xfsprogs, accel, dest):
+    gdir = os.path.join(work, "guest")
+    shutil.rmtree(gdir, ignore_errors=True)
+    with tarfile.open(out) as t:
+        t.extractall(gdir)
+    g = os.path.join(gdir, "out")
+    if not os.path.exists(os.path.join(g, "steps.log")):
+        sys.exit("the guest wrote no results (see WORK/console.log)")
+    os.makedirs(dest, exist_ok=True)
+    summary = []
+    for fs in filesystems:
+        d = os.path.join(dest, fs["name"])
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(os.path.join(d, "raw"))
+        src = os.path.join(g, fs["name"])
+        if not os.path.isdir(src):
+            summary.append((fs["name"], "not reached (the guest stopped before it)"))
+            continue
+        for p in sorted(glob.glob(os.path.join(src, "*"))):
+            shutil.copy2(p, os.path.join(d, "raw", os.path.basename(p)))
+        truth = parse_fs(src, fs, kern, xfsprogs)
+        with open(os.path.join(d, "truth.json"), "w") as f:
+            json.dump(truth, f, indent=1, sort_keys=False)
+            f.write("\n")
+        if truth["status"] == "ok":
+            for role in fs["disks"]:
+                sh("sh", "-c", f"xz -9 -T1 -c {imgdir}/{fs['name']}.{role}.img > {d}/{role}.img.xz")
+            summary.append((fs["name"], "ok"))
+        else:
+            summary.append((fs["name"], "skipped: " + truth["reason"]))
+    r = os.path.join(dest, "raw")
+    shutil.rmtree(r, ignore_errors=True)
+    os.makedirs(r)
+    for p in sorted(glob.glob(os.path.join(g, "*"))):
+        if os.path.isfile(p):
+            shutil.copy2(p, os.path.join(r, os.path.basename(p)))
+    for f in ("console.log", "qemu-cmdline.txt"):
+        shutil.copy2(os.path.join(work, f), os.path.join(r, "host-" + f))
+    qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    with open(os.path.join(r, "host-versions.txt"), "w") as f:
+        f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
+                f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
+    write_readme(dest, filesystems, kern, xfsprogs, summary)
+    return summary
+
+
+README = """# Realtime-device and zoned XFS fixtures
+
+Made by `tests/make_rt_fixtures.py` (not run by CI): the filesystems below were made, populated and recorded
+inside a QEMU guest (TCG) running a Debian kernel built with `CONFIG_XFS_RT=y`, because the kernels these
+tools usually run on (the development host's 6.18 among them) lack it and cannot mount them; and with
+xfsprogs {xfsprogs} built from source, because Debian 12's xfsprogs 6.1 cannot make metadir, rtgroups or
+zoned filesystems. Everything here comes from that guest: its outputs, the disks it wrote, or JSON parsed
+from its outputs.
+
+- kernel: {kver}, from Debian {suite}: {debs}
+- xfsprogs: {xfsprogs} (mkfs.xfs, xfs_io, xfs_db, xfs_spaceman, xfs_repair)
+- mkfs.xfs ran with fstests' `TEST_DIR`, `TEST_DEV` and `QA_CHECK_FS` set: without them mkfs.xfs 6.15 refuses
+  a data section under 300 MB and a log under 64 MB, and these are kept small.
+
+Rebuild (root, Debian 12 host, a few minutes under TCG; the downloaded kernel packages are kept in
+`/var/tmp/rt-vm/debs` and reused):
+
+    python3 tests/make_rt_fixtures.py
+
+## Filesystems
+
+{table}
+
+Each `NAME/` holds:
+
+- `truth.json`: the mkfs.xfs command and options, kernel and xfsprogs versions, the devices (role, the
+  guest's node and major:minor, size, image file), the superblock (`xfs_db -c 'sb 0' -c print`, as text),
+  `fsmap`: GETFSMAP records per device (`data`, `rt`, `log`) with `start`/`length`/`offset` in bytes, `owner`
+  as xfs_io prints it (`inode N`, or a special owner such as `static fs metadata`), `inode`, `fork`,
+  `extent_map` (a bmbt block), `special` (TYPE:CODE), `flags` (`shared`, `unwritten`, `attr_fork`),
+  `device` as the plain output prints it (major:minor; where the kernel reports XFS's own device numbers
+  instead of a dev_t, as it does for an internal realtime section, 0:1 data, 0:2 log, 0:3 realtime), and
+  `xfs_io_group`/`xfs_io_group_offset`, the AG or rtgroup columns of `fsmap -v`: xfs_io's arithmetic from
+  the geometry, not the kernel's (for the part of the disk before rtstart that zoned-internal's realtime
+  records cover, a nonsense number); `paths` ([inode, path]); `files`: per path its
+  stat (inode, size, octal mode, type, nlink), its xflags (`realtime`, `rtinherit`, extsize, nextents) and,
+  for regular files, `fiemap` (logical, physical, length in bytes, holes, flags) with `fiemap_device`
+  (`rt`: the physical addresses are on the realtime device; with an internal rt section they are on the one
+  disk); `populate_refused`: populating steps the kernel refused (rc and command), which are part of the
+  truth too (with the error messages); `populate`: every populating step, its rc and output;
+  `xfs_repair_n_rc`.
+- `raw/`: the guest's text outputs as they are: `fsmap-{{d,r,l}}.txt` (plain), `-v.txt` (verbose), `-m.txt`
+  (machine), `fsmap-all-v.txt`, `fiemap.txt`, `bmap.txt`, `stat.txt`, `xfs-stat.txt`, `find.txt`,
+  `statfs.txt`, `info.txt`, `mkfs.txt`, `xfs_db-*.txt`, `xfs_repair-n.txt`, `populate.log`, `dmesg.txt`,
+  `commands.log` (every recorded command with its rc).
+- `ROLE.img.xz`: the device images (`data`, `rt`, `log`) after the clean unmount, `xz -9`.
+
+Paths are relative to the mount point (`/mnt` in the guest). The contents (see `populate` in the script's
+GUEST_SCRIPT): `data/` (chattr -t: data device) with `a.dat`, `b.dat`, `frag.dat` (32 pieces: bmbt),
+`sub/a.hard` (hard link), `many/` (40 empty files), `rtflag.dat` (a realtime file made with chattr +r outside
+the rtinherit directory); `rt/` (chattr +t, rtinherit) with `one.dat`, `sub/one.hard`, `multi.dat` and
+`spacer.dat` (8 extents each, interleaved), `sparse.dat` (holes, size past the last extent), `prealloc.dat`
+(unwritten extents, one past EOF), `bmbt.dat` (64 pieces: bmbt), `empty.dat`, `sub/tiny.txt`; `one.link`
+(symlink); on reflink filesystems `data/b.refl`, `rt/refl-full.dat` (then 8 KiB of it overwritten: CoW),
+`rt/refl-part.dat` (128 KiB of one.dat inside), and the refused cross-device reflink `rt/from-data.dat`.
+
+`raw/` at the top: the guest's versions, module loading, disk list, whole dmesg, and the host's QEMU command
+line, console log and versions.
+
+## What the kernel refused while populating
+
+{refused}
+
+## Notes
+
+- Classic realtime (metadir=0) cannot have an rmap btree, on either device (mkfs.xfs: "rmapbt not
+  supported on realtime devices without metadir feature"; nor reflink), so GETFSMAP reports everything in use
+  there as owner `unknown` and only free space precisely; which file holds a block is known from FIEMAP/bmap.
+- With realtime groups the realtime device is addressed linearly (group N starts at N * rgextents * rextsize
+  blocks), while realtime block numbers inside XFS are group << rgblklog | block: the same only when the group
+  size is a power of two (`rtgroups`, `zoned-external`, `zoned-seq`), not in `rtgroups-3` or
+  `zoned-internal`. `bmap -v` prints realtime block ranges in 512-byte units of the device address.
+- Zoned filesystems refuse fallocate (EOPNOTSUPP): their `rt/prealloc.dat` has a hole where the others have
+  unwritten extents. Everything written to a zoned realtime device is written out of place, in zone order.
+- `zoned-seq`'s realtime image is the data of the ZNS namespace; the zone write pointers were QEMU's, in
+  memory, and are not in the image (read as a plain file, the zones look conventional).
+- Which kernel: the newest linux-image-{flavour} of Debian {suite} when made; Debian 12's own 6.1 predates
+  realtime groups (6.13) and zoned XFS (6.15).
+"""
+
+
+def write_readme(dest, filesystems, kern, xfsprogs, summary):
+    status = dict(summary)
+    refused = []
+    rows = ["| name | mkfs.xfs options | devices | GETFSMAP records (device as reported) | status |",
+            "| --- | --- | --- | --- | --- |"]
+    for fs in filesystems:
+        devs = ", ".join(f"{r} {s // MiB} MiB" for r, s in fs["disks"].items())
+        recs = ""
+        tj = os.path.join(dest, fs["name"], "truth.json")
+        if os.path.exists(tj):
+            with open(tj) as f:
+                fsmap = json.load(f).get("fsmap", {})
+            recs = ", ".join(f"{role} {len(v)} ({'/'.join(sorted({r['device'] for r in v}))})"
+                             for role, v in fsmap.items())
+        st = status.get(fs["name"], "not made")
+        rows.append(f"| `{fs['name']}` | `{fs['mkfs']}` | {devs} | {recs} | {st} |")
+        rows.append(f"| | {fs['about']} | | | |")
+        if os.path.exists(tj):
+            with open(tj) as f:
+                for st in json.load(f).get("populate_refused", []):
+                    refused.append(f"- `{fs['name']}`: `{st['command'].replace('/mnt/', '')}`: "
+                                   + "; ".join(sorted(set(st["errors"]))) + f" (rc {st['rc']})")
+    with open(os.path.join(dest, "README.md"), "w") as f:
+        f.write(README.format(xfsprogs=xfsprogs, kver=kern["kver"], suite=kern["suite"], flavour=kern["flavour"],
+                              debs=", ".join(f"`{d}`" for d in kern["debs"]), table="\n".join(rows),
+                              refused="\n".join(refused) or "nothing"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default="/var/tmp/rt-vm")
+    ap.add_argument("--xfsprogs", default="/work/scratch/xfsprogs", help="an xfsprogs source tree, built")
+    ap.add_argument("--suite", default="trixie-backports", help="Debian suite to take the kernel from")
+    ap.add_argument("--flavour", default="cloud-amd64", help="linux-image-FLAVOUR (cloud-amd64, amd64)")
+    ap.add_argument("--accel", default="tcg")
+    ap.add_argument("--timeout", type=int, default=2400)
+    ap.add_argument("--dest", default=DEST)
+    ap.add_argument("--only", nargs="*", help="make only these filesystems")
+    ap.add_argument("--skip-apt", action="store_true", help="use WORK/debs as downloaded before")
+    a = ap.parse_args()
+    filesystems = [fs for fs in FILESYSTEMS if not a.only or fs["name"] in a.only]
+    os.makedirs(a.work, exist_ok=True)
+    kern = prepare_host(a.work, a.suite, a.flavour, a.skip_apt)
+    xfsprogs = prepare_xfsprogs(a.xfsprogs)
+    initrd = build_initramfs(a.work, kern, a.xfsprogs, filesystems)
+    out, imgdir = run_guest(a.work, kern, initrd, filesystems, a.accel, a.timeout)
+    for name, status in collect(a.work, out, imgdir, filesystems, kern, xfsprogs, a.accel, a.dest):
+        print(f"{name}: {status}")
+
+
+if __name__ == "__main__":
+    main()
