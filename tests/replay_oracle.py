@@ -94,7 +94,7 @@ def compare(fs, omap, km: KernelMap, unlinked: set, start: int = 0, length: int 
         want2.append(p)
     # the unlinked inodes' file pieces became free: if another file still maps those bytes, ours has both a
     # free and a file piece there; the kernel only the file
-    files_at = _merge_spans([(p[0], p[0] + p[1]) for p in want2 if p[2] != "free"])
+    files_at = merge_spans([(p[0], p[0] + p[1]) for p in want2 if p[2] != "free"])
     norm3 = [p for p in norm2 if not (p[2] == "free" and (p[0], p[0] + p[1]) in unlinked_bytes
                                        and any(s <= p[0] and e >= p[0] + p[1] for s, e in files_at))]
     # where sharing may have changed (shared None), pieces were cut where sharing changed: join them back
@@ -133,7 +133,7 @@ def compare(fs, omap, km: KernelMap, unlinked: set, start: int = 0, length: int 
 AG_BTREES = ("per-ag-metadata", "refcount-btree", "inode-btree")  # reshaped by the mount's own work
 
 
-def _merge_spans(spans):
+def merge_spans(spans):
     out = []
     for s, e in sorted(spans):
         if out and s <= out[-1][1]:

@@ -16,6 +16,7 @@ import pytest
 
 from fsdaxctl.xfs import devices
 from fsdaxctl.xfs.fs import XfsFilesystem
+from tests.replay_oracle import merge_spans as _runs
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "rt")
 CLASSIC = ["rt-classic", "rt-classic-ext16k-logdev"]
@@ -47,16 +48,6 @@ def _open(paths):
     fs = XfsFilesystem.open(paths["data"])
     devices.attach(fs, paths.get("log"), paths["rt"])
     return fs
-
-
-def _runs(spans):
-    out = []
-    for s, e in sorted(spans):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
 
 
 def _kernel_file_blocks(truth, bs):

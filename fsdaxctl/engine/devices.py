@@ -31,11 +31,7 @@ def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict,
     out.line(0, "xfs_dax_notify_failure: the external log device (m_logdev_targp)")
     out.line(1, "xfs_dax_notify_logdev_failure")
     if offset > dev_len - 1:
-        out.line(2, f"xfs_dax_translate_range: offset {offset} is past the log device ({dev_len} bytes): -ENXIO")
-        out.decisions.append(Decision("none", "outside the log device", owner="outside-filesystem",
-                                      offset=offset, length=length))
-        out.result = "Ignored"
-        return out
+        return _past_device(out, 2, "log", offset, length, dev_len)
     if offset + length - 1 > dev_len - 1:
         length = dev_len - offset
     out.line(2, f"xfs_dax_translate_range: daddr = BTOBB({offset}) = {btobb(offset):#x}, "
@@ -67,12 +63,17 @@ def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict, 
     out = Outcome(event, flags)
     out.line(0, "xfs_dax_notify_failure: the realtime device (m_rtdev_targp)")
     if offset > size - 1:
-        out.line(1, f"xfs_dax_translate_range: offset {offset} is past the realtime device ({size} bytes): -ENXIO")
-        out.decisions.append(Decision("none", "outside the realtime device", owner="outside-filesystem",
-                                      offset=offset, length=length))
-        out.result = "Ignored"
-        return out
+        return _past_device(out, 1, "realtime", offset, length, size)
     rc = no_rmapbt(fs, omap, offset, length, flags, mapping, out, 1, event.get("kind") in ("pfn", "phys"), size)
     out.result = "Recovered" if rc == 0 else "Failed"
     out.line(0, f"result: {rc} ({out.result})")
+    return out
+
+
+def _past_device(out: Outcome, depth: int, what: str, offset: int, length: int, size: int) -> Outcome:
+    """xfs_dax_translate_range on a range starting past the device: -ENXIO, and nothing is done."""
+    out.line(depth, f"xfs_dax_translate_range: offset {offset} is past the {what} device ({size} bytes): -ENXIO")
+    out.decisions.append(Decision("none", f"outside the {what} device", owner="outside-filesystem",
+                                  offset=offset, length=length))
+    out.result = "Ignored"
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fsdaxctl.device import Device
 from fsdaxctl.errors import Problems, UnsupportedError, UsageError
-from fsdaxctl.xfs.piece import OUTSIDE, AnswerCheck, Piece
+from fsdaxctl.xfs.piece import Piece, device_batches
 
 DATA, LOG, RT = "data", "log", "rt"
 DEVICES = (DATA, LOG, RT)
@@ -132,18 +132,8 @@ class LogDeviceMap:
         return [p for batch in self.iter_batches(offset, length) for p in batch]
 
     def iter_batches(self, offset: int, length: int):
-        check = AnswerCheck(offset, offset + length, self.problems.append)
-        end = offset + length
-        out = []
-        if offset < self.size:
-            out.append(Piece(offset, min(end, self.size) - offset, "log", device=LOG))
-        if end > self.size:
-            start = max(offset, self.size)
-            out.append(Piece(start, end - start, OUTSIDE, device=LOG))
-        yield check.batch(out)
-        tail = check.finish()
-        if tail:
-            yield tail
+        return iter(device_batches(offset, length, self.size, LOG,
+                                   lambda lo, hi: [Piece(lo, hi - lo, "log", device=LOG)], self.problems.append))
 
 
 class DataDeviceMap:

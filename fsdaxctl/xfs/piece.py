@@ -202,3 +202,17 @@ class AnswerCheck:
         if self.covered < self.qend:
             return [self._bug(Piece(self.covered, self.qend - self.covered, UNKNOWN), "bytes no piece covers")]
         return []
+
+
+def device_batches(offset: int, length: int, size: int, device: str, inside, note) -> list[list[Piece]]:
+    """The batches of a device whose owners fit in one list: `inside(lo, hi)` the pieces of [lo, hi) within
+    its `size` bytes, `outside-filesystem` past them; checked by AnswerCheck (`note` hears what it finds)."""
+    check = AnswerCheck(offset, offset + length, note)
+    end = offset + length
+    out = inside(offset, min(end, size)) if offset < size else []
+    if end > size:
+        start = max(offset, size)
+        out.append(Piece(start, end - start, OUTSIDE, device=device))
+    batches = [check.batch(out)]
+    tail = check.finish()
+    return batches + [tail] if tail else batches

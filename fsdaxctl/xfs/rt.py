@@ -19,7 +19,7 @@ import bisect
 
 from fsdaxctl.errors import FsdaxError, Problems, UnsupportedError
 from fsdaxctl.parsers import xfs as f
-from fsdaxctl.xfs.piece import FILE, FREE, OUTSIDE, UNKNOWN, AnswerCheck, Piece
+from fsdaxctl.xfs.piece import FILE, FREE, UNKNOWN, Piece, device_batches
 
 RT = "rt"
 
@@ -62,16 +62,7 @@ class RtOwnerMap:
 
     def iter_batches(self, offset: int, length: int):
         self.prepare(None)
-        check = AnswerCheck(offset, offset + length, self.problems.append)
-        end = offset + length
-        out = self._owned(offset, min(end, self.size)) if offset < self.size else []
-        if end > self.size:
-            start = max(offset, self.size)
-            out.append(Piece(start, end - start, OUTSIDE, device=RT))
-        yield check.batch(out)
-        tail = check.finish()
-        if tail:
-            yield tail
+        return iter(device_batches(offset, length, self.size, RT, self._owned, self.problems.append))
 
     # --- one query ---
     def _owned(self, lo: int, hi: int) -> list[Piece]:
