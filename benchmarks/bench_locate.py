@@ -172,7 +172,8 @@ def main():
     rng_big = random.Random(4)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         for _ in range(1_000_000):
-            fh.write(f"{rng_big.randrange(0, geo.size // 512) * 512} {rng_big.choice((512, 4096, 65536))}\n")
+            n = rng_big.choice((512, 4096, 65536))
+            fh.write(f"{rng_big.randrange(0, (geo.size - n) // 512) * 512} {n}\n")
         listing = fh.name
     argv = fsdax + ["locate", image, "--ranges", listing, "--format", "jsonl", "--no-detail"]
     latency = first_line(argv)

@@ -72,3 +72,8 @@ def merge_ranges(ranges) -> list[tuple[int, int]]:
         else:
             out.append((o, n))
     return out
+
+
+def merge_spans(spans) -> list[tuple[int, int]]:
+    """(start, end) pairs sorted, with overlapping and touching ones joined."""
+    return [(o, o + n) for o, n in merge_ranges((s, e - s) for s, e in spans)]

@@ -15,6 +15,8 @@ identity; the kernel joins bnobt records, fsdaxctl may cut them where the replay
 
 from __future__ import annotations
 
+from fsdaxctl.ranges import merge_spans
+from fsdaxctl.xfs.piece import minus
 from tests.oracle import KernelMap, ours
 
 
@@ -31,19 +33,7 @@ def _join_free(pieces):
 
 def _minus(pieces, holes):
     """pieces with the byte ranges in holes (sorted (start, end)) cut out."""
-    out = []
-    for p in pieces:
-        s, e = p[0], p[0] + p[1]
-        cur = s
-        for hs, he in holes:
-            if he <= cur or hs >= e:
-                continue
-            if hs > cur:
-                out.append(_cut(p, cur, hs))
-            cur = max(cur, he)
-        if cur < e:
-            out.append(_cut(p, cur, e))
-    return out
+    return minus(pieces, holes, _cut)
 
 
 def _cut(p, s, e):
@@ -131,16 +121,6 @@ def compare(fs, omap, km: KernelMap, unlinked: set, start: int = 0, length: int 
 
 
 AG_BTREES = ("per-ag-metadata", "refcount-btree", "inode-btree")  # reshaped by the mount's own work
-
-
-def merge_spans(spans):
-    out = []
-    for s, e in sorted(spans):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
 
 
 def _join_unshared(pieces):

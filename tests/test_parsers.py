@@ -57,7 +57,7 @@ REFERENCE_OFFSETS = {
 SIZES = {f.xfs_btree_sblock: f.XFS_BTREE_SBLOCK_CRC_LEN, f.xfs_btree_lblock: f.XFS_BTREE_LBLOCK_CRC_LEN,
          f.xfs_dinode_core: f.XFS_DINODE_CORE_SIZE, f.xfs_rmap_rec: 24, f.xfs_rmap_key: 20,
          f.xfs_refcount_rec: 12, f.xfs_inobt_rec: 16, f.xfs_bmbt_rec: 16, f.xfs_alloc_rec: 8,
-         f.xfs_agi: 344, f.xfs_agf: 224, f.xfs_dsb: 272}
+         f.xfs_agi: 344, f.xfs_agf: 224, f.xfs_dsb: 304}  # xfs_dsb: up to sb_rtreserved (6.15: rt groups, zoned)
 
 
 @pytest.mark.parametrize("decl", list(REFERENCE_OFFSETS), ids=lambda d: field_names(d)[0])

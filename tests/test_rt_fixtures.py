@@ -16,11 +16,15 @@ import pytest
 
 from fsdaxctl.xfs import devices
 from fsdaxctl.xfs.fs import XfsFilesystem
-from tests.replay_oracle import merge_spans as _runs
+from fsdaxctl.ranges import merge_spans as _runs
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "rt")
 CLASSIC = ["rt-classic", "rt-classic-ext16k-logdev"]
 GROUPED = ["rtgroups", "rtgroups-3", "zoned-external", "zoned-seq"]
+ZONED = ["zoned-internal"]
+KERNEL_OWNERS = {"free space": "free", "static fs metadata": "static-fs-metadata", "cow reservation": "cow-staging",
+                 "unknown": "unknown", "per-AG metadata": "per-ag-metadata", "refcount btree": "refcount-btree",
+                 "journalling log": "log", "inode btree": "inode-btree", "inodes": "inodes"}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +94,7 @@ def test_classic_rt_device_matches_the_kernel(unpacked, name):
     assert want and ours == want
 
 
-@pytest.mark.parametrize("name", CLASSIC)
+@pytest.mark.parametrize("name", CLASSIC + GROUPED)
 def test_locate_on_the_rt_device_names_the_file(unpacked, name):
     """Through the command line: bytes on the rt device (--fs-device rt) name the realtime file that holds
     them, with its paths from the tree, exit status 4 (file data)."""
@@ -111,16 +115,84 @@ def test_locate_on_the_rt_device_names_the_file(unpacked, name):
     assert sorted(owner["paths"]) == names and owner["impact"] == "file-data"
 
 
+def _device_matches(truth, paths, device: str) -> tuple[dict, dict]:
+    """Our pieces of a whole device block for block against the kernel's GETFSMAP of it; (our shared flags, the
+    kernel's records). GETFSMAP ran on the mounted filesystem, the images are of it unmounted: the unmount
+    released the CoW reservations (speculative CoW fork blocks are freed when their inodes are evicted), so the
+    kernel's `cow reservation` blocks must be free on the image."""
+    with _open(paths) as fs:
+        bs = fs.geo.blocksize
+        omap = devices.owner_map(fs, device)
+        pieces = omap.pieces(0, fs.sb.sb_rblocks * bs if device == "rt" else fs.geo.size)
+        assert omap.problems == []
+    ours, our_shared = _blocks(pieces, bs)
+    kernel, _ = _blocks(truth["fsmap"][device], bs)
+    released = {b for b, owners in kernel.items() if owners == [("cow-staging", None, None, False)]}
+    assert all(ours[b] == [("free", None, None, False)] for b in released)
+    assert {b: o for b, o in ours.items() if b not in released} == {
+        b: o for b, o in kernel.items() if b not in released}
+    return our_shared, released
+
+
+def _blocks(pieces, bs):
+    """{block byte: sorted [(owner, inode, file byte, unwritten)]} and {(block, inode): shared} of pieces or
+    kernel records (dicts of truth.json's fsmap)."""
+    owners, shared = {}, {}
+    for p in pieces:
+        if isinstance(p, dict):
+            owner = KERNEL_OWNERS.get(p["owner"], "file")
+            start, length, ino, off = p["start"], p["length"], p["inode"], p["offset"]
+            unwritten, sh = "unwritten" in p["flags"], "shared" in p["flags"]
+            fork = "attr" if "attr_fork" in p["flags"] else "data"
+            if p["extent_map"]:
+                off = None
+        else:
+            owner, start, length, ino, off = p.owner, p.offset, p.length, p.inode, p.file_offset
+            unwritten, sh, fork = p.unwritten, p.shared, p.fork
+        for i in range(0, length, bs):
+            fo = None if owner != "file" or off is None else off + i
+            key = (owner, ino, fo, unwritten) if fork in (None, "data") else (owner, ino, fo, unwritten, fork)
+            owners.setdefault(start + i, []).append(key)
+            if owner == "file":
+                shared[(start + i, ino)] = sh
+    return {k: sorted(v, key=str) for k, v in owners.items()}, shared
+
+
 @pytest.mark.parametrize("name", GROUPED)
-def test_grouped_rt_devices_are_refused_not_guessed(unpacked, name):
-    """Realtime groups and zoned devices (rt rmap btrees per group) are not mapped yet: one line naming which,
-    exit 1, never an answer (a zoned filesystem is refused as a whole: its incompat bit is not known)."""
+def test_rtgroups_device_matches_the_kernel(unpacked, name):
+    """Realtime groups: every block of the rt device has the owners the kernel's GETFSMAP gives it (files with
+    their offsets and unwritten state, the rt superblock, free space); `shared` exactly where the refcount
+    btree counts a block twice, which is inside every record GETFSMAP flags shared and nowhere else."""
     truth, paths = unpacked(name)
-    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", paths["data"], "--rtdev", paths["rt"],
-                           "--fs-device", "rt", "--format", "jsonl"], capture_output=True, text=True)
+    our_shared, released = _device_matches(truth, paths, "rt")
+    bs = truth["geometry"]["blocksize"]
+    for r in truth["fsmap"]["rt"]:
+        if r["owner"].startswith("inode"):
+            inside = [our_shared[(r["start"] + i, r["inode"])] for i in range(0, r["length"], bs)]
+            assert any(inside) == ("shared" in r["flags"]), r
+    if "reflink=1" in truth["mkfs_command"]:  # zoned filesystems have no reflink
+        assert released and any(our_shared.values()) and not all(our_shared.values())
+
+
+@pytest.mark.parametrize("name", GROUPED)
+def test_rtgroups_data_device_matches_the_kernel(unpacked, name):
+    """The data device of a filesystem with realtime groups: the metadata directory's inodes and the realtime
+    groups' btree blocks (extent maps of their metadata inodes) are owned as the kernel says."""
+    truth, paths = unpacked(name)
+    _device_matches(truth, paths, "data")
+
+
+@pytest.mark.parametrize("name", ZONED)
+def test_internal_zoned_section_is_refused_not_guessed(unpacked, name):
+    """A zoned filesystem whose realtime section is inside the data device is not read yet: one line naming
+    why, exit 1, never an answer."""
+    truth, paths = unpacked(name)
+    args = ["--rtdev", paths["rt"]] if "rt" in paths else []
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", paths["data"], *args, "--fs-device",
+                           "rt" if args else "data", "--format", "jsonl"], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
     last = proc.stderr.splitlines()[-1]
-    assert ("zoned" if name.startswith("zoned") else "realtime groups") in last, last
+    assert "zoned" in last, last
 
 
 def _cli(paths, *args):
@@ -129,7 +201,7 @@ def _cli(paths, *args):
                           capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("name", CLASSIC)
+@pytest.mark.parametrize("name", CLASSIC + GROUPED)
 def test_file_on_a_realtime_file_gives_rt_device_bytes(unpacked, name):
     """--file on a realtime file: its bytes on the realtime device, each as the kernel's FIEMAP placed it,
     owned by that file; a hole is said, not guessed."""
@@ -168,3 +240,29 @@ def test_inject_on_the_rt_device_follows_the_kernel(unpacked, name):
     proc = _cli(paths, "inject", "--fs-device", "rt", "--daddr", str(size // 512 + 8), "--format", "json")
     [oc] = json.loads(proc.stdout)["outcomes"]
     assert proc.returncode == 0 and oc["result"] == "Ignored" and oc["decisions"][0]["action"] == "none"
+
+
+@pytest.mark.parametrize("name", GROUPED)
+def test_inject_on_rtgroups_follows_the_kernel(unpacked, name):
+    """Realtime groups (zoned devices too) have an rmap btree each: the kernel walks the groups the bytes lie in
+    and decides per owner, as on the data device: the realtime superblock is metadata (shutdown), file data
+    names its file, a reflinked block every file sharing it."""
+    truth, paths = unpacked(name)
+    proc = _cli(paths, "inject", "--fs-device", "rt", "--daddr", "0", "--format", "json")
+    [oc] = json.loads(proc.stdout)["outcomes"]
+    assert "XG_TYPE_RTG" in json.dumps(oc["trace"])
+    if truth["fsmap"]["rt"][0]["owner"] == "static fs metadata":  # the rt superblock (not on zoned devices)
+        assert proc.returncode == 8 and [(d["action"], d.get("shutdown")) for d in oc["decisions"]] == [
+            ("shutdown-filesystem", "SHUTDOWN_CORRUPT_ONDISK")]
+    else:
+        assert proc.returncode == 4 and {d["inode"] for d in oc["decisions"]} == {truth["fsmap"]["rt"][0]["inode"]}
+    rec = next((r for r in truth["fsmap"]["rt"] if "shared" in r["flags"]), None)
+    if rec is None:  # zoned: no reflink
+        return
+    sharers = {r["inode"] for r in truth["fsmap"]["rt"] if r["inode"] is not None
+               and r["start"] <= rec["start"] < r["start"] + r["length"]}
+    proc = _cli(paths, "inject", "--fs-device", "rt", "--daddr", str(rec["start"] // 512), "--length", "4096",
+                "--format", "json")
+    [oc] = json.loads(proc.stdout)["outcomes"]
+    assert proc.returncode == 4, proc.stderr
+    assert len(sharers) > 1 and {d["inode"] for d in oc["decisions"] if d["action"] == "kill-mappers"} == sharers

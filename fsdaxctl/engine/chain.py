@@ -337,6 +337,27 @@ def _query_ags(fs, omap, span, flags, mapping, out: Outcome, d: int) -> tuple[bo
     return want_shutdown, metadata_hits
 
 
+def rt_groups_walk(fs, omap, offset: int, length: int, flags: int, mapping, out: Outcome, d: int) -> int:
+    """xfs_dax_notify_dev_failure(XG_TYPE_RTG): the realtime groups the bytes lie in, an rt rmap query in each,
+    xfs_dax_failure_fn per owner, then the shutdown rule of the data device's walk."""
+    sb, geo = fs.sb, fs.geo
+    pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
+    group = (sb.sb_rgextents * sb.sb_rextsize) << geo.blocklog
+    end = min(offset + length, sb.sb_rblocks << geo.blocklog)
+    out.line(d, f"xfs_dax_notify_dev_failure(XG_TYPE_RTG): realtime bytes {offset}..{end - 1}")
+    want_shutdown, metadata_hits = False, []
+    for rgno in range(offset // group, (end - 1) // group + 1):
+        lo, hi = max(offset, rgno * group), min(end, (rgno + 1) * group)
+        out.line(d + 1, f"rtgroup {rgno}: xfs_rmap_query_range(rgbno {(lo - rgno * group) >> geo.blocklog}.."
+                        f"{(hi - 1 - rgno * group) >> geo.blocklog}) on its rt rmap btree")
+        for p in _described(fs, as_records(omap.pieces(lo, hi - lo))):
+            ws, hit = _failure_fn(fs, p, flags, mapping, out, d + 2)
+            want_shutdown |= ws
+            if hit:
+                metadata_hits.append(hit)
+    return _shutdown(pre_remove, want_shutdown, metadata_hits, mapping, out, d)
+
+
 def _shutdown(pre_remove: bool, want_shutdown: bool, metadata_hits: list[str], mapping, out: Outcome,
               d: int) -> int:
     """After the walk: the forced unmount of a device going away, or the shutdown for damaged metadata."""

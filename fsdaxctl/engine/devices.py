@@ -9,8 +9,8 @@ Realtime device: xfs_dax_notify_failure -> xfs_dax_notify_dev_failure(XG_TYPE_RT
 device belongs to a filesystem without rmapbt (mkfs.xfs allows rmapbt with a realtime device only with realtime
 groups), so that returns -EOPNOTSUPP ("needs rmapbt enabled") and memory_failure falls back to the generic
 path, page->mapping only: the same walk as a data device without rmapbt, over the realtime device's owners.
-With realtime groups (the rt group walk and the rt rmap btree) fsdaxctl does not map the device yet: a
-one-line error, never a guess.
+With realtime groups the rt rmap btrees name the owners and the walk is the data device's, group by group
+(engine.chain.rt_groups_walk).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict,
 
 
 def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict, mapping=None) -> Outcome:
-    """What the kernel does about bytes [offset, offset + length) of a classic realtime device."""
+    """What the kernel does about bytes [offset, offset + length) of the realtime device."""
     from fsdaxctl.engine.chain import no_rmapbt
     from fsdaxctl.xfs.devices import RT, device_size, owner_map
 
@@ -64,7 +64,13 @@ def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict, 
     out.line(0, "xfs_dax_notify_failure: the realtime device (m_rtdev_targp)")
     if offset > size - 1:
         return _past_device(out, 1, "realtime", offset, length, size)
-    rc = no_rmapbt(fs, omap, offset, length, flags, mapping, out, 1, event.get("kind") in ("pfn", "phys"), size)
+    if omap.grouped:  # realtime groups: rmapbt on the rt device too
+        from fsdaxctl.engine.chain import rt_groups_walk
+
+        rc = rt_groups_walk(fs, omap, offset, length, flags, mapping, out, 1)
+    else:
+        rc = no_rmapbt(fs, omap, offset, length, flags, mapping, out, 1, event.get("kind") in ("pfn", "phys"),
+                       size)
     out.result = "Recovered" if rc == 0 else "Failed"
     out.line(0, f"result: {rc} ({out.result})")
     return out

@@ -51,9 +51,10 @@ XFS_SB_FEAT_INCOMPAT_NEEDSREPAIR = 0x10
 XFS_SB_FEAT_INCOMPAT_NREXT64 = 0x20
 XFS_SB_FEAT_INCOMPAT_PARENT = 0x80
 XFS_SB_FEAT_INCOMPAT_METADIR = 0x100
+XFS_SB_FEAT_INCOMPAT_ZONED = 0x200
 # Incompat bits this reader understands. Metadir moves the quota and realtime inodes into a metadata directory
-# tree (fsdaxctl.xfs.metadir); zoned and zone-gaps put a realtime section on the data device (rtstart), which
-# this tool does not yet read, so they are refused rather than half-read.
+# tree (fsdaxctl.xfs.metadir). Zoned is read when its realtime groups are on a device of their own (sb_rtstart
+# 0); an internal realtime section on the data device, and zone gaps, are refused rather than half-read.
 XFS_SB_FEAT_INCOMPAT_KNOWN = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | XFS_SB_FEAT_INCOMPAT_METADIR
 
 XFS_SB_FEAT_COMPAT = {}
@@ -116,6 +117,12 @@ xfs_dsb = Struct(
     "sb_lsn" / Int64ub,  # 240
     "sb_meta_uuid" / Bytes(16),  # 248
     "sb_metadirino" / Int64ub,  # 264 (METADIR only)
+    "sb_rgcount" / Int32ub,  # 272 (METADIR: realtime groups)
+    "sb_rgextents" / Int32ub,  # 276: realtime extents per group
+    "sb_rgblklog" / Int8ub,  # 280: log2 of the group size rounded up (rtblock = rgno << rgblklog | rgbno)
+    "sb_pad" / Bytes(7),  # 281
+    "sb_rtstart" / Int64ub,  # 288 (ZONED: where an internal realtime section starts on the data device)
+    "sb_rtreserved" / Int64ub,  # 296 (ZONED)
 )
 
 # --- AG headers: one sector each at sectors 1, 2, 3 of every AG ----------------------------------------

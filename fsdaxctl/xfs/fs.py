@@ -47,10 +47,6 @@ class XfsFilesystem:
         self._agf: dict[int, object] = {}
         self._agi: dict[int, object] = {}
         self._nodes: OrderedDict = OrderedDict()
-        if self.sb.sb_rblocks and self.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR:
-            self.warnings.append(f"this filesystem has a realtime device with realtime groups ({self.sb.sb_rblocks} "
-                                 "blocks): only the data device is mapped; realtime file data is not (its extent "
-                                 "maps are)")
         self.log_problem, self._internal_log = self._check_log()
         if self.log_problem:
             self.warnings.append(f"superblock: {self.log_problem}: the log's bytes are reported as unknown")
@@ -178,7 +174,12 @@ class XfsFilesystem:
                                found=f"{bad[0]} = {bad[1]}")
         buf = dev.pread(0, sb.sb_sectsize, "superblock")
         check_crc(buf, f.XFS_SB_CRC_OFF, "superblock", 0)
-        unknown = sb.sb_features_incompat & ~f.XFS_SB_FEAT_INCOMPAT_KNOWN
+        known = f.XFS_SB_FEAT_INCOMPAT_KNOWN | (f.XFS_SB_FEAT_INCOMPAT_ZONED if not sb.sb_rtstart else 0)
+        unknown = sb.sb_features_incompat & ~known
+        if unknown == f.XFS_SB_FEAT_INCOMPAT_ZONED:
+            raise UnsupportedError(f"a zoned filesystem with its realtime section inside the data device (rtstart "
+                                   f"{sb.sb_rtstart} blocks) is not read by fsdaxctl yet", structure="superblock",
+                                   daddr=0)
         if unknown:
             named = [n for b, n in f.XFS_SB_FEAT_INCOMPAT.items() if unknown & b]
             raise UnsupportedError(

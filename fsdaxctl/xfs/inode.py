@@ -125,33 +125,59 @@ def bmap(fs, inode: Inode, which: str = "data", blocks: list | None = None) -> l
     return []  # local, device, or no attr fork: no blocks
 
 
+@dataclass(frozen=True)
+class LongBtree:
+    """A btree of long-format blocks rooted in an inode's fork: the bmbt, and the realtime groups' rmap and
+    refcount btrees rooted in their metadata inodes. Keys and records have fixed sizes; `decode` turns a run of
+    records into tuples."""
+    name: str
+    magic: int
+    rec_size: int
+    key_size: int  # a node entry's key: both low and high keys in an overlapping tree
+    decode: object
+    leaf_root: bool = False  # may the root in the inode hold records itself (level 0)?
+
+
+BMBT = LongBtree("bmbt", f.XFS_BMAP_CRC_MAGIC, 16, 8, lambda raw: unpack_bmbt_recs(raw))
+
+
 def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str, blocks: list | None) -> list[BmbtIrec]:
-    where = f"bmbt root of inode {inode.ino} ({which} fork)"
-    if len(lit) < 4 + 16:
-        raise CorruptError("btree-format fork too small for a bmbt root", structure=where, found=f"{len(lit)} bytes")
+    return long_btree_records(fs, inode, lit, BMBT, f"{which} fork", blocks)
+
+
+def long_btree_records(fs, inode: Inode, lit: bytes, tree: LongBtree, which: str, blocks: list | None = None):
+    """Every record of the btree rooted in fork bytes `lit` of `inode`, in key order. Each block is verified
+    (magic, CRC, self-address, owner, level); `blocks`, when given, receives the fsblock of every block read."""
+    where = f"{tree.name} root of inode {inode.ino} ({which})"
+    if len(lit) < 4 + min(tree.key_size + 8, tree.rec_size):
+        raise CorruptError(f"fork too small for a {tree.name} root", structure=where, found=f"{len(lit)} bytes")
     root = f.XFS_BMDR_BLOCK.parse(lit)
-    maxrecs = (len(lit) - 4) // 16
+    if root.bb_level == 0 and tree.leaf_root:
+        if 4 + root.bb_numrecs * tree.rec_size > len(lit):
+            raise CorruptError(f"bad {tree.name} root", structure=where, found=f"numrecs {root.bb_numrecs}")
+        return tree.decode(lit[4:4 + root.bb_numrecs * tree.rec_size])
+    maxrecs = (len(lit) - 4) // (tree.key_size + 8)
     if not (1 <= root.bb_level < XFS_BMAP_MAXLEVELS) or root.bb_numrecs > maxrecs:
-        raise CorruptError("bad bmbt root", structure=where, found=f"level {root.bb_level} numrecs {root.bb_numrecs}")
-    ptr_off = 4 + 8 * maxrecs
-    ptrs = [p for (p,) in f.BMBT_PTR.iter_unpack(lit[ptr_off:ptr_off + 8 * root.bb_numrecs])]
-    out: list[BmbtIrec] = []
-    for p in ptrs:
-        _bmbt_block(fs, inode, p, root.bb_level - 1, out, which, blocks)
+        raise CorruptError(f"bad {tree.name} root", structure=where,
+                           found=f"level {root.bb_level} numrecs {root.bb_numrecs}")
+    ptr_off = 4 + tree.key_size * maxrecs
+    out: list = []
+    for (p,) in f.BMBT_PTR.iter_unpack(lit[ptr_off:ptr_off + 8 * root.bb_numrecs]):
+        _long_block(fs, inode, tree, p, root.bb_level - 1, out, which, blocks)
     return out
 
 
-def _bmbt_block(fs, inode, fsb, level, out, which, blocks):
+def _long_block(fs, inode, tree: LongBtree, fsb, level, out, which, blocks):
     geo = fs.geo
-    where = f"bmbt block of inode {inode.ino} ({which} fork)"
+    where = f"{tree.name} block of inode {inode.ino} ({which})"
     if not geo.fsb_is_valid(fsb):
-        raise CorruptError("bmbt pointer outside the filesystem", structure=where, found=f"fsblock {fsb}")
+        raise CorruptError(f"{tree.name} pointer outside the filesystem", structure=where, found=f"fsblock {fsb}")
     daddr = geo.fsb_to_daddr(fsb)
     if blocks is not None:
         blocks.append(fsb)
     buf = fs.dev.pread(geo.fsb_to_byte(fsb), geo.blocksize, where)
     hdr = f.XFS_BTREE_LBLOCK.parse(buf)
-    check_magic(hdr.bb_magic, f.XFS_BMAP_CRC_MAGIC, where, daddr)
+    check_magic(hdr.bb_magic, tree.magic, where, daddr)
     check_crc(buf, f.XFS_BTREE_LBLOCK_CRC_OFF, where, daddr)
     check_field(hdr.bb_blkno == daddr, "bb_blkno", where, daddr, daddr, hdr.bb_blkno)
     check_field(hdr.bb_owner == inode.ino, "bb_owner", where, daddr, inode.ino, hdr.bb_owner)
@@ -159,13 +185,13 @@ def _bmbt_block(fs, inode, fsb, level, out, which, blocks):
     hl = f.XFS_BTREE_LBLOCK_CRC_LEN
     n = hdr.bb_numrecs
     if level == 0:
-        if n > (geo.blocksize - hl) // 16:
+        if n > (geo.blocksize - hl) // tree.rec_size:
             raise CorruptError("bad record count", structure=where, daddr=daddr, found=n)
-        out.extend(unpack_bmbt_recs(buf[hl:hl + 16 * n]))
+        out.extend(tree.decode(buf[hl:hl + tree.rec_size * n]))
         return
-    maxrecs = (geo.blocksize - hl) // 16
+    maxrecs = (geo.blocksize - hl) // (tree.key_size + 8)
     if n > maxrecs or n == 0:
         raise CorruptError("bad record count", structure=where, daddr=daddr, found=n)
-    ptr_off = hl + 8 * maxrecs
+    ptr_off = hl + tree.key_size * maxrecs
     for (p,) in f.BMBT_PTR.iter_unpack(buf[ptr_off:ptr_off + 8 * n]):
-        _bmbt_block(fs, inode, p, level - 1, out, which, blocks)
+        _long_block(fs, inode, tree, p, level - 1, out, which, blocks)

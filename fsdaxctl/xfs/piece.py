@@ -216,3 +216,20 @@ def device_batches(offset: int, length: int, size: int, device: str, inside, not
     batches = [check.batch(out)]
     tail = check.finish()
     return batches + [tail] if tail else batches
+
+
+def minus(pieces, holes, cut) -> list:
+    """The pieces ((offset, length, ...) tuples) with the sorted, disjoint (start, end) `holes` taken out;
+    `cut(piece, start, end)` makes the part of a piece that is left."""
+    out = []
+    for p in pieces:
+        cur, end = p[0], p[0] + p[1]
+        for x, y in holes:
+            if y <= cur or x >= end:
+                continue
+            if x > cur:
+                out.append(cut(p, cur, x))
+            cur = max(cur, y)
+        if cur < end:
+            out.append(cut(p, cur, end))
+    return out

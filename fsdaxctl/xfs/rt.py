@@ -2,60 +2,93 @@
 
 A classic realtime device (no metadata directory: one rt bitmap, no rt groups, no rt rmap btree) holds only
 the data of realtime files. Its owners are found as xfs_repair and xfs_db's blockget find them: every inode's
-data fork is walked, and a realtime inode's extents count realtime blocks (byte = rtblock << blocklog); free
-space is the rt bitmap (inode sb_rbmino: one bit per realtime extent of sb_rextsize blocks, set = free, in
-32-bit words of the writing host's byte order: little-endian, as every Linux XFS the kernel supports on x86
-and arm64 writes it). Bytes the bitmap calls used that no file maps are `unknown`; a file extent the bitmap
-calls free is a conflict, `unknown` with both claims. The kernel's own GETFSMAP of such a device knows less:
-free space and `unknown`.
+data fork is walked, and a realtime inode's extents count realtime blocks (byte = rtblock << blocklog). The
+kernel's own GETFSMAP of such a device knows less: free space and `unknown`.
 
-Realtime groups (metadir, 6.13) and zoned devices (6.15), whose rt rmap btrees name owners exactly, are not
-mapped yet: a one-line error says so, never a guess.
+A realtime device with realtime groups (metadir, Linux 6.13+) is cut into sb_rgcount groups of sb_rgextents
+extents; each group has, in the metadata directory, an rmap btree (/rtgroups/N.rmap: who owns what, as the
+data device's rmapbt, in blocks of the group), a refcount btree (/rtgroups/N.refcount: shared blocks and CoW
+staging) and a bitmap (/rtgroups/N.bitmap). Both btrees are rooted in their inodes' data forks (format
+META_BTREE) and grow in long-format blocks on the data device. Owners come from the rmap btrees, exactly as the
+kernel's GETFSMAP of the rt device reports them.
+
+On either kind, free space is the rt bitmap (one bit per realtime extent, set = free; classic words are in the
+writing host's byte order, little-endian on every platform Linux XFS is used on; a group's bitmap blocks carry
+a 48-byte header and big-endian words). Bytes the bitmap calls used that no record claims are `unknown`; a
+record over bytes the bitmap calls free, or two owners of bytes the refcount btree does not call shared, are
+`unknown` conflicts listing both claims.
+
+A zoned realtime device (6.15) is a grouped one without bitmaps or reflink: a zone is written from its start,
+and GETFSMAP reports the gaps between rmap records as free, so that is the answer there too, with a note that
+no second witness confirms it. A zoned filesystem whose realtime section lies inside the data device (rtstart)
+is refused when it is opened.
 """
 
 from __future__ import annotations
 
 import bisect
+import struct
 
 from fsdaxctl.errors import FsdaxError, Problems, UnsupportedError
 from fsdaxctl.parsers import xfs as f
-from fsdaxctl.xfs.piece import FILE, FREE, UNKNOWN, Piece, device_batches
+from fsdaxctl.ranges import merge_spans
+from fsdaxctl.xfs.piece import FILE, FREE, SPECIAL_OWNERS, UNKNOWN, Piece, device_batches, minus
 
 RT = "rt"
+_RTBUF_HDR = 48  # struct xfs_rtbuf_blkinfo: magic, crc, owner, blkno, lsn, uuid
+_RTBITMAP_MAGIC = 0x424D505A  # "BMPZ"
+_RTRMAP_MAGIC = 0x4D415052  # "MAPR"
+_RTREFC_MAGIC = 0x52434E54  # "RCNT"
+_UNWRITTEN, _BMBT, _ATTR = f.XFS_RMAP_OFF_UNWRITTEN, f.XFS_RMAP_OFF_BMBT_BLOCK, f.XFS_RMAP_OFF_ATTR_FORK
 
 
 def rt_owner_map(fs, progress=None):
     from fsdaxctl.xfs.devices import device_file
-    from fsdaxctl.xfs.metadir import has_metadir
 
     device_file(fs, RT)  # a one-line error unless --rtdev was given
-    if has_metadir(fs):
-        raise UnsupportedError("the owners of a realtime device with realtime groups (rt bitmap and rt rmap btree "
-                               "per group) are not mapped by fsdaxctl yet", structure="realtime device")
     return RtOwnerMap(fs, progress)
 
 
+def has_rtgroups(fs) -> bool:
+    return bool(fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR) and fs.sb.sb_rgcount > 0
+
+
 class RtOwnerMap:
-    """Owners on a classic realtime device; the OwnerSource protocol (fsdaxctl.xfs.piece)."""
+    """Owners on the realtime device; the OwnerSource protocol (fsdaxctl.xfs.piece)."""
 
     device = RT
-    source = "walk"
 
     def __init__(self, fs, progress=None):
         self.fs = fs
         self.geo = fs.geo
         self.progress = progress
+        self.grouped = has_rtgroups(fs)
+        zoned = fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED
+        # Zoned: no bitmap, so free space has one witness only (the gaps between rmap records), said on it.
+        self._free_detail = {"note": "zoned: no rmap record claims these blocks (no bitmap to confirm it)"} \
+            if zoned else None
+        self.source = "rtrmapbt" if self.grouped else "walk"
         self.problems = Problems()
         self.size = fs.sb.sb_rblocks << fs.geo.blocklog
-        self._files: list[tuple] | None = None  # (start byte, end byte, inode, file offset, unwritten), sorted
-        self._free: list[tuple[int, int]] | None = None  # free byte runs from the bitmap, sorted
+        self._recs: list[tuple] | None = None  # (start, end, owner, file offset, rm_offset flags), by start
+        self._starts: list[int] = []
+        self._longest = 0
+        self._shared: list[tuple[int, int]] = []  # byte runs the refcount btrees count twice or more
+        self._free: list[tuple[int, int]] | None = None  # free byte runs from the bitmap(s); None: unreadable
         self._free_starts: list[int] = []
 
     def prepare(self, ranges) -> None:
-        if self._files is None:
-            self._files = _realtime_extents(self.fs, self.problems, self.progress)
-            self._free = _bitmap_free(self.fs, self.problems)
-            self._free_starts = [s for s, _ in self._free] if self._free is not None else []
+        if self._recs is not None:
+            return
+        if self.grouped:
+            recs, self._shared, free = _grouped(self.fs, self.problems)
+        else:
+            recs, free = _realtime_extents(self.fs, self.problems, self.progress), _bitmap_free(self.fs, self.problems)
+        self._recs = sorted(recs)
+        self._starts = [r[0] for r in self._recs]
+        self._longest = max((r[1] - r[0] for r in self._recs), default=0)
+        self._free = free
+        self._free_starts = [s for s, _ in free] if free is not None else []
 
     def pieces(self, offset: int, length: int) -> list[Piece]:
         return [p for batch in self.iter_batches(offset, length) for p in batch]
@@ -66,81 +99,132 @@ class RtOwnerMap:
 
     # --- one query ---
     def _owned(self, lo: int, hi: int) -> list[Piece]:
-        """Pieces of [lo, hi): file extents, and between them what the bitmap says."""
-        files = self._files
-        i = max(0, bisect.bisect_right([r[0] for r in files], lo) - 1) if files else 0
-        out, cursor = [], lo
-        while i < len(files) and files[i][0] < hi:
-            s, e, ino, foff, unwritten = files[i]
-            i += 1
-            if e <= lo:
-                continue
-            s2, e2 = max(s, cursor), min(e, hi)
-            if s2 > cursor:
-                out += self._gap(cursor, s2)
-            if e2 > s2:
-                out += self._file(s, s2, e2, ino, foff, unwritten)
-                cursor = e2
-        if cursor < hi:
-            out += self._gap(cursor, hi)
+        """Pieces of [lo, hi): every record's part, between them what the bitmap says, conflicts unknown."""
+        first = bisect.bisect_left(self._starts, lo - self._longest + 1)
+        last = bisect.bisect_left(self._starts, hi)
+        recs = [r for r in self._recs[first:last] if r[1] > lo]
+        out, spans = [], []
+        for s, e, owner, foff, flags in recs:
+            a, b = max(s, lo), min(e, hi)
+            spans.append((a, b, owner))
+            out += self._record(s, a, b, owner, foff, flags)
+        covered = merge_spans([(a, b) for a, b, _ in spans])
+        cur = lo
+        for a, b in covered:
+            if a > cur:
+                out += self._gap(cur, a)
+            cur = b
+        if cur < hi:
+            out += self._gap(cur, hi)
+        bad = self._conflicts(spans)
+        if bad:
+            out = _replace(out, bad)
+        out.sort(key=Piece.sort_key)
         return out
 
-    def _file(self, s: int, s2: int, e2: int, ino: int, foff: int, unwritten: bool) -> list[Piece]:
-        piece = Piece(s2, e2 - s2, FILE, None, ino, "data", foff + (s2 - s), False, unwritten, False, device=RT)
-        claimed = self._free_parts(s2, e2)
-        if not claimed:
-            return [piece]
-        out, cur = [], s2
-        for a, b in claimed:  # the bitmap calls part of a file's extent free: two claims, neither trusted
-            if a > cur:
-                out.append(_cut(piece, cur, a))
-            out.append(Piece(a, b - a, UNKNOWN, None, device=RT, detail={
-                "error": f"conflict: inode {ino} maps these realtime blocks, the rt bitmap calls them free"}))
-            cur = b
-        if cur < e2:
-            out.append(_cut(piece, cur, e2))
-        self.problems.append(f"realtime bytes {s2}..{e2 - 1}: inode {ino} maps blocks the rt bitmap calls free")
-        return out
+    def _record(self, s: int, a: int, b: int, owner: int, foff, flags: int) -> list[Piece]:
+        if owner < 0:
+            kind = SPECIAL_OWNERS.get(owner, UNKNOWN)
+            detail = None if kind != UNKNOWN else {"error": f"realtime rmap record with owner {owner}"}
+            return [Piece(a, b - a, kind, None, detail=detail, device=RT)]
+        bmbt = bool(flags & _BMBT)
+        p = Piece(a, b - a, FILE, None, owner, "attr" if flags & _ATTR else "data",
+                  None if bmbt else foff + (a - s), bmbt, bool(flags & _UNWRITTEN), False, device=RT)
+        if bmbt or not self._shared:
+            return [p]
+        return [_cut(p, x, y)._replace(shared=sh) for x, y, sh in _split(a, b, self._shared)]
 
     def _gap(self, a: int, b: int) -> list[Piece]:
-        """Bytes no file maps: free where the bitmap says so, else used by nobody known."""
+        """Bytes no record claims: free where the bitmap says so, else used by nobody known."""
         if self._free is None:
             return [Piece(a, b - a, UNKNOWN, None, device=RT, detail={"error": "the rt bitmap could not be read"})]
         out, cur = [], a
         for fa, fb in self._free_parts(a, b):
             if fa > cur:
                 out.append(_unclaimed(cur, fa))
-            out.append(Piece(fa, fb - fa, FREE, None, device=RT))
+            out.append(Piece(fa, fb - fa, FREE, None, detail=self._free_detail, device=RT))
             cur = fb
         if cur < b:
             out.append(_unclaimed(cur, b))
         return out
 
-    def _free_parts(self, a: int, b: int) -> list[tuple[int, int]]:
-        if not self._free:
-            return []
-        j = max(0, bisect.bisect_right(self._free_starts, a) - 1)
+    def _conflicts(self, spans) -> list[tuple[int, int, str]]:
+        """(start, end, why) of bytes claimed in ways that cannot all be right: a record where the bitmap says
+        free; two owners where the refcount btree does not say shared."""
         out = []
-        while j < len(self._free) and self._free[j][0] < b:
-            s, e = self._free[j]
-            if e > a:
-                out.append((max(s, a), min(e, b)))
-            j += 1
+        for a, b, owner in spans:
+            for x, y in self._free_parts(a, b):
+                out.append((x, y, f"{_owner_text(owner)} claims realtime blocks the rt bitmap calls free"))
+        for i, (a, b, o1) in enumerate(spans):
+            for c, d, o2 in spans[i + 1:]:
+                x, y = max(a, c), min(b, d)
+                if x < y:
+                    for u, v, sh in _split(x, y, self._shared):
+                        if not sh:
+                            out.append((u, v, f"{_owner_text(o1)} and {_owner_text(o2)} claim the same realtime "
+                                              "blocks, which the refcount btree does not call shared"))
+        for x, y, why in out:
+            self.problems.append(f"realtime bytes {x}..{y - 1}: conflict: {why}")
         return out
+
+    def _free_parts(self, a: int, b: int) -> list[tuple[int, int]]:
+        return _overlaps(self._free or [], self._free_starts, a, b)
+
+
+def _owner_text(owner: int) -> str:
+    return f"inode {owner}" if owner >= 0 else SPECIAL_OWNERS.get(owner, f"owner {owner}")
+
+
+def _overlaps(runs, starts, a: int, b: int) -> list[tuple[int, int]]:
+    """The parts of sorted, disjoint `runs` inside [a, b)."""
+    j = max(0, bisect.bisect_right(starts, a) - 1)
+    out = []
+    while j < len(runs) and runs[j][0] < b:
+        s, e = runs[j]
+        if e > a:
+            out.append((max(s, a), min(e, b)))
+        j += 1
+    return out
+
+
+def _split(a: int, b: int, shared) -> list[tuple[int, int, bool]]:
+    """[a, b) cut where sharing starts and stops: (start, end, shared)."""
+    out, cur = [], a
+    for x, y in _overlaps(shared, [s for s, _ in shared], a, b):
+        if x > cur:
+            out.append((cur, x, False))
+        out.append((x, y, True))
+        cur = y
+    if cur < b:
+        out.append((cur, b, False))
+    return out
+
+
+def _replace(pieces: list[Piece], bad) -> list[Piece]:
+    """Pieces with every conflicting span taken out of the claims and given one `unknown` piece with the why."""
+    spans = merge_spans([(x, y) for x, y, _ in bad])
+    out = minus(pieces, spans, _cut)
+    for x, y in spans:
+        whys = sorted({w for a, b, w in bad if a < y and b > x})
+        out.append(Piece(x, y - x, UNKNOWN, None, device=RT, detail={"error": "conflict: " + "; ".join(whys)}))
+    return out
 
 
 def _cut(p: Piece, a: int, b: int) -> Piece:
-    return p._replace(offset=a, length=b - a, file_offset=p.file_offset + (a - p.offset))
+    fo = None if p.file_offset is None else p.file_offset + (a - p.offset)
+    return p._replace(offset=a, length=b - a, file_offset=fo)
 
 
 def _unclaimed(a: int, b: int) -> Piece:
     return Piece(a, b - a, UNKNOWN, None, device=RT,
-                 detail={"error": "used in the rt bitmap, but no realtime file maps these blocks"})
+                 detail={"error": "used in the rt bitmap, but nothing on the realtime device claims these blocks"})
 
+
+# --- classic: a walk of every inode, one bitmap ----------------------------------------------------------
 
 def _realtime_extents(fs, problems: Problems, progress=None) -> list[tuple]:
-    """(start byte, end byte, inode, file offset, unwritten) of every realtime file's data extent, sorted: every
-    inode chunk of every AG is read (the inobt gives them) and every realtime inode's data fork decoded."""
+    """Every realtime file's data extents as records: every inode chunk of every AG is read (the inobt gives
+    them) and every realtime inode's data fork decoded."""
     from fsdaxctl.xfs import btree
     from fsdaxctl.xfs.inode import IN_USE, bmap, chunk_slot_states, read_inode
 
@@ -171,34 +255,122 @@ def _realtime_extents(fs, problems: Problems, progress=None) -> list[tuple]:
                     problems.append(f"inode {ino}: its realtime extents (if any) not read: {e}", e, ino=ino)
                     continue
                 out += [(x.startblock << bl, (x.startblock + x.blockcount) << bl, ino, x.startoff << bl,
-                         x.unwritten) for x in extents if x.blockcount]
+                         _UNWRITTEN if x.unwritten else 0) for x in extents if x.blockcount]
     if progress:
         progress(fs.readable_agcount, fs.readable_agcount)
-    return sorted(out)
+    return out
 
 
 def _bitmap_free(fs, problems: Problems) -> list[tuple[int, int]] | None:
-    """Free byte runs of the realtime device from the classic rt bitmap, or None if it cannot be read."""
+    """Free byte runs of a classic realtime device from its rt bitmap, or None if it cannot be read."""
+    sb = fs.sb
+    data = _file_bytes(fs, sb.sb_rbmino, sb.sb_rbmblocks, "rt bitmap", problems)
+    if data is None:
+        return None
+    # Little-endian 32-bit words, bit 0 first: one little-endian bit string, one bit per realtime extent.
+    return _free_runs(data, "little", sb.sb_rextents, 0, sb.sb_rextsize << fs.geo.blocklog)
+
+
+def _file_bytes(fs, ino: int, nblocks: int, what: str, problems: Problems) -> bytes | None:
+    """The first `nblocks` blocks of a metadata file's data fork, or None (said in problems)."""
     from fsdaxctl.xfs.inode import bmap, read_inode
 
-    sb, geo = fs.sb, fs.geo
+    geo = fs.geo
     try:
-        inode = read_inode(fs, sb.sb_rbmino)
-        data = bytearray(sb.sb_rbmblocks << geo.blocklog)
-        for x in bmap(fs, inode, "data"):
-            if x.startoff >= sb.sb_rbmblocks:
+        data = bytearray(nblocks << geo.blocklog)
+        for x in bmap(fs, read_inode(fs, ino), "data"):
+            if x.startoff >= nblocks:
                 continue
-            n = min(x.blockcount, sb.sb_rbmblocks - x.startoff)
+            n = min(x.blockcount, nblocks - x.startoff)
             agno, agbno = geo.fsb_to_ag(x.startblock)
             data[x.startoff << geo.blocklog:(x.startoff + n) << geo.blocklog] = fs.read_fs_blocks(
-                agno, agbno, n, f"rt bitmap block {x.startoff}")
+                agno, agbno, n, f"{what} block {x.startoff}")
+        return bytes(data)
     except FsdaxError as e:
-        problems.append(f"the rt bitmap (inode {sb.sb_rbmino}) cannot be read: {e}", e)
+        problems.append(f"the {what} (inode {ino}) cannot be read: {e}", e, ino=ino)
         return None
-    import numpy as np  # only here: the classic rt bitmap can hold millions of bits
 
-    # Little-endian 32-bit words, bit 0 first: one little-endian bit string, one bit per realtime extent.
-    bits = np.unpackbits(np.frombuffer(bytes(data), np.uint8), bitorder="little")[:sb.sb_rextents].astype(np.int8)
+
+def _free_runs(bitmap: bytes, order: str, nbits: int, base: int, unit: int) -> list[tuple[int, int]]:
+    """Byte runs [base + i * unit, ...) of every run of set bits among the first `nbits` (32-bit words of byte
+    order `order`, bit 0 first)."""
+    import numpy as np  # only here: a realtime bitmap can hold millions of bits
+
+    words = np.frombuffer(bitmap[:len(bitmap) // 4 * 4], dtype="<u4" if order == "little" else ">u4")
+    bits = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")[:nbits].astype(np.int8)
     edges = np.flatnonzero(np.diff(np.concatenate(([0], bits, [0]))))  # where free runs start and end
-    unit = sb.sb_rextsize << geo.blocklog
-    return [(int(a) * unit, int(b) * unit) for a, b in zip(edges[::2], edges[1::2])]
+    return [(base + int(a) * unit, base + int(b) * unit) for a, b in zip(edges[::2], edges[1::2])]
+
+
+# --- realtime groups: per-group rmap and refcount btrees, bitmaps ----------------------------------------
+
+def _grouped(fs, problems: Problems):
+    """(records, shared runs, free runs or None) of every realtime group, in device bytes."""
+    from fsdaxctl.xfs.inode import LongBtree, long_btree_records, read_inode
+    from fsdaxctl.xfs.metadir import metadir_paths
+
+    sb, geo = fs.sb, fs.geo
+    if sb.sb_rtstart:
+        raise UnsupportedError("a zoned filesystem's internal realtime section is not mapped by fsdaxctl yet",
+                               structure="realtime device")
+    paths, _ = metadir_paths(fs)
+    inodes = {p: ino for ino, p in paths.items()}
+    rmap = LongBtree("rtrmapbt", _RTRMAP_MAGIC, 24, 40, lambda raw: list(f.RMAP_REC.iter_unpack(raw)), True)
+    refc = LongBtree("rtrefcountbt", _RTREFC_MAGIC, 12, 4, lambda raw: list(f.REFCOUNT_REC.iter_unpack(raw)), True)
+    rgblocks = sb.sb_rgextents * sb.sb_rextsize
+    zoned = bool(sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED)
+    trees = (("rmap", rmap), ("refcount", refc)) if fs.has_reflink else (("rmap", rmap),)
+    bl, recs, shared, free = geo.blocklog, [], [], []
+    for rgno in range(sb.sb_rgcount):
+        base = rgno * rgblocks
+        for kind, tree in trees:
+            ino = inodes.get(f"/rtgroups/{rgno}.{kind}")
+            try:
+                if ino is None:
+                    raise FsdaxError(f"no /rtgroups/{rgno}.{kind} in the metadata directory")
+                inode = read_inode(fs, ino)
+                got = long_btree_records(fs, inode, inode.fork("data")[1], tree, "data fork")
+            except FsdaxError as e:
+                problems.append(f"realtime group {rgno}: its {kind} btree cannot be read: {e}", e)
+                got = [] if kind == "refcount" else [(0, rgblocks, f.XFS_RMAP_OWN_UNKNOWN, 0)]
+            if kind == "rmap":
+                recs += [((base + s) << bl, (base + s + n) << bl, owner, (off & f.XFS_RMAP_OFF_MASK) << bl,
+                          off & (_UNWRITTEN | _BMBT | _ATTR)) for s, n, owner, off in got]
+            else:
+                shared += [((base + s) << bl, (base + s + n) << bl) for s, n, c in got
+                           if c >= 2 and not s & f.XFS_REFC_COWFLAG]
+        if not zoned:
+            free += _group_free(fs, rgno, inodes.get(f"/rtgroups/{rgno}.bitmap"), base << bl, problems) or []
+    if zoned:  # no bitmap: what no rmap record claims is free (one witness, as GETFSMAP says)
+        free = _gaps(sorted(recs), sb.sb_rblocks << bl)
+    return recs, merge_spans(shared), free
+
+
+def _gaps(recs, size: int) -> list[tuple[int, int]]:
+    out, cur = [], 0
+    for s, e in merge_spans([(r[0], r[1]) for r in recs]):
+        if s > cur:
+            out.append((cur, s))
+        cur = max(cur, e)
+    if cur < size:
+        out.append((cur, size))
+    return out
+
+
+def _group_free(fs, rgno: int, ino, base: int, problems: Problems):
+    """Free byte runs of one realtime group from its bitmap file (blocks with a header, big-endian words)."""
+    sb, geo = fs.sb, fs.geo
+    per_block = (geo.blocksize - _RTBUF_HDR) * 8
+    nblocks = -(-sb.sb_rgextents // per_block)
+    data = _file_bytes(fs, ino, nblocks, f"rt bitmap of group {rgno}", problems) if ino else None
+    if data is None:
+        problems.append(f"realtime group {rgno}: no bitmap: its free space is unknown")
+        return None
+    words = b""
+    for i in range(nblocks):
+        blk = data[i * geo.blocksize:(i + 1) * geo.blocksize]
+        if struct.unpack_from(">I", blk)[0] != _RTBITMAP_MAGIC:
+            problems.append(f"realtime group {rgno}: bitmap block {i} has a bad magic: its free space is unknown")
+            return None
+        words += blk[_RTBUF_HDR:]
+    return _free_runs(words, "big", sb.sb_rgextents, base, sb.sb_rextsize << geo.blocklog)

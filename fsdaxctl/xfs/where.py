@@ -9,6 +9,7 @@ other input.
 from __future__ import annotations
 
 from fsdaxctl.errors import CorruptError, FsdaxError, UnsupportedError, UsageError
+from fsdaxctl.parsers import xfs as f
 from fsdaxctl.stack import FS, FS_RT, Extent, Space
 from fsdaxctl.units import SECTOR
 
@@ -92,8 +93,6 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
     holes (no device bytes: nothing there to damage)."""
     from fsdaxctl.xfs.inode import bmap, read_inode
 
-    from fsdaxctl.parsers import xfs as f
-
     geo = fs.geo
     try:
         ino = lookup_path(fs, path)
@@ -104,9 +103,9 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
             raise CorruptError(f"--file {path}: inode {ino} is flagged as a realtime file, but this filesystem has "
                                "no realtime device: its extents cannot be placed (xfs_repair clears the flag)",
                                structure=f"inode {ino}")
-        if realtime and fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR:
-            raise UnsupportedError(f"--file {path}: inode {ino} is a realtime file on a filesystem with realtime "
-                                   "groups (its extents count segmented rt blocks), which fsdaxctl does not map yet")
+        if realtime and fs.sb.sb_rtstart:
+            raise UnsupportedError(f"--file {path}: inode {ino} is a realtime file of a zoned filesystem, which "
+                                   "fsdaxctl does not map yet")
         if fmt == f.XFS_DINODE_FMT_LOCAL:
             raise UsageError(f"--file {path}: its contents live inside inode {ino} (local format): no blocks of "
                              f"its own; --inode {ino} says where that inode is")
@@ -125,8 +124,8 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
         if lo > pos:
             holes.append(f"{path} bytes {pos}..{lo - 1} are a hole: no device bytes")
         a, b = max(pos, lo), min(end, hi)
-        # A realtime file's extents count realtime blocks (linear on a classic rt device), not fsblocks.
-        base = ext.startblock << geo.blocklog if realtime else geo.fsb_to_byte(ext.startblock)
+        # A realtime file's extents count realtime blocks, not fsblocks.
+        base = _rtb_to_byte(fs, ext.startblock) if realtime else geo.fsb_to_byte(ext.startblock)
         byte = base + (a - lo)
         state = " unwritten" if ext.unwritten else ""
         unit, space = ("rt block", RT_SPACE) if realtime else ("fsblock", FS_SPACE)
@@ -137,3 +136,13 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
     if pos < end:
         holes.append(f"{path} bytes {pos}..{end - 1} are a hole or past the last extent: no device bytes")
     return out, holes
+
+
+def _rtb_to_byte(fs, rtb: int) -> int:
+    """A realtime block number's byte on the realtime device: linear on a classic device; with realtime groups
+    segmented (group << sb_rgblklog | block in group), groups of sb_rgextents * sb_rextsize blocks."""
+    sb = fs.sb
+    if not (sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR and sb.sb_rgcount):
+        return rtb << fs.geo.blocklog
+    rgno, rgbno = rtb >> sb.sb_rgblklog, rtb & ((1 << sb.sb_rgblklog) - 1)
+    return (rgno * sb.sb_rgextents * sb.sb_rextsize + rgbno) << fs.geo.blocklog
