@@ -110,6 +110,7 @@ def _piece_row(p, colour: bool = False) -> list:
 
     return [
         p.offset, human(p.length), kind(p.owner, p.owner, colour),
+        p.device or "",  # on a filesystem with log or realtime devices: which one (else the column is dropped)
         "" if p.inode is None else p.inode,
         p.fork or "",
         "" if p.file_offset is None else p.file_offset,
@@ -122,8 +123,8 @@ def _piece_row(p, colour: bool = False) -> list:
 
 
 # One column style for every table (info, fsmap, locate, inject, badblocks): upper case, words apart.
-PIECE_HEADERS = ["OFFSET", "LENGTH", "OWNER", "INODE", "FORK", "FILE OFFSET", "AG", "FLAGS", "IMPACT", "PATHS",
-                 "DETAIL"]
+PIECE_HEADERS = ["OFFSET", "LENGTH", "OWNER", "DEVICE", "INODE", "FORK", "FILE OFFSET", "AG", "FLAGS", "IMPACT",
+                 "PATHS", "DETAIL"]
 WRAPPED = ("PATHS", "DETAIL", "ERROR")  # columns that wrap to fit a terminal (fit_table's default)
 MIN_WRAP = 16  # narrower than this, wrapped columns go on their own lines below the table instead
 

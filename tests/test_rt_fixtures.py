@@ -266,3 +266,17 @@ def test_inject_on_rtgroups_follows_the_kernel(unpacked, name):
     [oc] = json.loads(proc.stdout)["outcomes"]
     assert proc.returncode == 4, proc.stderr
     assert len(sharers) > 1 and {d["inode"] for d in oc["decisions"] if d["action"] == "kill-mappers"} == sharers
+
+
+def test_rt_superblock_is_described_as_itself(unpacked):
+    """The first block of realtime group 0 is the realtime superblock, not AG 0's headers; tables name the
+    device of every piece on a filesystem with more than one."""
+    truth, paths = unpacked("rtgroups")
+    proc = _cli(paths, "locate", "--fs-device", "rt", "--offset", "0", "--length", "4096", "--format", "json")
+    [res] = json.loads(proc.stdout)["results"]
+    [p] = res["owners"]
+    assert (p["owner"], p["device"], proc.returncode) == ("static-fs-metadata", "rt", 8)
+    assert "realtime superblock" in p["detail"]["structure"]
+    proc = _cli(paths, "locate", "--fs-device", "rt", "--offset", "0", "--length", "4096", "--format", "table")
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("OFFSET"))
+    assert "DEVICE" in header.split()

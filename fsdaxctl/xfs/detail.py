@@ -37,6 +37,15 @@ def file_types(fs, inos) -> dict[int, str | None]:
     return out
 
 
+# The realtime device holds file data, each realtime group's superblock (the first block of group 0 only on
+# devices that are not zoned) and CoW staging; its btrees and bitmaps are files on the data device.
+_RT_DETAIL = {
+    "static-fs-metadata": {"structure": "realtime superblock (the first block of realtime group 0)"},
+    "cow-staging": {"at_mount": "the kernel frees CoW staging extents when it mounts the filesystem "
+                                "(xfs_reflink_recover_cow): these bytes are free after the next mount"},
+}
+
+
 class Describer:
     def __init__(self, fs, resolver: PathResolver | None = None):
         self.fs = fs
@@ -104,6 +113,8 @@ class Describer:
     # --- per kind ---
     def _detail(self, p: Piece, names) -> dict | None:
         kind = p.owner
+        if p.device == "rt" and kind != FILE:  # no AGs there: what a realtime group's non-file owners are
+            return _RT_DETAIL.get(kind)
         if kind == "static-fs-metadata":
             return self._ag_headers(p)
         if kind in ("per-ag-metadata", "inode-btree", "refcount-btree"):
