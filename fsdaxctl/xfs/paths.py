@@ -154,12 +154,13 @@ class PathResolver:
     def _walk(self, want: dict[int, int], out: dict[int, Naming]) -> None:
         fs = self.fs
         pending = sum(want.values())
+        wanted = {ino for ino, left in want.items() if left}  # kept as counts run out: one set for the walk
         queue = deque([(fs.sb.sb_rootino, b"")])
         seen = {fs.sb.sb_rootino}
         while queue and pending:
             dino, dpath = queue.popleft()
             try:
-                entries = self._entries(read_inode(fs, dino), want)
+                entries = self._entries(read_inode(fs, dino), wanted)
             except FsdaxError as e:
                 self.problems.append(f"directory {decode_name(dpath) or '/'} (inode {dino}) unreadable: {e}",
                                      e, ino=dino)
@@ -171,12 +172,14 @@ class PathResolver:
                     out[e.ino].paths.append(decode_name(path))
                     want[e.ino] = left - 1
                     pending -= 1
+                    if left == 1:
+                        wanted.discard(e.ino)
                 if e.ftype == f.XFS_DIR3_FT_DIR or (e.ftype is None and self._is_dir(e.ino)):
                     if e.ino not in seen:
                         seen.add(e.ino)
                         queue.append((e.ino, path))
 
-    def _entries(self, inode, want: dict[int, int]):
+    def _entries(self, inode, wanted: set[int]):
         """The entries of a directory that the walk needs. A directory with link count 2 has no
         subdirectories, so only entries of wanted inodes matter: a (verified) block in which no wanted inode
         number's 8 bytes occur is not walked at all (a few numbers: a byte search; many: the block's aligned
@@ -185,7 +188,6 @@ class PathResolver:
         fmt, _ = inode.fork("data")
         if inode.core.di_nlink != 2 or fmt == f.XFS_DINODE_FMT_LOCAL:
             return read_dir(self.fs, inode)[1]
-        wanted = {ino for ino, left in want.items() if left}
         patterns = [ino.to_bytes(8, "big") for ino in wanted] if len(wanted) <= _MAX_PATTERNS else None
         out = []
         for block in DirBlocks(self.fs, inode).data_blocks():
