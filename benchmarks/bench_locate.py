@@ -193,6 +193,17 @@ def main():
         xw, xm = median_of(3, ["xfs_db", "-r", "-c", "fsmap", image])
         rows.append((f"full fsmap dump (--format {fmt})", w, m, xw, xm))
 
+    # A 64 MiB span with every path of every file in it, against blockget -n + ncheck of those inodes.
+    span = 64 << 20
+    span_off = min(one_off, geo.size - span) // 4096 * 4096
+    w, m = median_of(3, fsdax + ["locate", image, "--offset", str(span_off), "--length", str(span), "--format",
+                                 "json"])
+    with XfsFilesystem.open(image) as fs:
+        span_inos = sorted({p.inode for p in OwnerMap(fs).pieces(span_off, span) if p.owner == "file"})
+    ncheck = ["-c", "blockget -n"] + ["-c", "ncheck " + " ".join(f"-i {ino}" for ino in span_inos)]
+    xw, xm = median_of(3, ["xfs_db", "-r", *ncheck, image])
+    rows.append((f"64 MiB span, every path ({len(span_inos)} files) vs blockget -n + ncheck", w, m, xw, xm))
+
     # Paths: name the owners of 1,000 blocks of 1,000 files (every hard link), against xfs_db's ncheck.
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         fh.write("".join(f"{o} 512\n" for o, _ in owners))
