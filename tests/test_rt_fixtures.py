@@ -280,3 +280,52 @@ def test_rt_superblock_is_described_as_itself(unpacked):
     proc = _cli(paths, "locate", "--fs-device", "rt", "--offset", "0", "--length", "4096", "--format", "table")
     header = next(line for line in proc.stdout.splitlines() if line.startswith("OFFSET"))
     assert "DEVICE" in header.split()
+
+
+def _flip(path: str, byte: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(byte)
+        b = fh.read(1)
+        fh.seek(byte)
+        fh.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_damaged_rt_group_metadata_is_unknown_not_free(unpacked, tmp_path):
+    """A realtime group whose rmap btree block fails its CRC is one `unknown` piece naming why (never free),
+    one whose bitmap block is damaged has its unclaimed bytes `unknown`; every other group is answered as
+    before; exit status 1, no traceback."""
+    import shutil
+
+    from fsdaxctl.xfs.inode import read_inode
+    from fsdaxctl.xfs.metadir import metadir_paths
+
+    truth, paths = unpacked("rtgroups")
+    bad = str(tmp_path / "data.img")
+    shutil.copyfile(paths["data"], bad)
+    with XfsFilesystem.open(bad) as fs:
+        inodes = {p: ino for ino, p in metadir_paths(fs)[0].items()}
+        rmap_root = read_inode(fs, inodes["/rtgroups/0.rmap"]).fork("data")[1]
+        maxrecs = (len(rmap_root) - 4) // 48
+        leaf = int.from_bytes(rmap_root[4 + 40 * maxrecs:12 + 40 * maxrecs], "big")
+        bitmap = read_inode(fs, inodes["/rtgroups/1.bitmap"])
+        from fsdaxctl.xfs.inode import bmap
+
+        bitmap_block = bmap(fs, bitmap, "data")[0].startblock
+        group = fs.sb.sb_rgextents * fs.geo.blocksize
+        _flip(bad, fs.geo.fsb_to_byte(leaf) + 200)
+        _flip(bad, fs.geo.fsb_to_byte(bitmap_block))  # the bitmap block's magic
+    damaged = dict(paths, data=bad)
+    with _open(damaged) as fs:
+        omap = devices.owner_map(fs, "rt")
+        pieces = omap.pieces(0, fs.sb.sb_rblocks * fs.geo.blocksize)
+        assert any("bad CRC" in p for p in omap.problems) and any("bitmap" in p for p in omap.problems)
+    g0 = [p for p in pieces if p.offset < group]
+    assert [(p.owner, p.offset, p.length) for p in g0] == [("unknown", 0, group)]
+    assert "rmap btree cannot be read" in g0[0].detail["error"]
+    g1 = [p for p in pieces if group <= p.offset < 2 * group]
+    assert not [p for p in g1 if p.owner == "free"] and any(p.owner == "unknown" for p in g1)
+    with _open(paths) as fs:
+        clean = devices.owner_map(fs, "rt").pieces(0, fs.sb.sb_rblocks * fs.geo.blocksize)
+    assert [p for p in pieces if p.offset >= 2 * group] == [p for p in clean if p.offset >= 2 * group]
+    proc = _cli(damaged, "fsmap", "--fs-device", "rt", "--format", "jsonl")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr

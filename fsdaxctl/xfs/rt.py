@@ -40,6 +40,7 @@ _RTBITMAP_MAGIC = 0x424D505A  # "BMPZ"
 _RTRMAP_MAGIC = 0x4D415052  # "MAPR"
 _RTREFC_MAGIC = 0x52434E54  # "RCNT"
 _UNWRITTEN, _BMBT, _ATTR = f.XFS_RMAP_OFF_UNWRITTEN, f.XFS_RMAP_OFF_BMBT_BLOCK, f.XFS_RMAP_OFF_ATTR_FORK
+_UNREADABLE = -(1 << 40)  # a record standing for a group whose rmap btree cannot be read (its reason in Unread)
 
 
 def rt_owner_map(fs, progress=None):
@@ -76,12 +77,13 @@ class RtOwnerMap:
         self._shared: list[tuple[int, int]] = []  # byte runs the refcount btrees count twice or more
         self._free: list[tuple[int, int]] | None = None  # free byte runs from the bitmap(s); None: unreadable
         self._free_starts: list[int] = []
+        self._unread: list[tuple[int, int, str]] = []  # (start, end, why) of groups whose rmap or bitmap is lost
 
     def prepare(self, ranges) -> None:
         if self._recs is not None:
             return
         if self.grouped:
-            recs, self._shared, free = _grouped(self.fs, self.problems)
+            recs, self._shared, free, self._unread = _grouped(self.fs, self.problems)
         else:
             recs, free = _realtime_extents(self.fs, self.problems, self.progress), _bitmap_free(self.fs, self.problems)
         self._recs = sorted(recs)
@@ -123,6 +125,8 @@ class RtOwnerMap:
         return out
 
     def _record(self, s: int, a: int, b: int, owner: int, foff, flags: int) -> list[Piece]:
+        if owner == _UNREADABLE:
+            return [Piece(a, b - a, UNKNOWN, None, detail={"error": self._why(a)}, device=RT)]
         if owner < 0:
             kind = SPECIAL_OWNERS.get(owner, UNKNOWN)
             detail = None if kind != UNKNOWN else {"error": f"realtime rmap record with owner {owner}"}
@@ -134,10 +138,15 @@ class RtOwnerMap:
             return [p]
         return [_cut(p, x, y)._replace(shared=sh) for x, y, sh in _split(a, b, self._shared)]
 
+    def _why(self, at: int) -> str:
+        return next((why for s, e, why in self._unread if s <= at < e), "cannot be read")
+
     def _gap(self, a: int, b: int) -> list[Piece]:
         """Bytes no record claims: free where the bitmap says so, else used by nobody known."""
-        if self._free is None:
-            return [Piece(a, b - a, UNKNOWN, None, device=RT, detail={"error": "the rt bitmap could not be read"})]
+        lost = [(s, e, why) for s, e, why in self._unread if s < b and e > a and "bitmap" in why]
+        if self._free is None or lost:
+            why = lost[0][2] if lost else "the rt bitmap could not be read"
+            return [Piece(a, b - a, UNKNOWN, None, device=RT, detail={"error": why})]
         out, cur = [], a
         for fa, fb in self._free_parts(a, b):
             if fa > cur:
@@ -152,6 +161,7 @@ class RtOwnerMap:
         """(start, end, why) of bytes claimed in ways that cannot all be right: a record where the bitmap says
         free; two owners where the refcount btree does not say shared."""
         out = []
+        spans = [sp for sp in spans if sp[2] != _UNREADABLE]  # unknown already, with its reason
         for a, b, owner in spans:
             for x, y in self._free_parts(a, b):
                 out.append((x, y, f"{_owner_text(owner)} claims realtime blocks the rt bitmap calls free"))
@@ -305,7 +315,8 @@ def _free_runs(bitmap: bytes, order: str, nbits: int, base: int, unit: int) -> l
 # --- realtime groups: per-group rmap and refcount btrees, bitmaps ----------------------------------------
 
 def _grouped(fs, problems: Problems):
-    """(records, shared runs, free runs or None) of every realtime group, in device bytes."""
+    """(records, shared runs, free runs, lost spans) of every realtime group, in device bytes; a group whose rmap
+    btree cannot be read is one record of it (_UNREADABLE), one whose bitmap cannot be read a lost span."""
     from fsdaxctl.xfs.inode import LongBtree, long_btree_records, read_inode
     from fsdaxctl.xfs.metadir import metadir_paths
 
@@ -320,7 +331,7 @@ def _grouped(fs, problems: Problems):
     rgblocks = sb.sb_rgextents * sb.sb_rextsize
     zoned = bool(sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED)
     trees = (("rmap", rmap), ("refcount", refc)) if fs.has_reflink else (("rmap", rmap),)
-    bl, recs, shared, free = geo.blocklog, [], [], []
+    bl, recs, shared, free, lost = geo.blocklog, [], [], [], []
     for rgno in range(sb.sb_rgcount):
         base = rgno * rgblocks
         for kind, tree in trees:
@@ -331,8 +342,10 @@ def _grouped(fs, problems: Problems):
                 inode = read_inode(fs, ino)
                 got = long_btree_records(fs, inode, inode.fork("data")[1], tree, "data fork")
             except FsdaxError as e:
-                problems.append(f"realtime group {rgno}: its {kind} btree cannot be read: {e}", e)
-                got = [] if kind == "refcount" else [(0, rgblocks, f.XFS_RMAP_OWN_UNKNOWN, 0)]
+                why = f"realtime group {rgno}: its {kind} btree cannot be read: {e}"
+                problems.append(why, e)
+                lost.append((base << bl, (base + rgblocks) << bl, why))
+                got = [] if kind == "refcount" else [(0, rgblocks, _UNREADABLE, 0)]
             if kind == "rmap":
                 recs += [((base + s) << bl, (base + s + n) << bl, owner, (off & f.XFS_RMAP_OFF_MASK) << bl,
                           off & (_UNWRITTEN | _BMBT | _ATTR)) for s, n, owner, off in got]
@@ -340,10 +353,14 @@ def _grouped(fs, problems: Problems):
                 shared += [((base + s) << bl, (base + s + n) << bl) for s, n, c in got
                            if c >= 2 and not s & f.XFS_REFC_COWFLAG]
         if not zoned:
-            free += _group_free(fs, rgno, inodes.get(f"/rtgroups/{rgno}.bitmap"), base << bl, problems) or []
+            runs = _group_free(fs, rgno, inodes.get(f"/rtgroups/{rgno}.bitmap"), base << bl, problems)
+            if runs is None:
+                lost.append((base << bl, (base + rgblocks) << bl, f"realtime group {rgno}: its bitmap cannot be "
+                                                                   "read: free space there is unknown"))
+            free += runs or []
     if zoned:  # no bitmap: what no rmap record claims is free (one witness, as GETFSMAP says)
         free = _gaps(sorted(recs), sb.sb_rblocks << bl)
-    return recs, merge_spans(shared), free
+    return recs, merge_spans(shared), free, lost
 
 
 def _gaps(recs, size: int) -> list[tuple[int, int]]:
