@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.errors import FsdaxError, UsageError
 from fsdaxctl.inputs import Parsed
-from fsdaxctl.stack import BLOCK, FS, FS_RT, NAMESPACE, PHYS, REGION, Extent, Route, Space, Stack
+from fsdaxctl.stack import BLOCK, DEVICE_KINDS, FS, NAMESPACE, PHYS, REGION, Extent, Route, Space, Stack
 
 TARGET = "target"  # space kind of --offset/--ranges: bytes on TARGET, whatever TARGET turns out to be
 
@@ -54,7 +54,7 @@ class Answer:
     warnings: list[str]
     plain: bool = False  # only bytes on a TARGET that is the filesystem itself: nothing to explain
     target_space: Space | None = None  # what TARGET turned out to be: more of its bytes route from here
-    rt_extents: list = field(default_factory=list)  # bytes on the realtime device (a realtime --file): no stack
+    device_extents: list = field(default_factory=list)  # bytes on the rt or log device (--file, ranges): no stack
 
 
 def route_more(spec: Spec, answer: Answer, layout, extents: list[Extent]) -> list[Route]:
@@ -308,8 +308,9 @@ def route(spec: Spec, fs, layout, inputs: Inputs) -> Answer:
     --explain) and route every input extent to filesystem bytes."""
     warnings: list[str] = []
     extents = _in_input_order(_all_extents(spec, inputs, fs, layout, warnings))
-    rt = [e for e in extents if e.space.kind == FS_RT]
-    extents = [e for e in extents if e.space.kind != FS_RT]
+    extents = [dataclasses.replace(e, rank=i) for i, e in enumerate(extents)]
+    rt = [e for e in extents if e.space.kind in DEVICE_KINDS]
+    extents = [e for e in extents if e.space.kind not in DEVICE_KINDS]
     stack, target_space, extents, arrays = _build_stack(spec, fs, layout, extents, warnings)
     routes = _route(spec, fs, layout, stack, target_space, extents, warnings)
     if arrays:
@@ -330,8 +331,8 @@ def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) ->
     for query in inputs.fs_queries:
         exts, qnotes = query(fs)
         for ext in exts:
-            if ext.space.kind == FS_RT:
-                continue  # on the realtime device: checked against it by its owner map
+            if ext.space.kind in DEVICE_KINDS:
+                continue  # on another of the filesystem's devices: checked against it by its owner map
             if ext.offset + ext.length > fs_limit:
                 raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} of the "
                                  f"filesystem run past the end of {spec.target} ({fs_limit} bytes from the "
@@ -411,7 +412,7 @@ def _route(spec: Spec, fs, layout, stack, target_space, extents, warnings) -> li
             if ext.offset + ext.length > limit:  # a range that only ends past the end is just as wrong
                 raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} run past the end "
                                  f"of {spec.target} ({limit} bytes)")
-            ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note, ext.source, ext.line)
+            ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note, ext.source, ext.line, ext.rank)
         elif ext.space == target_space and ext.offset >= limit:
             past.append(ext.origin)  # a list about another (bigger) device, or the wrong list
             continue

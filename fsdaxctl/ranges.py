@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from fsdaxctl.errors import UsageError
 from fsdaxctl.units import MAX_BYTES, parse_size
 
+DEVICE_NAMES = ("data", "log", "rt")  # the filesystem's devices a ranges file's line may name
+
 
 @dataclass(frozen=True, slots=True)
 class Range:
@@ -15,6 +17,7 @@ class Range:
     where: str = "--offset/--length"  # for messages: the option or "FILE line N"
     source: str = field(default="", compare=False)  # FILE and N of a ranges file's line (input order)
     line: int = field(default=0, compare=False)
+    device: str = ""  # a ranges file's line may name the filesystem device its bytes are on: data, log, rt
 
     @property
     def end(self) -> int:
@@ -52,11 +55,14 @@ def iter_ranges(lines, name: str, block=None):
             continue
         fields = line.split()
         where = f"{name} line {n}"
+        device = fields.pop(0) if len(fields) == 3 and fields[0] in DEVICE_NAMES else ""
         if len(fields) != 2:
-            raise UsageError(f"{where}: expected 'OFFSET LENGTH', found {len(fields)} field(s): {line[:60]!r}")
+            raise UsageError(f"{where}: expected 'OFFSET LENGTH' (or 'DEVICE OFFSET LENGTH', DEVICE data, log or "
+                             f"rt), found {len(fields) + bool(device)} field(s): {line[:60]!r}")
         seen = True
-        yield make_range(parse_size(fields[0], f"{where}: offset", block),
-                         parse_size(fields[1], f"{where}: length", block), where, name, n)
+        r = make_range(parse_size(fields[0], f"{where}: offset", block),
+                       parse_size(fields[1], f"{where}: length", block), where, name, n)
+        yield Range(r.offset, r.length, r.where, r.source, r.line, device)
     if not seen:
         raise UsageError(f"{name}: no ranges in it")
 

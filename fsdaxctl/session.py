@@ -169,7 +169,7 @@ class Session:
         for r in results:
             r.source = "kernel" if omap.source == "kernel" else "disk"
         warnings += omap.problems
-        results += self._on_realtime_device(answer.rt_extents, warnings)
+        results = _in_order(answer.routes, results, self._on_devices(answer.device_extents, warnings))
         report = LocateReport(str(self.spec), self.filesystem, results, warnings, answer=answer, omap=omap)
         self._finish(report, ranges, opts)
         report.dropped, drop, skipped = dropped_inputs(answer.routes, opts.explain)
@@ -182,24 +182,28 @@ class Session:
                 r.input = None
         return report
 
-    def _on_realtime_device(self, extents, warnings: Problems) -> list:
-        """Results for bytes on the realtime device (a realtime file's --file): its owner map, no stack."""
-        if not extents:
-            return []
+    def _on_devices(self, extents, warnings: Problems) -> list[tuple[int, object]]:
+        """(rank, result) for bytes on the realtime or log device (a realtime file's --file, a ranges file's
+        'rt ...' and 'log ...' lines): each device's owner map, no stack."""
         from fsdaxctl.locate import locate_on_device
+        from fsdaxctl.stack import DEVICE_KINDS
 
-        omap = self.owner_map("rt")
-        limit = self.device_limit("rt")
-        for e in extents:
-            if e.offset + e.length > limit:
-                raise UsageError(f"{e.origin}: realtime bytes {e.offset}..{e.offset + e.length - 1} run past the "
-                                 f"end of the realtime device ({limit} bytes)")
-        results = locate_on_device(omap, extents)
-        for r, e in zip(results, extents):
-            r.source = "disk"
-            r.input["note"] = e.note
-        warnings += omap.problems
-        return results
+        out = []
+        for kind, device in DEVICE_KINDS.items():
+            exts = [e for e in extents if e.space.kind == kind]
+            if not exts:
+                continue
+            omap, limit = self.owner_map(device), self.device_limit(device)
+            for e in exts:
+                if e.offset + e.length > limit:
+                    raise UsageError(f"{e.origin}: bytes {e.offset}..{e.offset + e.length - 1} run past the end of "
+                                     f"the {device} device ({limit} bytes)")
+            for r, e in zip(locate_on_device(omap, exts), exts):
+                r.source = "disk"
+                r.input["note"] = e.note
+                out.append((e.rank, r))
+            warnings += omap.problems
+        return out
 
     def _finish(self, report: LocateReport, ranges, opts: LocateOptions) -> None:
         """Detail (or, without it, the inode types the impact rule needs) and the checks that were asked for."""
@@ -226,11 +230,18 @@ class Session:
         warnings = Problems(self.warnings + input_warnings(inputs.parsed) + answer.warnings)
         omap = self.owner_map(source=opts.source, progress=opts.progress)
         report = LocateReport(str(self.spec), self.filesystem, [], warnings, answer=answer, omap=omap)
-        report.results = self._stream(report, inputs, opts)
+        import itertools
+
+        stream = self._stream(report, inputs, opts)
+        first = list(itertools.islice(stream, 1))  # the first window answered now: its errors come before any output
+        report.results = itertools.chain(first, stream)
         return report
 
     def _stream(self, report: LocateReport, inputs: Inputs, opts: LocateOptions):
+        import dataclasses
         import itertools
+
+        from fsdaxctl.stack import DEVICE_KINDS
 
         from fsdaxctl.locate import describe_results, locate_routes
         from fsdaxctl.pipeline import route_more
@@ -241,7 +252,10 @@ class Session:
         source = "kernel" if omap.source == "kernel" else "disk"
         extents = iter(inputs.stream)
         while window := list(itertools.islice(extents, self.STREAM_WINDOW)):
-            routes = route_more(self.spec, answer, self.layout, window)
+            window = [dataclasses.replace(e, rank=i) for i, e in enumerate(window)]
+            others = [e for e in window if e.space.kind in DEVICE_KINDS]
+            here = [e for e in window if e.space.kind not in DEVICE_KINDS]
+            routes = route_more(self.spec, answer, self.layout, here)
             omap.prepare([(p[-1].offset, p[-1].length) for _, p in fs_paths(routes)])
             results = locate_routes(omap, routes, False)
             if describer is not None:
@@ -255,7 +269,7 @@ class Session:
                 r.source = source
                 if answer.plain:
                     r.input = None
-            yield from results
+            yield from _in_order(routes, results, self._on_devices(others, report.warnings))
         report.warnings += inputs.parsed.notes  # what the stream noticed on its way (sub-sector lengths)
 
     def _file_types(self, results) -> dict:
@@ -311,7 +325,7 @@ class Session:
         from fsdaxctl.engine import chain
 
         answer = self.route(inputs)
-        if answer.rt_extents:
+        if answer.device_extents:
             raise UsageError("inject --file on a realtime file: its bytes are on the realtime device; give them as "
                              "--fs-device rt --daddr N --length L (locate --file prints them)")
         omap = self.owner_map()  # a mounted target: the running kernel's GETFSMAP (fsdaxctl.live)
@@ -330,6 +344,15 @@ class Session:
         run = engine.notify_logdev_failure if device == "log" else engine.notify_rtdev_failure
         outcome = run(self.fs, offset, length, flags, event, mapping)
         return InjectReport(str(self.spec), [outcome], mapping, Problems(self.warnings + outcome.notes))
+
+
+def _in_order(routes, results, others) -> list:
+    """The data device's results (one per path of each route, in input order) and (rank, result) pairs of the
+    other devices, merged back into input order."""
+    ranked = [(route.extent.rank, r) for (route, _), r in zip(fs_paths(routes), results)] + others
+    if not others:
+        return results
+    return [r for _, r in sorted(ranked, key=lambda x: x[0])]
 
 
 def input_warnings(parsed, cap: int = 20) -> list[str]:

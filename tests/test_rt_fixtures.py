@@ -329,3 +329,22 @@ def test_damaged_rt_group_metadata_is_unknown_not_free(unpacked, tmp_path):
     assert [p for p in pieces if p.offset >= 2 * group] == [p for p in clean if p.offset >= 2 * group]
     proc = _cli(damaged, "fsmap", "--fs-device", "rt", "--format", "jsonl")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ranges_lines_name_their_device(unpacked, tmp_path, stream):
+    """A ranges file's line may start with the device its bytes are on (data, log, rt): each range is answered
+    on its device, results in the file's order, whether the list is streamed or read whole (--explain)."""
+    truth, paths = unpacked("rt-classic-ext16k-logdev")
+    f = next(x for x in truth["files"] if x["path"].endswith("/rt/one.dat"))
+    rt_at = f["fiemap"][0]["physical"]
+    listing = tmp_path / "ranges.txt"
+    listing.write_text(f"rt {rt_at} 4096\n0 4096\n# a comment\nlog 0 512\ndata 4096 512\n")
+    args = ["locate", "--ranges", str(listing), "--format", "jsonl", "--no-detail"] + ([] if stream else ["--explain"])
+    proc = _cli(paths, *args)
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith('{"offset"')]
+    assert [(x["offset"], x.get("input", {}).get("device")) for x in lines] == [
+        (rt_at, "rt"), (0, "data"), (0, "log"), (4096, "data")], proc.stderr
+    assert [(o["owner"], o.get("inode")) for o in lines[0]["owners"]] == [("file", f["ino"])]
+    assert [o["owner"] for o in lines[2]["owners"]] == ["log"]
+    assert proc.returncode == 12  # file data and metadata

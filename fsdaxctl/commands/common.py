@@ -266,11 +266,18 @@ def _ranges_file(fh, block, notes: list[str]):
 
     name = getattr(fh, "name", "<stdin>")
     name = "stdin" if name in ("<stdin>", "-") else name
+    from fsdaxctl.stack import FS_LOG, FS_RT, Extent, Space
+
+    spaces = {"rt": Space(FS_RT), "log": Space(FS_LOG)}
     first, short = None, 0
     for r in iter_ranges(fh, name, block):
         if r.length < SECTOR:
             first, short = first or r, short + 1
-        yield target_extent(r.offset, r.length, r.where, r.source, r.line)
+        if r.device in spaces:  # bytes on another of the filesystem's devices: no stack lies between
+            yield Extent(spaces[r.device], r.offset, r.length, r.where, f"bytes {r.offset}+{r.length} of the "
+                         f"{r.device} device", r.source, r.line)
+        else:
+            yield target_extent(r.offset, r.length, r.where, r.source, r.line)
     if short:
         notes.append(sub_sector_note(first.where, first.length, short))
 

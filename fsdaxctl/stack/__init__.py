@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from fsdaxctl.errors import UsageError
 from fsdaxctl.units import MAX_BYTES
 
-__all__ = ["PHYS", "REGION", "NAMESPACE", "BLOCK", "FS", "FS_RT", "Space", "Extent", "Hop", "Dropped", "Layer", "Shift",
+__all__ = ["PHYS", "REGION", "NAMESPACE", "BLOCK", "FS", "FS_RT", "FS_LOG", "DEVICE_KINDS", "Space", "Extent", "Hop", "Dropped", "Layer", "Shift",
            "MAX_DEPTH", "Route", "Stack"]
 
 # Space kinds, from the hardware down.
@@ -33,6 +33,8 @@ NAMESPACE = "namespace"  # from the start of a raw namespace: the pfn info block
 BLOCK = "block"          # a block device by its kernel name (pmem0, sda, sda1, dm-0, md0); None = the target
 FS = "fs"                # the filesystem's data device: what XFS daddrs count from
 FS_RT = "fs-rt"          # the filesystem's realtime device (a realtime file's data): no stack leads there
+FS_LOG = "fs-log"        # the filesystem's external log device: no stack leads there either
+DEVICE_KINDS = {FS_RT: "rt", FS_LOG: "log"}  # bytes given on one of the filesystem's other devices
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +47,8 @@ class Space:
             return "physical address space"
         if self.kind == FS:
             return f"filesystem device {self.name}" if self.name else "filesystem device"
-        if self.kind == FS_RT:
-            return "filesystem realtime device"
+        if self.kind in DEVICE_KINDS:
+            return f"filesystem {DEVICE_KINDS[self.kind]} device"
         if self.name is None:
             return "the target" if self.kind == BLOCK else f"the target's {self.kind}"
         return self.name
@@ -63,6 +65,7 @@ class Extent:
     note: str = ""  # the source's own units for the trace: 'sector 2048, 8 sectors'
     source: str = field(default="", compare=False)  # the input it came from ('bad.txt'), when a numbered line of one
     line: int = field(default=0, compare=False)  # that line's number (input order: results follow it)
+    rank: int = field(default=0, compare=False)  # its place among all the inputs, once they are put in order
 
     @property
     def end(self) -> int:
