@@ -12,7 +12,7 @@ from __future__ import annotations
 from fsdaxctl.errors import Problems
 from fsdaxctl.live.fsmap import (FMR_OF_ATTR_FORK, FMR_OF_EXTENT_MAP, FMR_OF_NOT_DATA, FMR_OF_PREALLOC,
                                  FMR_OF_SPECIAL_OWNER, SPECIAL_OWNERS, LiveError, getfsmap)
-from fsdaxctl.xfs.piece import FILE, OUTSIDE, UNKNOWN, AnswerCheck, Piece, clip
+from fsdaxctl.xfs.piece import FILE, UNKNOWN, AnswerCheck, Piece, clip
 
 NO_RMAP = {"reason": "no rmapbt: the kernel does not know the owners of used space"}
 
@@ -57,8 +57,7 @@ class LiveOwnerMap:
                 return [Piece(qstart, qend - qstart, UNKNOWN, detail={"error": str(e)})]
             out = self._from_records(recs, qstart, end)
         if qend > size:
-            start = max(qstart, size)
-            out.append(Piece(start, qend - start, OUTSIDE))
+            out += self.geo.beyond(max(qstart, size), qend)
         return out
 
     def _from_records(self, recs, qstart: int, qend: int) -> list[Piece]:

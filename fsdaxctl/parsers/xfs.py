@@ -53,8 +53,8 @@ XFS_SB_FEAT_INCOMPAT_PARENT = 0x80
 XFS_SB_FEAT_INCOMPAT_METADIR = 0x100
 XFS_SB_FEAT_INCOMPAT_ZONED = 0x200
 # Incompat bits this reader understands. Metadir moves the quota and realtime inodes into a metadata directory
-# tree (fsdaxctl.xfs.metadir). Zoned is read when its realtime groups are on a device of their own (sb_rtstart
-# 0); an internal realtime section on the data device, and zone gaps, are refused rather than half-read.
+# tree (fsdaxctl.xfs.metadir). Zoned realtime groups on a device of their own are read; an internal realtime
+# section (sb_rtstart) is answered `unknown` on the data device (geometry.beyond); zone gaps are refused.
 XFS_SB_FEAT_INCOMPAT_KNOWN = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | XFS_SB_FEAT_INCOMPAT_METADIR
 
 XFS_SB_FEAT_COMPAT = {}

@@ -61,7 +61,11 @@ def attach(fs, logdev: str | None = None, rtdev: str | None = None) -> None:
     elif sb.sb_logstart == 0 and not fs.log_problem:
         fs.warnings.append("this filesystem's log is on a device of its own (external log): give --logdev FILE to "
                            "map its bytes and to check whether it is clean")
-    if not rtdev and sb.sb_rblocks:
+    if sb.sb_rblocks and fs.geo.internal_rt is not None:
+        a, b = fs.geo.internal_rt
+        fs.warnings.append(f"this zoned filesystem's realtime section lies inside TARGET, bytes {a}..{b - 1}: its "
+                           "owners (realtime files' data) are not mapped by fsdaxctl yet and are answered unknown")
+    elif not rtdev and sb.sb_rblocks:
         fs.warnings.append(f"this filesystem has a realtime device ({sb.sb_rblocks} blocks) holding its realtime "
                            "files' data: give --rtdev FILE to map its bytes (--fs-device rt)")
     if rtdev:
@@ -106,6 +110,9 @@ def device_file(fs, device: str):
         return dev
     if not fs.sb.sb_rblocks:
         raise UsageError("this filesystem has no realtime device")
+    if fs.geo.internal_rt is not None:
+        raise UnsupportedError("this zoned filesystem's realtime section lies inside TARGET (rtstart): its owners "
+                               "are not mapped by fsdaxctl yet", structure="realtime section")
     dev = getattr(fs, "rtdev", None)
     if dev is None:
         raise UsageError("the realtime device's bytes: give --rtdev FILE")

@@ -174,12 +174,7 @@ class XfsFilesystem:
                                found=f"{bad[0]} = {bad[1]}")
         buf = dev.pread(0, sb.sb_sectsize, "superblock")
         check_crc(buf, f.XFS_SB_CRC_OFF, "superblock", 0)
-        known = f.XFS_SB_FEAT_INCOMPAT_KNOWN | (f.XFS_SB_FEAT_INCOMPAT_ZONED if not sb.sb_rtstart else 0)
-        unknown = sb.sb_features_incompat & ~known
-        if unknown == f.XFS_SB_FEAT_INCOMPAT_ZONED:
-            raise UnsupportedError(f"a zoned filesystem with its realtime section inside the data device (rtstart "
-                                   f"{sb.sb_rtstart} blocks) is not read by fsdaxctl yet", structure="superblock",
-                                   daddr=0)
+        unknown = sb.sb_features_incompat & ~(f.XFS_SB_FEAT_INCOMPAT_KNOWN | f.XFS_SB_FEAT_INCOMPAT_ZONED)
         if unknown:
             named = [n for b, n in f.XFS_SB_FEAT_INCOMPAT.items() if unknown & b]
             raise UnsupportedError(

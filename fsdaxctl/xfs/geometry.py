@@ -30,6 +30,7 @@ class Geometry:
     inodesize: int
     inopblog: int
     dirblklog: int = 0
+    internal_rt: tuple[int, int] | None = None  # [start, end) bytes of a zoned realtime section on this device
 
     @classmethod
     def from_sb(cls, sb) -> "Geometry":
@@ -37,7 +38,27 @@ class Geometry:
             blocksize=sb.sb_blocksize, blocklog=sb.sb_blocklog, sectsize=sb.sb_sectsize,
             agblocks=sb.sb_agblocks, agblklog=sb.sb_agblklog, agcount=sb.sb_agcount, dblocks=sb.sb_dblocks,
             inodesize=sb.sb_inodesize, inopblog=sb.sb_inopblog, dirblklog=sb.sb_dirblklog,
+            internal_rt=((sb.sb_rtstart << sb.sb_blocklog, (sb.sb_rtstart + sb.sb_rblocks) << sb.sb_blocklog)
+                         if getattr(sb, "sb_rtstart", 0) else None),
         )
+
+    def beyond(self, start: int, end: int) -> list:
+        """The pieces of bytes [start, end) past the data section: an internal realtime section (zoned) is
+        `unknown` (its owners are not mapped yet: never free, never outside), the rest `outside-filesystem`."""
+        from fsdaxctl.xfs.piece import OUTSIDE, UNKNOWN, Piece
+
+        out, rt = [], self.internal_rt
+        if rt is not None and start < rt[1] and end > rt[0]:
+            a, b = max(start, rt[0]), min(end, rt[1])
+            if a > start:
+                out.append(Piece(start, a - start, OUTSIDE))
+            out.append(Piece(a, b - a, UNKNOWN, detail={
+                "error": "the zoned filesystem's realtime section on this device: its owners are not mapped by "
+                         "fsdaxctl yet"}))
+            start = b
+        if end > start:
+            out.append(Piece(start, end - start, OUTSIDE))
+        return out
 
     # --- sizes ---
     @property

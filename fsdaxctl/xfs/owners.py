@@ -137,8 +137,7 @@ class OwnerMap:
                     break
                 yield from self._ag_pieces(agno, ag_lo, ag_hi, qstart, in_end)
         if qend > fs_end:
-            start = max(qstart, fs_end)
-            yield [Piece(start, qend - start, OUTSIDE)]
+            yield geo.beyond(max(qstart, fs_end), qend)
 
     # --- one AG ---
     def _ag_pieces(self, agno: int, lo: int, hi: int, qstart: int, qend: int):
