@@ -224,14 +224,14 @@ class Session:
     def _locate_stream(self, inputs: Inputs, opts: LocateOptions) -> LocateReport:
         """A ranges list too long to hold: the stack is built once, then each window of ranges is routed,
         answered, described and handed on in input order; memory is bounded by the window."""
+        import itertools
+
         if opts.explain or opts.verify_rmap:
             raise UsageError("internal: a streamed ranges list is answered without --explain or --verify-rmap")
         answer = self.route(inputs)
         warnings = Problems(self.warnings + input_warnings(inputs.parsed) + answer.warnings)
         omap = self.owner_map(source=opts.source, progress=opts.progress)
         report = LocateReport(str(self.spec), self.filesystem, [], warnings, answer=answer, omap=omap)
-        import itertools
-
         stream = self._stream(report, inputs, opts)
         first = list(itertools.islice(stream, 1))  # the first window answered now: its errors come before any output
         report.results = itertools.chain(first, stream)

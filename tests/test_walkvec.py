@@ -10,6 +10,7 @@ and the very same problems, in the same order:
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -207,6 +208,25 @@ SETTINGS = settings(deadline=None, max_examples=60, suppress_health_check=list(H
                     phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
+@contextlib.contextmanager
+def _patched(path, plan):
+    """The image with the plan's damage applied in memory (never written)."""
+    fs = XfsFilesystem(PatchedDevice(path, _apply(path, plan)))
+    try:
+        yield fs
+    finally:
+        fs.close()
+
+
+def _same_walks(fs):
+    """The numpy walk and the per-record walk give the same records and the same problems; the records."""
+    exact, exact_problems, _ = _walk(fs, True)
+    vec, vec_problems, _ = _walk(fs, False)
+    assert vec_problems == exact_problems
+    assert vec == exact
+    return exact
+
+
 @pytest.mark.parametrize("name", NO_RMAP)
 def test_damaged_inodes_and_bmbt_blocks_same_records_and_problems(built, name):
     path, _ = built(name)
@@ -215,15 +235,9 @@ def test_damaged_inodes_and_bmbt_blocks_same_records_and_problems(built, name):
     @given(data=st.data())
     def run(data):
         plan = data.draw(damage(path))
-        fs = XfsFilesystem(PatchedDevice(path, _apply(path, plan)))
-        try:
-            exact, exact_problems, _ = _walk(fs, True)
-            vec, vec_problems, _ = _walk(fs, False)
-            assert vec_problems == exact_problems
-            assert vec == exact
+        with _patched(path, plan) as fs:
+            exact = _same_walks(fs)
             _check_windows(fs, exact, random.Random(len(plan)), n=2)
-        finally:
-            fs.close()
 
     run()
 
@@ -252,12 +266,6 @@ def test_realtime_flag_same_records_and_problems(built, name):
                   (by_format[(f.XFS_DINODE_FMT_EXTENTS, True)], 79, 0xFF)])
     for case in cases:
         plan = [(base, isize, f.XFS_DINODE_CRC_OFF, where, value, "set", True) for base, where, value in case]
-        fs = XfsFilesystem(PatchedDevice(path, _apply(path, plan)))
-        try:
-            exact, exact_problems, _ = _walk(fs, True)
-            vec, vec_problems, _ = _walk(fs, False)
-            assert vec_problems == exact_problems
-            assert vec == exact
-        finally:
-            fs.close()
+        with _patched(path, plan) as fs:
+            _same_walks(fs)
 

@@ -1293,31 +1293,32 @@ def _inode_forks(item, dip, ino: int, fields: int, size: int, u: bytes, forkoff:
         return
     if len(item.regions) < 3:
         raise _Fatal(f"inode {ino} log item is missing its fork data")
-    src = item.regions[2]
     df = fields & XFS_ILOG_DFORK
-    if df in (XFS_ILOG_DDATA, XFS_ILOG_DEXT):
-        if len(src) > litino:
-            raise _Fatal(f"inode {ino}: logged data fork larger than the inode")
-        dip[core:core + len(src)] = src
-    elif df == XFS_ILOG_DBROOT:
-        _bmbt_to_bmdr(bytes(src), dip, core, dsize_fork, ino)
+    _logged_fork(item.regions[2], dip, core, litino, dsize_fork, df, (XFS_ILOG_DDATA, XFS_ILOG_DEXT),
+                 XFS_ILOG_DBROOT, ino, "data fork larger than the inode")
     if not fields & XFS_ILOG_AFORK:
         return
     ai = 3 if fields & XFS_ILOG_DFORK else 2
     if len(item.regions) <= ai:
         raise _Fatal(f"inode {ino} log item is missing its attr fork data")
-    src = item.regions[ai]
-    aoff = core + (forkoff << 3)
-    asz = litino - (forkoff << 3)
     af = fields & XFS_ILOG_AFORK
-    if af in (XFS_ILOG_ADATA, XFS_ILOG_AEXT):
-        if len(src) > asz:
-            raise _Fatal(f"inode {ino}: logged attr fork larger than its space")
-        dip[aoff:aoff + len(src)] = src
-    elif af == XFS_ILOG_ABROOT:
-        _bmbt_to_bmdr(bytes(src), dip, aoff, asz, ino)
-    else:
+    if af not in (XFS_ILOG_ADATA, XFS_ILOG_AEXT, XFS_ILOG_ABROOT):
         raise _Fatal(f"inode {ino}: invalid attr fork flags {fields:#x}")
+    asz = litino - (forkoff << 3)
+    _logged_fork(item.regions[ai], dip, core + (forkoff << 3), asz, asz, af, (XFS_ILOG_ADATA, XFS_ILOG_AEXT),
+                 XFS_ILOG_ABROOT, ino, "attr fork larger than its space")
+
+
+def _logged_fork(src, dip, off: int, space: int, root_size: int, flag: int, copied, broot: int, ino: int,
+                 too_big: str) -> None:
+    """One logged fork into the dinode at `off`: local data and extent lists as logged (at most `space` bytes),
+    a bmbt root converted back to its on-disk (bmdr) form of `root_size` bytes; no flag, nothing logged."""
+    if flag in copied:
+        if len(src) > space:
+            raise _Fatal(f"inode {ino}: logged {too_big}")
+        dip[off:off + len(src)] = src
+    elif flag == broot:
+        _bmbt_to_bmdr(bytes(src), dip, off, root_size, ino)
 
 
 def _inode_crc(buf, off: int, isize: int) -> None:

@@ -75,6 +75,7 @@ class RtOwnerMap:
         self._starts: list[int] = []
         self._longest = 0
         self._shared: list[tuple[int, int]] = []  # byte runs the refcount btrees count twice or more
+        self._shared_starts: list[int] = []
         self._free: list[tuple[int, int]] | None = None  # free byte runs from the bitmap(s); None: unreadable
         self._free_starts: list[int] = []
         self._unread: list[tuple[int, int, str]] = []  # (start, end, why) of groups whose rmap or bitmap is lost
@@ -86,6 +87,7 @@ class RtOwnerMap:
             recs, self._shared, free, self._unread = _grouped(self.fs, self.problems)
         else:
             recs, free = _realtime_extents(self.fs, self.problems, self.progress), _bitmap_free(self.fs, self.problems)
+        self._shared_starts = [s for s, _ in self._shared]
         self._recs = sorted(recs)
         self._starts = [r[0] for r in self._recs]
         self._longest = max((r[1] - r[0] for r in self._recs), default=0)
@@ -136,7 +138,7 @@ class RtOwnerMap:
                   None if bmbt else foff + (a - s), bmbt, bool(flags & _UNWRITTEN), False, device=RT)
         if bmbt or not self._shared:
             return [p]
-        return [_cut(p, x, y)._replace(shared=sh) for x, y, sh in _split(a, b, self._shared)]
+        return [_cut(p, x, y)._replace(shared=sh) for x, y, sh in self._split(a, b)]
 
     def _why(self, at: int) -> str:
         return next((why for s, e, why in self._unread if s <= at < e), "cannot be read")
@@ -165,17 +167,23 @@ class RtOwnerMap:
         for a, b, owner in spans:
             for x, y in self._free_parts(a, b):
                 out.append((x, y, f"{_owner_text(owner)} claims realtime blocks the rt bitmap calls free"))
-        for i, (a, b, o1) in enumerate(spans):
-            for c, d, o2 in spans[i + 1:]:
-                x, y = max(a, c), min(b, d)
+        for i, (a, b, o1) in enumerate(spans):  # spans come in start order: only the next few can overlap
+            for j in range(i + 1, len(spans)):
+                c, d, o2 = spans[j]
+                if c >= b:
+                    break
+                x, y = c, min(b, d)
                 if x < y:
-                    for u, v, sh in _split(x, y, self._shared):
+                    for u, v, sh in self._split(x, y):
                         if not sh:
                             out.append((u, v, f"{_owner_text(o1)} and {_owner_text(o2)} claim the same realtime "
                                               "blocks, which the refcount btree does not call shared"))
         for x, y, why in out:
             self.problems.append(f"realtime bytes {x}..{y - 1}: conflict: {why}")
         return out
+
+    def _split(self, a: int, b: int) -> list[tuple[int, int, bool]]:
+        return _split(a, b, self._shared, self._shared_starts)
 
     def _free_parts(self, a: int, b: int) -> list[tuple[int, int]]:
         return _overlaps(self._free or [], self._free_starts, a, b)
@@ -197,10 +205,10 @@ def _overlaps(runs, starts, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-def _split(a: int, b: int, shared) -> list[tuple[int, int, bool]]:
-    """[a, b) cut where sharing starts and stops: (start, end, shared)."""
+def _split(a: int, b: int, shared, starts) -> list[tuple[int, int, bool]]:
+    """[a, b) cut where sharing starts and stops: (start, end, shared); `starts` are the shared runs' starts."""
     out, cur = [], a
-    for x, y in _overlaps(shared, [s for s, _ in shared], a, b):
+    for x, y in _overlaps(shared, starts, a, b):
         if x > cur:
             out.append((cur, x, False))
         out.append((x, y, True))
