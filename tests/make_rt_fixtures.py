@@ -13,6 +13,10 @@ fixtures. On a Debian 12 host, as root:
 
   python3 tests/make_rt_fixtures.py [--work /var/tmp/rt-vm] [--xfsprogs /work/scratch/xfsprogs]
                                     [--suite trixie-backports] [--flavour cloud-amd64] [--only NAME ...]
+                                    [--skip-apt]
+
+--only NAME ... makes and records just those filesystems (one guest boot for them alone) and leaves the others'
+directories as they are; --skip-apt reuses the kernel packages in WORK/debs (the same kernel as the others').
 
 Steps:
 1. apt-get install qemu-system-x86 busybox-static xz-utils cpio kmod coreutils findutils. Debian 12's own
@@ -26,26 +30,29 @@ Steps:
 2. xfsprogs: use mkfs.xfs, xfs_io, xfs_db, xfs_spaceman and xfs_repair from the source tree --xfsprogs
    (running `make io db spaceman repair` there first if one is missing).
 3. Build WORK/initramfs.cpio.gz: busybox-static, those xfsprogs binaries, coreutils stat and findutils find
-   (for stat -c and find -printf; busybox's lack them) and the shared libraries ldd lists, and the modules
-   needed (xfs, virtio_blk, with their dependencies) decompressed on the host (busybox insmod does not
-   read .ko.xz/.ko.zst). /init is GUEST_SCRIPT below; /fs.sh, written from FILESYSTEMS, calls its do_fs once
-   per filesystem.
-4. Boot the kernel under QEMU (TCG by default) with one virtio disk (or, for zoned-seq's rt device, an NVMe
-   ZNS namespace) per device of every filesystem (sparse,
-   all-zero image files WORK/images/NAME.ROLE.img; the guest finds each by its virtio serial) and a results
-   disk. For each filesystem the guest runs mkfs.xfs (with fstests' TEST_DIR/TEST_DEV/QA_CHECK_FS set, the
-   only way mkfs.xfs 6.15 makes a filesystem under 300 MB or with a log under 64 MB), mounts it, populates it
-   (populate in GUEST_SCRIPT: files on the data device, realtime files through an rtinherit directory and
-   through chattr +r, several extents, holes, unwritten extents, an extent-btree (bmbt) file, hard links,
-   directories, and on reflink filesystems whole and partial reflinks and a copy-on-write overwrite), syncs,
-   and records: GETFSMAP per device (xfs_io fsmap -d/-r/-l, each plain, -v and -m), FIEMAP and bmap -v of
-   every regular file, stat -c '%i %s %f %h %n' and xfs_io stat -v (xflags) of every file, find -printf
-   '%i %p'; then unmounts and records xfs_db -c 'sb 0' -c print (and the rtgroup superblock where there is
+   (for stat -c and find -printf; busybox's lack them), util-linux's blkzone if the host has it, and the
+   shared libraries ldd lists, and the modules needed (xfs, virtio_blk, with their dependencies) decompressed
+   on the host (busybox insmod does not read .ko.xz/.ko.zst). /init is GUEST_SCRIPT below; /fs.sh, written
+   from FILESYSTEMS, calls its do_fs once per filesystem.
+4. Boot the kernel under QEMU (TCG by default) with one virtio disk (or, for the rt device of zoned-seq and
+   zoned-gaps, an NVMe ZNS namespace: its zone size and zone capacity from the entry) per device of every
+   filesystem (sparse, all-zero image files WORK/images/NAME.ROLE.img; the guest finds each by its virtio
+   serial) and a results disk. For each filesystem the guest runs mkfs.xfs (with fstests'
+   TEST_DIR/TEST_DEV/QA_CHECK_FS set, the only way mkfs.xfs 6.15 makes a filesystem under 300 MB or with a log
+   under 64 MB), mounts it, populates it (populate in GUEST_SCRIPT: files on the data device, realtime files
+   through an rtinherit directory and through chattr +r, several extents, holes, unwritten extents, an
+   extent-btree (bmbt) file, hard links, directories, and on reflink filesystems whole and partial reflinks
+   and a copy-on-write overwrite; then the entry's extra populate_EXTRA), syncs, and records: GETFSMAP per
+   device (xfs_io fsmap -d/-r/-l, each plain, -v and -m), FIEMAP and bmap -v of every regular file, stat -c
+   '%i %s %f %h %n' and xfs_io stat -v (xflags) of every file, find -printf '%i %p'; then unmounts and records
+   blkzone report of a zoned device, xfs_db -c 'sb 0' -c print (and the rtgroup superblock where there is
    one) and xfs_repair -n. It writes its results as a tar onto the results disk after every filesystem.
 5. Copy out: for each filesystem tests/data/rt/NAME/raw/*.txt (the guest's outputs as they are),
    tests/data/rt/NAME/ROLE.img.xz (the device images after the clean unmount, xz -9) and
    tests/data/rt/NAME/truth.json (the same outputs parsed: see parse_fs); tests/data/rt/raw/ (the guest's
-   versions, module loading, dmesg, and the host's QEMU command line and console) and tests/data/rt/README.md.
+   versions, module loading, dmesg, and the host's QEMU command line and console; with --only, into each
+   recorded filesystem's NAME/raw/run/ instead) and tests/data/rt/README.md (every filesystem's row, the ones
+   not made by this run as their truth.json says).
 Every byte in tests/data/rt/ comes from the guest (its outputs, or the disks it wrote), or is parsed from them.
 """
 
@@ -68,12 +75,15 @@ from vm import GUEST_PROLOGUE, boot, copy_with_libs, initramfs_tree, pack_initra
 DEST = os.path.join(HERE, "data", "rt")
 MiB = 1 << 20
 OUT_DISK_SIZE = 64 * MiB
-ZNS_ZONE = 16 * MiB
+ZNS_ZONE = 16 * MiB  # an emulated ZNS namespace's zone size, and its zones' capacity, unless the entry says
 
 # One entry per filesystem: name (the directory under tests/data/rt), its devices (role -> image size; roles
 # data, rt, log), mkfs.xfs options (@RT@ and @LOG@ stand for the guest's device nodes), extra mount options,
-# whether it has reflink, and what it is for. The data device is 128 MiB (mkfs.xfs's defaults there: 4 AGs of
-# 32 MiB, 4 KiB blocks); 512-byte sectors, as virtio disks have.
+# whether it has reflink, and what it is for; extra: a populate_EXTRA function of GUEST_SCRIPT run after the
+# common populating (files of that filesystem only); zns: the roles whose device is an emulated NVMe ZNS
+# namespace (zones of zone_size bytes, default ZNS_ZONE, of which zone_capacity bytes are writable, default
+# all). The data device is 128 MiB (mkfs.xfs's defaults there: 4 AGs of 32 MiB, 4 KiB blocks); 512-byte
+# sectors, as virtio disks have.
 FILESYSTEMS = [
     dict(name="rt-classic", disks={"data": 128 * MiB, "rt": 96 * MiB},
          mkfs="-m metadir=0,rmapbt=0,reflink=0 -r rtdev=@RT@", mount="rtdev=@RT@", reflink=False,
@@ -104,6 +114,14 @@ FILESYSTEMS = [
          mkfs="-r zoned=1,start=128m,rgcount=8", mount="", reflink=False,
          about="zoned filesystem with an internal realtime section: one disk, the data section in its first "
                "128 MiB and the realtime section (8 zones of 12 MiB) from rtstart=128 MiB on"),
+    dict(name="zoned-gaps", disks={"data": 128 * MiB, "rt": 128 * MiB}, zns=["rt"], zone_capacity=12 * MiB,
+         mkfs="-r zoned=1,rtdev=@RT@", mount="rtdev=@RT@", reflink=False, extra="past_zone",
+         about="as zoned-seq but the ZNS zones' capacity (12 MiB) is smaller than their size (16 MiB): mkfs.xfs "
+               "6.15 sets the ZONE_GAPS incompat feature (0x400) by itself when a zoned rt device's zone "
+               "capacity differs from its zone size; each realtime group is one zone, its 3072 blocks "
+               "(rgextents, the capacity) at a power-of-two boundary (rgblklog 12: 16 MiB), and the last 4 MiB "
+               "of every zone a gap the filesystem does not use; rt/big.dat (14 MiB, more than a zone holds) "
+               "has blocks beyond the first group"),
 ]
 MKFS_ENV = {"TEST_DIR": "/mnt", "TEST_DEV": "@DATA@", "QA_CHECK_FS": "xfs"}
 
@@ -113,6 +131,8 @@ XFSPROGS_BINARIES = {"mkfs/mkfs.xfs": "/usr/sbin/mkfs.xfs", "io/xfs_io": "/usr/s
                      "repair/xfs_repair": "/usr/sbin/xfs_repair"}
 # coreutils' stat and findutils' find go first in PATH, ahead of busybox's applets
 HOST_BINARIES = {"/usr/bin/stat": "/opt/bin/stat", "/usr/bin/find": "/opt/bin/find"}
+# util-linux's blkzone (zone sizes, capacities, write pointers and conditions of a zoned device), if the host has it
+OPTIONAL_HOST_BINARIES = {"/usr/sbin/blkzone": "/opt/bin/blkzone"}
 
 GUEST_SCRIPT = r"""#!/bin/sh
 # /init of the guest: every file under /tmp/out ends up in tests/data/rt (via a tar on the results disk).
@@ -194,6 +214,12 @@ populate() {
   p sync
 }
 
+# populate_past_zone MNT: a realtime file larger than a zone's capacity, so that it has blocks beyond group 0
+populate_past_zone() {
+  p xfs_io -f -c 'pwrite -S 0xab -b 1m 0 14m' -c fsync $1/rt/big.dat
+  p sync
+}
+
 # record F MNT HASLOG
 record() {
   F=$1; M=$2
@@ -214,7 +240,7 @@ record() {
   run $F df.txt df -k $M
 }
 
-# do_fs IDX NAME REFLINK MKFS-OPTIONS MOUNT-OPTIONS
+# do_fs IDX NAME REFLINK MKFS-OPTIONS MOUNT-OPTIONS [EXTRA]
 do_fs() {
   idx=$1; name=$2; refl=$3
   D=$(dev f${idx}d); R=$(dev f${idx}r); L=$(dev f${idx}l)
@@ -240,8 +266,15 @@ do_fs() {
   fi
   grep " /mnt " /proc/mounts > $F/proc-mounts.txt
   populate /mnt $refl
+  [ -z "$6" ] || populate_$6 /mnt
   record $F /mnt $([ -n "$L" ] && echo 1)
   run $F umount.txt umount /mnt
+  # a zoned device's zones as the kernel reports them after the unmount (size, capacity, write pointer, state)
+  for x in data:$D rt:$R log:$L; do
+    r=${x%%:*}; n=${x#*:}; [ -n "$n" ] || continue
+    z=$(cat /sys/block/${n#/dev/}/queue/zoned 2>/dev/null)
+    [ -n "$z" ] && [ "$z" != none ] && [ -x /opt/bin/blkzone ] && run $F blkzone-$r.txt /opt/bin/blkzone report $n
+  done
   dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
   dbo="${R:+-R $R} ${L:+-l $L}"
   run $F xfs_db-sb0.txt xfs_db -r $dbo -c 'sb 0' -c print $D
@@ -358,7 +391,8 @@ def fs_script(filesystems):
     """/fs.sh: one do_fs call per filesystem; its disks carry the serials f<IDX>d, f<IDX>r, f<IDX>l."""
     lines = []
     for i, fs in enumerate(filesystems):
-        lines.append(f"do_fs {i} {fs['name']} {int(fs['reflink'])} '{fs['mkfs']}' '{fs['mount']}'")
+        lines.append(f"do_fs {i} {fs['name']} {int(fs['reflink'])} '{fs['mkfs']}' '{fs['mount']}'"
+                     + (f" {fs['extra']}" if fs.get("extra") else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -368,6 +402,9 @@ def build_initramfs(work, kern, xfsprogs, filesystems):
         copy_with_libs(root, os.path.join(xfsprogs, b), dest)
     for b, dest in HOST_BINARIES.items():
         copy_with_libs(root, b, dest)
+    for b, dest in OPTIONAL_HOST_BINARIES.items():
+        if os.path.exists(b):
+            copy_with_libs(root, b, dest)
     # modules in dependency order from modules.dep, decompressed
     kver, mdir = kern["kver"], kern["mdir"]
     deps = {}
@@ -414,12 +451,13 @@ def run_guest(work, kern, initrd, filesystems, accel, timeout):
     os.makedirs(imgdir)
     out = os.path.join(work, "out.img")
     drives = [(out, "results", OUT_DISK_SIZE)]
-    zns = set()
+    zns = {}  # serial -> (zone size, zone capacity)
     for i, fs in enumerate(filesystems):
         for role, size in fs["disks"].items():
             drives.append((os.path.join(imgdir, f"{fs['name']}.{role}.img"), f"f{i}{role[0]}", size))
             if role in fs.get("zns", ()):
-                zns.add(f"f{i}{role[0]}")
+                zsize = fs.get("zone_size", ZNS_ZONE)
+                zns[f"f{i}{role[0]}"] = (zsize, fs.get("zone_capacity", zsize))
     cmd = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-smp", "1", "-m", "1G", "-machine", "pc",
            "-kernel", kern["vmlinuz"], "-initrd", initrd, "-append", "console=ttyS0 panic=-1 oops=panic",
            "-nographic", "-no-reboot"]
@@ -428,10 +466,11 @@ def run_guest(work, kern, initrd, filesystems, accel, timeout):
             f.truncate(size)
         cmd += ["-drive", f"file={path},format=raw,if=none,id=d{n},cache=writeback"]
         if serial in zns:  # an NVMe controller with one zoned namespace
+            zsize, zcap = zns[serial]
             cmd += ["-device", f"nvme,id=nvme{n},serial={serial}",
                     "-device", f"nvme-ns,drive=d{n},bus=nvme{n},nsid=1,logical_block_size=512,"
-                               f"physical_block_size=512,zoned=true,zoned.zone_size={ZNS_ZONE // MiB}M,"
-                               f"zoned.zone_capacity={ZNS_ZONE // MiB}M"]
+                               f"physical_block_size=512,zoned=true,zoned.zone_size={zsize // MiB}M,"
+                               f"zoned.zone_capacity={zcap // MiB}M"]
         else:
             cmd += ["-device", f"virtio-blk-pci,drive=d{n},serial={serial}"]
     boot(cmd, work, timeout)
@@ -552,6 +591,19 @@ def parse_fs(gdir, fs, kern, xfsprogs):
     for line in (read(os.path.join(gdir, "devices.txt")) or "").splitlines():
         role, node, majmin, size = line.split()
         devs[role] = dict(node=node, dev=majmin, size=int(size), image=f"{role}.img.xz")
+    for role in devs:
+        # blkzone report of a zoned device: its zones in bytes, with the write pointer and condition after umount
+        zones = []
+        for line in (read(os.path.join(gdir, f"blkzone-{role}.txt")) or "").splitlines():
+            m = re.match(r"^\s*start: (0x[0-9a-f]+), len (0x[0-9a-f]+)(?:, cap (0x[0-9a-f]+))?, wptr (0x[0-9a-f]+)"
+                         r".*zcond:\s*(\d+)\((\w+)\) \[type: (\d+)\((\w+)\)\]", line)
+            if m:
+                st, ln, cap, wp, cond, condname, typ, typname = m.groups()
+                zones.append(dict(start=int(st, 16) * 512, length=int(ln, 16) * 512,
+                                  capacity=int(cap or ln, 16) * 512, write_pointer_offset=int(wp, 16) * 512,
+                                  condition=condname, type=typname))
+        if zones:
+            devs[role]["zones"] = zones
     t["devices"] = devs
     t["mkfs_command"] = (read(os.path.join(gdir, "mkfs-command.txt")) or "").strip()
     t["mount_command"] = (read(os.path.join(gdir, "mount-command.txt")) or "").strip()
@@ -633,7 +685,10 @@ def parse_fs(gdir, fs, kern, xfsprogs):
     return t
 
 
-def collect(work, out, imgdir, filesystems, kern, xfsprogs, accel, dest):
+def collect(work, out, imgdir, filesystems, kern, xfsprogs, accel, dest, partial=False):
+    """Copy the guest's results into DEST. PARTIAL (--only): the other filesystems' directories and the
+    top-level raw/ (the full run's) are left as they are; this run's guest-wide outputs and host files go into
+    each of its filesystems' NAME/raw/run/ instead."""
     gdir = os.path.join(work, "guest")
     shutil.rmtree(gdir, ignore_errors=True)
     with tarfile.open(out) as t:
@@ -663,19 +718,21 @@ def collect(work, out, imgdir, filesystems, kern, xfsprogs, accel, dest):
             summary.append((fs["name"], "ok"))
         else:
             summary.append((fs["name"], "skipped: " + truth["reason"]))
-    r = os.path.join(dest, "raw")
-    shutil.rmtree(r, ignore_errors=True)
-    os.makedirs(r)
-    for p in sorted(glob.glob(os.path.join(g, "*"))):
-        if os.path.isfile(p):
-            shutil.copy2(p, os.path.join(r, os.path.basename(p)))
-    for f in ("console.log", "qemu-cmdline.txt"):
-        shutil.copy2(os.path.join(work, f), os.path.join(r, "host-" + f))
     qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    with open(os.path.join(r, "host-versions.txt"), "w") as f:
-        f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
-                f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
-    write_readme(dest, filesystems, kern, xfsprogs, summary)
+    rawdirs = ([os.path.join(dest, fs["name"], "raw", "run") for fs in filesystems] if partial
+               else [os.path.join(dest, "raw")])
+    for r in rawdirs:
+        shutil.rmtree(r, ignore_errors=True)
+        os.makedirs(r)
+        for p in sorted(glob.glob(os.path.join(g, "*"))):
+            if os.path.isfile(p):
+                shutil.copy2(p, os.path.join(r, os.path.basename(p)))
+        for f in ("console.log", "qemu-cmdline.txt"):
+            shutil.copy2(os.path.join(work, f), os.path.join(r, "host-" + f))
+        with open(os.path.join(r, "host-versions.txt"), "w") as f:
+            f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
+                    f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
+    write_readme(dest, FILESYSTEMS, kern, xfsprogs, summary)
     return summary
 
 
@@ -698,6 +755,11 @@ Rebuild (root, Debian 12 host, a few minutes under TCG; the downloaded kernel pa
 
     python3 tests/make_rt_fixtures.py
 
+One filesystem alone, with the same kernel, leaving the others as they are (its run's guest-wide outputs go
+into its own `NAME/raw/run/`; `zoned-gaps` was added this way):
+
+    python3 tests/make_rt_fixtures.py --skip-apt --only zoned-gaps
+
 ## Filesystems
 
 {table}
@@ -705,7 +767,9 @@ Rebuild (root, Debian 12 host, a few minutes under TCG; the downloaded kernel pa
 Each `NAME/` holds:
 
 - `truth.json`: the mkfs.xfs command and options, kernel and xfsprogs versions, the devices (role, the
-  guest's node and major:minor, size, image file), the superblock (`xfs_db -c 'sb 0' -c print`, as text),
+  guest's node and major:minor, size, image file; for a zoned device whose report the guest recorded,
+  `zones`: start, length, capacity, write_pointer_offset (from the zone's start) in bytes, condition and type
+  as `blkzone report` gave them after the unmount), the superblock (`xfs_db -c 'sb 0' -c print`, as text),
   `fsmap`: GETFSMAP records per device (`data`, `rt`, `log`) with `start`/`length`/`offset` in bytes, `owner`
   as xfs_io prints it (`inode N`, or a special owner such as `static fs metadata`), `inode`, `fork`,
   `extent_map` (a bmbt block), `special` (TYPE:CODE), `flags` (`shared`, `unwritten`, `attr_fork`),
@@ -723,7 +787,9 @@ Each `NAME/` holds:
 - `raw/`: the guest's text outputs as they are: `fsmap-{{d,r,l}}.txt` (plain), `-v.txt` (verbose), `-m.txt`
   (machine), `fsmap-all-v.txt`, `fiemap.txt`, `bmap.txt`, `stat.txt`, `xfs-stat.txt`, `find.txt`,
   `statfs.txt`, `info.txt`, `mkfs.txt`, `xfs_db-*.txt`, `xfs_repair-n.txt`, `populate.log`, `dmesg.txt`,
-  `commands.log` (every recorded command with its rc).
+  `blkzone-rt.txt` (`zoned-gaps`: the ZNS namespace's zones after the unmount), `commands.log` (every recorded
+  command with its rc); `run/` in a fixture recorded alone (`--only`): what `raw/` at the top holds, for its
+  run.
 - `ROLE.img.xz`: the device images (`data`, `rt`, `log`) after the clean unmount, `xz -9`.
 
 Paths are relative to the mount point (`/mnt` in the guest). The contents (see `populate` in the script's
@@ -733,10 +799,12 @@ the rtinherit directory); `rt/` (chattr +t, rtinherit) with `one.dat`, `sub/one.
 `spacer.dat` (8 extents each, interleaved), `sparse.dat` (holes, size past the last extent), `prealloc.dat`
 (unwritten extents, one past EOF), `bmbt.dat` (64 pieces: bmbt), `empty.dat`, `sub/tiny.txt`; `one.link`
 (symlink); on reflink filesystems `data/b.refl`, `rt/refl-full.dat` (then 8 KiB of it overwritten: CoW),
-`rt/refl-part.dat` (128 KiB of one.dat inside), and the refused cross-device reflink `rt/from-data.dat`.
+`rt/refl-part.dat` (128 KiB of one.dat inside), and the refused cross-device reflink `rt/from-data.dat`;
+on `zoned-gaps` also `rt/big.dat` (14 MiB written at once, more than a zone's capacity: blocks in group 1).
 
 `raw/` at the top: the guest's versions, module loading, disk list, whole dmesg, and the host's QEMU command
-line, console log and versions.
+line, console log and versions, of the run that made all the filesystems but `zoned-gaps` (whose run's are
+in `zoned-gaps/raw/run/`).
 
 ## What the kernel refused while populating
 
@@ -751,16 +819,36 @@ line, console log and versions.
   blocks), while realtime block numbers inside XFS are group << rgblklog | block: the same only when the group
   size is a power of two (`rtgroups`, `zoned-external`, `zoned-seq`), not in `rtgroups-3` or
   `zoned-internal`. `bmap -v` prints realtime block ranges in 512-byte units of the device address.
+- With ZONE_GAPS (incompat 0x400, `zoned-gaps`: features_incompat 0x76b) the device is addressed by the
+  realtime block number itself: group N starts at N << rgblklog blocks (the zone's start, N * 16 MiB), not at
+  N * rgextents; each group's rgextents (3072 blocks, 12 MiB: the zone capacity) are followed by a gap of
+  2^rgblklog - rgextents blocks (1024, 4 MiB) up to the next zone. rblocks (24576) and rextents count the
+  capacity only (8 * 3072), not the device size (32768 blocks). mkfs.xfs 6.15 sets ZONE_GAPS by itself when the
+  rt device reports a zone capacity smaller than its zone size (there is no option for it).
+- `zoned-gaps`' realtime GETFSMAP (91 records): the device addresses are those realtime block numbers (the
+  second extent of `rt/big.dat` at 16 MiB, the start of zone 1, right after the first ended at 12 MiB, zone
+  0's capacity); the kernel reports the gap between them, [12 MiB, 16 MiB), as `free space` (a record of its
+  own), and the gaps of zones 1-5 inside the last `free space` record, [20762624, 96 MiB); and it stops at
+  96 MiB, rblocks blocks from the device's start (its end of the device is rtstart + rblocks, as if the
+  addressing were linear), so the usable capacity of zones 6 and 7 ([96, 108) and [112, 124) MiB) and the
+  gaps after them are in no record at all. xfs_io's `fsmap -v` group columns divide the address by rgextents
+  and are wrong there (it puts the gap at group 1 offset 0 and zone 1's first block 1024 blocks into group 1).
 - Zoned filesystems refuse fallocate (EOPNOTSUPP): their `rt/prealloc.dat` has a hole where the others have
   unwritten extents. Everything written to a zoned realtime device is written out of place, in zone order.
-- `zoned-seq`'s realtime image is the data of the ZNS namespace; the zone write pointers were QEMU's, in
-  memory, and are not in the image (read as a plain file, the zones look conventional).
+- `zoned-seq`'s and `zoned-gaps`' realtime images are the data of the ZNS namespace; the zone write pointers
+  (and, for `zoned-gaps`, the 12 MiB zone capacity) were QEMU's, in memory, and are not in the image (read as
+  a plain file, the zones look conventional and their capacity is unknown; the 128 MiB image holds every
+  zone's gap, all zeros). `zoned-gaps/raw/blkzone-rt.txt` and `devices.rt.zones` in its truth.json keep
+  what the guest's kernel reported: zone 0 full, zone 1 implicitly open with its write pointer 3892 KiB in,
+  zones 2-7 empty, every zone 16 MiB long with a capacity of 12 MiB.
 - Which kernel: the newest linux-image-{flavour} of Debian {suite} when made; Debian 12's own 6.1 predates
   realtime groups (6.13) and zoned XFS (6.15).
 """
 
 
 def write_readme(dest, filesystems, kern, xfsprogs, summary):
+    """README.md over every filesystem in FILESYSTEMS: the status of those made by this run from SUMMARY, of the
+    others (a --only run) from their truth.json as an earlier run left it."""
     status = dict(summary)
     refused = []
     rows = ["| name | mkfs.xfs options | devices | GETFSMAP records (device as reported) | status |",
@@ -774,7 +862,12 @@ def write_readme(dest, filesystems, kern, xfsprogs, summary):
                 fsmap = json.load(f).get("fsmap", {})
             recs = ", ".join(f"{role} {len(v)} ({'/'.join(sorted({r['device'] for r in v}))})"
                              for role, v in fsmap.items())
-        st = status.get(fs["name"], "not made")
+        st = status.get(fs["name"])
+        if st is None and os.path.exists(tj):
+            with open(tj) as f:
+                old = json.load(f)
+            st = "ok" if old.get("status") == "ok" else "skipped: " + old.get("reason", "")
+        st = st or "not made"
         rows.append(f"| `{fs['name']}` | `{fs['mkfs']}` | {devs} | {recs} | {st} |")
         rows.append(f"| | {fs['about']} | | | |")
         if os.path.exists(tj):
@@ -797,16 +890,21 @@ def main():
     ap.add_argument("--accel", default="tcg")
     ap.add_argument("--timeout", type=int, default=2400)
     ap.add_argument("--dest", default=DEST)
-    ap.add_argument("--only", nargs="*", help="make only these filesystems")
+    ap.add_argument("--only", nargs="*", metavar="NAME",
+                    help="make only these filesystems (the others' directories and the top-level raw/ are kept)")
     ap.add_argument("--skip-apt", action="store_true", help="use WORK/debs as downloaded before")
     a = ap.parse_args()
+    unknown = sorted(set(a.only or ()) - {fs["name"] for fs in FILESYSTEMS})
+    if unknown:
+        ap.error("no such filesystem: " + ", ".join(unknown))
     filesystems = [fs for fs in FILESYSTEMS if not a.only or fs["name"] in a.only]
     os.makedirs(a.work, exist_ok=True)
     kern = prepare_host(a.work, a.suite, a.flavour, a.skip_apt)
     xfsprogs = prepare_xfsprogs(a.xfsprogs)
     initrd = build_initramfs(a.work, kern, a.xfsprogs, filesystems)
     out, imgdir = run_guest(a.work, kern, initrd, filesystems, a.accel, a.timeout)
-    for name, status in collect(a.work, out, imgdir, filesystems, kern, xfsprogs, a.accel, a.dest):
+    for name, status in collect(a.work, out, imgdir, filesystems, kern, xfsprogs, a.accel, a.dest,
+                                partial=len(filesystems) < len(FILESYSTEMS)):
         print(f"{name}: {status}")
 
 

@@ -20,7 +20,7 @@ from fsdaxctl.ranges import merge_spans as _runs
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "rt")
 CLASSIC = ["rt-classic", "rt-classic-ext16k-logdev"]
-GROUPED = ["rtgroups", "rtgroups-3", "zoned-external", "zoned-seq"]
+GROUPED = ["rtgroups", "rtgroups-3", "zoned-external", "zoned-seq", "zoned-gaps"]
 ZONED = ["zoned-internal"]
 KERNEL_OWNERS = {"free space": "free", "static fs metadata": "static-fs-metadata", "cow reservation": "cow-staging",
                  "unknown": "unknown", "per-AG metadata": "per-ag-metadata", "refcount btree": "refcount-btree",
@@ -182,25 +182,101 @@ def test_rtgroups_data_device_matches_the_kernel(unpacked, name):
     _device_matches(truth, paths, "data")
 
 
+def test_zone_gaps_are_placed_as_the_kernel_places_them(unpacked):
+    """Zone capacity below zone size (ZONE_GAPS): each realtime group starts at a power-of-two boundary. Every
+    realtime file block sits where the kernel's FIEMAP put it, over the whole device (the kernel's GETFSMAP
+    stops at rblocks blocks, before the last groups, so FIEMAP is the witness there); a zone gap is free with
+    a note, as GETFSMAP says; a failure in a gap touches no group, one in group 1 is found with its group
+    block."""
+    truth, paths = unpacked("zoned-gaps")
+    with _open(paths) as fs:
+        sb, bs = fs.sb, fs.geo.blocksize
+        assert sb.sb_features_incompat & 0x400 and (sb.sb_rgextents, sb.sb_rgblklog) == (3072, 12)
+        omap = devices.owner_map(fs, "rt")
+        end = devices.device_size(fs, "rt")
+        pieces = omap.pieces(0, end)
+        assert omap.problems == []
+    assert end == (7 * 4096 + 3072) * bs
+    ours, _ = _blocks(pieces, bs)
+    assert _kernel_file_blocks(truth, bs) == {k: v[0][1:] for k, v in ours.items() if v[0][0] == "file"}
+    gaps = [p for p in pieces if p.detail and "zone gap" in p.detail.get("note", "")]
+    assert [(p.offset, p.length, p.owner) for p in gaps][:1] == [(3072 * bs, 1024 * bs, "free")]
+    assert len(gaps) == 7 and all(ours[k] == [("free", None, None, False)] for k in ours if k >= sb.sb_rblocks * bs
+                                  and not any(p.offset <= k < p.offset + p.length and p.owner == "file"
+                                              for p in pieces))
+    big = next(f for f in truth["files"] if f["path"].endswith("/rt/big.dat"))
+    second = next(e for e in big["fiemap"] if not e["hole"] and e["physical"] >= 4096 * bs)
+    for daddr, want in ((3072 * bs // 512, set()), (second["physical"] // 512, {big["ino"]})):
+        proc = _cli(paths, "inject", "--fs-device", "rt", "--daddr", str(daddr), "--length", "4096", "--format",
+                    "json")
+        assert proc.returncode in (0, 4), proc.stderr
+        [out] = json.loads(proc.stdout)["outcomes"]
+        assert {d.get("inode") for d in out["decisions"]} - {None} == want
+        if want:
+            assert any("rtgroup 1: xfs_rmap_query_range(rgbno " in t["call"] for t in out["trace"])
+
+
 @pytest.mark.parametrize("name", ZONED)
-def test_internal_zoned_section_is_unknown_never_free(unpacked, name):
-    """A zoned filesystem whose realtime section lies inside the data device: the data section is answered as
-    the kernel's GETFSMAP of the data device says; the realtime section's bytes, whose owners are not mapped
-    yet, are `unknown` (never free, never outside the filesystem); --fs-device rt is one line, exit 1."""
+def test_internal_zoned_filesystem_matches_the_kernel(unpacked, name):
+    """A zoned filesystem whose realtime section lies inside the data device (rtstart): the kernel addresses
+    "the realtime device" as the whole disk. Its GETFSMAP of the rt device, block for block: the data section as
+    one static-metadata record, then every rt rmap record; past the last record the kernel lists nothing and
+    we say free (no record claims it, zoned: nothing else to ask). The data view of TARGET gives the same
+    pieces for the rt section's bytes, the kernel's data-device GETFSMAP for the rest."""
     truth, paths = unpacked(name)
     with XfsFilesystem.open(paths["data"]) as fs:
         devices.attach(fs)
         bs, (a, b) = fs.geo.blocksize, fs.geo.internal_rt
-        omap = devices.owner_map(fs, "data")
-        ours, _ = _blocks(omap.pieces(0, fs.geo.size), bs)
-        tail = omap.pieces(a, b - a)
-    kernel, _ = _blocks(truth["fsmap"]["data"], bs)
-    assert a == fs.geo.size and ours == kernel
-    assert [(p.owner, p.offset, p.length) for p in tail] == [("unknown", a, b - a)]
-    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "fsmap", paths["data"], "--fs-device", "rt"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+        rtmap, omap = devices.owner_map(fs, "rt"), devices.owner_map(fs, "data")
+        rt_pieces = rtmap.pieces(0, b)
+        data_pieces = omap.pieces(0, b)
+        assert rtmap.problems == [] and omap.problems == [] and fs.warnings == []
+    kernel_rt, _ = _blocks(truth["fsmap"]["rt"], bs)
+    ours_rt, _ = _blocks(rt_pieces, bs)
+    last = max(kernel_rt) + bs
+    assert a == fs.geo.size and last < b
+    assert {k: v for k, v in ours_rt.items() if k < last} == kernel_rt
+    assert all(v == [("free", None, None, False)] for k, v in ours_rt.items() if k >= last)
+    assert all(p.device == "rt" for p in rt_pieces)
+    ours_data, _ = _blocks(data_pieces, bs)
+    kernel_data, _ = _blocks(truth["fsmap"]["data"], bs)
+    assert {k: v for k, v in ours_data.items() if k < a} == kernel_data
+    assert {k: v for k, v in ours_data.items() if k >= a} == {k: v for k, v in ours_rt.items() if k >= a}
+    realtime = [x for x in truth["files"] if x.get("realtime")]  # their FIEMAP: bytes of the one disk
+    assert realtime and _kernel_file_blocks({"files": [dict(x, fiemap_device="rt") for x in realtime]}, bs) == {
+        k: (v[0][1], v[0][2], v[0][3]) for k, v in ours_rt.items() if v[0][0] == "file"}
+
+
+@pytest.mark.parametrize("name", ZONED)
+def test_internal_zoned_cli(unpacked, name):
+    """Through the command line: --file on a realtime file gives its bytes on the disk, owned by it; a disk
+    byte of the rt section names the file (exit 4); --rtdev is refused in one line (there is no such device)."""
+    truth, paths = unpacked(name)
+    f = next(x for x in truth["files"] if x["path"].endswith("/rt/multi.dat"))
+    ext = next(e for e in f["fiemap"] if not e["hole"])
+    base = [sys.executable, "-m", "fsdaxctl", "locate", paths["data"], "--format", "json"]
+    for args in (["--file", "/rt/multi.dat", "--file-offset", str(ext["logical"]), "--length", "4096"],
+                 ["--offset", str(ext["physical"]), "--length", "4096"]):
+        proc = subprocess.run(base + args, capture_output=True, text=True)
+        assert proc.returncode == 4, proc.stderr
+        [res] = json.loads(proc.stdout)["results"]
+        [owner] = res["owners"]
+        assert (res["offset"], owner["inode"], owner["file_offset"], owner["device"], owner["paths"]) == \
+            (ext["physical"], f["ino"], ext["logical"], "rt", ["/rt/multi.dat"])
+    proc = subprocess.run(base + ["--rtdev", paths["data"], "--offset", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert "realtime section lies inside TARGET" in proc.stderr.splitlines()[-1]
+    inject = [sys.executable, "-m", "fsdaxctl", "inject", paths["data"], "--format", "json"]
+    proc = subprocess.run(inject + ["--daddr", str(ext["physical"] // 512), "--length", "4096"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 4, proc.stderr
+    [out] = json.loads(proc.stdout)["outcomes"]
+    assert any("XG_TYPE_RTG" in t["call"] for t in out["trace"])
+    assert {(d["action"], d["inode"], d["file_offset"]) for d in out["decisions"]} == {
+        ("kill-mappers", f["ino"], ext["logical"]), ("restore-from-backup", f["ino"], ext["logical"])}
+    proc = subprocess.run(inject + ["--fs-device", "rt", "--daddr", "8"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert "before this disk's realtime section" in proc.stderr.splitlines()[-1]
 
 
 def _cli(paths, *args):

@@ -265,6 +265,9 @@ def _dropped_rc(out: Outcome, d: int, step: Dropped) -> int:
 
 def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool) -> int:
     pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
+    section = fs.geo.internal_rt
+    if section is not None and offset >= section[0]:
+        return _internal_rt(fs, omap, offset, length, flags, mapping, out, d)
     out.line(d, "xfs_dax_notify_failure: the data device")
     d += 1
     if not fs.has_rmapbt:
@@ -276,6 +279,18 @@ def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, 
         out.line(d, "MF_MEM_PRE_REMOVE: \"Device is about to be removed!\": freeze the filesystem for the walk")
     want_shutdown, metadata_hits = _query_ags(fs, omap, span, flags, mapping, out, d)
     return _shutdown(pre_remove, want_shutdown, metadata_hits, mapping, out, d)
+
+
+def _internal_rt(fs, omap, offset, length, flags, mapping, out: Outcome, d: int) -> int:
+    """Bytes of a zoned filesystem's realtime section inside the data device (rtstart): the rt target is that
+    same device, so xfs_dax_notify_failure takes XG_TYPE_RTG and walks the rt groups."""
+    rtmap = getattr(omap, "rt_map", None)
+    if rtmap is None:  # the data map is not a DataDeviceMap (never, on a filesystem with an rt section)
+        from fsdaxctl.xfs.devices import RT, owner_map
+
+        rtmap = owner_map(fs, RT)
+    out.line(d, "xfs_dax_notify_failure: the realtime section of this device (m_rtdev_targp, from sb_rtstart)")
+    return rt_groups_walk(fs, rtmap, offset, length, flags, mapping, out, d + 1)
 
 
 def no_rmapbt(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool,
@@ -340,16 +355,22 @@ def _query_ags(fs, omap, span, flags, mapping, out: Outcome, d: int) -> tuple[bo
 def rt_groups_walk(fs, omap, offset: int, length: int, flags: int, mapping, out: Outcome, d: int) -> int:
     """xfs_dax_notify_dev_failure(XG_TYPE_RTG): the realtime groups the bytes lie in, an rt rmap query in each,
     xfs_dax_failure_fn per owner, then the shutdown rule of the data device's walk."""
+    from fsdaxctl.xfs.rt import group_blocks, group_start, group_stride
+
     sb, geo = fs.sb, fs.geo
     pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
-    group = (sb.sb_rgextents * sb.sb_rextsize) << geo.blocklog
-    end = min(offset + length, sb.sb_rblocks << geo.blocklog)
+    stride, bl = group_stride(sb) << geo.blocklog, geo.blocklog
+    first = group_start(sb, 0) << bl  # an internal rt section (zoned): rt bytes are the disk's, from rtstart on
+    end = min(offset + length, omap.size)
     out.line(d, f"xfs_dax_notify_dev_failure(XG_TYPE_RTG): realtime bytes {offset}..{end - 1}")
     want_shutdown, metadata_hits = False, []
-    for rgno in range(offset // group, (end - 1) // group + 1):
-        lo, hi = max(offset, rgno * group), min(end, (rgno + 1) * group)
-        out.line(d + 1, f"rtgroup {rgno}: xfs_rmap_query_range(rgbno {(lo - rgno * group) >> geo.blocklog}.."
-                        f"{(hi - 1 - rgno * group) >> geo.blocklog}) on its rt rmap btree")
+    for rgno in range((offset - first) // stride, (end - 1 - first) // stride + 1):
+        g0 = group_start(sb, rgno) << bl
+        lo, hi = max(offset, g0), min(end, g0 + (group_blocks(sb) << bl))
+        if lo >= hi:  # only the group's zone gap: no realtime block there
+            continue
+        out.line(d + 1, f"rtgroup {rgno}: xfs_rmap_query_range(rgbno {(lo - g0) >> bl}.."
+                        f"{(hi - 1 - g0) >> bl}) on its rt rmap btree")
         for p in _described(fs, as_records(omap.pieces(lo, hi - lo))):
             ws, hit = _failure_fn(fs, p, flags, mapping, out, d + 2)
             want_shutdown |= ws

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from fsdaxctl.engine.chain import Decision, Outcome, btobb
 from fsdaxctl.engine.flags import MF_MEM_PRE_REMOVE
+from fsdaxctl.errors import UsageError
 
 EFSCORRUPTED, ENXIO = 117, 6  # EUCLEAN, as the kernel defines EFSCORRUPTED
 
@@ -64,6 +65,9 @@ def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict, 
     out.line(0, "xfs_dax_notify_failure: the realtime device (m_rtdev_targp)")
     if offset > size - 1:
         return _past_device(out, 1, "realtime", offset, length, size)
+    if offset < omap.origin:
+        raise UsageError(f"byte {offset} lies before this disk's realtime section (rtstart, byte {omap.origin}): "
+                         "it is the data section's; give it without --fs-device rt")
     if omap.grouped:  # realtime groups: rmapbt on the rt device too
         from fsdaxctl.engine.chain import rt_groups_walk
 

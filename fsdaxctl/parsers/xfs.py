@@ -52,9 +52,10 @@ XFS_SB_FEAT_INCOMPAT_NREXT64 = 0x20
 XFS_SB_FEAT_INCOMPAT_PARENT = 0x80
 XFS_SB_FEAT_INCOMPAT_METADIR = 0x100
 XFS_SB_FEAT_INCOMPAT_ZONED = 0x200
+XFS_SB_FEAT_INCOMPAT_ZONE_GAPS = 0x400
 # Incompat bits this reader understands. Metadir moves the quota and realtime inodes into a metadata directory
-# tree (fsdaxctl.xfs.metadir). Zoned realtime groups on a device of their own are read; an internal realtime
-# section (sb_rtstart) is answered `unknown` on the data device (geometry.beyond); zone gaps are refused.
+# tree (fsdaxctl.xfs.metadir). Zoned realtime groups are read on a device of their own or inside the data
+# device (sb_rtstart); with zone gaps each group starts at a power-of-two boundary (fsdaxctl.xfs.rt).
 XFS_SB_FEAT_INCOMPAT_KNOWN = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | XFS_SB_FEAT_INCOMPAT_METADIR
 
 XFS_SB_FEAT_COMPAT = {}

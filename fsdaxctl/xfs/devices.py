@@ -61,11 +61,11 @@ def attach(fs, logdev: str | None = None, rtdev: str | None = None) -> None:
     elif sb.sb_logstart == 0 and not fs.log_problem:
         fs.warnings.append("this filesystem's log is on a device of its own (external log): give --logdev FILE to "
                            "map its bytes and to check whether it is clean")
-    if sb.sb_rblocks and fs.geo.internal_rt is not None:
+    if rtdev and fs.geo.internal_rt is not None:
         a, b = fs.geo.internal_rt
-        fs.warnings.append(f"this zoned filesystem's realtime section lies inside TARGET, bytes {a}..{b - 1}: its "
-                           "owners (realtime files' data) are not mapped by fsdaxctl yet and are answered unknown")
-    elif not rtdev and sb.sb_rblocks:
+        raise UsageError(f"--rtdev {rtdev}: this zoned filesystem's realtime section lies inside TARGET (bytes "
+                         f"{a}..{b - 1}): it has no realtime device of its own")
+    if not rtdev and sb.sb_rblocks and fs.geo.internal_rt is None:
         fs.warnings.append(f"this filesystem has a realtime device ({sb.sb_rblocks} blocks) holding its realtime "
                            "files' data: give --rtdev FILE to map its bytes (--fs-device rt)")
     if rtdev:
@@ -88,13 +88,16 @@ def multi_device(fs) -> bool:
 
 
 def device_size(fs, device: str) -> int:
-    """Bytes of `device` the filesystem covers."""
+    """Bytes of `device` the filesystem covers (an internal realtime section: the disk up to its end, as the
+    kernel addresses it)."""
     sb, geo = fs.sb, fs.geo
     if device == DATA:
         return geo.size
     if device == LOG:
         return sb.sb_logblocks << geo.blocklog if sb.sb_logstart == 0 else 0
-    return sb.sb_rblocks << geo.blocklog
+    from fsdaxctl.xfs.rt import rt_device_end
+
+    return rt_device_end(sb) if sb.sb_rblocks else 0
 
 
 def device_file(fs, device: str):
@@ -110,9 +113,8 @@ def device_file(fs, device: str):
         return dev
     if not fs.sb.sb_rblocks:
         raise UsageError("this filesystem has no realtime device")
-    if fs.geo.internal_rt is not None:
-        raise UnsupportedError("this zoned filesystem's realtime section lies inside TARGET (rtstart): its owners "
-                               "are not mapped by fsdaxctl yet", structure="realtime section")
+    if fs.geo.internal_rt is not None:  # zoned, rtstart: the realtime section is TARGET's tail
+        return fs.dev
     dev = getattr(fs, "rtdev", None)
     if dev is None:
         raise UsageError("the realtime device's bytes: give --rtdev FILE")
@@ -144,12 +146,17 @@ class LogDeviceMap:
 
 
 class DataDeviceMap:
-    """The data device's OwnerMap with every piece marked `device: data` (a filesystem with other devices)."""
+    """The data device's OwnerMap with every piece marked `device: data` (a filesystem with other devices). On
+    a disk that also holds the realtime section (zoned, sb_rtstart), that section's bytes are answered by the
+    realtime map, `device: rt`, as the kernel's GETFSMAP of the rt device reports them."""
 
     device = DATA
 
-    def __init__(self, omap):
+    def __init__(self, omap, fs=None):
         self._omap = omap
+        self._rt_section = fs.geo.internal_rt if fs is not None else None
+        self._rtmap = None
+        self._fs = fs
 
     def __getattr__(self, name):
         return getattr(self._omap, name)
@@ -158,8 +165,26 @@ class DataDeviceMap:
         return [p for batch in self.iter_batches(offset, length) for p in batch]
 
     def iter_batches(self, offset: int, length: int):
-        for batch in self._omap.iter_batches(offset, length):
-            yield [p._replace(device=DATA) for p in batch]
+        end, sect = offset + length, self._rt_section
+        if sect is None or end <= sect[0] or offset >= sect[1]:
+            for batch in self._omap.iter_batches(offset, length):
+                yield [p._replace(device=DATA) for p in batch]
+            return
+        if offset < sect[0]:
+            yield from self.iter_batches(offset, sect[0] - offset)
+        a, b = max(offset, sect[0]), min(end, sect[1])
+        yield from self.rt_map.iter_batches(a, b - a)
+        if end > b:
+            yield from self.iter_batches(b, end - b)
+
+    @property
+    def rt_map(self):
+        if self._rtmap is None:
+            from fsdaxctl.xfs.rt import RtOwnerMap
+
+            self._rtmap = RtOwnerMap(self._fs)
+            self._rtmap.problems = self._omap.problems  # one list of what could not be read
+        return self._rtmap
 
 
 def owner_map(fs, device: str = DATA, **kw):
@@ -175,11 +200,11 @@ def owner_map(fs, device: str = DATA, **kw):
         from fsdaxctl.live import LiveOwnerMap
 
         omap = LiveOwnerMap(live.mount_point, fs.geo, has_rmapbt=fs.has_rmapbt)
-        return DataDeviceMap(omap) if multi_device(fs) else omap
+        return DataDeviceMap(omap, fs) if multi_device(fs) else omap
     from fsdaxctl.xfs.owners import OwnerMap
 
     omap = OwnerMap(fs, **kw)
-    return DataDeviceMap(omap) if multi_device(fs) else omap
+    return DataDeviceMap(omap, fs) if multi_device(fs) else omap
 
 
 def not_mapped(fs, device: str) -> UnsupportedError:

@@ -174,7 +174,8 @@ class XfsFilesystem:
                                found=f"{bad[0]} = {bad[1]}")
         buf = dev.pread(0, sb.sb_sectsize, "superblock")
         check_crc(buf, f.XFS_SB_CRC_OFF, "superblock", 0)
-        unknown = sb.sb_features_incompat & ~(f.XFS_SB_FEAT_INCOMPAT_KNOWN | f.XFS_SB_FEAT_INCOMPAT_ZONED)
+        unknown = sb.sb_features_incompat & ~(f.XFS_SB_FEAT_INCOMPAT_KNOWN | f.XFS_SB_FEAT_INCOMPAT_ZONED
+                                              | f.XFS_SB_FEAT_INCOMPAT_ZONE_GAPS)
         if unknown:
             named = [n for b, n in f.XFS_SB_FEAT_INCOMPAT.items() if unknown & b]
             raise UnsupportedError(

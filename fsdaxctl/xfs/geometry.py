@@ -43,22 +43,11 @@ class Geometry:
         )
 
     def beyond(self, start: int, end: int) -> list:
-        """The pieces of bytes [start, end) past the data section: an internal realtime section (zoned) is
-        `unknown` (its owners are not mapped yet: never free, never outside), the rest `outside-filesystem`."""
-        from fsdaxctl.xfs.piece import OUTSIDE, UNKNOWN, Piece
+        """The pieces of bytes [start, end) past the data section: `outside-filesystem` (an internal realtime
+        section's bytes are answered before they get here, by fsdaxctl.xfs.devices.DataDeviceMap)."""
+        from fsdaxctl.xfs.piece import OUTSIDE, Piece
 
-        out, rt = [], self.internal_rt
-        if rt is not None and start < rt[1] and end > rt[0]:
-            a, b = max(start, rt[0]), min(end, rt[1])
-            if a > start:
-                out.append(Piece(start, a - start, OUTSIDE))
-            out.append(Piece(a, b - a, UNKNOWN, detail={
-                "error": "the zoned filesystem's realtime section on this device: its owners are not mapped by "
-                         "fsdaxctl yet"}))
-            start = b
-        if end > start:
-            out.append(Piece(start, end - start, OUTSIDE))
-        return out
+        return [Piece(start, end - start, OUTSIDE)] if end > start else []
 
     # --- sizes ---
     @property

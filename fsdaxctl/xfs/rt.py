@@ -20,8 +20,10 @@ record over bytes the bitmap calls free, or two owners of bytes the refcount btr
 
 A zoned realtime device (6.15) is a grouped one without bitmaps or reflink: a zone is written from its start,
 and GETFSMAP reports the gaps between rmap records as free, so that is the answer there too, with a note that
-no second witness confirms it. A zoned filesystem whose realtime section lies inside the data device (rtstart)
-is refused when it is opened.
+no second witness confirms it. A zoned filesystem may keep its realtime section inside the data device, from
+block sb_rtstart on: the kernel then addresses "the realtime device" as that whole disk (its GETFSMAP of it
+starts with the data section, [0, rtstart), as one `static fs metadata` record) and so does this map: realtime
+block b is disk byte (rtstart + b) << blocklog.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import bisect
 import struct
 
-from fsdaxctl.errors import FsdaxError, Problems, UnsupportedError
+from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.ranges import merge_spans
 from fsdaxctl.xfs.piece import FILE, FREE, SPECIAL_OWNERS, UNKNOWN, Piece, device_batches, minus
@@ -54,6 +56,42 @@ def has_rtgroups(fs) -> bool:
     return bool(fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR) and fs.sb.sb_rgcount > 0
 
 
+# --- where realtime blocks are (xfs_rtb_to_daddr) ---------------------------------------------------------
+# A realtime block number with groups is segmented: group << sb_rgblklog | block in group. On the device the
+# groups follow each other (sb_rgextents * sb_rextsize blocks each), or, with zone gaps (a zone's capacity less
+# than its size), each starts at a power-of-two boundary, 1 << sb_rgblklog blocks apart, the rest of it unused.
+# An internal realtime section (zoned) starts at block sb_rtstart of the one disk.
+
+def group_blocks(sb) -> int:
+    """Blocks of one realtime group that hold data."""
+    return sb.sb_rgextents * sb.sb_rextsize
+
+
+def group_stride(sb) -> int:
+    """Blocks from one realtime group's start on the device to the next's."""
+    return 1 << sb.sb_rgblklog if sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONE_GAPS else group_blocks(sb)
+
+
+def group_start(sb, rgno: int) -> int:
+    """Device block (of the disk the realtime bytes are on) where realtime group rgno starts."""
+    return sb.sb_rtstart + rgno * group_stride(sb)
+
+
+def rtb_to_byte(sb, rtb: int) -> int:
+    """A realtime block number's byte on the device its realtime bytes are on (linear on a classic device)."""
+    if not (sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR and sb.sb_rgcount):
+        return rtb << sb.sb_blocklog
+    rgno, rgbno = rtb >> sb.sb_rgblklog, rtb & ((1 << sb.sb_rgblklog) - 1)
+    return (group_start(sb, rgno) + rgbno) << sb.sb_blocklog
+
+
+def rt_device_end(sb) -> int:
+    """Byte where the realtime section ends on its device (past the last group's data)."""
+    if not (sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR and sb.sb_rgcount):
+        return (sb.sb_rtstart + sb.sb_rblocks) << sb.sb_blocklog
+    return (group_start(sb, sb.sb_rgcount - 1) + group_blocks(sb)) << sb.sb_blocklog
+
+
 class RtOwnerMap:
     """Owners on the realtime device; the OwnerSource protocol (fsdaxctl.xfs.piece)."""
 
@@ -70,7 +108,9 @@ class RtOwnerMap:
             if zoned else None
         self.source = "rtrmapbt" if self.grouped else "walk"
         self.problems = Problems()
-        self.size = fs.sb.sb_rblocks << fs.geo.blocklog
+        # Internal realtime section (zoned, sb_rtstart): rt bytes are the disk's, the data section before them.
+        self.origin = fs.sb.sb_rtstart << fs.geo.blocklog
+        self.size = rt_device_end(fs.sb)
         self._recs: list[tuple] | None = None  # (start, end, owner, file offset, rm_offset flags), by start
         self._starts: list[int] = []
         self._longest = 0
@@ -104,6 +144,10 @@ class RtOwnerMap:
     # --- one query ---
     def _owned(self, lo: int, hi: int) -> list[Piece]:
         """Pieces of [lo, hi): every record's part, between them what the bitmap says, conflicts unknown."""
+        if lo < self.origin:  # the data section of a disk with an internal rt section, as the kernel says it
+            head = Piece(lo, min(hi, self.origin) - lo, "static-fs-metadata", None, device=RT, detail={
+                "note": "the data section, before the realtime section (rtstart): its owners are on the data map"})
+            return [head] + (self._owned(self.origin, hi) if hi > self.origin else [])
         first = bisect.bisect_left(self._starts, lo - self._longest + 1)
         last = bisect.bisect_left(self._starts, hi)
         recs = [r for r in self._recs[first:last] if r[1] > lo]
@@ -144,6 +188,25 @@ class RtOwnerMap:
         return next((why for s, e, why in self._unread if s <= at < e), "cannot be read")
 
     def _gap(self, a: int, b: int) -> list[Piece]:
+        """Bytes no record claims; a zone gap (past a group's capacity, before the next group) holds no block:
+        free, as the kernel's GETFSMAP reports it."""
+        sb = self.fs.sb
+        if not self.grouped or group_stride(sb) == group_blocks(sb):
+            return self._unclaimed_part(a, b)
+        out, bl = [], sb.sb_blocklog
+        stride, first = group_stride(sb) << bl, group_start(sb, 0) << bl
+        while a < b:
+            g0 = group_start(sb, max(0, (a - first) // stride)) << bl
+            data_end, nxt = g0 + (group_blocks(sb) << bl), g0 + stride
+            if a < data_end:
+                out += self._unclaimed_part(a, min(b, data_end))
+            else:
+                out.append(Piece(a, min(b, nxt) - a, FREE, None, device=RT, detail={  # as GETFSMAP says
+                    "note": "zone gap: past its realtime group's capacity: no filesystem block is there"}))
+            a = min(b, data_end if a < data_end else nxt)
+        return out
+
+    def _unclaimed_part(self, a: int, b: int) -> list[Piece]:
         """Bytes no record claims: free where the bitmap says so, else used by nobody known."""
         lost = [(s, e, why) for s, e, why in self._unread if s < b and e > a and "bitmap" in why]
         if self._free is None or lost:
@@ -329,19 +392,16 @@ def _grouped(fs, problems: Problems):
     from fsdaxctl.xfs.metadir import metadir_paths
 
     sb, geo = fs.sb, fs.geo
-    if sb.sb_rtstart:
-        raise UnsupportedError("a zoned filesystem's internal realtime section is not mapped by fsdaxctl yet",
-                               structure="realtime device")
     paths, _ = metadir_paths(fs)
     inodes = {p: ino for ino, p in paths.items()}
     rmap = LongBtree("rtrmapbt", _RTRMAP_MAGIC, 24, 40, lambda raw: list(f.RMAP_REC.iter_unpack(raw)), True)
     refc = LongBtree("rtrefcountbt", _RTREFC_MAGIC, 12, 4, lambda raw: list(f.REFCOUNT_REC.iter_unpack(raw)), True)
-    rgblocks = sb.sb_rgextents * sb.sb_rextsize
+    rgblocks = group_blocks(sb)
     zoned = bool(sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED)
     trees = (("rmap", rmap), ("refcount", refc)) if fs.has_reflink else (("rmap", rmap),)
     bl, recs, shared, free, lost = geo.blocklog, [], [], [], []
     for rgno in range(sb.sb_rgcount):
-        base = rgno * rgblocks
+        base = group_start(sb, rgno)
         for kind, tree in trees:
             ino = inodes.get(f"/rtgroups/{rgno}.{kind}")
             try:
@@ -355,8 +415,11 @@ def _grouped(fs, problems: Problems):
                 lost.append((base << bl, (base + rgblocks) << bl, why))
                 got = [] if kind == "refcount" else [(0, rgblocks, _UNREADABLE, 0)]
             if kind == "rmap":
-                recs += [((base + s) << bl, (base + s + n) << bl, owner, (off & f.XFS_RMAP_OFF_MASK) << bl,
-                          off & (_UNWRITTEN | _BMBT | _ATTR)) for s, n, owner, off in got]
+                mine = [((base + s) << bl, (base + s + n) << bl, owner, (off & f.XFS_RMAP_OFF_MASK) << bl,
+                         off & (_UNWRITTEN | _BMBT | _ATTR)) for s, n, owner, off in got]
+                recs += mine
+                if zoned:  # no bitmap: what no rmap record claims is free (one witness, as GETFSMAP says)
+                    free += _gaps(sorted(mine), base << bl, (base + rgblocks) << bl)
             else:
                 shared += [((base + s) << bl, (base + s + n) << bl) for s, n, c in got
                            if c >= 2 and not s & f.XFS_REFC_COWFLAG]
@@ -366,13 +429,11 @@ def _grouped(fs, problems: Problems):
                 lost.append((base << bl, (base + rgblocks) << bl, f"realtime group {rgno}: its bitmap cannot be "
                                                                    "read: free space there is unknown"))
             free += runs or []
-    if zoned:  # no bitmap: what no rmap record claims is free (one witness, as GETFSMAP says)
-        free = _gaps(sorted(recs), sb.sb_rblocks << bl)
     return recs, merge_spans(shared), free, lost
 
 
-def _gaps(recs, size: int) -> list[tuple[int, int]]:
-    out, cur = [], 0
+def _gaps(recs, cur: int, size: int) -> list[tuple[int, int]]:
+    out = []
     for s, e in merge_spans([(r[0], r[1]) for r in recs]):
         if s > cur:
             out.append((cur, s))

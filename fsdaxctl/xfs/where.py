@@ -18,7 +18,8 @@ RT_SPACE = Space(FS_RT)
 
 
 def _check_inside(fs, byte: int, what: str) -> None:
-    if byte >= fs.geo.size:
+    section = fs.geo.internal_rt  # a zoned filesystem's realtime section on this device: its bytes too
+    if byte >= fs.geo.size and not (section and section[0] <= byte < section[1]):
         raise UsageError(f"{what} is byte {byte}, past the end of the filesystem ({fs.geo.size} bytes)")
 
 
@@ -103,9 +104,6 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
             raise CorruptError(f"--file {path}: inode {ino} is flagged as a realtime file, but this filesystem has "
                                "no realtime device: its extents cannot be placed (xfs_repair clears the flag)",
                                structure=f"inode {ino}")
-        if realtime and fs.sb.sb_rtstart:
-            raise UnsupportedError(f"--file {path}: inode {ino} is a realtime file of a zoned filesystem, which "
-                                   "fsdaxctl does not map yet")
         if fmt == f.XFS_DINODE_FMT_LOCAL:
             raise UsageError(f"--file {path}: its contents live inside inode {ino} (local format): no blocks of "
                              f"its own; --inode {ino} says where that inode is")
@@ -129,6 +127,8 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
         byte = base + (a - lo)
         state = " unwritten" if ext.unwritten else ""
         unit, space = ("rt block", RT_SPACE) if realtime else ("fsblock", FS_SPACE)
+        if realtime and geo.internal_rt is not None:  # the realtime section is TARGET's: through its stack
+            space = FS_SPACE
         out.append(Extent(space, byte, b - a, f"--file {path}",
                           f"inode {ino} file bytes {a}..{b - 1}: extent at file block {ext.startoff} -> {unit} "
                           f"{ext.startblock}{state}; byte {base} + {a - lo} = byte {byte}"))
@@ -139,10 +139,8 @@ def file_extents(fs, path: str, file_offset: int, length: int) -> tuple[list[Ext
 
 
 def _rtb_to_byte(fs, rtb: int) -> int:
-    """A realtime block number's byte on the realtime device: linear on a classic device; with realtime groups
-    segmented (group << sb_rgblklog | block in group), groups of sb_rgextents * sb_rextsize blocks."""
-    sb = fs.sb
-    if not (sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR and sb.sb_rgcount):
-        return rtb << fs.geo.blocklog
+    from fsdaxctl.xfs.rt import rtb_to_byte
+
+    return rtb_to_byte(fs.sb, rtb)
     rgno, rgbno = rtb >> sb.sb_rgblklog, rtb & ((1 << sb.sb_rgblklog) - 1)
-    return (rgno * sb.sb_rgextents * sb.sb_rextsize + rgbno) << fs.geo.blocklog
+    return (sb.sb_rtstart + rgno * sb.sb_rgextents * sb.sb_rextsize + rgbno) << fs.geo.blocklog
