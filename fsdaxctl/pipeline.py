@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.errors import FsdaxError, UsageError
 from fsdaxctl.inputs import Parsed
-from fsdaxctl.stack import BLOCK, DEVICE_KINDS, FS, NAMESPACE, PHYS, REGION, Extent, Route, Space, Stack
+from fsdaxctl.stack import (BLOCK, DEVICE_KINDS, FS, FS_LOG, FS_RT, NAMESPACE, PHYS, REGION, Extent, Hop, Route, Space,
+                            Stack)
 
 TARGET = "target"  # space kind of --offset/--ranges: bytes on TARGET, whatever TARGET turns out to be
 
@@ -31,8 +32,8 @@ class Spec:
     replay: bool = True                # a dirty internal log is replayed in memory (--no-replay: the disk as it is)
     live: bool = True                  # a mounted TARGET is answered by its kernel (--offline: the disk under it)
     fs_relative: bool = False          # paths from the filesystem root, not the machine's (--fs-relative)
-    logdev: str | None = None          # --logdev FILE
-    rtdev: str | None = None           # --rtdev FILE
+    logdev: str | None = None          # --logdev [NAME=]FILE (NAME: what the machine calls it, e.g. pmem1)
+    rtdev: str | None = None           # --rtdev [NAME=]FILE
 
     def __str__(self) -> str:
         return self.target
@@ -55,6 +56,28 @@ class Answer:
     plain: bool = False  # only bytes on a TARGET that is the filesystem itself: nothing to explain
     target_space: Space | None = None  # what TARGET turned out to be: more of its bytes route from here
     device_extents: list = field(default_factory=list)  # bytes on the rt or log device (--file, ranges): no stack
+
+
+def named_device(arg: str) -> tuple[str | None, str]:
+    """(NAME, FILE) of a device argument 'NAME=FILE' (NAME a kernel device name: pmem1, sdb2, dm-3), or
+    (None, arg)."""
+    import re
+
+    m = re.fullmatch(r"([A-Za-z0-9][\w.:-]*)=(.+)", arg)
+    return (m.group(1), m.group(2)) if m else (None, arg)
+
+
+def routed_device_extents(routes: list[Route]) -> list[Extent]:
+    """Bytes that reached the filesystem's realtime or log device through the stack (a badblocks list or a
+    kernel log line about that device), as extents on it, each in its input's place."""
+    out = []
+    for route in routes:
+        e = route.extent
+        for path in route.device_paths():
+            last = path[-1]
+            note = "; ".join(h.arithmetic for h in path if isinstance(h, Hop) and h.arithmetic)
+            out.append(Extent(last.space, last.offset, last.length, e.origin, note, e.source, e.line, e.rank))
+    return out
 
 
 def route_more(spec: Spec, answer: Answer, layout, extents: list[Extent]) -> list[Route]:
@@ -244,7 +267,7 @@ def _attach_devices(fs, spec: Spec) -> dict:
     from fsdaxctl.xfs.devices import attach
 
     try:
-        attach(fs, spec.logdev, spec.rtdev)
+        attach(fs, spec.logdev and named_device(spec.logdev)[1], spec.rtdev and named_device(spec.rtdev)[1])
     except BaseException:
         fs.close()
         raise
@@ -347,9 +370,10 @@ def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) ->
     return extents
 
 
-def _target_name(spec: Spec, dev, extents, extra, array_names, layout, warnings) -> tuple[str | None, bool]:
+def _target_name(spec: Spec, dev, extents, extra, array_names, layout, warnings,
+                 others: set[str]) -> tuple[str | None, bool]:
     """What the machine calls TARGET (pmem0, sdb), and whether that was inferred rather than given."""
-    known = {layer.upper.name for layer in extra} | array_names
+    known = {layer.upper.name for layer in extra} | array_names | others
     tops = array_names - {layer.upper.name for layer in extra}  # dm/md devices nothing else is built on
     name, inferred = spec.device, False
     if not name and not dev.is_block_device and len(tops) == 1:
@@ -376,7 +400,8 @@ def _build_stack(spec: Spec, fs, layout, extents, warnings):
 
         sysfs = Sysfs(spec.sysfs_root or "/sys")
     extra, arrays, array_names = _dm_md_layers(spec, warnings, sysfs)
-    name, inferred = _target_name(spec, dev, extents, extra, array_names, layout, warnings)
+    others = _other_devices(spec, fs)
+    name, inferred = _target_name(spec, dev, extents, extra, array_names, layout, warnings, set(others))
     layers, target_space, fs_space = layers_for(layout, name)
     if inferred and fs_space.name:
         extents = _alias_fs_names(extents, fs_space.name, warnings)
@@ -391,12 +416,44 @@ def _build_stack(spec: Spec, fs, layout, extents, warnings):
         covered = {layer.upper for layer in layers}
         layers = [layer for layer in chain if layer.upper not in covered] + layers
         notes += chain_notes
+        layers += _other_chains(sysfs, others, {layer.upper for layer in layers}, notes)
     elif _wants_sysfs(extents):
         if spec.sysfs_root and not name:
             raise UsageError("which device in that sysfs is TARGET? give --device NAME (pmem0, ...)")
         raise UsageError("physical addresses and nd regions need the machine's nd layout: give --sysfs-root DIR "
                          "(a copy of that machine's /sys) and --device NAME (TARGET's name there)")
-    return Stack(layers + extra, fs_space, notes), target_space, extents, arrays
+    ends = {Space(BLOCK, n): Space(kind) for n, kind in others.items()}
+    return Stack(layers + extra, fs_space, notes, ends), target_space, extents, arrays
+
+
+def _other_devices(spec: Spec, fs) -> dict[str, str]:
+    """{kernel name: FS_RT or FS_LOG} of the filesystem's realtime and log devices, as --rtdev/--logdev NAME=
+    said or as a block device is called, so that damage reports naming them reach them through the stack."""
+    out = {}
+    for kind, arg, dev in ((FS_RT, spec.rtdev, getattr(fs, "rtdev", None)),
+                           (FS_LOG, spec.logdev, getattr(fs, "logdev", None))):
+        name = named_device(arg)[0] if arg else None
+        if not name and dev is not None and dev.is_block_device:
+            name = os.path.basename(os.path.realpath(dev.path))
+        if name:
+            out[name] = kind
+    return out
+
+
+def _other_chains(sysfs, others: dict[str, str], covered: set, notes: list[str]) -> list:
+    """Layers from physical addresses down to the realtime and log devices (pmem namespaces of their own),
+    those already in the stack (the nd bus, a shared region) kept once."""
+    out = []
+    for name in others:
+        try:
+            chain, chain_notes = sysfs.layers_to_block(name)
+        except FsdaxError as e:
+            notes.append(f"sysfs: {name}: {e}")
+            continue
+        out += [layer for layer in chain if layer.upper not in covered]
+        covered |= {layer.upper for layer in chain}
+        notes += chain_notes
+    return out
 
 
 def _route(spec: Spec, fs, layout, stack, target_space, extents, warnings) -> list[Route]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fsdaxctl.errors import Problems, UsageError
-from fsdaxctl.pipeline import TARGET, Answer, Inputs, Spec, dropped_inputs, fs_paths, open_target
+from fsdaxctl.pipeline import (TARGET, Answer, Inputs, Spec, dropped_inputs, fs_paths, open_target,
+                               routed_device_extents)
 from fsdaxctl.policy import exit_status, outcome_status
 
 __all__ = ["Spec", "Inputs", "Session", "LocateOptions", "LocateReport", "InjectReport", "block_size"]
@@ -169,7 +170,8 @@ class Session:
         for r in results:
             r.source = "kernel" if omap.source == "kernel" else "disk"
         warnings += omap.problems
-        results = _in_order(answer.routes, results, self._on_devices(answer.device_extents, warnings))
+        others = answer.device_extents + routed_device_extents(answer.routes)
+        results = _in_order(answer.routes, results, self._on_devices(others, warnings))
         report = LocateReport(str(self.spec), self.filesystem, results, warnings, answer=answer, omap=omap)
         self._finish(report, ranges, opts)
         report.dropped, drop, skipped = dropped_inputs(answer.routes, opts.explain)
@@ -269,6 +271,7 @@ class Session:
                 r.source = source
                 if answer.plain:
                     r.input = None
+            others += routed_device_extents(routes)
             yield from _in_order(routes, results, self._on_devices(others, report.warnings))
         report.warnings += inputs.parsed.notes  # what the stream noticed on its way (sub-sector lengths)
 
@@ -324,12 +327,14 @@ class Session:
         """The kernel's memory-failure chain for one event, every hop and a decision per owner."""
         from fsdaxctl.engine import chain
 
+        from fsdaxctl.stack import DEVICE_KINDS
+
         answer = self.route(inputs)
-        if answer.device_extents:
-            raise UsageError("inject --file on a realtime file: its bytes are on the realtime device; give them as "
-                             "--fs-device rt --daddr N --length L (locate --file prints them)")
         omap = self.owner_map()  # a mounted target: the running kernel's GETFSMAP (fsdaxctl.live)
         outcomes = chain.run(answer, omap, event, flags, mapping)
+        for e in answer.device_extents:  # a realtime file's --file: its bytes on the realtime device
+            outcomes.append(self.inject_device(DEVICE_KINDS[e.space.kind], e.offset, e.length, flags,
+                                               dict(event, origin=e.origin), mapping).outcomes[0])
         warnings = Problems(self.warnings + list(inputs.parsed.notes) + answer.warnings
                             + [n for oc in outcomes for n in oc.notes] + omap.problems)
         return InjectReport(str(self.spec), outcomes, mapping, warnings, answer, omap)

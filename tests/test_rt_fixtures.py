@@ -432,3 +432,118 @@ def test_ranges_lines_name_their_device(unpacked, tmp_path, stream):
     assert [(o["owner"], o.get("inode")) for o in lines[0]["owners"]] == [("file", f["ino"])]
     assert [o["owner"] for o in lines[2]["owners"]] == ["log"]
     assert proc.returncode == 12  # file data and metadata
+
+
+# --- damage reports about the realtime or log device reach it through the stack ----------------------------
+
+PMEM = os.path.join(os.path.dirname(__file__), "data", "pmem")
+PFN2_RESOURCE = 0x128200000  # pfn2.0/resource in the recorded sysfs: byte 0 of pmem2's data
+
+
+@pytest.fixture(scope="module")
+def recorded_sysfs(tmp_path_factory):
+    """The sysfs tree recorded in the pmem guest (tests/data/pmem): pmem0 and pmem2 are fsdax namespaces."""
+    out = tmp_path_factory.mktemp("sysfs")
+    subprocess.run(["tar", "-xJf", os.path.join(PMEM, "sysfs-final.tar.xz"), "-C", str(out)], check=True)
+    return str(out / "sysfs-final" / "sys")
+
+
+def _first_extent(truth, name="/rt/multi.dat"):
+    f = next(x for x in truth["files"] if x["path"].endswith(name))
+    return f, next(e for e in f["fiemap"] if not e["hole"])
+
+
+def test_a_physical_address_on_the_rt_pmem_reaches_the_rt_device(unpacked, recorded_sysfs):
+    """The realtime device is pmem2 (--rtdev pmem2=FILE): a machine-check address in pmem2's data goes down the
+    nd layers to its byte on the realtime device and names the realtime file there; inject walks the rt groups
+    (XG_TYPE_RTG) after the same hops and kills the file's mappers."""
+    truth, paths = unpacked("rtgroups")
+    f, ext = _first_extent(truth)
+    args = [paths["data"], "--device", "pmem0", "--rtdev", f"pmem2={paths['rt']}", "--sysfs-root", recorded_sysfs,
+            "--phys", str(PFN2_RESOURCE + ext["physical"]), "--format", "json"]
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", *args], capture_output=True, text=True)
+    assert proc.returncode == 4, proc.stderr
+    [res] = json.loads(proc.stdout)["results"]
+    assert (res["input"]["device"], res["offset"]) == ("rt", ext["physical"]) and "pmem2" in res["input"]["note"]
+    assert [(o["inode"], o["file_offset"], o["device"]) for o in res["owners"]] == [(f["ino"], 0, "rt")]
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "inject", *args], capture_output=True, text=True)
+    assert proc.returncode == 4, proc.stderr
+    [out] = json.loads(proc.stdout)["outcomes"]
+    calls = [t["call"] for t in out["trace"]]
+    assert any("of pmem2" in c for c in calls) and any("XG_TYPE_RTG" in c for c in calls)
+    assert ("kill-mappers", f["ino"]) in {(d["action"], d.get("inode")) for d in out["decisions"]}
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_badblocks_list_of_the_rt_device(unpacked, tmp_path, named):
+    """A badblocks list of the realtime device's disk: with the device named (--rtdev pmem2=FILE) its sectors
+    are realtime bytes and name the file; without the name nothing says which device pmem2 is: skipped, with
+    a warning and exit bit 1, never answered as data-device bytes."""
+    truth, paths = unpacked("rtgroups")
+    f, ext = _first_extent(truth)
+    bb = tmp_path / "bb.txt"
+    bb.write_text(f"{ext['physical'] // 512} 8\n")
+    rtdev = f"pmem2={paths['rt']}" if named else paths["rt"]
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", paths["data"], "--device", "pmem0", "--rtdev",
+                           rtdev, "--badblocks", f"pmem2={bb}", "--format", "json"], capture_output=True, text=True)
+    doc = json.loads(proc.stdout)
+    if named:
+        assert proc.returncode == 4, proc.stderr
+        [res] = doc["results"]
+        assert [(o["inode"], o["file_offset"]) for o in res["owners"]] == [(f["ino"], 0)]
+    else:
+        assert proc.returncode == 1 and doc["results"] == []
+        assert any("pmem2" in w and "skipped" in w for w in doc["warnings"])
+
+
+def test_a_badblocks_list_of_the_log_device(unpacked, tmp_path):
+    """The external log's disk named (--logdev pmem3=FILE): its bad sectors are the log's (metadata, exit 8)."""
+    truth, paths = unpacked("rt-classic-ext16k-logdev")
+    bb = tmp_path / "bb.txt"
+    bb.write_text("64 8\n")
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", paths["data"], "--device", "pmem0",
+                           "--rtdev", paths["rt"], "--logdev", f"pmem3={paths['log']}", "--badblocks", f"pmem3={bb}",
+                           "--format", "json"], capture_output=True, text=True)
+    assert proc.returncode == 8, proc.stderr
+    [res] = json.loads(proc.stdout)["results"]
+    assert (res["offset"], [(o["owner"], o["device"]) for o in res["owners"]]) == (32768, [("log", "log")])
+
+
+def test_a_block_device_rtdev_is_known_by_its_own_name(unpacked, tmp_path):
+    """--rtdev /dev/loopN: the device's own kernel name is what reports about it say (a kernel log line about
+    loopN reaches the realtime device), as TARGET's is."""
+    from tests.conftest import need_kernel
+
+    need_kernel()
+    truth, paths = unpacked("rtgroups")
+    f, ext = _first_extent(truth)
+    loop = subprocess.run(["losetup", "-f", "--show", "-r", paths["rt"]], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    try:
+        name = os.path.basename(loop)
+        kmsg = tmp_path / "dmesg.txt"
+        kmsg.write_text(f"[  12.345678] critical medium error, dev {name}, sector {ext['physical'] // 512} op "
+                        "0x0:(READ) flags 0x0 phys_seg 1 prio class 0\n")
+        proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", paths["data"], "--rtdev", loop,
+                               "--kmsg", str(kmsg), "--format", "json"], capture_output=True, text=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
+    assert proc.returncode == 4, proc.stderr
+    [res] = json.loads(proc.stdout)["results"]
+    assert res["input"]["device"] == "rt" and [o["inode"] for o in res["owners"]] == [f["ino"]]
+
+
+@pytest.mark.parametrize("name", ["rt-classic", "rtgroups"])
+def test_inject_file_on_a_realtime_file(unpacked, name):
+    """inject --file on a realtime file: the kernel's rt-device branch on the bytes FIEMAP gives (the generic
+    path on a classic device, the rt group walk with groups), killing that file's mappers."""
+    truth, paths = unpacked(name)
+    f, ext = _first_extent(truth)
+    proc = _cli(paths, "inject", "--file", f["path"].removeprefix("/mnt"), "--file-offset", str(ext["logical"]),
+                "--length", "4096", "--format", "json")
+    assert proc.returncode == 4, proc.stderr
+    [out] = json.loads(proc.stdout)["outcomes"]
+    assert any("the realtime device" in t["call"] for t in out["trace"])
+    kills = [d for d in out["decisions"] if d["action"] == "kill-mappers"]
+    assert [(d["inode"], d["file_offset"], d["offset"]) for d in kills] == [(f["ino"], ext["logical"],
+                                                                            ext["physical"])]

@@ -24,10 +24,13 @@ def target_options(f):
     @click.option("--no-replay", is_flag=True,
                   help="A dirty log is replayed in memory by default (answers as the kernel will after mounting; "
                        "nothing is written): show the disk as it is instead.")
-    @click.option("--logdev", metavar="FILE",
-                  help="The filesystem's external log device (mkfs -l logdev=): an image or block device.")
-    @click.option("--rtdev", metavar="FILE",
-                  help="The filesystem's realtime device (mkfs -r rtdev=): an image or block device.")
+    @click.option("--logdev", metavar="[NAME=]FILE",
+                  help="The filesystem's external log device (mkfs -l logdev=): an image or block device; NAME is "
+                       "what the machine calls it (pmem2), so that damage reports naming it reach it (a block "
+                       "device's own name by default).")
+    @click.option("--rtdev", metavar="[NAME=]FILE",
+                  help="The filesystem's realtime device (mkfs -r rtdev=): an image or block device; NAME as for "
+                       "--logdev (pmem1).")
     @click.option("--offline", is_flag=True,
                   help="TARGET is mounted: read the disk instead of asking the running kernel (the disk may lag "
                        "the kernel; where the two disagree a warning says so and exit status bit 1 is set).")

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fsdaxctl.engine.flags import MF_ACTION_REQUIRED, MF_MEM_PRE_REMOVE, MF_MUST_KILL, flags_text
-from fsdaxctl.stack import FS, PHYS, Dropped, Hop
+from fsdaxctl.stack import DEVICE_KINDS, FS, PHYS, Dropped, Hop
 from fsdaxctl.stack.pmem import NamespaceLayer
 from fsdaxctl.units import PAGE_SHIFT
 from fsdaxctl.xfs.geometry import BBSHIFT
@@ -183,7 +183,8 @@ def _entry(out: Outcome, ext, pfn: int | None, flags: int) -> int:
 def _follow_path(answer, omap, path, ext, pfn, flags, mapping, out: Outcome, d: int, reach: _Reach) -> None:
     """One routed path: its hops down the device stack, then the filesystem's notify_failure if it got there."""
     last = path[-1]
-    at_fs = isinstance(last, Hop) and last.space.kind == FS
+    device = isinstance(last, Hop) and last.space.kind in DEVICE_KINDS  # the fs's realtime or log device
+    at_fs = isinstance(last, Hop) and (last.space.kind == FS or device)
     if pfn is not None and at_fs and not _has_pagemap(answer.stack, path):
         reach.outside = last
         return
@@ -195,8 +196,16 @@ def _follow_path(answer, omap, path, ext, pfn, flags, mapping, out: Outcome, d: 
         call = "dax_holder_notify_failure" if pfn is not None else "holder walk"
         out.line(d, f"{call}(offset={last.offset}, len={last.length}, flags={flags_text(flags)})")
         d += 1
-    reach.rc_fs = _xfs_notify_failure(answer.fs, omap, last.offset, last.length, flags, mapping, out, d,
-                                      pfn is not None) or reach.rc_fs
+    if device:
+        from fsdaxctl.engine import devices
+
+        rc = (devices.logdev_failure(answer.fs, last.offset, last.length, flags, out, d)
+              if DEVICE_KINDS[last.space.kind] == "log" else
+              devices.rtdev_failure(answer.fs, last.offset, last.length, flags, mapping, out, d, pfn is not None))
+    else:
+        rc = _xfs_notify_failure(answer.fs, omap, last.offset, last.length, flags, mapping, out, d,
+                                 pfn is not None)
+    reach.rc_fs = rc or reach.rc_fs
 
 
 def _trace_hops(stack, path, out: Outcome, d: int, reach: _Reach) -> int:

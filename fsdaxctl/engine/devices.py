@@ -24,60 +24,72 @@ EFSCORRUPTED, ENXIO = 117, 6  # EUCLEAN, as the kernel defines EFSCORRUPTED
 
 def notify_logdev_failure(fs, offset: int, length: int, flags: int, event: dict, mapping=None) -> Outcome:
     """What the kernel does about bytes [offset, offset + length) of the external log device."""
+    out = Outcome(event, flags)
+    logdev_failure(fs, offset, length, flags, out, 0)
+    return out
+
+
+def logdev_failure(fs, offset: int, length: int, flags: int, out: Outcome, d: int) -> int:
+    """xfs_dax_notify_logdev_failure, traced into `out` from depth d; its return code."""
     from fsdaxctl.xfs.devices import LOG, device_file, device_size
 
     dev_len = device_file(fs, LOG).size  # bdev_nr_bytes(m_logdev_targp->bt_bdev): the device, not the log
     log_len = device_size(fs, LOG)
-    out = Outcome(event, flags)
-    out.line(0, "xfs_dax_notify_failure: the external log device (m_logdev_targp)")
-    out.line(1, "xfs_dax_notify_logdev_failure")
+    out.line(d, "xfs_dax_notify_failure: the external log device (m_logdev_targp)")
+    out.line(d + 1, "xfs_dax_notify_logdev_failure")
     if offset > dev_len - 1:
-        return _past_device(out, 2, "log", offset, length, dev_len)
+        _past_device(out, d + 2, "log", offset, length, dev_len)
+        return -ENXIO
     if offset + length - 1 > dev_len - 1:
         length = dev_len - offset
-    out.line(2, f"xfs_dax_translate_range: daddr = BTOBB({offset}) = {btobb(offset):#x}, "
-                f"bblen = BTOBB({length}) = {btobb(length)}")
+    out.line(d + 2, f"xfs_dax_translate_range: daddr = BTOBB({offset}) = {btobb(offset):#x}, "
+                    f"bblen = BTOBB({length}) = {btobb(length)}")
     if offset >= log_len:
         out.notes.append(f"bytes {offset}+{length} of the log device lie past the log ({log_len} bytes): the kernel "
                          "still treats them as the log's (it clips to the device, not to the log)")
     if flags & MF_MEM_PRE_REMOVE:
-        out.line(2, "MF_MEM_PRE_REMOVE: the device is about to be removed: return 0 (the forced unmount follows)")
+        out.line(d + 2, "MF_MEM_PRE_REMOVE: the device is about to be removed: return 0 (the forced unmount follows)")
         out.decisions.append(Decision("none", "the log device is being removed (MF_MEM_PRE_REMOVE): no shutdown "
                                       "from this notification", owner="log", offset=offset, length=length))
         out.result = "Recovered"
-        return out
-    out.line(2, 'xfs_err: "ondisk log corrupt, shutting down fs!"')
-    out.line(2, "xfs_force_shutdown(SHUTDOWN_CORRUPT_ONDISK) -> -EFSCORRUPTED")
+        return 0
+    out.line(d + 2, 'xfs_err: "ondisk log corrupt, shutting down fs!"')
+    out.line(d + 2, "xfs_force_shutdown(SHUTDOWN_CORRUPT_ONDISK) -> -EFSCORRUPTED")
     out.decisions.append(Decision("shutdown-filesystem", "the on-disk log is damaged", owner="log", offset=offset,
                                   length=length, shutdown="SHUTDOWN_CORRUPT_ONDISK"))
     out.result = "Failed"
-    return out
+    return -EFSCORRUPTED
 
 
 def notify_rtdev_failure(fs, offset: int, length: int, flags: int, event: dict, mapping=None) -> Outcome:
     """What the kernel does about bytes [offset, offset + length) of the realtime device."""
+    out = Outcome(event, flags)
+    rc = rtdev_failure(fs, offset, length, flags, mapping, out, 0, event.get("kind") in ("pfn", "phys"))
+    if rc != -ENXIO:
+        out.result = "Recovered" if rc == 0 else "Failed"
+        out.line(0, f"result: {rc} ({out.result})")
+    return out
+
+
+def rtdev_failure(fs, offset: int, length: int, flags: int, mapping, out: Outcome, d: int, memory: bool) -> int:
+    """xfs_dax_notify_failure on the realtime device, traced into `out` from depth d; its return code."""
     from fsdaxctl.engine.chain import no_rmapbt
     from fsdaxctl.xfs.devices import RT, device_size, owner_map
 
     omap = owner_map(fs, RT)  # one line, never a guess, for a device it does not map
     size = device_size(fs, RT)
-    out = Outcome(event, flags)
-    out.line(0, "xfs_dax_notify_failure: the realtime device (m_rtdev_targp)")
+    out.line(d, "xfs_dax_notify_failure: the realtime device (m_rtdev_targp)")
     if offset > size - 1:
-        return _past_device(out, 1, "realtime", offset, length, size)
+        _past_device(out, d + 1, "realtime", offset, length, size)
+        return -ENXIO
     if offset < omap.origin:
         raise UsageError(f"byte {offset} lies before this disk's realtime section (rtstart, byte {omap.origin}): "
                          "it is the data section's; give it without --fs-device rt")
     if omap.grouped:  # realtime groups: rmapbt on the rt device too
         from fsdaxctl.engine.chain import rt_groups_walk
 
-        rc = rt_groups_walk(fs, omap, offset, length, flags, mapping, out, 1)
-    else:
-        rc = no_rmapbt(fs, omap, offset, length, flags, mapping, out, 1, event.get("kind") in ("pfn", "phys"),
-                       size)
-    out.result = "Recovered" if rc == 0 else "Failed"
-    out.line(0, f"result: {rc} ({out.result})")
-    return out
+        return rt_groups_walk(fs, omap, offset, length, flags, mapping, out, d + 1)
+    return no_rmapbt(fs, omap, offset, length, flags, mapping, out, d + 1, memory, size)
 
 
 def _past_device(out: Outcome, depth: int, what: str, offset: int, length: int, size: int) -> Outcome:

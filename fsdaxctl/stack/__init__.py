@@ -184,6 +184,11 @@ class Route:
         """The paths that reached the filesystem (their last hop: bytes on its device)."""
         return [p for p in self.paths if isinstance(p[-1], Hop) and p[-1].space.kind == FS and p[-1].length > 0]
 
+    def device_paths(self) -> list[list]:
+        """The paths that reached the filesystem's realtime or log device (last hop: bytes on that device)."""
+        return [p for p in self.paths if isinstance(p[-1], Hop) and p[-1].space.kind in DEVICE_KINDS
+                and p[-1].length > 0]
+
     def dropped_paths(self) -> list[list]:
         """The paths that ended before the filesystem (their last step: the Dropped, with why)."""
         return [p for p in self.paths if isinstance(p[-1], Dropped)]
@@ -201,8 +206,10 @@ class Route:
 class Stack:
     """The layers under one filesystem, indexed by the space they map from."""
 
-    def __init__(self, layers: list[Layer], fs_space: Space, notes: list[str] | None = None):
+    def __init__(self, layers: list[Layer], fs_space: Space, notes: list[str] | None = None,
+                 others: dict[Space, Space] | None = None):
         self.layers = list(layers)
+        self.others = dict(others or {})  # a block device holding the filesystem's rt or log device -> that space
         self.by_upper: dict[Space, Layer] = {}
         for layer in self.layers:
             if layer.upper in self.by_upper:
@@ -230,8 +237,13 @@ class Stack:
         while pending:
             path = pending.pop()
             last = path[-1]
-            if last.space.kind == FS:
+            if last.space.kind == FS or last.space.kind in DEVICE_KINDS:
                 route.paths.append(path)
+                continue
+            if last.space in self.others:
+                other = self.others[last.space]
+                route.paths.append(path + [Hop("filesystem", other, last.offset, last.length,
+                                               f"{last.space} holds the {other}")])
                 continue
             if last.space == self.fs_space:
                 route.paths.append(path + [Hop("filesystem", Space(FS, self.fs_space.name), last.offset,
