@@ -33,14 +33,67 @@ class Result:
 def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
     """Resolve every range; results come back in input order.
 
-    The ranges are resolved in device order so that neighbouring queries share the btree blocks they read
-    (one pass over the tree, whatever order the list came in).
+    The ranges are resolved in device order, and ranges close together (closer than the owner map's
+    `cluster_gap`) are answered from one query over their span, cut per range: one pass over the btree
+    blocks they share, whatever order the list came in. The cut answer is the range's own query's answer.
     """
     results: list[Result | None] = [None] * len(ranges)
-    for i in sorted(range(len(ranges)), key=lambda i: ranges[i].offset):
-        r = ranges[i]
-        results[i] = Result(r.offset, r.length, omap.pieces(r.offset, r.length))
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i].offset)
+    gap = getattr(omap, "cluster_gap", 0)
+    for cluster in _clusters(order, ranges, gap):
+        if len(cluster) == 1:
+            r = ranges[cluster[0]]
+            results[cluster[0]] = Result(r.offset, r.length, omap.pieces(r.offset, r.length))
+            continue
+        lo = ranges[cluster[0]].offset
+        hi = max(ranges[i].end for i in cluster)
+        cut = _cut(omap.iter_batches(lo, hi - lo), [ranges[i] for i in cluster], getattr(omap, "geo", None))
+        for i, owners in zip(cluster, cut):
+            results[i] = Result(ranges[i].offset, ranges[i].length, owners)
     return results
+
+
+def _clusters(order: list[int], ranges: list[Range], gap: int):
+    """Runs of the sorted ranges in which each starts within `gap` bytes of the furthest end before it."""
+    cluster, reach = [], -1
+    for i in order:
+        r = ranges[i]
+        if cluster and r.offset > reach + gap:
+            yield cluster
+            cluster, reach = [], -1
+        cluster.append(i)
+        reach = max(reach, r.end)
+    if cluster:
+        yield cluster
+
+
+def _cut(batches, rs: list[Range], geo=None):
+    """Each range's pieces, from the pieces of one query over all of them (ranges by offset): every piece that
+    overlaps the range, clipped to it; those that then start at the range's start first, in key order, as
+    the range's own query puts them (the rest keep the stream's device order). A piece that spans AGs (the
+    no-rmapbt unknown run the kernel joins across them) cut to start in a later AG is that AG's, as there."""
+    from fsdaxctl.xfs.piece import Piece, clip
+
+    def cut(p, r):
+        q = clip(p, r.offset, r.end)
+        if q is not p and q.offset != p.offset and p.agno is not None and geo is not None and q.offset < geo.size:
+            q = q._replace(agno=geo.byte_to_ag(q.offset)[0])
+        return q
+
+    src = (p for batch in batches for p in batch)  # device order
+    live: list = []  # pulled pieces that may still reach this range or a later one
+    more = True
+    for r in rs:
+        while more and (not live or live[-1].offset < r.end):
+            p = next(src, None)
+            if p is None:
+                more = False
+            else:
+                live.append(p)
+        live = [p for p in live if p.offset + p.length > r.offset]  # later ranges start no earlier
+        got = [cut(p, r) for p in live if p.offset < r.end]
+        head = sorted((p for p in got if p.offset == r.offset), key=Piece.sort_key)
+        yield head + [p for p in got if p.offset != r.offset]
 
 
 def describe_results(fs, results: list[Result], describer=None) -> list[str]:

@@ -43,6 +43,9 @@ class OwnerMap:
         self.rmapbt = self.source != "bnobt"  # records (real or synthesized) rather than free-space gaps
         self.reflink = fs.has_reflink
         self.progress = progress
+        # Ranges this close are answered from one query over their span (fsdaxctl.locate): a few records
+        # between them cost less than a query of their own. Not for the walk, which reads only what is asked.
+        self.cluster_gap = 256 << 10 if self.source != "walk" else 0
         self.problems = Problems()  # one line per unreadable structure, reported once each
         self._walked: dict[int, tuple] = {}  # agno -> (records, starts, longest, windows answered: None = all)
         if self.source == "bnobt":
