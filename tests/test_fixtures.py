@@ -209,3 +209,37 @@ def test_file_option_gives_the_kernels_fiemap(fixture, name):
         assert all(int(ino) in {o.get("inode") for o in x["owners"]} for x in json.loads(r.stdout)["results"])
         checked += 1
     assert checked >= 10
+
+
+def test_a_btree_block_read_again_with_new_contents_is_checked_again(fixture, tmp_path):
+    """A btree block whose records were checked is not checked again while its CRC is the same (a long ranges
+    list reads the same leaves many times); a block that changed under us (a mounted disk read --offline)
+    has another CRC and is checked again: records put out of order, with a CRC to match, are refused."""
+    import shutil
+    import struct
+
+    from fsdaxctl.errors import CorruptError
+    from fsdaxctl.parsers import xfs as f
+    from fsdaxctl.xfs import btree
+    from fsdaxctl.xfs.verify import xfs_cksum
+
+    path, _ = fixture("4k-reflink")
+    img = str(tmp_path / "d.img")
+    shutil.copyfile(path, img)
+    with XfsFilesystem.open(img) as fs:
+        agf = fs.agf(0)
+        root = agf.agf_bno_root  # a bnobt root leaf with several records
+        node = btree.read_node(fs, btree.BNOBT, 0, root, None, root=True)
+        assert node.level == 0 and len(node.items) >= 2 and fs.verified
+        byte = fs.geo.ag_to_byte(0, root)
+        with open(img, "r+b") as fh:
+            fh.seek(byte)
+            buf = bytearray(fh.read(fs.geo.blocksize))
+            a, b = btree.HDR, btree.HDR + 8  # swap the first two records: out of order, a valid CRC
+            buf[a:a + 8], buf[b:b + 8] = buf[b:b + 8], buf[a:a + 8]
+            struct.pack_into("<I", buf, f.XFS_BTREE_SBLOCK_CRC_OFF, xfs_cksum(bytes(buf), f.XFS_BTREE_SBLOCK_CRC_OFF))
+            fh.seek(byte)
+            fh.write(buf)
+        fs._nodes.clear()
+        with pytest.raises(CorruptError, match="out of order"):
+            btree.read_node(fs, btree.BNOBT, 0, root, None, root=True)

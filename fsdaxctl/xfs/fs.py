@@ -47,6 +47,7 @@ class XfsFilesystem:
         self._agf: dict[int, object] = {}
         self._agi: dict[int, object] = {}
         self._nodes: OrderedDict = OrderedDict()
+        self.verified: dict = {}  # (tree, agno, agbno) -> (its CRC bytes, last agbno) once its records passed
         self.log_problem, self._internal_log = self._check_log()
         if self.log_problem:
             self.warnings.append(f"superblock: {self.log_problem}: the log's bytes are reported as unknown")
@@ -274,6 +275,13 @@ class XfsFilesystem:
         if node is not None:
             self._nodes.move_to_end(key)
         return node
+
+    VERIFIED_MAX = 1 << 20  # blocks whose records were checked, by CRC: a block read again is not rechecked
+
+    def remember_verified(self, key, crc: bytes, last: int) -> None:
+        if len(self.verified) >= self.VERIFIED_MAX:
+            self.verified.clear()
+        self.verified[key] = (crc, last)
 
     def node_cache_put(self, key, node) -> None:
         self._nodes[key] = node
