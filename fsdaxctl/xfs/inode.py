@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections import namedtuple
 from dataclasses import dataclass
@@ -136,6 +137,8 @@ class LongBtree:
     key_size: int  # a node entry's key: both low and high keys in an overlapping tree
     decode: object
     leaf_root: bool = False  # may the root in the inode hold records itself (level 0)?
+    overlapping: bool = False  # node keys are (low key, high key) pairs: the rt rmap btree
+    start: str = "Q"  # struct code of a key's first field, the start (big-endian): br_startoff, rm_startblock
 
 
 BMBT = LongBtree("bmbt", f.XFS_BMAP_CRC_MAGIC, 16, 8, lambda raw: unpack_bmbt_recs(raw))
@@ -145,9 +148,13 @@ def _bmbt_walk(fs, inode: Inode, lit: bytes, which: str, blocks: list | None) ->
     return long_btree_records(fs, inode, lit, BMBT, f"{which} fork", blocks)
 
 
-def long_btree_records(fs, inode: Inode, lit: bytes, tree: LongBtree, which: str, blocks: list | None = None):
+def long_btree_records(fs, inode: Inode, lit: bytes, tree: LongBtree, which: str, blocks: list | None = None,
+                       span: tuple[int, int] | None = None):
     """Every record of the btree rooted in fork bytes `lit` of `inode`, in key order. Each block is verified
-    (magic, CRC, self-address, owner, level); `blocks`, when given, receives the fsblock of every block read."""
+    (magic, CRC, self-address, owner, level); `blocks`, when given, receives the fsblock of every block read.
+    With `span` (lo, hi): only the records meeting keys lo..hi, and only the blocks whose keys say they can hold
+    one are read (a range query: records must begin with their start and length, as rmap and refcount
+    records do)."""
     where = f"{tree.name} root of inode {inode.ino} ({which})"
     if len(lit) < 4 + min(tree.key_size + 8, tree.rec_size):
         raise CorruptError(f"fork too small for a {tree.name} root", structure=where, found=f"{len(lit)} bytes")
@@ -155,19 +162,19 @@ def long_btree_records(fs, inode: Inode, lit: bytes, tree: LongBtree, which: str
     if root.bb_level == 0 and tree.leaf_root:
         if 4 + root.bb_numrecs * tree.rec_size > len(lit):
             raise CorruptError(f"bad {tree.name} root", structure=where, found=f"numrecs {root.bb_numrecs}")
-        return tree.decode(lit[4:4 + root.bb_numrecs * tree.rec_size])
+        return _meeting(tree.decode(lit[4:4 + root.bb_numrecs * tree.rec_size]), span)
     maxrecs = (len(lit) - 4) // (tree.key_size + 8)
     if not (1 <= root.bb_level < XFS_BMAP_MAXLEVELS) or root.bb_numrecs > maxrecs:
         raise CorruptError(f"bad {tree.name} root", structure=where,
                            found=f"level {root.bb_level} numrecs {root.bb_numrecs}")
     ptr_off = 4 + tree.key_size * maxrecs
     out: list = []
-    for (p,) in f.BMBT_PTR.iter_unpack(lit[ptr_off:ptr_off + 8 * root.bb_numrecs]):
-        _long_block(fs, inode, tree, p, root.bb_level - 1, out, which, blocks)
+    for p in _children(tree, lit[4:ptr_off], lit[ptr_off:], root.bb_numrecs, span):
+        _long_block(fs, inode, tree, p, root.bb_level - 1, out, which, blocks, span)
     return out
 
 
-def _long_block(fs, inode, tree: LongBtree, fsb, level, out, which, blocks):
+def _long_block(fs, inode, tree: LongBtree, fsb, level, out, which, blocks, span=None):
     geo = fs.geo
     where = f"{tree.name} block of inode {inode.ino} ({which})"
     if not geo.fsb_is_valid(fsb):
@@ -187,11 +194,46 @@ def _long_block(fs, inode, tree: LongBtree, fsb, level, out, which, blocks):
     if level == 0:
         if n > (geo.blocksize - hl) // tree.rec_size:
             raise CorruptError("bad record count", structure=where, daddr=daddr, found=n)
-        out.extend(tree.decode(buf[hl:hl + tree.rec_size * n]))
+        out.extend(_meeting(tree.decode(buf[hl:hl + tree.rec_size * n]), span))
         return
     maxrecs = (geo.blocksize - hl) // (tree.key_size + 8)
     if n > maxrecs or n == 0:
         raise CorruptError("bad record count", structure=where, daddr=daddr, found=n)
     ptr_off = hl + tree.key_size * maxrecs
-    for (p,) in f.BMBT_PTR.iter_unpack(buf[ptr_off:ptr_off + 8 * n]):
-        _long_block(fs, inode, tree, p, level - 1, out, which, blocks)
+    for p in _children(tree, buf[hl:ptr_off], buf[ptr_off:], n, span):
+        _long_block(fs, inode, tree, p, level - 1, out, which, blocks, span)
+
+
+def _children(tree: LongBtree, keys: bytes, ptrs: bytes, n: int, span) -> list[int]:
+    """The child pointers of a node (its `n` keys and pointers) to descend into: all, or those meeting `span`."""
+    ptrs = [p for (p,) in f.BMBT_PTR.iter_unpack(ptrs[:8 * n])]
+    if span is None:
+        return ptrs
+    starts = list(_key_starts(tree.key_size, tree.start, tree.overlapping).iter_unpack(keys[:tree.key_size * n]))
+    return [ptrs[i] for i in children_meeting(starts, *span)]
+
+
+@functools.lru_cache(maxsize=None)
+def _key_starts(key_size: int, start: str, overlapping: bool) -> struct.Struct:
+    """A node key's start field, or its low and high keys' (an overlapping key is the two back to back)."""
+    half = key_size // 2 if overlapping else key_size
+    one = f"{start}{half - struct.calcsize('>' + start)}x"
+    return struct.Struct(">" + one * (2 if overlapping else 1))
+
+
+def children_meeting(keys: list[tuple], lo: int, hi: int) -> list[int]:
+    """Indices of a node's children that can hold records meeting keys [lo, hi] (xfs_btree_query_range).
+    Overlapping trees, keys (low, high): child i's records span low_i..high_i. Others, keys (low,): child i holds
+    the records starting in [low_i, low_i+1), and as records do not overlap, they also end before low_i+1."""
+    if keys and len(keys[0]) == 2:
+        return [i for i, (low, high) in enumerate(keys) if low <= hi and high >= lo]
+    n = len(keys)
+    return [i for i in range(n) if keys[i][0] <= hi and (i + 1 == n or keys[i + 1][0] > lo)]
+
+
+def _meeting(recs: list, span) -> list:
+    """The records (start, length, ...) meeting keys span = (lo, hi), or all when span is None."""
+    if span is None:
+        return recs
+    lo, hi = span
+    return [r for r in recs if r[0] <= hi and r[0] + r[1] > lo]

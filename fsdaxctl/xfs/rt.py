@@ -10,7 +10,9 @@ extents; each group has, in the metadata directory, an rmap btree (/rtgroups/N.r
 data device's rmapbt, in blocks of the group), a refcount btree (/rtgroups/N.refcount: shared blocks and CoW
 staging) and a bitmap (/rtgroups/N.bitmap). Both btrees are rooted in their inodes' data forks (format
 META_BTREE) and grow in long-format blocks on the data device. Owners come from the rmap btrees, exactly as the
-kernel's GETFSMAP of the rt device reports them.
+kernel's GETFSMAP of the rt device reports them. A query reads only what its bytes need: the groups they lie in,
+those groups' metadata inodes, the btree blocks whose keys meet the range and the bitmap blocks holding its
+extents; a long one (a dump) is answered a window of a group at a time, cut where no piece crosses.
 
 On either kind, free space is the rt bitmap (one bit per realtime extent, set = free; classic words are in the
 writing host's byte order, little-endian on every platform Linux XFS is used on; a group's bitmap blocks carry
@@ -30,10 +32,13 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections import OrderedDict
 
 from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.ranges import merge_spans
+from fsdaxctl.xfs.dir import is_dir, read_dir
+from fsdaxctl.xfs.inode import LongBtree, bmap, long_btree_records, read_inode
 from fsdaxctl.xfs.piece import FILE, FREE, SPECIAL_OWNERS, UNKNOWN, Piece, device_batches, minus
 
 RT = "rt"
@@ -43,6 +48,15 @@ _RTRMAP_MAGIC = 0x4D415052  # "MAPR"
 _RTREFC_MAGIC = 0x52434E54  # "RCNT"
 _UNWRITTEN, _BMBT, _ATTR = f.XFS_RMAP_OFF_UNWRITTEN, f.XFS_RMAP_OFF_BMBT_BLOCK, f.XFS_RMAP_OFF_ATTR_FORK
 _UNREADABLE = -(1 << 40)  # a record standing for a group whose rmap btree cannot be read (its reason in Unread)
+_TREES = {  # rt rmap keys: low and high (rm_startblock, rm_owner, rm_offset); rt refcount keys: rc_startblock
+    "rmap": LongBtree("rtrmapbt", _RTRMAP_MAGIC, 24, 40, lambda raw: list(f.RMAP_REC.iter_unpack(raw)), True,
+                      overlapping=True, start="I"),
+    "refcount": LongBtree("rtrefcountbt", _RTREFC_MAGIC, 12, 4, lambda raw: list(f.REFCOUNT_REC.iter_unpack(raw)),
+                          True, start="I"),
+}
+_WINDOW_BLOCKS = 1 << 16  # a long query is read and answered this many blocks of a group at a time
+_META_KEPT = 3 * 64  # metadata inodes (rmap, refcount, bitmap) of the last groups used
+_BITMAP_READ = 16  # bitmap blocks per read
 
 
 def rt_owner_map(fs, progress=None):
@@ -93,7 +107,12 @@ def rt_device_end(sb) -> int:
 
 
 class RtOwnerMap:
-    """Owners on the realtime device; the OwnerSource protocol (fsdaxctl.xfs.piece)."""
+    """Owners on the realtime device; the OwnerSource protocol (fsdaxctl.xfs.piece).
+
+    Queries are answered from a working set (records, shared runs, free runs, lost spans): on a classic device
+    the whole device's, made once; with realtime groups that of the part of one group being answered, read
+    for it (the group's metadata inodes, the btree blocks and bitmap blocks covering it) and replaced by the
+    next: memory stays bounded however large the device is."""
 
     device = RT
 
@@ -102,10 +121,10 @@ class RtOwnerMap:
         self.geo = fs.geo
         self.progress = progress
         self.grouped = has_rtgroups(fs)
-        zoned = fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED
+        self.zoned = bool(fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED)
         # Zoned: no bitmap, so free space has one witness only (the gaps between rmap records), said on it.
         self._free_detail = {"note": "zoned: no rmap record claims these blocks (no bitmap to confirm it)"} \
-            if zoned else None
+            if self.zoned else None
         self.source = "rtrmapbt" if self.grouped else "walk"
         self.problems = Problems()
         # Internal realtime section (zoned, sb_rtstart): rt bytes are the disk's, the data section before them.
@@ -119,35 +138,90 @@ class RtOwnerMap:
         self._free: list[tuple[int, int]] | None = None  # free byte runs from the bitmap(s); None: unreadable
         self._free_starts: list[int] = []
         self._unread: list[tuple[int, int, str]] = []  # (start, end, why) of groups whose rmap or bitmap is lost
+        self._names: dict[str, int] | None = None  # the /rtgroups directory: name -> inode
+        self._meta: OrderedDict = OrderedDict()  # (rgno, kind) -> its inode (bitmap: extents), or its error
 
     def prepare(self, ranges) -> None:
-        if self._recs is not None:
+        """Classic: every inode walked and the bitmap read, once. Groups: nothing, each query reads its own."""
+        if self.grouped or self._recs is not None:
             return
-        if self.grouped:
-            recs, self._shared, free, self._unread = _grouped(self.fs, self.problems)
-        else:
-            recs, free = _realtime_extents(self.fs, self.problems, self.progress), _bitmap_free(self.fs, self.problems)
-        self._shared_starts = [s for s, _ in self._shared]
+        recs, free = _realtime_extents(self.fs, self.problems, self.progress), _bitmap_free(self.fs, self.problems)
+        self._use(recs, [], free, [])
+
+    def _use(self, recs, shared, free, unread) -> None:
+        """Answer from these records, shared runs (merged), free runs (sorted, disjoint) and lost spans."""
         self._recs = sorted(recs)
         self._starts = [r[0] for r in self._recs]
         self._longest = max((r[1] - r[0] for r in self._recs), default=0)
+        self._shared, self._shared_starts = shared, [s for s, _ in shared]
         self._free = free
         self._free_starts = [s for s, _ in free] if free is not None else []
+        self._unread = unread
 
     def pieces(self, offset: int, length: int) -> list[Piece]:
         return [p for batch in self.iter_batches(offset, length) for p in batch]
 
     def iter_batches(self, offset: int, length: int):
-        self.prepare(None)
-        return iter(device_batches(offset, length, self.size, RT, self._owned, self.problems.append))
+        if not self.grouped:
+            self.prepare(None)
+            return iter(device_batches(offset, length, self.size, RT, self._owned, self.problems.append))
+        return self._grouped_batches(offset, length)
+
+    def _grouped_batches(self, offset: int, length: int):
+        """Batches of [offset, offset + length), one per window of `_windows`, each checked; past the device
+        `outside-filesystem`."""
+        if length <= 0:
+            yield []
+            return
+        end, note = offset + length, self.problems.append
+        for lo, hi, out in self._windows(offset, min(end, self.size)):
+            yield from device_batches(lo, hi - lo, self.size, RT, lambda a, b, out=out: out, note)
+        start = max(offset, self.size)
+        if end > start:
+            yield from device_batches(start, end - start, self.size, RT, None, note)
+
+    def _windows(self, lo: int, hi: int):
+        """(start, end, pieces) of [lo, hi) in device order: the data section before an internal realtime
+        section (as the kernel says it), then each realtime group's part."""
+        if lo < min(hi, self.origin):
+            a = min(hi, self.origin)
+            yield lo, a, [Piece(lo, a - lo, "static-fs-metadata", None, device=RT, detail={
+                "note": "the data section, before the realtime section (rtstart): its owners are on the data map"})]
+            lo = a
+        sb, bl = self.fs.sb, self.geo.blocklog
+        while lo < hi:
+            rgno = min(sb.sb_rgcount - 1, ((lo >> bl) - sb.sb_rtstart) // group_stride(sb))
+            end = hi if rgno == sb.sb_rgcount - 1 else min(hi, group_start(sb, rgno + 1) << bl)
+            yield from self._group_windows(rgno, lo, end)
+            lo = end
+
+    def _group_windows(self, rgno: int, lo: int, hi: int):
+        """(start, end, pieces) of bytes [lo, hi) of group rgno: at most _WINDOW_BLOCKS blocks read at a time,
+        each window cut at the last offset no piece crosses (so the pieces are those one query of the whole
+        part gives), a window without one doubled."""
+        step = _WINDOW_BLOCKS << self.geo.blocklog
+        while lo < hi:
+            t = min(hi, lo + step)
+            while True:
+                t = self._load(rgno, lo, t, hi)
+                out, bad = self._answer(lo, t)
+                x = t if t == hi else _seam(out, lo)
+                if x is not None:
+                    break
+                t = min(hi, lo + 2 * (t - lo))
+            self._report([c for c in bad if c[1] <= x])
+            yield lo, x, [p for p in out if p.offset < x]
+            lo = x
 
     # --- one query ---
     def _owned(self, lo: int, hi: int) -> list[Piece]:
-        """Pieces of [lo, hi): every record's part, between them what the bitmap says, conflicts unknown."""
-        if lo < self.origin:  # the data section of a disk with an internal rt section, as the kernel says it
-            head = Piece(lo, min(hi, self.origin) - lo, "static-fs-metadata", None, device=RT, detail={
-                "note": "the data section, before the realtime section (rtstart): its owners are on the data map"})
-            return [head] + (self._owned(self.origin, hi) if hi > self.origin else [])
+        out, bad = self._answer(lo, hi)
+        self._report(bad)
+        return out
+
+    def _answer(self, lo: int, hi: int) -> tuple[list[Piece], list]:
+        """(pieces of [lo, hi): every record's part, between them what the bitmap says, conflicts unknown;
+        the conflicting spans) from the working set."""
         first = bisect.bisect_left(self._starts, lo - self._longest + 1)
         last = bisect.bisect_left(self._starts, hi)
         recs = [r for r in self._recs[first:last] if r[1] > lo]
@@ -168,7 +242,142 @@ class RtOwnerMap:
         if bad:
             out = _replace(out, bad)
         out.sort(key=Piece.sort_key)
-        return out
+        return out, bad
+
+    def _report(self, bad) -> None:
+        for x, y, why in bad:
+            self.problems.append(f"realtime bytes {x}..{y - 1}: conflict: {why}")
+
+    # --- realtime groups: what one window reads ---
+    def _load(self, rgno: int, lo: int, t: int, hi: int) -> int:
+        """Make the working set group rgno's for bytes [lo, t) of it: its btrees queried over those blocks,
+        the bitmap blocks covering them read. Returns t, or hi when its rmap btree cannot be read (the rest of
+        the group's part is then one unknown piece)."""
+        sb, bl = self.fs.sb, self.geo.blocklog
+        base = group_start(sb, rgno) << bl
+        data_end = base + (group_blocks(sb) << bl)
+        a, b = max(lo, base), min(t, data_end)
+        if a >= b:  # a zone gap: no block there
+            self._use([], [], [], [])
+            return t
+        span, lost = ((a - base) >> bl, (b - 1 - base) >> bl), []
+        got = self._query(rgno, "rmap", span, (base, data_end), lost)
+        if got is None:
+            self._use([(base, data_end, _UNREADABLE, 0, 0)], [], [], lost)
+            return hi
+        recs = [(base + (s << bl), base + ((s + n) << bl), owner, (off & f.XFS_RMAP_OFF_MASK) << bl,
+                 off & (_UNWRITTEN | _BMBT | _ATTR)) for s, n, owner, off in got]
+        shared = []
+        if self.fs.has_reflink:
+            got = self._query(rgno, "refcount", span, (base, data_end), lost) or []
+            shared = [(base + (s << bl), base + ((s + n) << bl)) for s, n, c in got
+                      if c >= 2 and not s & f.XFS_REFC_COWFLAG]
+        # Zoned: no bitmap: what no rmap record claims is free (one witness, as GETFSMAP says).
+        free = _gaps(recs, a, b) if self.zoned else self._bitmap(rgno, base, a, b, lost)
+        self._use(recs, merge_spans(shared), free, lost)
+        return t
+
+    def _query(self, rgno: int, kind: str, span, group, lost) -> list | None:
+        """Records of group rgno's rmap or refcount btree meeting group blocks span; None if it cannot be read
+        (said, and the group's bytes `group` lost with why)."""
+        try:
+            inode = self._inode(rgno, kind)
+            return long_btree_records(self.fs, inode, inode.fork("data")[1], _TREES[kind], "data fork", span=span)
+        except FsdaxError as e:
+            why = f"realtime group {rgno}: its {kind} btree cannot be read: {e}"
+            self.problems.append(why, e)
+            lost.append((*group, why))
+            return None
+
+    def _inode(self, rgno: int, kind: str):
+        """Group rgno's metadata inode /rtgroups/N.kind (for the bitmap: its extents), read once; those of the
+        last groups used are kept."""
+        key = (rgno, kind)
+        got = self._meta.pop(key, None)
+        if got is None:
+            try:
+                ino = self._rtgroups().get(f"{rgno}.{kind}")
+                if ino is None:
+                    raise FsdaxError(f"no /rtgroups/{rgno}.{kind} in the metadata directory")
+                got = read_inode(self.fs, ino)
+                got = bmap(self.fs, got, "data") if kind == "bitmap" else got
+            except FsdaxError as e:
+                got = e
+        self._meta[key] = got
+        if len(self._meta) > _META_KEPT:
+            self._meta.popitem(last=False)
+        if isinstance(got, FsdaxError):
+            raise got.with_traceback(None)
+        return got
+
+    def _rtgroups(self) -> dict[str, int]:
+        """The metadata directory's /rtgroups entries, name -> inode, read once ({} if they cannot be read)."""
+        if self._names is None:
+            self._names = {}
+            try:
+                ino = _dir_entries(self.fs, self.fs.sb.sb_metadirino).get("rtgroups")
+                self._names = _dir_entries(self.fs, ino) if ino is not None else {}
+            except FsdaxError:
+                pass  # every group's inodes are then missing, each said so
+        return self._names
+
+    def _bitmap(self, rgno: int, base: int, a: int, b: int, lost) -> list[tuple[int, int]]:
+        """Free byte runs of group rgno (from byte `base`) over bytes [a, b) of it, from the bitmap blocks that
+        hold their extents' bits; [] with the group's bytes lost (and said) if those cannot be read."""
+        sb, geo, problems = self.fs.sb, self.geo, self.problems
+        per_block, unit = (geo.blocksize - _RTBUF_HDR) * 8, sb.sb_rextsize << geo.blocklog
+        ino, runs = self._rtgroups().get(f"{rgno}.bitmap"), None
+        if ino is None:
+            problems.append(f"realtime group {rgno}: no bitmap: its free space is unknown")
+        else:
+            try:
+                runs = self._bitmap_runs(rgno, base, (a - base) // unit // per_block,
+                                         (b - 1 - base) // unit // per_block)
+            except FsdaxError as e:
+                problems.append(f"the rt bitmap of group {rgno} (inode {ino}) cannot be read: {e}", e, ino=ino)
+                problems.append(f"realtime group {rgno}: no bitmap: its free space is unknown")
+        if runs is None:
+            lost.append((base, base + (group_blocks(sb) << geo.blocklog),
+                         f"realtime group {rgno}: its bitmap cannot be read: free space there is unknown"))
+            return []
+        return runs
+
+    def _bitmap_runs(self, rgno: int, base: int, first: int, last: int) -> list[tuple[int, int]] | None:
+        """Free byte runs of bitmap blocks first..last of group rgno (each a 48-byte header, then
+        (blocksize - 48) * 8 bits, one per extent, in big-endian words); None (said) on a bad magic."""
+        sb, geo = self.fs.sb, self.geo
+        per_block, unit = (geo.blocksize - _RTBUF_HDR) * 8, sb.sb_rextsize << geo.blocklog
+        runs: list[tuple[int, int]] = []
+        for i, blk in self._bitmap_blocks(rgno, first, last):
+            if struct.unpack_from(">I", blk)[0] != _RTBITMAP_MAGIC:
+                self.problems.append(f"realtime group {rgno}: bitmap block {i} has a bad magic: its free space is "
+                                     "unknown")
+                return None
+            got = _free_runs(blk[_RTBUF_HDR:], "big", min(per_block, sb.sb_rgextents - i * per_block),
+                             base + i * per_block * unit, unit)
+            if runs and got and runs[-1][1] == got[0][0]:  # a run going on from the block before
+                runs[-1], got = (runs[-1][0], got[0][1]), got[1:]
+            runs += got
+        return runs
+
+    def _bitmap_blocks(self, rgno: int, first: int, last: int):
+        """(i, bytes) of group rgno's bitmap blocks first..last (an unmapped one reads as zeros), a few blocks
+        per read."""
+        geo, bl = self.geo, self.geo.blocklog
+        extents = self._inode(rgno, "bitmap")
+        i = first
+        while i <= last:
+            x = next((x for x in extents if x.startoff <= i < x.startoff + x.blockcount), None)
+            if x is None:
+                yield i, bytes(geo.blocksize)
+                i += 1
+                continue
+            n = min(x.startoff + x.blockcount - i, last + 1 - i, _BITMAP_READ)
+            agno, agbno = geo.fsb_to_ag(x.startblock + i - x.startoff)
+            buf = self.fs.read_fs_blocks(agno, agbno, n, f"rt bitmap of group {rgno} block {i}")
+            for k in range(n):
+                yield i + k, buf[k << bl:(k + 1) << bl]
+            i += n
 
     def _record(self, s: int, a: int, b: int, owner: int, foff, flags: int) -> list[Piece]:
         if owner == _UNREADABLE:
@@ -241,8 +450,6 @@ class RtOwnerMap:
                         if not sh:
                             out.append((u, v, f"{_owner_text(o1)} and {_owner_text(o2)} claim the same realtime "
                                               "blocks, which the refcount btree does not call shared"))
-        for x, y, why in out:
-            self.problems.append(f"realtime bytes {x}..{y - 1}: conflict: {why}")
         return out
 
     def _split(self, a: int, b: int) -> list[tuple[int, int, bool]]:
@@ -385,53 +592,6 @@ def _free_runs(bitmap: bytes, order: str, nbits: int, base: int, unit: int) -> l
 
 # --- realtime groups: per-group rmap and refcount btrees, bitmaps ----------------------------------------
 
-def _grouped(fs, problems: Problems):
-    """(records, shared runs, free runs, lost spans) of every realtime group, in device bytes; a group whose rmap
-    btree cannot be read is one record of it (_UNREADABLE), one whose bitmap cannot be read a lost span."""
-    from fsdaxctl.xfs.inode import LongBtree, long_btree_records, read_inode
-    from fsdaxctl.xfs.metadir import metadir_paths
-
-    sb, geo = fs.sb, fs.geo
-    paths, _ = metadir_paths(fs)
-    inodes = {p: ino for ino, p in paths.items()}
-    rmap = LongBtree("rtrmapbt", _RTRMAP_MAGIC, 24, 40, lambda raw: list(f.RMAP_REC.iter_unpack(raw)), True)
-    refc = LongBtree("rtrefcountbt", _RTREFC_MAGIC, 12, 4, lambda raw: list(f.REFCOUNT_REC.iter_unpack(raw)), True)
-    rgblocks = group_blocks(sb)
-    zoned = bool(sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED)
-    trees = (("rmap", rmap), ("refcount", refc)) if fs.has_reflink else (("rmap", rmap),)
-    bl, recs, shared, free, lost = geo.blocklog, [], [], [], []
-    for rgno in range(sb.sb_rgcount):
-        base = group_start(sb, rgno)
-        for kind, tree in trees:
-            ino = inodes.get(f"/rtgroups/{rgno}.{kind}")
-            try:
-                if ino is None:
-                    raise FsdaxError(f"no /rtgroups/{rgno}.{kind} in the metadata directory")
-                inode = read_inode(fs, ino)
-                got = long_btree_records(fs, inode, inode.fork("data")[1], tree, "data fork")
-            except FsdaxError as e:
-                why = f"realtime group {rgno}: its {kind} btree cannot be read: {e}"
-                problems.append(why, e)
-                lost.append((base << bl, (base + rgblocks) << bl, why))
-                got = [] if kind == "refcount" else [(0, rgblocks, _UNREADABLE, 0)]
-            if kind == "rmap":
-                mine = [((base + s) << bl, (base + s + n) << bl, owner, (off & f.XFS_RMAP_OFF_MASK) << bl,
-                         off & (_UNWRITTEN | _BMBT | _ATTR)) for s, n, owner, off in got]
-                recs += mine
-                if zoned:  # no bitmap: what no rmap record claims is free (one witness, as GETFSMAP says)
-                    free += _gaps(sorted(mine), base << bl, (base + rgblocks) << bl)
-            else:
-                shared += [((base + s) << bl, (base + s + n) << bl) for s, n, c in got
-                           if c >= 2 and not s & f.XFS_REFC_COWFLAG]
-        if not zoned:
-            runs = _group_free(fs, rgno, inodes.get(f"/rtgroups/{rgno}.bitmap"), base << bl, problems)
-            if runs is None:
-                lost.append((base << bl, (base + rgblocks) << bl, f"realtime group {rgno}: its bitmap cannot be "
-                                                                   "read: free space there is unknown"))
-            free += runs or []
-    return recs, merge_spans(shared), free, lost
-
-
 def _gaps(recs, cur: int, size: int) -> list[tuple[int, int]]:
     out = []
     for s, e in merge_spans([(r[0], r[1]) for r in recs]):
@@ -443,20 +603,19 @@ def _gaps(recs, cur: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
-def _group_free(fs, rgno: int, ino, base: int, problems: Problems):
-    """Free byte runs of one realtime group from its bitmap file (blocks with a header, big-endian words)."""
-    sb, geo = fs.sb, fs.geo
-    per_block = (geo.blocksize - _RTBUF_HDR) * 8
-    nblocks = -(-sb.sb_rgextents // per_block)
-    data = _file_bytes(fs, ino, nblocks, f"rt bitmap of group {rgno}", problems) if ino else None
-    if data is None:
-        problems.append(f"realtime group {rgno}: no bitmap: its free space is unknown")
-        return None
-    words = b""
-    for i in range(nblocks):
-        blk = data[i * geo.blocksize:(i + 1) * geo.blocksize]
-        if struct.unpack_from(">I", blk)[0] != _RTBITMAP_MAGIC:
-            problems.append(f"realtime group {rgno}: bitmap block {i} has a bad magic: its free space is unknown")
-            return None
-        words += blk[_RTBUF_HDR:]
-    return _free_runs(words, "big", sb.sb_rgextents, base, sb.sb_rextsize << geo.blocklog)
+def _seam(pieces, lo: int) -> int | None:
+    """The last offset past lo that no piece crosses (pieces in offset order): where an answer can be cut."""
+    seam, reach = None, lo
+    for p in pieces:
+        if p.offset >= reach and p.offset > lo:
+            seam = p.offset
+        reach = max(reach, p.offset + p.length)
+    return seam
+
+
+def _dir_entries(fs, ino: int) -> dict[str, int]:
+    """Name -> inode of a metadata directory's entries ({} if `ino` is no directory)."""
+    inode = read_inode(fs, ino)
+    if not is_dir(inode):
+        return {}
+    return {e.name.decode("utf-8", "surrogateescape"): e.ino for e in read_dir(fs, inode)[1]}
