@@ -81,3 +81,29 @@ def built(tmp_path_factory):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def unpacked(tmp_path_factory):
+    """name -> (truth, {role: image path}) of a realtime fixture in tests/data/rt (QEMU-recorded), each image
+    unpacked once per run."""
+    import json
+    import lzma
+
+    data = os.path.join(os.path.dirname(__file__), "data", "rt")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            truth = json.load(open(os.path.join(data, name, "truth.json")))
+            out = tmp_path_factory.mktemp(name)
+            paths = {}
+            for role, dev in truth["devices"].items():
+                paths[role] = str(out / f"{role}.img")
+                with lzma.open(os.path.join(data, name, dev["image"])) as src, open(paths[role], "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+            cache[name] = truth, paths
+        return cache[name]
+
+    return get

@@ -7,7 +7,6 @@ the device against GETFSMAP's `unknown`. No root needed: the images are read, ne
 from __future__ import annotations
 
 import json
-import lzma
 import os
 import subprocess
 import sys
@@ -26,26 +25,6 @@ KERNEL_OWNERS = {"free space": "free", "static fs metadata": "static-fs-metadata
                  "unknown": "unknown", "per-AG metadata": "per-ag-metadata", "refcount btree": "refcount-btree",
                  "journalling log": "log", "inode btree": "inode-btree", "inodes": "inodes"}
 
-
-@pytest.fixture(scope="module")
-def unpacked(tmp_path_factory):
-    """name -> (truth, {role: image path})."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            truth = json.load(open(os.path.join(DATA, name, "truth.json")))
-            out = tmp_path_factory.mktemp(name)
-            paths = {}
-            for role, dev in truth["devices"].items():
-                paths[role] = str(out / f"{role}.img")
-                with lzma.open(os.path.join(DATA, name, dev["image"])) as src, open(paths[role], "wb") as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-            cache[name] = truth, paths
-        return cache[name]
-
-    return get
 
 
 def _open(paths):

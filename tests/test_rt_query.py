@@ -5,8 +5,6 @@ and on synthetic long-format btrees deep enough that a range query must choose i
 
 from __future__ import annotations
 
-import json
-import lzma
 import os
 import random
 import struct
@@ -28,26 +26,6 @@ from fsdaxctl.xfs.verify import xfs_cksum
 DATA = os.path.join(os.path.dirname(__file__), "data", "rt")
 GROUPED = ["rtgroups", "rtgroups-3", "zoned-external", "zoned-seq", "zoned-gaps", "zoned-internal"]
 
-
-@pytest.fixture(scope="module")
-def unpacked(tmp_path_factory):
-    """name -> (truth, {role: image path}) (as in tests/test_rt_fixtures.py)."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            truth = json.load(open(os.path.join(DATA, name, "truth.json")))
-            out = tmp_path_factory.mktemp(name)
-            paths = {}
-            for role, dev in truth["devices"].items():
-                paths[role] = str(out / f"{role}.img")
-                with lzma.open(os.path.join(DATA, name, dev["image"])) as src, open(paths[role], "wb") as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-            cache[name] = truth, paths
-        return cache[name]
-
-    return get
 
 
 def _open(paths):
