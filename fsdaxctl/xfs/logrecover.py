@@ -19,9 +19,11 @@ The kernel's mount-time recovery (fs/xfs/xfs_log_recover.c and the *_item_recove
    verifier stamp the transaction's LSN and recompute the CRC. That order is kept here (a second item for the
    same block with the same LSN is replayed, not skipped).
 4. Intents without their done items (EFI, RUI, CUI, BUI, XMI, ATTRI) are what the kernel finishes after
-   replay. An unfinished EFI frees its extents: those bytes are answered `free`, exactly. The others change
-   btrees this module does not rewrite: their extents (and, for bmap/exchange/attr intents, the file ranges
-   they name) are answered `unknown` with the reason.
+   replay. An unfinished EFI frees its extents: those bytes are answered `free`, exactly. RUI unmap and
+   convert, and CUI increase and decrease, are finished on the answer itself (apply_ops: an owner taken out,
+   an unwritten state set, sharing from the refcount btree's count plus the change), as GETFSMAP reports
+   them after the mount. The others change btrees this module does not rewrite: their extents (and, for
+   bmap/exchange/attr intents, the file ranges they name) are answered `unknown` with the reason.
 
 Nothing is ever written: the result is a dict of replayed 512-byte blocks, served by `ReplayedDevice` in
 place of the disk's. What the replay cannot do becomes `unknown` bytes (effects) or, when the log itself cannot
@@ -78,6 +80,11 @@ DONES = {XFS_LI_EFD: XFS_LI_EFI, XFS_LI_RUD: XFS_LI_RUI, XFS_LI_CUD: XFS_LI_CUI,
          XFS_LI_XMD: XFS_LI_XMI, XFS_LI_ATTRD: XFS_LI_ATTRI, XFS_LI_EFD_RT: XFS_LI_EFI_RT,
          XFS_LI_RUD_RT: XFS_LI_RUI_RT, XFS_LI_CUD_RT: XFS_LI_CUI_RT}
 KNOWN_ITEMS = {XFS_LI_BUF, XFS_LI_INODE, XFS_LI_DQUOT, XFS_LI_QUOTAOFF, XFS_LI_ICREATE} | set(INTENTS) | set(DONES)
+# struct xfs_map_extent me_flags (rmap and bmap intents) and xfs_phys_extent pe_flags (refcount intents)
+XFS_RMAP_EXTENT_TYPE_MASK = 0xFF
+XFS_RMAP_EXTENT_UNMAP, XFS_RMAP_EXTENT_UNMAP_SHARED, XFS_RMAP_EXTENT_CONVERT, XFS_RMAP_EXTENT_CONVERT_SHARED = 3, 4, 5, 6
+XFS_RMAP_EXTENT_ATTR_FORK, XFS_RMAP_EXTENT_BMBT_BLOCK, XFS_RMAP_EXTENT_UNWRITTEN = 1 << 31, 1 << 30, 1 << 29
+XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE = 1, 2
 
 # buffer log format
 XFS_BLF_INODE_BUF, XFS_BLF_CANCEL = 0x1, 0x2
@@ -143,7 +150,7 @@ def _lsn_text(lsn: int) -> str:
 class Effect:
     """What finishing an intent (or an unreplayable item) does to the answer. Physical: bytes [start, end) on
     the data device; logical: (ino, fork, first file block, last file block) ranges of a file."""
-    kind: str  # "free" or "unknown"
+    kind: str  # "free", "unknown", or an operation the mount finishes exactly: "unmap", "convert", "refcount"
     reason: str
     start: int = 0
     end: int = 0
@@ -151,6 +158,8 @@ class Effect:
     fork: str | None = None
     off_lo: int = 0
     off_hi: int = 0
+    bmbt: bool = False  # unmap/convert: the owner's extent-map (bmbt) block, not file data
+    value: int = 0  # convert: the new unwritten state (1 unwritten, 0 written); refcount: the change (+1, -1)
 
 
 @dataclass
@@ -194,7 +203,8 @@ class Replay:
             "blocks_changed": len(self.blocks), "log_blocks": self.log_blocks,
             "log_blocks_used": (self.head_blk - self.tail_blk) % self.log_blocks if self.log_blocks else 0,
             "unfinished_intents": left,
-            "intents_finished_here": sum(1 for e in self.effects if e.kind == "free" and e.reason.startswith("an unfinished extent-free")),
+            "intents_finished_here": sum(1 for e in self.effects if e.kind in ("free",) + OPS
+                                         and e.reason.startswith("an unfinished")),
             "unknown_ranges": sum(1 for e in self.effects if e.kind == "unknown"),
             "inode_chunks_freed_at_mount": sum(1 for e in self.effects if e.reason.startswith(_CHUNK_FREED)),
             "torn_head": self.torn, "written": False,
@@ -1161,6 +1171,8 @@ class _Replayer:
                     raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
                 for i in range(n):
                     owner, start, off, length, flags = struct.unpack_from("<QQQII", r0, 16 + 32 * i)
+                    if t == XFS_LI_RUI and self._rmap_op(why, owner, start, off, length, flags):
+                        continue
                     if t != XFS_LI_RUI_RT:
                         self._phys("unknown", why, start, length)
                     if t == XFS_LI_BUI or (owner < (1 << 63) and owner):
@@ -1172,7 +1184,10 @@ class _Replayer:
                     raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
                 for i in range(n):
                     start, length, flags = struct.unpack_from("<QII", r0, 16 + 16 * i)
-                    if t == XFS_LI_CUI:
+                    if t == XFS_LI_CUI and flags in (XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE):
+                        self._phys("refcount", why, start, length,
+                                   value=1 if flags == XFS_REFCOUNT_INCREASE else -1)
+                    elif t == XFS_LI_CUI:
                         self._phys("unknown", why, start, length)
             elif t == XFS_LI_XMI:
                 if len(r0) < 88:
@@ -1187,13 +1202,28 @@ class _Replayer:
                 if ino is not None:
                     self.out.effects.append(Effect("unknown", why, ino=ino, fork="attr", off_lo=0, off_hi=1 << 62))
 
-    def _phys(self, kind, why, fsb, length):
+    def _rmap_op(self, why, owner, fsb, off, length, flags) -> bool:
+        """An rmap intent's extent the mount finishes as an exact change of the answer (xfs_rmap_finish_one):
+        an inode's mapping taken out (UNMAP: its bytes are free unless another owner keeps them) or its
+        unwritten state set (CONVERT, to the state the intent names). False: not one of those."""
+        typ = flags & XFS_RMAP_EXTENT_TYPE_MASK
+        if owner >= (1 << 63) or typ not in (XFS_RMAP_EXTENT_UNMAP, XFS_RMAP_EXTENT_UNMAP_SHARED,
+                                             XFS_RMAP_EXTENT_CONVERT, XFS_RMAP_EXTENT_CONVERT_SHARED):
+            return False
+        unmap = typ in (XFS_RMAP_EXTENT_UNMAP, XFS_RMAP_EXTENT_UNMAP_SHARED)
+        self._phys("unmap" if unmap else "convert", why, fsb, length, ino=owner,
+                   fork="attr" if flags & XFS_RMAP_EXTENT_ATTR_FORK else "data", off_lo=off,
+                   off_hi=off + length - 1, bmbt=bool(flags & XFS_RMAP_EXTENT_BMBT_BLOCK),
+                   value=int(bool(flags & XFS_RMAP_EXTENT_UNWRITTEN)))
+        return True
+
+    def _phys(self, kind, why, fsb, length, **kw):
         geo = self.geo
         agno, agbno = geo.fsb_to_ag(fsb)
         if not length or agno >= geo.agcount or agbno + length > geo.ag_length(agno):
             raise _Fatal(f"an intent names blocks outside the filesystem (fsblock {fsb}+{length})")
         start = geo.ag_to_byte(agno, agbno)
-        self.out.effects.append(Effect(kind, why, start, start + (length << geo.blocklog)))
+        self.out.effects.append(Effect(kind, why, start, start + (length << geo.blocklog), **kw))
 
 
 def _runs(dmap: bytes, map_size: int) -> list[tuple[int, int]]:
@@ -1609,12 +1639,25 @@ def unlinked_inodes(fs) -> set[int]:
 
 # --- the answers: what finishing the intents does to pieces ----------------------------------------------
 
-def overlay_pieces(pieces: list, effects: list, geo) -> list:
-    """Pieces (sorted, one query's) with the intents' effects applied: bytes an unfinished EFI frees are `free`;
-    bytes and file ranges other intents change are `unknown` with the reason. Unknown wins over free."""
+OPS = ("unmap", "convert", "refcount")  # effects the answer takes exactly, in log order (apply_ops)
+
+
+def op_spans(effects: list) -> list[tuple[int, int]]:
+    """Device bytes the exact operations touch: the pieces over them must be seen together (all owners)."""
+    return [(e.start, e.end) for e in effects if e.kind in OPS]
+
+
+def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
+    """Pieces (sorted, one query's, with every owner of the bytes an operation touches) with the intents'
+    effects applied: the operations the mount finishes exactly (apply_ops); bytes an unfinished EFI frees are
+    `free`; bytes and file ranges other intents change are `unknown` with the reason. Unknown wins over free."""
     from fsdaxctl.xfs.piece import FREE, UNKNOWN, Piece
 
     if not effects or not pieces:
+        return pieces
+    pieces = apply_ops(pieces, [e for e in effects if e.kind in OPS], geo, refcounts)
+    effects = [e for e in effects if e.kind not in OPS]
+    if not effects:
         return pieces
     lo = min(p.offset for p in pieces)
     hi = max(p.offset + p.length for p in pieces)
@@ -1658,6 +1701,84 @@ def overlay_pieces(pieces: list, effects: list, geo) -> list:
         out.append(Piece(s, t - s, FREE, agno, detail={"note": r}))
     out.sort(key=Piece.sort_key)
     return _join_free(out)
+
+
+def apply_ops(pieces: list, ops: list, geo, refcounts) -> list:
+    """The rmap and refcount changes the mount finishes, in log order, on one query's pieces: an unmapped
+    inode's bytes lose that owner (free when no owner is left: the kernel's GETFSMAP reports a gap in the
+    rmapbt as free space); a converted extent takes the intent's unwritten state; a refcount change makes its
+    blocks' owners shared (2 or more) or not, and a count going to 0 frees them. `refcounts(start, end)`: the
+    (start, end, count) runs of the refcount btree before the mount (count 1 where it has no record)."""
+    qlo, qhi = min(p.offset for p in pieces), max(p.offset + p.length for p in pieces)
+    for e in ops:
+        lo, hi = e.start, e.end
+        if hi <= qlo or lo >= qhi or not any(p.offset < hi and p.offset + p.length > lo for p in pieces):
+            continue
+        if e.kind == "refcount":
+            runs = refcounts(max(lo, qlo), min(hi, qhi)) if refcounts else [(max(lo, qlo), min(hi, qhi), None)]
+            pieces = _refcount(pieces, e, runs, geo)
+            continue
+        out, taken = [], []
+        for p in pieces:
+            a, b = max(p.offset, lo), min(p.offset + p.length, hi)
+            if a >= b or not _owned_by(p, e, a, geo):
+                out.append(p)
+                continue
+            out += _outside(p, a, b)
+            if e.kind == "convert":
+                out.append(_clip_piece(p, a, b)._replace(unwritten=bool(e.value)))
+            else:
+                taken.append((a, b, None))
+        left = _merge([(p.offset, p.offset + p.length, None) for p in out if p.owner != "free"])
+        out += [_freed(s, t - s, e.reason, geo) for s, t in _subtract(_merge(taken), left, keep_reason=False)]
+        pieces = sorted(out, key=lambda p: p.sort_key())
+    return pieces
+
+
+def _owned_by(p, e, at: int, geo) -> bool:
+    """Is piece p, at byte `at`, the mapping the operation names (its inode, fork, file offset or bmbt block)?"""
+    if p.owner != "file" or p.inode != e.ino or p.fork != e.fork or p.extent_map != e.bmbt:
+        return False
+    if e.bmbt:
+        return True
+    return p.file_offset + (at - p.offset) == (e.off_lo << geo.blocklog) + (at - e.start)
+
+
+def _refcount(pieces: list, e, runs, geo) -> list:
+    """A refcount change over runs (start, end, count before; None: unreadable) inside the query: file owners
+    shared from 2 up, not below; a count that falls to 0 frees the blocks (nothing else owns them then)."""
+    from fsdaxctl.xfs.piece import UNKNOWN, Piece
+
+    for s, t, count in runs:
+        new = None if count is None else count + e.value
+        out = []
+        for p in pieces:
+            a, b = max(p.offset, s), min(p.offset + p.length, t)
+            if a >= b or p.owner != "file" or p.extent_map or p.fork != "data":
+                out.append(p)
+                continue
+            out += _outside(p, a, b)
+            if new is None:  # the refcount btree could not be read: sharing after the mount is not known
+                out.append(Piece(a, b - a, UNKNOWN, p.agno, detail={"reason": e.reason}))
+            elif new > 0:
+                out.append(_clip_piece(p, a, b)._replace(shared=new >= 2))
+        if new == 0:
+            out = [q for p in out for q in ([p] if p.owner != "free" else _outside(p, s, t))]
+            out.append(_freed(s, t - s, e.reason, geo))
+        pieces = sorted(out, key=lambda p: p.sort_key())
+    return pieces
+
+
+def _outside(p, s: int, t: int) -> list:
+    """The parts of piece p outside bytes [s, t)."""
+    return [_clip_piece(p, x, y) for x, y in ((p.offset, min(s, p.offset + p.length)),
+                                              (max(t, p.offset), p.offset + p.length)) if x < y]
+
+
+def _freed(s: int, n: int, reason: str, geo):
+    from fsdaxctl.xfs.piece import FREE, Piece
+
+    return Piece(s, n, FREE, geo.byte_to_ag(s)[0] if s < geo.size else None, detail={"note": reason})
 
 
 def _merge(iv):

@@ -88,11 +88,13 @@ class OwnerMap:
         check = AnswerCheck(offset, offset + length, self._note)
         replay = getattr(self.fs, "replay", None)  # log replayed in memory: what the mount will finish
         effects = replay.effects if replay is not None else ()
-        for batch in self._ordered_batches(offset, length):
-            if effects:
-                from fsdaxctl.xfs.logrecover import overlay_pieces
+        batches = self._ordered_batches(offset, length)
+        if effects:
+            from fsdaxctl.xfs.logrecover import op_spans, overlay_pieces
 
-                batch = overlay_pieces(batch, effects, self.geo)
+            batches = (overlay_pieces(b, effects, self.geo, self._refcounts)
+                       for b in _together(batches, op_spans(effects)))
+        for batch in batches:
             yield check.batch(batch)
         tail = check.finish()
         if tail:
@@ -232,6 +234,29 @@ class OwnerMap:
             tail += free.gap(cursor, hi + 1)
         yield [_clip(p, qstart, qend) for p in tail]
 
+    def _refcounts(self, start: int, end: int) -> list[tuple[int, int, int | None]]:
+        """(start, end, count) runs of bytes [start, end) from the refcount btree (1 where it has no record;
+        None where it cannot be read): what a refcount intent finished at mount starts from."""
+        if not self.reflink:
+            return [(start, end, 1)]
+        geo, bl, out = self.geo, self.geo.blocklog, []
+        agno, lo = geo.byte_to_ag(start)
+        _, hi = geo.byte_to_ag(end - 1)
+        base, cur = geo.ag_to_byte(agno, 0), start
+        for rec in btree.Ag(self.fs, agno).refcountbt.records(lo, hi):
+            if type(rec) is Unreadable:
+                return [(start, end, None)]
+            s, t = max(start, base + (rec[0] << bl)), min(end, base + ((rec[0] + rec[1]) << bl))
+            if rec[0] & f.XFS_REFC_COWFLAG or s >= t:
+                continue
+            if s > cur:
+                out.append((cur, s, 1))
+            out.append((s, t, rec[2]))
+            cur = t
+        if cur < end:
+            out.append((cur, end, 1))
+        return out
+
     def _special_piece(self, agno: int, offset: int, length: int, owner: int, agbno: int) -> Piece:
         kind = SPECIAL_OWNERS.get(owner)
         detail = None
@@ -298,6 +323,26 @@ class OwnerMap:
     def run(self, agno, agbno, count, kind, detail=None) -> Piece:
         """A piece for `count` blocks from agbno."""
         return Piece(self.geo.ag_to_byte(agno, agbno), count << self.geo.blocklog, kind, agno, detail=detail)
+
+def _together(batches, spans):
+    """Batches (pieces in device order) with those that meet one of `spans` joined into one, up to the span's
+    end: every owner of bytes an operation changes is then in the same batch."""
+    spans = sorted(spans)
+    held: list = []
+    reach = -1
+    for batch in batches:
+        if held and batch and batch[0].offset >= reach:
+            yield held
+            held = []
+        ends = [e for s, e in spans if batch and s < batch[-1].offset + batch[-1].length and e > batch[0].offset]
+        if ends or held:
+            held += batch
+            reach = max([reach] + ends)
+        else:
+            yield batch
+    if held:
+        yield held
+
 
 def _join_gaps(stream):
     """Join no-rmapbt `unknown` gaps that touch, as the kernel does across AG boundaries. Within an AG two
