@@ -243,3 +243,29 @@ def test_a_btree_block_read_again_with_new_contents_is_checked_again(fixture, tm
         fs._nodes.clear()
         with pytest.raises(CorruptError, match="out of order"):
             btree.read_node(fs, btree.BNOBT, 0, root, None, root=True)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_names_found_near_the_inode_are_the_kernels(fixture, name):
+    """A few inodes are named from the directories allocated near them, up through '..' (paths._near); every
+    path must be the kernel's (all hard links), as the walk from the root finds them, and an inode whose
+    directory is not near (or whose links are not all there) is named by the walk."""
+    from fsdaxctl.xfs import paths as P
+
+    from fsdaxctl.xfs.inode import read_inode
+
+    path, rec = fixture(name)
+    with XfsFilesystem.open(path) as fs:
+        named = sorted((int(i), info) for i, info in rec["files"].items()
+                       if info["type"] in ("file", "dir") and int(i) != fs.sb.sb_rootino)
+        near = 0
+        for ino, info in named[::max(1, len(named) // 120)]:
+            got = P.PathResolver(fs).name([ino])[ino]
+            assert sorted(got.paths) == sorted(info["paths"]), (ino, got)
+            links = 1 if info["type"] == "dir" else read_inode(fs, ino).core.di_nlink
+            near += P.PathResolver(fs)._near(ino, links, P.Naming())
+        assert fs.has_parent or near > 0  # the near path does name some (directories spread over AGs: not all)
+        resolver = P.PathResolver(fs)
+        far = [int(i) for i, info in rec["files"].items() if len(info["paths"]) > 1][:1]
+        if far:  # hard links: named near or by the walk, all of them either way
+            assert sorted(resolver.name(far)[far[0]].paths) == sorted(rec["files"][str(far[0])]["paths"])

@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 from fsdaxctl.errors import FsdaxError, Problems
 from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs.attr import read_attrs
-from fsdaxctl.xfs.dir import DirBlocks, is_dir, read_dir, verify_data_block, wanted_entries
-from fsdaxctl.xfs.inode import read_inode
+from fsdaxctl.xfs.dir import DirBlocks, is_dir, parse_data_block, read_dir, verify_data_block, wanted_entries
+from fsdaxctl.xfs.inode import IN_USE, XFS_INODES_PER_CHUNK, chunk_slot_states, read_inode
 from fsdaxctl.xfs.metadir import metadata_name
 
 NULLFSINO = 0xFFFFFFFFFFFFFFFF
 _MAX_PATTERNS = 64  # wanted inodes up to which a byte search beats comparing every aligned word
+NEAR_MAX = 8  # wanted inodes up to which each is first looked for near its own inode number (_near)
+NEAR_CHUNKS = 128  # inode chunks on either side searched for its directory, nearest first
 PARENT_REC = f.XFS_PARENT_REC
+
+
+def _is_dir_core(raw: bytes, off: int) -> bool:
+    """Does the inode core at `off` (unverified: only a hint where to look) say directory?"""
+    return raw[off:off + 2] == b"IN" and int.from_bytes(raw[off + 2:off + 4], "big") & 0o170000 == 0o040000
 
 
 def decode_name(raw: bytes) -> str:
@@ -50,6 +57,7 @@ class PathResolver:
         self.fs = fs
         self.problems = Problems()
         self._dir_paths: dict[tuple[int, int], bytes | None] = {}
+        self._up_paths: dict[int, bytes] = {}  # directories' paths found through '..' (_path_up)
         sb = fs.sb
         self.metadata_inodes = {ino: what for ino, what in (
             (sb.sb_rbmino, "realtime bitmap inode"), (sb.sb_rsumino, "realtime summary inode"),
@@ -90,6 +98,11 @@ class PathResolver:
         if want and self.fs.has_parent:
             self._up(want, out)
         remaining = {i: n for i, n in want.items() if n}
+        if remaining and len(remaining) <= NEAR_MAX:  # a few: first among the directories allocated near them
+            for ino in list(remaining):
+                if self._near(ino, remaining[ino], out[ino]):
+                    del remaining[ino]
+                    want[ino] = 0
         if remaining:  # without parent pointers, or what they could not name
             self._walk(remaining, out)
             want.update(remaining)
@@ -149,6 +162,93 @@ class PathResolver:
             if up is not None:
                 self._dir_paths[key] = up + b"/" + name
         return self._dir_paths[key]
+
+    # --- near: the directories allocated next to an inode, then up through '..' ---
+    def _near(self, ino: int, links: int, naming: Naming) -> bool:
+        """Name `ino` from the directories whose inodes lie in the inode chunks around it (XFS allocates a new
+        inode near its parent directory's), each found directory's path taken up through '..' and checked
+        against its parent's entries to the root. True when all `links` names were found so (else nothing is
+        kept, and the walk from the root names it)."""
+        paths = []
+        try:
+            if is_dir(read_inode(self.fs, ino)):  # one name, found through its own '..'
+                up = self._path_up(ino)
+                paths = [decode_name(up)] if up else []
+            for dino in self._dirs_near(ino) if not paths else ():
+                names = self._names_of(dino, ino)
+                dpath = self._path_up(dino) if names else None
+                paths += [decode_name(dpath + b"/" + n) for n in names] if dpath is not None else []
+                if len(paths) >= links:
+                    break
+        except FsdaxError:
+            return False  # the walk reads these again, and says what it cannot read
+        if len(paths) != links:
+            return False
+        naming.paths += paths
+        return True
+
+    def _dirs_near(self, ino: int):
+        """Directory inodes in the NEAR_CHUNKS inode chunks on either side of `ino`'s, nearest chunk first
+        (each chunk read only when the nearer ones did not hold the name)."""
+        from fsdaxctl.xfs import btree
+
+        fs, geo = self.fs, self.fs.geo
+        agno, agbno, slot = geo.ino_to_ag(ino)
+        agino = (agbno << geo.inopblog) | slot
+        span = NEAR_CHUNKS * XFS_INODES_PER_CHUNK
+        recs = []
+        for rec in btree.Ag(fs, agno).inobt.records(max(0, agino - span), agino + span):
+            if type(rec) is btree.Unreadable:
+                raise rec.error
+            recs.append(rec)
+        for rec in sorted(recs, key=lambda r: abs(r[0] + XFS_INODES_PER_CHUNK // 2 - agino)):
+            first = geo.ag_to_ino(agno, rec[0] >> geo.inopblog, rec[0] & ((1 << geo.inopblog) - 1))
+            raw = fs.dev.pread(geo.ino_to_byte(first), XFS_INODES_PER_CHUNK * geo.inodesize, "inode chunk")
+            dirs = [first + i for i, state in enumerate(chunk_slot_states(fs, rec)) if state == IN_USE
+                    and _is_dir_core(raw, i * geo.inodesize) and first + i != ino]
+            yield from sorted(dirs, key=lambda d: abs(d - ino))
+
+    def _names_of(self, dino: int, ino: int) -> list[bytes]:
+        """The names directory `dino` gives inode `ino` (its entries' chains followed, as the walk does)."""
+        inode = read_inode(self.fs, dino)
+        if not is_dir(inode):
+            return []
+        fmt, _ = inode.fork("data")
+        if fmt == f.XFS_DINODE_FMT_LOCAL:
+            return [e.name for e in read_dir(self.fs, inode)[1] if e.ino == ino]
+        pattern, out = ino.to_bytes(8, "big"), []
+        for block in DirBlocks(self.fs, inode).data_blocks():
+            magic = verify_data_block(inode, block)
+            if pattern in block.data:
+                out += [e.name for e in wanted_entries(self.fs, inode, block, {ino}, verified=magic)]
+        return out
+
+    def _path_up(self, dino: int) -> bytes | None:
+        """The path of directory `dino` (b"" for the root) through '..', each step confirmed by the parent's
+        entry naming it; None when a step is not confirmed (an orphan, a damaged '..')."""
+        chain, cur = [], dino  # (directory, its name in its parent), from dino up
+        for _ in range(4096):
+            if cur == self.fs.sb.sb_rootino or cur in self._up_paths:
+                path = self._up_paths.get(cur, b"")
+                for d, name in reversed(chain):
+                    path = self._up_paths[d] = path + b"/" + name
+                return path
+            parent = self._dotdot(cur)
+            names = self._names_of(parent, cur) if parent else []
+            if len(names) != 1:
+                return None
+            chain.append((cur, names[0]))
+            cur = parent
+        return None
+
+    def _dotdot(self, dino: int) -> int | None:
+        inode = read_inode(self.fs, dino)
+        fmt, _ = inode.fork("data")
+        if fmt == f.XFS_DINODE_FMT_LOCAL:
+            return read_dir(self.fs, inode)[0]
+        for block in DirBlocks(self.fs, inode).data_blocks():  # '..' is the second entry of the first block
+            return parse_data_block(self.fs, inode, block)[0]
+        return None
 
     # --- down, from the root ---
     def _walk(self, want: dict[int, int], out: dict[int, Naming]) -> None:
