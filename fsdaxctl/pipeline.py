@@ -64,7 +64,9 @@ def named_device(arg: str) -> tuple[str | None, str]:
     import re
 
     m = re.fullmatch(r"([A-Za-z0-9][\w.:-]*)=(.+)", arg)
-    return (m.group(1), m.group(2)) if m else (None, arg)
+    if not m or os.path.exists(arg):  # a file whose name holds '=' is that file
+        return None, arg
+    return m.group(1), m.group(2)
 
 
 def routed_device_extents(routes: list[Route]) -> list[Extent]:
@@ -370,10 +372,11 @@ def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) ->
     return extents
 
 
-def _target_name(spec: Spec, dev, extents, extra, array_names, layout, warnings,
-                 others: set[str]) -> tuple[str | None, bool]:
-    """What the machine calls TARGET (pmem0, sdb), and whether that was inferred rather than given."""
-    known = {layer.upper.name for layer in extra} | array_names | others
+def _target_name(spec: Spec, dev, extents, extra, array_names, layout, warnings, others: dict[str, str],
+                 unnamed: list[str]) -> tuple[str | None, bool]:
+    """What the machine calls TARGET (pmem0, sdb), and whether that was inferred rather than given. `others`:
+    the named rt and log devices; `unnamed`: the filesystem's other devices whose names are not known."""
+    known = {layer.upper.name for layer in extra} | array_names | set(others)
     tops = array_names - {layer.upper.name for layer in extra}  # dm/md devices nothing else is built on
     name, inferred = spec.device, False
     if not name and not dev.is_block_device and len(tops) == 1:
@@ -383,9 +386,17 @@ def _target_name(spec: Spec, dev, extents, extra, array_names, layout, warnings,
     if not name:
         name, bind_notes = _bind_name(spec, extents, known, layout)
         inferred = bool(bind_notes)
+        if inferred and unnamed:  # the reports may be about that other device: not a guess to make
+            raise UsageError(f"the input names {name}, and this filesystem also has {' and '.join(unnamed)} whose "
+                             f"name is not known: which is {name}? give --device NAME for TARGET (and "
+                             "--rtdev/--logdev NAME=FILE)")
         warnings += bind_notes
     if name and layout.partition is not None:
         name = _disk_for_partition_name(name, layout, warnings)
+    for other, kind in others.items():
+        if other == name:
+            raise UsageError(f"{other} is TARGET's name, and --{DEVICE_KINDS[kind]}dev names that device too: "
+                             "the filesystem's devices are different devices")
     return name, inferred
 
 
@@ -401,7 +412,9 @@ def _build_stack(spec: Spec, fs, layout, extents, warnings):
         sysfs = Sysfs(spec.sysfs_root or "/sys")
     extra, arrays, array_names = _dm_md_layers(spec, warnings, sysfs)
     others = _other_devices(spec, fs)
-    name, inferred = _target_name(spec, dev, extents, extra, array_names, layout, warnings, set(others))
+    unnamed = [what for kind, what in ((FS_RT, "a realtime device"), (FS_LOG, "a log device"))
+               if kind not in others.values() and _has_device(fs, kind)]
+    name, inferred = _target_name(spec, dev, extents, extra, array_names, layout, warnings, others, unnamed)
     layers, target_space, fs_space = layers_for(layout, name)
     if inferred and fs_space.name:
         extents = _alias_fs_names(extents, fs_space.name, warnings)
@@ -429,15 +442,24 @@ def _build_stack(spec: Spec, fs, layout, extents, warnings):
 def _other_devices(spec: Spec, fs) -> dict[str, str]:
     """{kernel name: FS_RT or FS_LOG} of the filesystem's realtime and log devices, as --rtdev/--logdev NAME=
     said or as a block device is called, so that damage reports naming them reach them through the stack."""
-    out = {}
+    out: dict[str, str] = {}
     for kind, arg, dev in ((FS_RT, spec.rtdev, getattr(fs, "rtdev", None)),
                            (FS_LOG, spec.logdev, getattr(fs, "logdev", None))):
         name = named_device(arg)[0] if arg else None
         if not name and dev is not None and dev.is_block_device:
             name = os.path.basename(os.path.realpath(dev.path))
+        if name in out:
+            raise UsageError(f"--rtdev and --logdev both name {name}: the filesystem's devices are different devices")
         if name:
             out[name] = kind
     return out
+
+
+def _has_device(fs, kind: str) -> bool:
+    """Does the filesystem have a realtime (FS_RT) or log (FS_LOG) device of its own?"""
+    if kind == FS_RT:
+        return bool(fs.sb.sb_rblocks) and fs.geo.internal_rt is None
+    return fs.sb.sb_logstart == 0
 
 
 def _other_chains(sysfs, others: dict[str, str], covered: set, notes: list[str]) -> list:

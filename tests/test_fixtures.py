@@ -269,3 +269,24 @@ def test_names_found_near_the_inode_are_the_kernels(fixture, name):
         far = [int(i) for i, info in rec["files"].items() if len(info["paths"]) > 1][:1]
         if far:  # hard links: named near or by the walk, all of them either way
             assert sorted(resolver.name(far)[far[0]].paths) == sorted(rec["files"][str(far[0])]["paths"])
+
+
+def test_clustered_answers_keep_replay_notes_on_their_own_bytes(fixture):
+    """A free extent next to bytes an unfinished extent-free intent frees: the note stays on those bytes, so a
+    range over the old free space gets the same answer clustered as alone (free pieces with different notes
+    are not joined)."""
+    from types import SimpleNamespace
+
+    from fsdaxctl.xfs.logrecover import Effect
+
+    path, _ = fixture("1k-reflink")
+    with XfsFilesystem.open(path) as fs:
+        free = next(p for p in OwnerMap(fs).pieces(0, fs.geo.size) if p.owner == "free" and p.length >= 4096)
+        s = free.offset + free.length
+        fs.replay = SimpleNamespace(effects=[Effect("free", "an unfinished extent-free intent (test)", s, s + 1024)])
+        ranges = [Range(free.offset, 1024), Range(s, 1024)]
+        single = OwnerMap(fs)
+        single.cluster_gap = 0
+        got, want = locate(OwnerMap(fs), ranges), locate(single, ranges)
+        assert [r.owners for r in got] == [r.owners for r in want]
+        assert got[0].owners[0].detail is None and "extent-free" in got[1].owners[0].detail["note"]

@@ -282,6 +282,12 @@ def test_exact_operations_on_pieces():
     assert [(p.offset // B, p.length // B, p.owner) for p in got] == [(10, 4, "free")]
     got = L.apply_ops([file(10, 4, 7, 100)], [op("refcount", 10, 4, value=-1)], geo, None)
     assert [(p.owner, p.detail) for p in got] == [("unknown", {"reason": "an unfinished intent"})]
+    # two decreases of the same blocks: the second starts where the first left them (2 -> 1 -> 0: freed)
+    got = L.apply_ops(two, [op("refcount", 10, 4, value=-1), op("refcount", 11, 2, value=-1)], geo,
+                      counts([(10, 14, 2)]))
+    assert [(p.offset // B, p.length // B, p.owner, p.shared) for p in got] == [
+        (10, 1, "file", False), (10, 1, "file", False), (11, 2, "free", False), (13, 1, "file", False),
+        (13, 1, "file", False)]
 
 
 def test_overlay_is_a_block_map():

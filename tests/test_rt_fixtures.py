@@ -526,3 +526,41 @@ def test_inject_file_on_a_realtime_file(unpacked, name):
     kills = [d for d in out["decisions"] if d["action"] == "kill-mappers"]
     assert [(d["inode"], d["file_offset"], d["offset"]) for d in kills] == [(f["ino"], ext["logical"],
                                                                             ext["physical"])]
+
+
+def test_device_names_are_never_guessed(unpacked, tmp_path):
+    """A device named both TARGET and the realtime device is refused; reports naming a device, with a realtime
+    device whose name is not known, do not make TARGET that device (which is it?); a file whose name holds '='
+    is that file, not NAME=FILE."""
+    truth, paths = unpacked("rtgroups")
+    bb = tmp_path / "bb.txt"
+    bb.write_text("8 8\n")
+    base = [sys.executable, "-m", "fsdaxctl", "locate", paths["data"], "--badblocks", f"pmem0={bb}"]
+    for extra, words in ((["--device", "pmem0", "--rtdev", f"pmem0={paths['rt']}"], "TARGET's name"),
+                         (["--rtdev", paths["rt"]], "whose name is not known")):
+        proc = subprocess.run(base + extra, capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+        assert words in proc.stderr.splitlines()[-1]
+    odd = tmp_path / "rt=copy.img"
+    odd.write_bytes(open(paths["rt"], "rb").read())
+    f, ext = _first_extent(truth)
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "locate", paths["data"], "--rtdev", str(odd),
+                           "--fs-device", "rt", "--offset", str(ext["physical"]), "--format", "json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 4, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["owners"][0]["inode"] == f["ino"]
+
+
+def test_inject_across_rtstart_walks_both_sections(unpacked):
+    """A failure over the last data block and the first realtime block of an internal zoned disk: the data part
+    goes through the AG walk, the rest through the realtime groups (nothing dropped)."""
+    truth, paths = unpacked("zoned-internal")
+    a = truth["geometry"]["dblocks"] * truth["geometry"]["blocksize"]
+    first = next(r for r in truth["fsmap"]["rt"] if r["start"] == a)
+    proc = subprocess.run([sys.executable, "-m", "fsdaxctl", "inject", paths["data"], "--daddr", str(a // 512 - 8),
+                           "--length", "8192", "--format", "json"], capture_output=True, text=True)
+    assert proc.returncode == 4, proc.stderr
+    [out] = json.loads(proc.stdout)["outcomes"]
+    calls = [t["call"] for t in out["trace"]]
+    assert any("the data device" in c for c in calls) and any("XG_TYPE_RTG" in c for c in calls)
+    assert ("kill-mappers", first["inode"]) in {(d["action"], d.get("inode")) for d in out["decisions"]}

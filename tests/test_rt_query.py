@@ -376,3 +376,23 @@ def test_bitmap_blocks_read_alone_give_the_runs_of_the_whole_bitmap(first, last)
     whole = rt._free_runs(payload, "big", nbits, base, unit)
     assert got == [(max(s, a), min(e, b)) for s, e in whole if s < b and e > a] and omap.problems == []
     assert any(s < a + 3712 * unit < e for s, e in got) or last == first
+
+
+@pytest.mark.parametrize("kind", ["rmap", "refcount"])
+def test_a_node_whose_keys_are_out_of_order_is_refused(kind):
+    """The range query skips children by their keys: keys out of order (a valid CRC over damaged contents)
+    would hide records, so such a node is refused, not pruned on."""
+    tree = rt._TREES[kind]
+    for seed in range(50):  # a tree whose root holds two keys or more
+        rng = random.Random(seed)
+        fs = _fake_fs()
+        recs = _rmap_recs(rng, 700) if kind == "rmap" else _refcount_recs(rng, 500)
+        lit = bytearray(_build(fs, tree, recs, rng))
+        if struct.unpack_from(">H", lit, 2)[0] >= 2:
+            break
+    assert struct.unpack_from(">H", lit, 2)[0] >= 2
+    first, second = lit[4:4 + tree.key_size], lit[4 + tree.key_size:4 + 2 * tree.key_size]
+    lit[4:4 + tree.key_size], lit[4 + tree.key_size:4 + 2 * tree.key_size] = second, first  # swap two keys
+    inode = SimpleNamespace(ino=_INO)
+    with pytest.raises(CorruptError, match="keys out of order"):
+        long_btree_records(fs, inode, bytes(lit), tree, "data fork", span=(0, 10))

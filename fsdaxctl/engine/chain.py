@@ -275,8 +275,11 @@ def _dropped_rc(out: Outcome, d: int, step: Dropped) -> int:
 def _xfs_notify_failure(fs, omap, offset, length, flags, mapping, out: Outcome, d: int, memory: bool) -> int:
     pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
     section = fs.geo.internal_rt
-    if section is not None and offset >= section[0]:
-        return _internal_rt(fs, omap, offset, length, flags, mapping, out, d)
+    if section is not None and offset + length > section[0]:  # bytes of the realtime section inside TARGET
+        if offset >= section[0]:
+            return _internal_rt(fs, omap, offset, length, flags, mapping, out, d)
+        rc = _xfs_notify_failure(fs, omap, offset, section[0] - offset, flags, mapping, out, d, memory)
+        return _internal_rt(fs, omap, section[0], offset + length - section[0], flags, mapping, out, d) or rc
     out.line(d, "xfs_dax_notify_failure: the data device")
     d += 1
     if not fs.has_rmapbt:

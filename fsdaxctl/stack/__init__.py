@@ -240,14 +240,14 @@ class Stack:
             if last.space.kind == FS or last.space.kind in DEVICE_KINDS:
                 route.paths.append(path)
                 continue
+            if last.space == self.fs_space:
+                route.paths.append(path + [Hop("filesystem", Space(FS, self.fs_space.name), last.offset,
+                                               last.length, f"{self.fs_space} holds the filesystem")])
+                continue
             if last.space in self.others:
                 other = self.others[last.space]
                 route.paths.append(path + [Hop("filesystem", other, last.offset, last.length,
                                                f"{last.space} holds the {other}")])
-                continue
-            if last.space == self.fs_space:
-                route.paths.append(path + [Hop("filesystem", Space(FS, self.fs_space.name), last.offset,
-                                               last.length, f"{self.fs_space} holds the filesystem")])
                 continue
             if any(isinstance(h, Hop) and h.space == last.space for h in path[:-1]):
                 route.paths.append(path + [Dropped("stack", last.space, last.offset, last.length, "cycle",

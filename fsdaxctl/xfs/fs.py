@@ -276,7 +276,8 @@ class XfsFilesystem:
             self._nodes.move_to_end(key)
         return node
 
-    VERIFIED_MAX = 1 << 20  # blocks whose records were checked, by CRC: a block read again is not rechecked
+    VERIFIED_MAX = 1 << 16  # blocks whose records were checked, by CRC: a block read again is not rechecked
+    # (about 240 bytes each: bounded so that a dump, which reads every block once, stays in flat memory)
 
     def remember_verified(self, key, crc: bytes, last: int) -> None:
         if len(self.verified) >= self.VERIFIED_MAX:

@@ -1710,13 +1710,15 @@ def apply_ops(pieces: list, ops: list, geo, refcounts) -> list:
     blocks' owners shared (2 or more) or not, and a count going to 0 frees them. `refcounts(start, end)`: the
     (start, end, count) runs of the refcount btree before the mount (count 1 where it has no record)."""
     qlo, qhi = min(p.offset for p in pieces), max(p.offset + p.length for p in pieces)
+    counted: list[tuple[int, int, int]] = []  # refcount changes made so far: the next one starts from them
     for e in ops:
         lo, hi = e.start, e.end
         if hi <= qlo or lo >= qhi or not any(p.offset < hi and p.offset + p.length > lo for p in pieces):
             continue
         if e.kind == "refcount":
             runs = refcounts(max(lo, qlo), min(hi, qhi)) if refcounts else [(max(lo, qlo), min(hi, qhi), None)]
-            pieces = _refcount(pieces, e, runs, geo)
+            pieces = _refcount(pieces, e, _counted(runs, counted), geo)
+            counted.append((lo, hi, e.value))
             continue
         out, taken = [], []
         for p in pieces:
@@ -1733,6 +1735,17 @@ def apply_ops(pieces: list, ops: list, geo, refcounts) -> list:
         out += [_freed(s, t - s, e.reason, geo) for s, t in _subtract(_merge(taken), left, keep_reason=False)]
         pieces = sorted(out, key=lambda p: p.sort_key())
     return pieces
+
+
+def _counted(runs, counted) -> list[tuple[int, int, int | None]]:
+    """Refcount runs (start, end, count on disk) with the changes already made to them added, cut where one
+    begins or ends."""
+    out = []
+    for s, t, c in runs:
+        cuts = sorted({s, t} | {x for a, b, _ in counted for x in (a, b) if s < x < t})
+        for x, y in zip(cuts, cuts[1:]):
+            out.append((x, y, None if c is None else c + sum(d for a, b, d in counted if a <= x and y <= b)))
+    return out
 
 
 def _owned_by(p, e, at: int, geo) -> bool:
@@ -1819,10 +1832,9 @@ def _join_free(pieces):
     out = []
     for p in pieces:
         if out and p.owner == "free" and out[-1].owner == "free" and out[-1].offset + out[-1].length == p.offset \
-                and out[-1].agno == p.agno:
+                and out[-1].agno == p.agno and out[-1].detail == p.detail:  # a note stays on its own bytes
             q = out[-1]
-            detail = q.detail or p.detail
-            out[-1] = q._replace(length=q.length + p.length, detail=detail)
+            out[-1] = q._replace(length=q.length + p.length)
         else:
             out.append(p)
     return out

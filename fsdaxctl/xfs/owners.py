@@ -334,7 +334,8 @@ def _together(batches, spans):
         if held and batch and batch[0].offset >= reach:
             yield held
             held = []
-        ends = [e for s, e in spans if batch and s < batch[-1].offset + batch[-1].length and e > batch[0].offset]
+        end = max((p.offset + p.length for p in batch), default=0)  # a long piece may end after the last
+        ends = [e for s, e in spans if batch and s < end and e > batch[0].offset]
         if ends or held:
             held += batch
             reach = max([reach] + ends)

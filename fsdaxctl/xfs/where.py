@@ -142,5 +142,3 @@ def _rtb_to_byte(fs, rtb: int) -> int:
     from fsdaxctl.xfs.rt import rtb_to_byte
 
     return rtb_to_byte(fs.sb, rtb)
-    rgno, rgbno = rtb >> sb.sb_rgblklog, rtb & ((1 << sb.sb_rgblklog) - 1)
-    return (sb.sb_rtstart + rgno * sb.sb_rgextents * sb.sb_rextsize + rgbno) << fs.geo.blocklog
