@@ -26,6 +26,7 @@ class LocateOptions:
     source: str | None = None     # rmapbt, walk or bnobt (None: the filesystem's best)
     verify_rmap: bool = False     # also walk all metadata and report every disagreement with the rmapbt
     progress: object = None       # progress(done, total) for long walks, or None
+    ranges_progress: object = None  # ranges_progress(done, finished=False) as a streamed list is answered
 
 
 @dataclass
@@ -252,7 +253,7 @@ class Session:
         answer, omap = report.answer, report.omap
         describer = Describer(self.fs) if opts.detail else None
         source = "kernel" if omap.source == "kernel" else "disk"
-        extents = iter(inputs.stream)
+        extents, done = iter(inputs.stream), 0
         while window := list(itertools.islice(extents, self.STREAM_WINDOW)):
             window = [dataclasses.replace(e, rank=i) for i, e in enumerate(window)]
             others = [e for e in window if e.space.kind in DEVICE_KINDS]
@@ -273,6 +274,11 @@ class Session:
                     r.input = None
             others += routed_device_extents(routes)
             yield from _in_order(routes, results, self._on_devices(others, report.warnings))
+            done += len(window)
+            if opts.ranges_progress:
+                opts.ranges_progress(done)
+        if opts.ranges_progress:
+            opts.ranges_progress(done, finished=True)
         report.warnings += inputs.parsed.notes  # what the stream noticed on its way (sub-sector lengths)
 
     def _file_types(self, results) -> dict:

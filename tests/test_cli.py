@@ -249,3 +249,36 @@ def test_paths_format_usage(mkfs_image):
     one_line_error(r, "--no-detail")
     r = run("locate", mkfs_image, "--offset", "0", "--length", "64k", "--format", "paths")
     assert r.exit_code == 8 and r.stdout == ""  # metadata only: no file, no path
+
+
+def test_a_long_ranges_list_shows_its_progress_on_a_terminal(mkfs_image, tmp_path):
+    """A streamed ranges list, stdout to a file and stderr on a terminal: a status line of ranges answered, of
+    how many, and the rate, ending in a newline; with stderr not a terminal, nothing of the kind."""
+    import os
+    import pty
+
+    listing = tmp_path / "r.txt"
+    listing.write_text("".join(f"{i * 4096} 4096\n" for i in range(9000)))
+    argv = [sys.executable, "-m", "fsdaxctl", "locate", mkfs_image, "--ranges", str(listing), "--format", "jsonl",
+            "--no-detail"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    proc.wait()
+    os.close(master)
+    assert proc.returncode in (0, 4, 8, 12)
+    text = seen.decode().replace("\r\n", "\n")  # the terminal turns the newline into CR LF
+    last = text.split("\r")[-1]
+    assert "ranges answered: 4,096 of 9,000" in text and last.startswith("ranges answered: 9,000 of 9,000")
+    assert "/s" in last and last.endswith("\n")
+    quiet = subprocess.run(argv, capture_output=True, text=True)
+    assert "ranges answered" not in quiet.stderr

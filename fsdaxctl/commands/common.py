@@ -107,6 +107,33 @@ def progress_printer(label: str):
     return progress
 
 
+def ranges_progress(ranges_file):
+    """A status line for a long ranges list (stderr on a terminal, while stdout goes elsewhere): ranges
+    answered, of how many when the list is a file, the rate and the time left. None where it would not show."""
+    import os
+    import time
+
+    if not sys.stderr.isatty() or sys.stdout.isatty() or ranges_file is None:
+        return None
+    total = None
+    try:
+        if os.path.isfile(ranges_file.name):
+            with open(ranges_file.name, "rb") as fh:  # lines, not ranges: comments count too (an upper bound)
+                total = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except (OSError, AttributeError, TypeError):
+        total = None
+    t0 = time.monotonic()
+
+    def progress(done: int, finished: bool = False) -> None:
+        rate = done / max(time.monotonic() - t0, 1e-3)
+        of = f" of {total:,}" if total else ""
+        left = f", about {max(0, total - done) / rate:.0f} s left" if total and rate and not finished else ""
+        sys.stderr.write(f"\rranges answered: {done:,}{of}, {rate:,.0f}/s{left}\033[K" + ("\n" if finished else ""))
+        sys.stderr.flush()
+
+    return progress
+
+
 def input_options(f):
     """Every way to say where the damage is (issue 4): byte ranges on TARGET, error lists, kernel logs,
     physical addresses, filesystem-relative places; and the layers between them and the filesystem."""

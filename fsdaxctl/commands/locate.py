@@ -7,8 +7,8 @@ import sys
 import click
 
 from fsdaxctl.commands.common import (build_inputs, chain_options, check_chain_options, fs_device_option,
-                                     input_options, progress_printer, run_act, source_option, target_options,
-                                     verify_option, warn, with_stack)
+                                     input_options, progress_printer, ranges_progress, run_act, source_option,
+                                     target_options, verify_option, warn, with_stack)
 from fsdaxctl.errors import UsageError
 from fsdaxctl.render import LOCATE_FORMATS
 
@@ -61,7 +61,8 @@ def command(ctx, spec, explain, no_detail, source, verify_rmap, fmt, null, **inp
     spec = with_stack(spec, inputs)
     plan = build_inputs(spec, inputs, stream=not (explain or verify_rmap or inputs["act"] or device != "data"))
     opts = LocateOptions(device=device, explain=explain, detail=not no_detail, source=source,
-                         verify_rmap=verify_rmap, progress=progress_printer("walking inodes"))
+                         verify_rmap=verify_rmap, progress=progress_printer("walking inodes"),
+                         ranges_progress=ranges_progress(inputs["ranges_file"]) if plan.stream else None)
     with Session.open(spec) as session:
         report = session.locate(plan, opts)
         _write(fmt, null, report)
