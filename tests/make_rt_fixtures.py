@@ -396,12 +396,16 @@ def fs_script(filesystems):
     return "\n".join(lines) + "\n"
 
 
-def build_initramfs(work, kern, xfsprogs, filesystems):
+def build_initramfs(work, kern, xfsprogs, filesystems, fs_sh=None, extra=None):
+    """WORK/initramfs.cpio.gz; /fs.sh is FS_SH if given, else one do_fs call per filesystem; EXTRA: more
+    {source: guest path} binaries (a relative source is in the xfsprogs tree)."""
     root = initramfs_tree(work)
     for b, dest in XFSPROGS_BINARIES.items():
         copy_with_libs(root, os.path.join(xfsprogs, b), dest)
     for b, dest in HOST_BINARIES.items():
         copy_with_libs(root, b, dest)
+    for b, dest in (extra or {}).items():
+        copy_with_libs(root, os.path.join(xfsprogs, b), dest)
     for b, dest in OPTIONAL_HOST_BINARIES.items():
         if os.path.exists(b):
             copy_with_libs(root, b, dest)
@@ -441,7 +445,7 @@ def build_initramfs(work, kern, xfsprogs, filesystems):
             shutil.copy2(src, dst)
         plain.append(q)
     with open(os.path.join(root, "fs.sh"), "w") as f:
-        f.write(fs_script(filesystems))
+        f.write(fs_sh if fs_sh is not None else fs_script(filesystems))
     return pack_initramfs(work, root, mdir, kver, plain, GUEST_SCRIPT)
 
 
@@ -579,6 +583,28 @@ def parse_kv(text):
     return kv
 
 
+def parse_steps(text):
+    """The steps of a log written by GUEST_SCRIPT's p (or the crash workload's w): '+ CMD', what it printed,
+    'rc=N' -> [{command, rc, output}]"""
+    steps = []
+    for line in (text or "").splitlines():
+        if line.startswith("+ "):
+            steps.append(dict(command=line[2:], rc=None, output=[]))
+        elif steps and re.fullmatch(r"rc=\d+", line) and steps[-1]["rc"] is None:
+            steps[-1]["rc"] = int(line[3:])
+        elif steps:
+            steps[-1]["output"].append(line)
+    return steps
+
+
+def refused_steps(steps):
+    """The steps refused: a non-zero exit, or an error message (xfs_io goes on after a refused command and may
+    still exit 0: "fallocate: Operation not supported")"""
+    err = re.compile(r"[A-Za-z_./() -]+: [A-Z][a-z]+( [a-z]+)*")
+    return [dict(command=st["command"], rc=st["rc"], errors=[x for x in st["output"] if err.fullmatch(x)])
+            for st in steps if st["rc"] or any(err.fullmatch(x) for x in st["output"])]
+
+
 def parse_fs(gdir, fs, kern, xfsprogs):
     """truth.json of one filesystem from the guest's outputs in GDIR."""
     t = dict(name=fs["name"], about=fs["about"], kernel=None, kernel_packages=kern["debs"],
@@ -663,22 +689,8 @@ def parse_fs(gdir, fs, kern, xfsprogs):
         # internal realtime section: the one disk, where the rt section begins at rtstart)
         f["fiemap_device"] = ("data" if t["rt_internal"] else "rt") if f.get("realtime") else "data"
     t["files"] = [files[k] for k in sorted(files)]
-    # populating steps with what they printed; refused: a non-zero exit, or an error message (xfs_io goes on
-    # after a refused command and may still exit 0: "fallocate: Operation not supported")
-    steps = []
-    for line in (read(os.path.join(gdir, "populate.log")) or "").splitlines():
-        if line.startswith("+ "):
-            steps.append(dict(command=line[2:], rc=None, output=[]))
-        elif steps and re.fullmatch(r"rc=\d+", line) and steps[-1]["rc"] is None:
-            steps[-1]["rc"] = int(line[3:])
-        elif steps:
-            steps[-1]["output"].append(line)
-    t["populate"] = steps
-    t["populate_refused"] = [
-        dict(command=st["command"], rc=st["rc"],
-             errors=[x for x in st["output"] if re.fullmatch(r"[A-Za-z_./() -]+: [A-Z][a-z]+( [a-z]+)*", x)])
-        for st in steps
-        if st["rc"] or any(re.fullmatch(r"[A-Za-z_./() -]+: [A-Z][a-z]+( [a-z]+)*", x) for x in st["output"])]
+    t["populate"] = parse_steps(read(os.path.join(gdir, "populate.log")))
+    t["populate_refused"] = refused_steps(t["populate"])
     rep = read(os.path.join(gdir, "commands.log")) or ""
     m = re.search(r"^xfs_repair-n\.txt\trc=(\d+)", rep, re.M)
     t["xfs_repair_n_rc"] = int(m.group(1)) if m else None

@@ -29,7 +29,7 @@ KERNEL_OWNERS = {"free space": "free", "static fs metadata": "static-fs-metadata
 
 def _open(paths):
     fs = XfsFilesystem.open(paths["data"])
-    devices.attach(fs, paths.get("log"), paths["rt"])
+    devices.attach(fs, paths.get("log"), paths.get("rt"))  # no rt image: an internal realtime section
     return fs
 
 
@@ -564,3 +564,36 @@ def test_inject_across_rtstart_walks_both_sections(unpacked):
     calls = [t["call"] for t in out["trace"]]
     assert any("the data device" in c for c in calls) and any("XG_TYPE_RTG" in c for c in calls)
     assert ("kill-mappers", first["inode"]) in {(d["action"], d.get("inode")) for d in out["decisions"]}
+
+
+@pytest.mark.parametrize("name", ["rtgroups-3", "zoned-gaps", "zoned-internal"])
+def test_realtime_intents_left_in_the_log_make_their_rt_bytes_unknown(unpacked, name):
+    """A realtime intent (extent-free, rmap or refcount) left in a dirty log names realtime blocks: their bytes
+    on the realtime device (group arithmetic, zone gaps and rtstart included) are `unknown` with the reason,
+    never data-device bytes; the data device's answer is untouched; blocks past the device are one error."""
+    from types import SimpleNamespace
+
+    from fsdaxctl.xfs import logrecover as L
+    from fsdaxctl.xfs.rt import rtb_to_byte
+
+    truth, paths = unpacked(name)
+    f, ext = _first_extent(truth)
+    with _open(paths) as fs:
+        sb, bs = fs.sb, fs.geo.blocksize
+        rgno = sb.sb_rgcount - 1
+        rtb = (rgno << sb.sb_rgblklog) | 5  # block 5 of the last group
+        out = SimpleNamespace(effects=[])
+        L._Replayer._rt_phys(SimpleNamespace(fs=fs, geo=fs.geo, out=out), "an unfinished rt intent", rtb, 2)
+        [e] = out.effects
+        assert (e.device, e.start, e.end) == ("rt", rtb_to_byte(sb, rtb), rtb_to_byte(sb, rtb) + 2 * bs)
+        with pytest.raises(L._Fatal, match="outside the realtime device"):
+            L._Replayer._rt_phys(SimpleNamespace(fs=fs, geo=fs.geo, out=out), "x", sb.sb_rgcount << sb.sb_rgblklog, 1)
+        before = devices.owner_map(fs, "data").pieces(0, fs.geo.size)
+        fs.replay = SimpleNamespace(effects=[e, L.Effect("unknown", "an unfinished rt intent", ext["physical"],
+                                                         ext["physical"] + bs, device="rt")])
+        rt = devices.owner_map(fs, "rt")
+        for lo, hi in ((e.start, e.end), (ext["physical"], ext["physical"] + bs)):
+            got = rt.pieces(lo - bs, hi - lo + 2 * bs)
+            assert [(p.owner, p.device) for p in got if lo <= p.offset < hi] == [("unknown", "rt")], got
+            assert all(p.agno is None for p in got)
+        assert devices.owner_map(fs, "data").pieces(0, fs.geo.size) == before

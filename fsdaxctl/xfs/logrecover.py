@@ -160,6 +160,7 @@ class Effect:
     off_hi: int = 0
     bmbt: bool = False  # unmap/convert: the owner's extent-map (bmbt) block, not file data
     value: int = 0  # convert: the new unwritten state (1 unwritten, 0 written); refcount: the change (+1, -1)
+    device: str = "data"  # the device the bytes (or the file's pieces) are on: "data" or "rt"
 
 
 @dataclass
@@ -1164,8 +1165,10 @@ class _Replayer:
                 else:
                     raise _Fatal(f"extent-free intent of {len(r0)} bytes for {n} extents")
                 for start, length in exts:
-                    self._phys("free" if t == XFS_LI_EFI else "unknown", why + (
-                        ": the kernel frees these blocks" if t == XFS_LI_EFI else ""), start, length)
+                    if t == XFS_LI_EFI:
+                        self._phys("free", why + ": the kernel frees these blocks", start, length)
+                    else:  # realtime extents: freed with their rt rmap changes, not finished here
+                        self._rt_phys(why, start, length)
             elif t in (XFS_LI_RUI, XFS_LI_BUI, XFS_LI_RUI_RT):
                 if len(r0) != 16 + 32 * n:
                     raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
@@ -1173,12 +1176,15 @@ class _Replayer:
                     owner, start, off, length, flags = struct.unpack_from("<QQQII", r0, 16 + 32 * i)
                     if t == XFS_LI_RUI and self._rmap_op(why, owner, start, off, length, flags):
                         continue
-                    if t != XFS_LI_RUI_RT:
+                    if t == XFS_LI_RUI_RT:
+                        self._rt_phys(why, start, length)
+                    else:
                         self._phys("unknown", why, start, length)
                     if t == XFS_LI_BUI or (owner < (1 << 63) and owner):
                         fork = "attr" if flags & (1 << 31) else "data"
                         self.out.effects.append(Effect("unknown", why, ino=owner, fork=fork, off_lo=off,
-                                                       off_hi=off + length - 1))
+                                                       off_hi=off + length - 1,
+                                                       device="rt" if t == XFS_LI_RUI_RT else "data"))
             elif t in (XFS_LI_CUI, XFS_LI_CUI_RT):
                 if len(r0) != 16 + 16 * n:
                     raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
@@ -1189,6 +1195,8 @@ class _Replayer:
                                    value=1 if flags == XFS_REFCOUNT_INCREASE else -1)
                     elif t == XFS_LI_CUI:
                         self._phys("unknown", why, start, length)
+                    else:
+                        self._rt_phys(why, start, length)
             elif t == XFS_LI_XMI:
                 if len(r0) < 88:
                     raise _Fatal(f"mapping-exchange intent of {len(r0)} bytes")
@@ -1216,6 +1224,16 @@ class _Replayer:
                    off_hi=off + length - 1, bmbt=bool(flags & XFS_RMAP_EXTENT_BMBT_BLOCK),
                    value=int(bool(flags & XFS_RMAP_EXTENT_UNWRITTEN)))
         return True
+
+    def _rt_phys(self, why, rtb, length):
+        """Realtime blocks [rtb, rtb + length) an intent changes: unknown on the realtime device."""
+        from fsdaxctl.xfs.rt import rt_device_end, rtb_to_byte
+
+        sb = self.fs.sb
+        start = rtb_to_byte(sb, rtb) if sb.sb_rblocks else None
+        if start is None or not length or start + (length << self.geo.blocklog) > rt_device_end(sb):
+            raise _Fatal(f"an intent names realtime blocks outside the realtime device (rtblock {rtb}+{length})")
+        self.out.effects.append(Effect("unknown", why, start, start + (length << self.geo.blocklog), device="rt"))
 
     def _phys(self, kind, why, fsb, length, **kw):
         geo = self.geo
@@ -1647,6 +1665,11 @@ def op_spans(effects: list) -> list[tuple[int, int]]:
     return [(e.start, e.end) for e in effects if e.kind in OPS]
 
 
+def effects_on(effects: list, device: str) -> list:
+    """The effects about one device's bytes or its pieces."""
+    return [e for e in effects if e.device == device]
+
+
 def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
     """Pieces (sorted, one query's, with every owner of the bytes an operation touches) with the intents'
     effects applied: the operations the mount finishes exactly (apply_ops); bytes an unfinished EFI frees are
@@ -1693,12 +1716,11 @@ def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
     for p in pieces:
         for s, t in _subtract([(p.offset, p.offset + p.length, None)], cover, keep_reason=False):
             out.append(_clip_piece(p, s, t))
-    for s, t, r in unknown:
-        agno = geo.byte_to_ag(s)[0] if s < geo.size else None
-        out.append(Piece(s, t - s, UNKNOWN, agno, detail={"reason": r}))
-    for s, t, r in free:
-        agno = geo.byte_to_ag(s)[0] if s < geo.size else None
-        out.append(Piece(s, t - s, FREE, agno, detail={"note": r}))
+    rt = pieces[0].device == "rt"  # the realtime device's pieces: no AG, and they say their device
+    for kind, runs, key in ((UNKNOWN, unknown, "reason"), (FREE, free, "note")):
+        for s, t, r in runs:
+            agno = geo.byte_to_ag(s)[0] if s < geo.size and not rt else None
+            out.append(Piece(s, t - s, kind, agno, detail={key: r}, device="rt" if rt else pieces[0].device))
     out.sort(key=Piece.sort_key)
     return _join_free(out)
 

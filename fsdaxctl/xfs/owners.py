@@ -90,8 +90,9 @@ class OwnerMap:
         effects = replay.effects if replay is not None else ()
         batches = self._ordered_batches(offset, length)
         if effects:
-            from fsdaxctl.xfs.logrecover import op_spans, overlay_pieces
+            from fsdaxctl.xfs.logrecover import effects_on, op_spans, overlay_pieces
 
+            effects = effects_on(effects, "data")
             batches = (overlay_pieces(b, effects, self.geo, self._refcounts)
                        for b in _together(batches, op_spans(effects)))
         for batch in batches:

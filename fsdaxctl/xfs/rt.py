@@ -164,8 +164,16 @@ class RtOwnerMap:
     def iter_batches(self, offset: int, length: int):
         if not self.grouped:
             self.prepare(None)
-            return iter(device_batches(offset, length, self.size, RT, self._owned, self.problems.append))
-        return self._grouped_batches(offset, length)
+            batches = iter(device_batches(offset, length, self.size, RT, self._owned, self.problems.append))
+        else:
+            batches = self._grouped_batches(offset, length)
+        replay = getattr(self.fs, "replay", None)  # a dirty log replayed: what the mount will change here
+        effects = [e for e in replay.effects if e.device == RT] if replay is not None else []
+        if not effects:
+            return batches
+        from fsdaxctl.xfs.logrecover import overlay_pieces
+
+        return (overlay_pieces(b, effects, self.geo) for b in batches)
 
     def _grouped_batches(self, offset: int, length: int):
         """Batches of [offset, offset + length), one per window of `_windows`, each checked; past the device
