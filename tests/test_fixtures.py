@@ -290,3 +290,49 @@ def test_clustered_answers_keep_replay_notes_on_their_own_bytes(fixture):
         got, want = locate(OwnerMap(fs), ranges), locate(single, ranges)
         assert [r.owners for r in got] == [r.owners for r in want]
         assert got[0].owners[0].detail is None and "extent-free" in got[1].owners[0].detail["note"]
+
+
+def test_a_directory_whose_dotdot_lies_is_named_by_the_walk(fixture, tmp_path):
+    """A directory block whose '..' names another directory (valid CRC: damage the checksum cannot see): the
+    path found up through '..' is not confirmed by that directory's entries, so the file in it is named by
+    the walk from the root, with the kernel's path (never a path made up from the lie)."""
+    import shutil
+    import struct
+
+    from fsdaxctl.parsers import xfs as f
+    from fsdaxctl.xfs import paths as P
+    from fsdaxctl.xfs.dir import DirBlocks, parse_data_block
+    from fsdaxctl.xfs.inode import read_inode
+    from fsdaxctl.xfs.verify import xfs_cksum
+
+    path, rec = fixture("4k-reflink")
+    img = str(tmp_path / "d.img")
+    shutil.copyfile(path, img)
+    with XfsFilesystem.open(img) as fs:
+        root = fs.sb.sb_rootino
+        for ino, info in sorted(rec["files"].items(), key=lambda kv: int(kv[0])):
+            d = read_inode(fs, int(ino))
+            if info["type"] != "dir" or d.fork("data")[0] != f.XFS_DINODE_FMT_EXTENTS:
+                continue
+            block = next(iter(DirBlocks(fs, d).data_blocks()))
+            parent, entries = parse_data_block(fs, d, block)
+            files = [e for e in entries if rec["files"].get(str(e.ino), {}).get("type") == "file"]
+            if parent != root and files:
+                break
+        else:
+            pytest.fail("no block directory below the root with files in it")
+        target = files[0].ino
+        byte = fs.geo.fsb_to_byte(DirBlocks(fs, d).map_fsb(block.dablk))
+        raw = bytearray(block.data)
+        dotdot = raw.find(struct.pack(">Q", parent), f.XFS_DIR3_DATA_HDR_SIZE)
+        assert dotdot > 0 and rec["files"][str(target)]["paths"]
+    struct.pack_into(">Q", raw, dotdot, root)  # '..' now says the root, which has no entry for it
+    struct.pack_into("<I", raw, f.XFS_DIR3_DATA_CRC_OFF, xfs_cksum(bytes(raw), f.XFS_DIR3_DATA_CRC_OFF))
+    with open(img, "r+b") as fh:
+        fh.seek(byte)
+        fh.write(raw)
+    with XfsFilesystem.open(img) as fs:
+        resolver = P.PathResolver(fs)
+        assert not resolver._near(target, 1, P.Naming())  # the lie is not confirmed: nothing named near
+        got = P.PathResolver(fs).name([target])[target]
+        assert sorted(got.paths) == sorted(rec["files"][str(target)]["paths"])
