@@ -108,6 +108,11 @@ def run_case(config: str, seed: int, mode: str, ops: int, tmp: str) -> dict:
 
     img = os.path.join(tmp, f"{config}-{seed}-{mode}.img")
     rec = build_crash(img, config, seed, ops=ops, mode=mode)
+    for _ in range(3):  # shut down before the workload logged anything: nothing to replay, so crash it later
+        with XfsFilesystem.open(img) as fs:
+            if not L.find_log_ends(fs)["clean"]:
+                break
+        rec = build_crash(img, config, seed, ops=ops, mode=mode, delay=rec["crash"]["delay"] * 2 + 1)
     keep = os.environ.get("FSDAXCTL_KEEP_CRASH")  # a directory: failing images and records are kept there
     ok = False
     try:
