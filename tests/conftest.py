@@ -90,11 +90,11 @@ def unpacked(tmp_path_factory):
     import json
     import lzma
 
-    data = os.path.join(os.path.dirname(__file__), "data", "rt")
     cache = {}
 
-    def get(name):
-        if name not in cache:
+    def get(name, where="rt"):  # where: tests/data/rt, or tests/data/rt-crash (crashed, dirty logs)
+        data = os.path.join(os.path.dirname(__file__), "data", where)
+        if (where, name) not in cache:
             truth = json.load(open(os.path.join(data, name, "truth.json")))
             out = tmp_path_factory.mktemp(name)
             paths = {}
@@ -103,7 +103,7 @@ def unpacked(tmp_path_factory):
                 with lzma.open(os.path.join(data, name, dev["image"])) as src, open(paths[role], "wb") as dst:
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
-            cache[name] = truth, paths
-        return cache[name]
+            cache[where, name] = truth, paths
+        return cache[where, name]
 
     return get

@@ -13,7 +13,7 @@ fixtures. On a Debian 12 host, as root:
 
   python3 tests/make_rt_fixtures.py [--work /var/tmp/rt-vm] [--xfsprogs /work/scratch/xfsprogs]
                                     [--suite trixie-backports] [--flavour cloud-amd64] [--only NAME ...]
-                                    [--skip-apt]
+                                    [--skip-apt] [--crash [--seeds N ...]]
 
 --only NAME ... makes and records just those filesystems (one guest boot for them alone) and leaves the others'
 directories as they are; --skip-apt reuses the kernel packages in WORK/debs (the same kernel as the others').
@@ -54,6 +54,19 @@ Steps:
    recorded filesystem's NAME/raw/run/ instead) and tests/data/rt/README.md (every filesystem's row, the ones
    not made by this run as their truth.json says).
 Every byte in tests/data/rt/ comes from the guest (its outputs, or the disks it wrote), or is parsed from them.
+
+--crash makes tests/data/rt-crash/ instead (tests/data/rt is left alone): crashed realtime filesystems, for
+checking a log replay against the kernel's own recovery. For each of CRASH_CONFIGS (rtgroups, rt-classic) and
+each seed (--seeds, default 1-4), a first boot (WORK/crash/boot1) runs mkfs.xfs, mounts, makes a few
+realtime files, holds one open and unlinks it, starts a workload on realtime files in the background (steps
+drawn from the seed: writes, appends, overwrites, direct I/O, fallocate, punch, zero, truncate, unlink,
+rename, unlink-while-open, reflink copies on rtgroups, freeze/thaw, sync, fsync) and, once the step drawn
+from the fixture's name has begun and a drawn delay has passed, runs xfs_io -x -c 'shutdown -f' while it
+runs, then unmounts. The host keeps those disks (WORK/crash/crashed: the committed NAME/ROLE.img.xz, the log
+dirty). A second boot (WORK/crash/boot2) on copies of them records their sha256 and xfs_logprint -t, mounts
+them (the kernel recovers the log; dmesg kept), records the recovered filesystem as `record` does for
+tests/data/rt (GETFSMAP of both devices, FIEMAP, stat, paths), unmounts and runs xfs_repair -n. See
+tests/data/rt-crash/README.md (written by the run).
 """
 
 from __future__ import annotations
@@ -62,6 +75,7 @@ import argparse
 import glob
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -701,19 +715,11 @@ def collect(work, out, imgdir, filesystems, kern, xfsprogs, accel, dest, partial
     """Copy the guest's results into DEST. PARTIAL (--only): the other filesystems' directories and the
     top-level raw/ (the full run's) are left as they are; this run's guest-wide outputs and host files go into
     each of its filesystems' NAME/raw/run/ instead."""
-    gdir = os.path.join(work, "guest")
-    shutil.rmtree(gdir, ignore_errors=True)
-    with tarfile.open(out) as t:
-        t.extractall(gdir)
-    g = os.path.join(gdir, "out")
-    if not os.path.exists(os.path.join(g, "steps.log")):
-        sys.exit("the guest wrote no results (see WORK/console.log)")
+    g = _guest_results(out, os.path.join(work, "guest"), "the guest wrote no results (see WORK/console.log)")
     os.makedirs(dest, exist_ok=True)
     summary = []
     for fs in filesystems:
-        d = os.path.join(dest, fs["name"])
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(os.path.join(d, "raw"))
+        d = _fresh(dest, fs["name"])
         src = os.path.join(g, fs["name"])
         if not os.path.isdir(src):
             summary.append((fs["name"], "not reached (the guest stopped before it)"))
@@ -721,15 +727,7 @@ def collect(work, out, imgdir, filesystems, kern, xfsprogs, accel, dest, partial
         for p in sorted(glob.glob(os.path.join(src, "*"))):
             shutil.copy2(p, os.path.join(d, "raw", os.path.basename(p)))
         truth = parse_fs(src, fs, kern, xfsprogs)
-        with open(os.path.join(d, "truth.json"), "w") as f:
-            json.dump(truth, f, indent=1, sort_keys=False)
-            f.write("\n")
-        if truth["status"] == "ok":
-            for role in fs["disks"]:
-                sh("sh", "-c", f"xz -9 -T1 -c {imgdir}/{fs['name']}.{role}.img > {d}/{role}.img.xz")
-            summary.append((fs["name"], "ok"))
-        else:
-            summary.append((fs["name"], "skipped: " + truth["reason"]))
+        summary.append((fs["name"], _keep(d, truth, fs, imgdir)))
     qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     rawdirs = ([os.path.join(dest, fs["name"], "raw", "run") for fs in filesystems] if partial
                else [os.path.join(dest, "raw")])
@@ -893,6 +891,485 @@ def write_readme(dest, filesystems, kern, xfsprogs, summary):
                               refused="\n".join(refused) or "nothing"))
 
 
+# ---- crashed realtime filesystems (--crash): tests/data/rt-crash ----
+
+CRASH_DEST = os.path.join(HERE, "data", "rt-crash")
+# The two configurations, each recorded with every seed of CRASH_SEEDS as CONFIG-sSEED. The data device is
+# 128 MiB (4 AGs of 32 MiB; mkfs.xfs makes the smallest log it allows, 4916 blocks with rtgroups, 4049
+# classic: under 20 MiB), the realtime device 64 MiB; the files are a few MiB of one repeated byte each.
+CRASH_CONFIGS = [  # the FILESYSTEMS entries of the same names, on smaller realtime devices
+    dict(next(x for x in FILESYSTEMS if x["name"] == "rtgroups"), disks={"data": 128 * MiB, "rt": 64 * MiB},
+         about="metadata directory tree, 4 realtime groups of 16 MiB with rt rmap and refcount btrees "
+               "(reflink on the realtime device)"),
+    dict(next(x for x in FILESYSTEMS if x["name"] == "rt-classic"), disks={"data": 128 * MiB, "rt": 64 * MiB},
+         about="classic realtime device: one rt bitmap and summary, no rtgroups, no rmap, no reflink"),
+]
+CRASH_SEEDS = (1, 2, 3, 4)
+# xfs_logprint (is the crashed log dirty: its transactions) and coreutils' cp (cp --reflink=always)
+CRASH_EXTRA = {"logprint/xfs_logprint": "/usr/sbin/xfs_logprint", "/usr/bin/cp": "/opt/bin/cp"}
+
+# /fs.sh of both boots (sourced by GUEST_SCRIPT, whose run, p, record, dev, say and checkpoint it uses),
+# followed by one crash_fs (first boot) or recover_fs (second boot) call per fixture.
+CRASH_SCRIPT = r"""
+# w CMD...: a workload step, logged as '+ [OP] CMD', what it printed and its rc in $F/workload.log
+w() {
+  echo "+ [$n] $*" >> $F/workload.log
+  "$@" >> $F/workload.log 2>&1; rc=$?
+  echo "rc=$rc" >> $F/workload.log
+  return $rc
+}
+# rnd N: RV = the next pseudo-random number in [0, N) from the state S (an LCG: the same seed, the same steps)
+rnd() { S=$(( (S * 1103515245 + 12345) % 2147483648 )); RV=$(( (S / 65536) % $1 )); }
+# hold FILE: a process keeps FILE open (its pid in /tmp/holders), then FILE is unlinked: an open unlinked inode
+hold() {
+  sleep 1000000 < $1 & h=$!
+  i=0; until ls -l /proc/$h/fd/0 2>/dev/null | grep -q -F "$1" || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+  echo $h >> /tmp/holders
+  w rm $1
+}
+
+# workload MNT REFLINK SEED: operations on the realtime files below MNT/rt (rtinherit), until /tmp/stop exists
+workload() {
+  M=$1; S=$3; n=0
+  while [ ! -e /tmp/stop ] && [ $n -lt 5000 ]; do
+    n=$((n + 1)); echo $n > /tmp/opcount
+    rnd 14; f=$M/rt/f$RV.dat; [ $RV -lt 10 ] || f=$M/rt/sub/g$((RV - 10)).dat
+    rnd 10; g=$M/rt/f$RV.dat
+    rnd 256; pat=$(printf 0x%02x $RV)
+    rnd 256; off=$((RV * 4))k
+    rnd 32; len=$(( (RV + 1) * 4 ))k
+    rnd 100; op=$RV
+    # no reflink: its share of the steps goes to writes
+    [ "$2" = 1 ] || [ $op -lt 72 ] || [ $op -ge 86 ] || op=$((op - 72))
+    if [ $op -lt 22 ]; then w xfs_io -f -c "pwrite -q -S $pat $off $len" $f
+    elif [ $op -lt 32 ]; then sz=$(/opt/bin/stat -c %s $f 2>/dev/null || echo 0)
+      w xfs_io -f -c "pwrite -q -S $pat $sz $len" $f                    # append
+    elif [ $op -lt 40 ]; then w xfs_io -f -c "pwrite -q -S $pat $off $len" -c fsync $f
+    elif [ $op -lt 46 ]; then w xfs_io -f -d -c "pwrite -q -S $pat $off $len" $f   # direct I/O
+    elif [ $op -lt 49 ]; then w xfs_io -f -c "falloc $off $len" $f
+    elif [ $op -lt 52 ]; then w xfs_io -f -c "falloc -k $off $len" $f
+    elif [ $op -lt 58 ]; then w xfs_io -c "fpunch $off $len" $f
+    elif [ $op -lt 61 ]; then w xfs_io -c "fzero $off $len" $f
+    elif [ $op -lt 67 ]; then rnd 1100; w xfs_io -c "truncate $((RV * 1000))" $f
+    elif [ $op -lt 72 ]; then w rm -f $f
+    elif [ $op -lt 80 ]; then w /opt/bin/cp --reflink=always $g $f      # whole-file reflink copy
+    elif [ $op -lt 86 ]; then w xfs_io -f -c "reflink $g $off $off $len" $f   # part of g into f, same offset
+    elif [ $op -lt 89 ]; then w mv $g $f
+    elif [ $op -lt 92 ]; then [ -e $f ] && hold $f                      # unlinked while open
+    elif [ $op -lt 94 ]; then w xfs_io -x -c freeze -c thaw $M   # metadata written back: the log tail moves
+    elif [ $op -lt 95 ]; then w sync
+    else w xfs_io -c fsync $f
+    fi
+  done
+}
+
+# crash_devices MKFS-OPTIONS MOUNT-OPTIONS: with F, D and R set, record the devices and the commands in F;
+# sets opts and mopts (the options with the rt device's node in place of @RT@)
+crash_devices() {
+  for x in data:$D rt:$R; do
+    r=${x%%:*}; nd=${x#*:}
+    echo "$r $nd $(cat /sys/block/${nd#/dev/}/dev) $(($(cat /sys/block/${nd#/dev/}/size) * 512))"
+  done > $F/devices.txt
+  opts=$(echo "$1" | sed "s#@RT@#$R#g"); mopts=$(echo "$2" | sed "s#@RT@#$R#g")
+  echo "mkfs.xfs -f $opts $D" > $F/mkfs-command.txt
+  echo "mount -t xfs -o $mopts $D /mnt" > $F/mount-command.txt
+}
+
+# crash_fs IDX NAME REFLINK MKFS-OPTIONS MOUNT-OPTIONS SEED K DELAY-MS: mkfs, mount, a few files, one held
+# open and unlinked, the workload in the background; once its step K has begun, DELAY-MS later, shutdown -f
+# while it runs; then umount. The disks are what the host keeps as the crashed images.
+crash_fs() {
+  idx=$1; name=$2; refl=$3; seed=$6; k=$7; ms=$8
+  D=$(dev f${idx}d); R=$(dev f${idx}r)
+  F=$O/$name; mkdir -p $F
+  say "$name: crash: data=$D rt=$R seed=$seed shutdown after step $k + $ms ms"
+  crash_devices "$4" "$5"
+  dmesg > /tmp/dmesg.before
+  if ! run $F mkfs.txt env TEST_DIR=/mnt TEST_DEV=$D QA_CHECK_FS=xfs mkfs.xfs -f $opts $D; then
+    echo "mkfs.xfs refused: $(head -3 $F/mkfs.txt.stderr 2>/dev/null | tr '\n' ' ')" > $F/skipped.txt
+    checkpoint $name; return
+  fi
+  if ! run $F mount.txt mount -t xfs -o $mopts $D /mnt; then
+    echo "the kernel refused the mount: $(head -2 $F/mount.txt.stderr 2>/dev/null | tr '\n' ' ')" > $F/skipped.txt
+    checkpoint $name; return
+  fi
+  M=/mnt; n=0
+  w mkdir $M/rt
+  w xfs_io -c 'chattr +t' $M/rt
+  w mkdir $M/rt/sub
+  w xfs_io -c 'stat -v' $M/rt $M/rt/sub
+  # on disk before the workload: four files, and one that is held open and unlinked once the workload begins
+  i=0; while [ $i -lt 4 ]; do
+    w xfs_io -f -c "pwrite -q -S 0x1$i -b 256k 0 $(( (i + 1) * 128 ))k" $M/rt/f$i.dat; i=$((i + 1)); done
+  w xfs_io -f -c 'pwrite -q -S 0x5a -b 256k 0 512k' -c fsync $M/rt/held.dat
+  [ "$refl" = 1 ] && w /opt/bin/cp --reflink=always $M/rt/held.dat $M/rt/held-copy.dat
+  w sync
+  : > /tmp/holders; rm -f /tmp/stop /tmp/opcount
+  hold $M/rt/held.dat
+  workload $M $refl $seed > $F/workload.out 2>&1 &
+  wpid=$!
+  # (the workload rewrites /tmp/opcount at every step: read empty while it does, taken for 0)
+  while kill -0 $wpid 2>/dev/null; do
+    c=$(cat /tmp/opcount 2>/dev/null); case "$c" in ''|*[!0-9]*) c=0;; esac
+    [ $c -lt $k ] || break
+    sleep 0.05
+  done
+  sleep $((ms / 1000)).$(printf %03d $((ms % 1000)))
+  c=$(cat /tmp/opcount); [ -n "$c" ] || c=$(cat /tmp/opcount)
+  echo "# shutdown -f: step $c of the workload has begun" >> $F/workload.log
+  run $F shutdown.txt xfs_io -x -c 'shutdown -f' $M
+  touch /tmp/stop
+  wait $wpid
+  echo "# the workload stopped after step $(cat /tmp/opcount)" >> $F/workload.log
+  kill $(cat /tmp/holders) 2>/dev/null; wait
+  run $F umount.txt umount $M
+  dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
+  say "$name: crashed"
+  checkpoint $name
+}
+
+# recover_fs IDX NAME MKFS-OPTIONS MOUNT-OPTIONS: the crashed disks (copies): their log, then the mount (the
+# kernel's log recovery) and the record of the recovered filesystem, the unmount, xfs_repair -n
+recover_fs() {
+  idx=$1; name=$2
+  D=$(dev f${idx}d); R=$(dev f${idx}r)
+  F=$O/$name; mkdir -p $F
+  say "$name: recover: data=$D rt=$R"
+  crash_devices "$3" "$4"
+  run $F sha256-before-mount.txt sha256sum $D $R
+  run $F logprint-t.txt xfs_logprint -t $D
+  run $F xfs_db-sb0-before-mount.txt xfs_db -r -R $R -c 'sb 0' -c print $D
+  dmesg > /tmp/dmesg.before
+  if ! run $F mount.txt mount -t xfs -o $mopts $D /mnt; then
+    dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
+    echo "the kernel refused the mount: $(head -2 $F/mount.txt.stderr 2>/dev/null | tr '\n' ' ') dmesg: $(grep -i xfs $F/dmesg.txt | tail -3 | tr '\n' ' ')" > $F/skipped.txt
+    checkpoint $name; return
+  fi
+  dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg-mount.txt
+  grep " /mnt " /proc/mounts > $F/proc-mounts.txt
+  record $F /mnt
+  run $F umount.txt umount /mnt
+  dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
+  run $F xfs_db-sb0.txt xfs_db -r -R $R -c 'sb 0' -c print $D
+  run $F xfs_db-info.txt xfs_db -r -R $R -c info $D
+  grep -q -E '^rgcount = [1-9]' $F/xfs_db-sb0.txt && run $F xfs_db-rtsb.txt xfs_db -r -R $R -c rtsb -c print $D
+  run $F xfs_repair-n.txt xfs_repair -n -r $R $D
+  say "$name: recovered"
+  checkpoint $name
+}
+"""
+
+
+def crash_fixtures(seeds):
+    """The fixtures: every configuration with every seed; the shutdown's moment (after which workload step,
+    how many ms later) drawn from the name."""
+    out = []
+    for c in CRASH_CONFIGS:
+        for seed in seeds:
+            rng = random.Random(f"{c['name']}-s{seed}")
+            out.append(dict(c, name=f"{c['name']}-s{seed}", config=c["name"], seed=seed,
+                            shutdown_after=rng.randrange(100, 301), delay_ms=rng.randrange(0, 1000)))
+    return out
+
+
+def crash_boot(work, kern, initrd, fixtures, accel, timeout, imgdir, fresh):
+    """Boot the guest with a results disk and each fixture's disks (f<IDX>d, f<IDX>r) from IMGDIR (made
+    sparse and all-zero first if FRESH). Returns the results disk's path."""
+    out = os.path.join(work, "out.img")
+    drives = [(out, "results", OUT_DISK_SIZE)]
+    for i, fx in enumerate(fixtures):
+        for role, size in fx["disks"].items():
+            drives.append((os.path.join(imgdir, f"{fx['name']}.{role}.img"), f"f{i}{role[0]}", size))
+    cmd = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-smp", "1", "-m", "1G", "-machine", "pc",
+           "-kernel", kern["vmlinuz"], "-initrd", initrd, "-append", "console=ttyS0 panic=-1 oops=panic",
+           "-nographic", "-no-reboot"]
+    for n, (path, serial, size) in enumerate(drives):
+        if fresh or serial == "results":
+            with open(path, "wb") as f:
+                f.truncate(size)
+        cmd += ["-drive", f"file={path},format=raw,if=none,id=d{n},cache=writeback",
+                "-device", f"virtio-blk-pci,drive=d{n},serial={serial}"]
+    boot(cmd, work, timeout)
+    return out
+
+
+def run_crash(a, kern, xfsprogs):
+    """Both boots and the copying out (see the module's docstring, --crash)."""
+    base = os.path.join(a.work, "crash")
+    shutil.rmtree(base, ignore_errors=True)
+    fixtures = crash_fixtures(a.seeds)
+    b1, b2, crashed = (os.path.join(base, x) for x in ("boot1", "boot2", "crashed"))
+    for d in (b1, b2, crashed, os.path.join(b1, "images"), os.path.join(b2, "images")):
+        os.makedirs(d)
+    calls = "".join(f"crash_fs {i} {fx['name']} {int(fx['reflink'])} '{fx['mkfs']}' '{fx['mount']}' {fx['seed']} "
+                    f"{fx['shutdown_after']} {fx['delay_ms']}\n" for i, fx in enumerate(fixtures))
+    initrd = build_initramfs(b1, kern, a.xfsprogs, [], fs_sh=CRASH_SCRIPT + calls, extra=CRASH_EXTRA)
+    out1 = crash_boot(b1, kern, initrd, fixtures, a.accel, a.timeout, os.path.join(b1, "images"), fresh=True)
+    # the crashed images: the disks as the first boot left them (its QEMU has exited); the second boot
+    # mounts copies
+    for fx in fixtures:
+        for role in fx["disks"]:
+            n = f"{fx['name']}.{role}.img"
+            sh("cp", "--sparse=always", os.path.join(b1, "images", n), os.path.join(crashed, n))
+            sh("cp", "--sparse=always", os.path.join(b1, "images", n), os.path.join(b2, "images", n))
+    calls = "".join(f"recover_fs {i} {fx['name']} '{fx['mkfs']}' '{fx['mount']}'\n" for i, fx in enumerate(fixtures))
+    initrd = build_initramfs(b2, kern, a.xfsprogs, [], fs_sh=CRASH_SCRIPT + calls, extra=CRASH_EXTRA)
+    out2 = crash_boot(b2, kern, initrd, fixtures, a.accel, a.timeout, os.path.join(b2, "images"), fresh=False)
+    return collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, a.accel, a.crash_dest)
+
+
+def _sha256(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, accel, dest):
+    """DEST/NAME/: truth.json (the recovered filesystem, parse_fs, with the workload, the shutdown and the log
+    recovery), raw/ (the second boot's outputs) and raw/crash/ (the first boot's), ROLE.img.xz (the crashed
+    disks); DEST/raw/ (both boots' guest-wide outputs and the host's); DEST/README.md."""
+    g = {}
+    for k, out in (("crash", out1), ("recover", out2)):
+        g[k] = _guest_results(out, os.path.join(base, "guest-" + k),
+                              f"the {k} boot wrote no results (see {base}/boot*/console.log)")
+    os.makedirs(dest, exist_ok=True)
+    summary = []
+    for fx in fixtures:
+        d = _fresh(dest, fx["name"])
+        s1, s2 = (os.path.join(g[k], fx["name"]) for k in ("crash", "recover"))
+        if not os.path.isdir(s1) or not os.path.isdir(s2):
+            summary.append((fx["name"], "not reached (a guest stopped before it)"))
+            continue
+        for p in sorted(glob.glob(os.path.join(s2, "*"))):
+            shutil.copy2(p, os.path.join(d, "raw", os.path.basename(p)))
+        shutil.copytree(s1, os.path.join(d, "raw", "crash"))
+        t = parse_fs(s2, fx, kern, xfsprogs)
+        t.pop("populate", None)
+        t.pop("populate_refused", None)
+        t["fixture"] = dict(config=fx["config"], seed=fx["seed"], shutdown_after_step=fx["shutdown_after"],
+                            delay_ms=fx["delay_ms"])
+        t["state"] = ("fsmap, paths and files: the filesystem after the kernel's log recovery (the second "
+                      "boot's mount of copies of the crashed disks); the images: the crashed disks, before it")
+        skipped = read(os.path.join(s1, "skipped.txt"))
+        if skipped:
+            t["status"], t["reason"] = "skipped", "first boot: " + skipped.strip()
+        wl = read(os.path.join(s1, "workload.log")) or ""
+        marks = [x[2:] for x in wl.splitlines() if x.startswith("# ")]
+        steps = parse_steps("\n".join(x for x in wl.splitlines() if not x.startswith("# ")))
+        for st in steps:
+            m = re.match(r"\[(\d+)\] (.*)$", st["command"])
+            st["step"], st["command"] = int(m.group(1)), m.group(2).replace("/mnt/", "")
+        t["workload"] = steps
+        t["workload_seed"] = fx["seed"]
+        began = [int(x) for m in marks for x in re.findall(r"step (\d+) of the workload has begun", m)]
+        stopped = [int(x) for m in marks for x in re.findall(r"stopped after step (\d+)", m)]
+        c1 = read(os.path.join(s1, "commands.log")) or ""
+        m = re.search(r"^shutdown\.txt\trc=(\d+)", c1, re.M)
+        dm1 = (read(os.path.join(s1, "dmesg.txt")) or "").splitlines()
+        t["shutdown"] = dict(command="xfs_io -x -c 'shutdown -f' /mnt", rc=int(m.group(1)) if m else None,
+                             step_begun=began[0] if began else None,
+                             workload_stopped_after=stopped[0] if stopped else None, notes=marks,
+                             dmesg=[x for x in dm1 if "XFS" in x])
+        lp = read(os.path.join(s2, "logprint-t.txt")) or ""
+        m = re.search(r"log tail: (\d+) head: (\d+) state: <(\w+)>", lp)
+        t["crashed_log"] = dict(tail_block=int(m.group(1)), head_block=int(m.group(2)), state=m.group(3),
+                                source="xfs_logprint -t of the crashed data device (raw/logprint-t.txt)") \
+            if m else None
+        t["shutdown"]["freezes_before"] = sum(1 for st in steps if "freeze" in st["command"]
+                                              and st["step"] < (t["shutdown"]["step_begun"] or 1 << 30))
+        dm2 = (read(os.path.join(s2, "dmesg-mount.txt")) or "").splitlines()
+        t["log_recovery"] = dict(ran=any("Starting recovery" in x for x in dm2),
+                                 dmesg=[x for x in dm2 if "XFS" in x])
+        gsum = {}
+        for line in (read(os.path.join(s2, "sha256-before-mount.txt")) or "").splitlines():
+            h, node = line.split()
+            gsum[node] = h
+        t["images_state"] = ("crashed: the disks after shutdown -f and umount in the first boot, their log "
+                             "dirty, before any recovery")
+        for role in fx["disks"]:
+            img = os.path.join(crashed, f"{fx['name']}.{role}.img")
+            dv = t["devices"][role]
+            dv["sha256"] = _sha256(img)
+            dv["guest_sha256_before_mount"] = gsum.get(dv["node"])
+            if dv["sha256"] != dv["guest_sha256_before_mount"]:
+                sys.exit(f"{fx['name']} {role}: the kept image is not what the second boot mounted")
+        summary.append((fx["name"], _keep(d, t, fx, crashed)))
+    qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    r = os.path.join(dest, "raw")
+    shutil.rmtree(r, ignore_errors=True)
+    os.makedirs(r)
+    for k, b in (("crash", "boot1"), ("recover", "boot2")):
+        for p in sorted(glob.glob(os.path.join(g[k], "*"))):
+            if os.path.isfile(p):
+                shutil.copy2(p, os.path.join(r, f"{k}-{os.path.basename(p)}"))
+        for f in ("console.log", "qemu-cmdline.txt"):
+            shutil.copy2(os.path.join(base, b, f), os.path.join(r, f"{k}-host-{f}"))
+    with open(os.path.join(r, "host-versions.txt"), "w") as f:
+        f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
+                f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
+    write_crash_readme(dest, fixtures, kern, xfsprogs, summary)
+    return summary
+
+
+CRASH_README = """# Crashed realtime XFS filesystems
+
+Made by `tests/make_rt_fixtures.py --crash` (not run by CI), in the same QEMU guest (TCG) as `tests/data/rt`:
+a Debian kernel built with `CONFIG_XFS_RT=y` (this machine's own kernel lacks it) and xfsprogs {xfsprogs}
+built from source. They are for checking fsdaxctl's in-memory log replay against the kernel's own log
+recovery on realtime filesystems: each image pair is a filesystem shut down (`xfs_io -x -c 'shutdown -f'`)
+while a workload on realtime files was running, its log dirty; its `truth.json` is what the kernel reported
+after recovering that log.
+
+- kernel: {kver}, from Debian {suite}: {debs}
+- xfsprogs: {xfsprogs} (mkfs.xfs, xfs_io, xfs_db, xfs_spaceman, xfs_repair, xfs_logprint)
+- mkfs.xfs ran with fstests' `TEST_DIR`, `TEST_DEV` and `QA_CHECK_FS` set (without them mkfs.xfs 6.15
+  refuses a data section under 300 MB and a log under 64 MB); it made the smallest log it allows.
+
+Rebuild (root, Debian 12 host, about {minutes} minutes under TCG; the kernel packages kept in
+`/var/tmp/rt-vm/debs` are reused; `tests/data/rt` is left alone):
+
+    python3 tests/make_rt_fixtures.py --skip-apt --crash
+
+Seeds other than 1-4: `--seeds 5 6`. The moment of the shutdown is drawn from the fixture's name, but the
+workload runs against the clock, so a rebuild shuts down at about, not exactly, the same step, and the images
+differ from these.
+
+## How each was made
+
+Two boots of the guest, one disk per device of every fixture:
+
+1. First boot, per fixture: mkfs.xfs, mount; `rt/` made and given rtinherit (`chattr +t`), then `rt/sub/`
+   (inherits it); four realtime files `rt/f0.dat`..`rt/f3.dat` (128-512 KiB) and `rt/held.dat` (512 KiB,
+   fsync), on `rtgroups` also `rt/held-copy.dat` (`cp --reflink=always` of held.dat: they share their
+   blocks); `sync`. Then `rt/held.dat` is opened by a process (`sleep < rt/held.dat`) and unlinked: an open,
+   unlinked inode until the end. The workload starts in the background: an endless loop of steps drawn
+   from the seed (an LCG in the guest's shell) on `rt/f0.dat`..`rt/f9.dat` and `rt/sub/g0.dat`..`g3.dat`:
+   buffered writes (22%), appends (10%), overwrites with fsync (8%), direct-I/O writes (6%), fallocate
+   (3%) and fallocate -k (3%), punch holes (6%), zero ranges (3%), truncates to any byte size up to 1.1 MB
+   (6%), unlinks (5%), on `rtgroups` whole-file reflink copies with `cp --reflink=always` (8%) and
+   partial reflinks with `xfs_io reflink` (6%) (on `rt-classic`, writes of the kinds above instead), renames
+   over another file (3%), opening a file and unlinking it while held open (3%), freeze and thaw (2%:
+   `xfs_io -x -c freeze -c thaw`, which writes the metadata back and so moves the log's tail: the log then
+   holds only what came after), `sync` (1%), fsync (5%);
+   every step is a separate process with its pattern byte, offset (4 KiB units, up to 1020 KiB) and length
+   (4-128 KiB). Once the workload's step K has begun and a further delay has passed (both drawn from the
+   name), `xfs_io -x -c 'shutdown -f' /mnt` (the log is forced to disk first, then the filesystem is shut
+   down) while the workload runs; then the workload stops (its steps fail with EIO), the holders are
+   killed, umount. QEMU exits; the host keeps the disks: the crashed images.
+2. Second boot, on copies of the crashed disks: `sha256sum` of them (equal to the kept images',
+   checked), `xfs_logprint -t` of the log, `xfs_db` `sb 0` print; mount (the kernel recovers the log: its
+   dmesg lines below), then the same recording as `tests/data/rt` (GETFSMAP of the data and realtime
+   devices, plain, -v and -m; FIEMAP and bmap -v of every file; stat; xfs_io stat -v; find); umount;
+   `xfs_db` `sb 0` print, `xfs_repair -n`.
+
+Nothing in the images is zeroed: file data is one repeated byte per write, which xz compresses to nearly
+nothing, and the rest of each device is metadata or never written.
+
+## Fixtures
+
+{table}
+
+Log recovery, per fixture (the second boot's mount; the dmesg lines of XFS, `raw/dmesg-mount.txt`):
+
+{recovery}
+
+Each `NAME/` holds:
+
+- `data.img.xz`, `rt.img.xz`: the crashed devices (data 128 MiB with its internal log, realtime 64 MiB), `xz -9`;
+  their dirty log is what a replay reads.
+- `truth.json`: as in `tests/data/rt` (`devices`, `superblock` and `geometry` after recovery and unmount,
+  `fsmap` with `data` and `rt`, `paths`, `files` with stat, xflags and FIEMAP, `xfs_repair_n_rc`), all of it
+  the state AFTER the kernel's log recovery; and `state`, `images_state`, `fixture` (config, seed, the step
+  after which and the delay in ms after which the shutdown came), `workload_seed`, `workload` (every step
+  logged: `step`, `command`, `rc`, `output`; the steps after the shutdown fail), `shutdown` (`step_begun`:
+  the workload step that had begun when the shutdown was sent; `workload_stopped_after`; the dmesg lines),
+  `log_recovery` (`ran`: the mount printed `Starting recovery`; its dmesg lines), `crashed_log` (the
+  crashed log's tail and head block and state as xfs_logprint -t found them), and per device `sha256`
+  of the uncompressed crashed image and `guest_sha256_before_mount` (the same, as the second guest read it).
+  There is no `populate`: the workload replaces it.
+- `raw/`: the second boot's outputs as they are (`logprint-t.txt`: xfs_logprint -t of the crashed log,
+  `xfs_db-sb0-before-mount.txt`, `sha256-before-mount.txt`, `dmesg-mount.txt`, `dmesg.txt`, and the
+  recording's files, named as in `tests/data/rt`); `raw/crash/`: the first boot's (`mkfs.txt`,
+  `workload.log`: every step with its output and rc, and `# ` lines when the shutdown was sent and when the
+  workload stopped, `shutdown.txt`, `dmesg.txt`, `commands.log`).
+
+`raw/` at the top: both boots' guest-wide outputs (`crash-*`: the first, `recover-*`: the second; versions,
+module loading, disk list, whole dmesg) and the host's QEMU command lines, console logs and versions.
+"""
+
+
+def write_crash_readme(dest, fixtures, kern, xfsprogs, summary, minutes=5):
+    status = dict(summary)
+    rows = ["| name | mkfs.xfs options | seed | shutdown | workload steps (failed before the shutdown) | "
+            "freeze+thaw before the shutdown | crashed log (xfs_logprint -t): tail, head block | log recovery | "
+            "GETFSMAP records after recovery | files | data.img.xz, rt.img.xz | status |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rec = []
+    for fx in fixtures:
+        tj = os.path.join(dest, fx["name"], "truth.json")
+        if not os.path.exists(tj):
+            rows.append(f"| `{fx['name']}` | `{fx['mkfs']}` | {fx['seed']} | | | | | | | | | "
+                        f"{status.get(fx['name'], 'not made')} |")
+            continue
+        with open(tj) as f:
+            t = json.load(f)
+        sd, lr, cl = t.get("shutdown", {}), t.get("log_recovery", {}), t.get("crashed_log")
+        began = sd.get("step_begun")
+        before = [s for s in t.get("workload", []) if began is None or s["step"] < began]
+        failed = sum(1 for s in before if s["rc"])
+        sizes = ", ".join(f"{os.path.getsize(os.path.join(dest, fx['name'], r + '.img.xz')) // 1024} KiB"
+                          for r in fx["disks"] if os.path.exists(os.path.join(dest, fx["name"], r + ".img.xz")))
+        recs = ", ".join(f"{role} {len(v)}" for role, v in t.get("fsmap", {}).items())
+        nfiles = sum(1 for x in t.get("files", []) if x.get("type") == "file")
+        rows.append(f"| `{fx['name']}` | `{fx['mkfs']}` | {fx['seed']} | after step {fx['shutdown_after']} "
+                    f"+ {fx['delay_ms']} ms: step {began} had begun | {len(t.get('workload', []))} logged "
+                    f"({failed} of those before step {began} failed) | {sd.get('freezes_before')} | "
+                    + (f"{cl['tail_block']}, {cl['head_block']} ({cl['state']})" if cl else "?")
+                    + f" | {'ran' if lr.get('ran') else 'NOT run'} | {recs} | {nfiles} | {sizes} | "
+                    f"{status.get(fx['name'], t.get('status'))} |")
+        lines = [re.sub(r"^\[\s*[\d.]+\] ", "", x) for x in lr.get("dmesg", [])]
+        rec.append(f"- `{fx['name']}`: " + "; ".join(f"`{x}`" for x in lines))
+    with open(os.path.join(dest, "README.md"), "w") as f:
+        f.write(CRASH_README.format(xfsprogs=xfsprogs, kver=kern["kver"], suite=kern["suite"], minutes=minutes,
+                                    debs=", ".join(f"`{d}`" for d in kern["debs"]), table="\n".join(rows),
+                                    recovery="\n".join(rec)))
+
+
+def _fresh(dest: str, name: str) -> str:
+    """DEST/NAME emptied, with its raw/ directory; its path."""
+    d = os.path.join(dest, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "raw"))
+    return d
+
+
+def _guest_results(tar: str, into: str, missing: str) -> str:
+    """Unpack the tar the guest wrote into a fresh directory; its `out` directory (exit with `missing` when
+    the guest got no result out)."""
+    shutil.rmtree(into, ignore_errors=True)
+    with tarfile.open(tar) as t:
+        t.extractall(into)
+    g = os.path.join(into, "out")
+    if not os.path.exists(os.path.join(g, "steps.log")):
+        sys.exit(missing)
+    return g
+
+
+def _keep(d: str, truth: dict, fs: dict, imgdir: str) -> str:
+    """Write a fixture's truth.json into d and, when it is usable, its images (xz); what became of it."""
+    with open(os.path.join(d, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1, sort_keys=False)
+        f.write("\n")
+    if truth["status"] != "ok":
+        return "skipped: " + truth["reason"]
+    for role in fs["disks"]:
+        sh("sh", "-c", f"xz -9 -T1 -c {imgdir}/{fs['name']}.{role}.img > {d}/{role}.img.xz")
+    return "ok"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/var/tmp/rt-vm")
@@ -905,7 +1382,25 @@ def main():
     ap.add_argument("--only", nargs="*", metavar="NAME",
                     help="make only these filesystems (the others' directories and the top-level raw/ are kept)")
     ap.add_argument("--skip-apt", action="store_true", help="use WORK/debs as downloaded before")
+    ap.add_argument("--crash", action="store_true",
+                    help="make only the crashed realtime filesystems of tests/data/rt-crash (tests/data/rt is "
+                         "left alone)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(CRASH_SEEDS), help="--crash: the seeds")
+    ap.add_argument("--crash-dest", default=CRASH_DEST)
     a = ap.parse_args()
+    if a.crash:
+        if a.only is not None:
+            ap.error("--crash and --only do not go together")
+        os.makedirs(a.work, exist_ok=True)
+        kern = prepare_host(a.work, a.suite, a.flavour, a.skip_apt)
+        xfsprogs = prepare_xfsprogs(a.xfsprogs)
+        missing = [b.split("/")[0] for b in CRASH_EXTRA if not b.startswith("/")
+                   and not os.path.exists(os.path.join(a.xfsprogs, b))]
+        if missing:
+            sh("make", *missing, cwd=a.xfsprogs)
+        for name, status in run_crash(a, kern, xfsprogs):
+            print(f"{name}: {status}")
+        return
     unknown = sorted(set(a.only or ()) - {fs["name"] for fs in FILESYSTEMS})
     if unknown:
         ap.error("no such filesystem: " + ", ".join(unknown))

@@ -122,6 +122,9 @@ ICREATE_HEAD = struct.Struct("<HH")
 ICREATE_BODY = struct.Struct(">IIIIII")  # icl_ag, icl_agbno, icl_count, icl_isize, icl_length, icl_gen: big-endian
 
 # block kinds whose write verifier stamps an LSN and a CRC: (lsn offset or None, crc offset)
+# realtime metadata blocks of filesystems with realtime groups (fsdaxctl.xfs.rt reads them)
+_RTRMAP_MAGIC, _RTREFC_MAGIC = 0x4D415052, 0x52434E54  # "MAPR", "RCNT": long-format btree blocks
+_RTBITMAP_MAGIC, _RTSUMMARY_MAGIC = 0x424D505A, 0x53554D59  # "BMPZ", "SUMY": xfs_rtbuf_blkinfo header
 _SHORT_BTREE = {f.XFS_ABTB_CRC_MAGIC, f.XFS_ABTC_CRC_MAGIC, f.XFS_IBT_CRC_MAGIC, f.XFS_FIBT_CRC_MAGIC,
                 f.XFS_RMAP_CRC_MAGIC, f.XFS_REFC_CRC_MAGIC}
 XFS_SYMLINK_MAGIC = 0x58534C4D  # "XSLM"
@@ -991,8 +994,10 @@ class _Replayer:
         if m32 in (f.XFS_ABTB_CRC_MAGIC, f.XFS_ABTC_CRC_MAGIC, 0x41425442, 0x41425443, f.XFS_RMAP_CRC_MAGIC,
                    f.XFS_REFC_CRC_MAGIC, f.XFS_IBT_CRC_MAGIC, 0x49414254):
             lsn, uuid = blk[24:32], blk[32:48]
-        elif m32 in (f.XFS_BMAP_CRC_MAGIC, 0x424D4150):
+        elif m32 in (f.XFS_BMAP_CRC_MAGIC, 0x424D4150, _RTRMAP_MAGIC, _RTREFC_MAGIC):  # long-format blocks
             lsn, uuid = blk[32:40], blk[40:56]
+        elif m32 in (_RTBITMAP_MAGIC, _RTSUMMARY_MAGIC):  # rt bitmap and summary blocks with rtgroups
+            lsn, uuid = blk[24:32], blk[32:48]
         elif m32 == f.XFS_AGF_MAGIC:
             lsn, uuid = blk[208:216], blk[64:80]
         elif m32 == f.XFS_AGFL_MAGIC:
@@ -1279,7 +1284,8 @@ def _check_log_dinode(v: tuple, ino: int, isize: int) -> bool:
     """xlog_recover_inode_commit_pass2's checks of the log dinode; whether it has 64-bit extent counters."""
     mode, version, fmt, bignext, nblocks = v[1], v[2], v[3], v[10], v[15]
     nextents, anextents, forkoff, flags2 = v[17], v[18], v[19], v[29]
-    if mode & S_IFMT == S_IFREG and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE):
+    if mode & S_IFMT == S_IFREG and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE,
+                                                  f.XFS_DINODE_FMT_META_BTREE):
         raise _Fatal(f"inode {ino}: the log gives a regular file data fork format {fmt}")
     if mode & S_IFMT == S_IFDIR and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE,
                                                   f.XFS_DINODE_FMT_LOCAL):
@@ -1312,8 +1318,8 @@ def _log_dinode_to_disk(v: tuple, dip, ino: int, isize: int, lsn: int) -> None:
      next_unlinked, crc, changecount, _dlsn, flags2, cowextsize, pad2, crtime, d_ino, uuid) = v
     bigtime = version >= 3 and flags2 & XFS_DIFLAG2_BIGTIME
     if version == 3:
-        DISK_DINODE_V3.pack_into(
-            dip, 0, magic, mode, 3, fmt & 0xFF, 0, uid, gid, nlink, projlo, projhi,
+        DISK_DINODE_V3.pack_into(  # di_metatype where v1 had di_onlink: a metadata inode's role (metadir)
+            dip, 0, magic, mode, 3, fmt & 0xFF, metatype, uid, gid, nlink, projlo, projhi,
             bignext.to_bytes(8, "big") if big else b"", _ts(atime, bigtime), _ts(mtime, bigtime),
             _ts(ctime, bigtime), isz, nblocks, extsize, nextents, anextents, forkoff, aformat & 0xFF, dmevmask,
             dmstate, flags, gen, bytes(dip[96:104]), changecount, lsn, flags2, cowextsize, b"",
@@ -1366,7 +1372,7 @@ def _logged_fork(src, dip, off: int, space: int, root_size: int, flag: int, copi
             raise _Fatal(f"inode {ino}: logged {too_big}")
         dip[off:off + len(src)] = src
     elif flag == broot:
-        _bmbt_to_bmdr(bytes(src), dip, off, root_size, ino)
+        _root_to_disk(bytes(src), dip, off, root_size, ino, broot == XFS_ILOG_DBROOT)
 
 
 def _inode_crc(buf, off: int, isize: int) -> None:
@@ -1376,20 +1382,38 @@ def _inode_crc(buf, off: int, isize: int) -> None:
         struct.pack_into("<I", buf, off + f.XFS_DINODE_CRC_OFF, crc)
 
 
-def _bmbt_to_bmdr(src: bytes, dip, off: int, dsize: int, ino: int) -> None:
-    """xfs_bmbt_to_bmdr: the in-core long-format root block as logged -> the inode's bmdr root."""
+# A metadata inode's btree root (XFS_DINODE_FMT_META_BTREE) by its di_metatype: (key bytes, record bytes).
+XFS_METAFILE_RTRMAP, XFS_METAFILE_RTREFCOUNT = 7, 8
+META_ROOTS = {XFS_METAFILE_RTRMAP: (40, 24), XFS_METAFILE_RTREFCOUNT: (4, 12)}  # rmap keys: low and high
+
+
+def _root_to_disk(src: bytes, dip, off: int, dsize: int, ino: int, data_fork: bool) -> None:
+    """xlog_recover_inode_dbroot: the in-core root block as logged (a long-format block) -> the inode's on-disk
+    root: a bmbt root (xfs_bmbt_to_bmdr), or in a metadata inode's data fork the rt rmap or refcount btree's
+    (xfs_rtrmapbt_to_disk, xfs_rtrefcountbt_to_disk), whose root may be a leaf holding records."""
+    key, rec = 8, None
+    if data_fork and dip[5] == f.XFS_DINODE_FMT_META_BTREE:
+        metatype = int.from_bytes(dip[6:8], "big")
+        if metatype not in META_ROOTS:
+            raise _Fatal(f"inode {ino}: logged btree root of a metadata inode of unknown type {metatype}")
+        key, rec = META_ROOTS[metatype]
     if len(src) < 72:
-        raise _Fatal(f"inode {ino}: logged bmbt root cut short")
+        raise _Fatal(f"inode {ino}: logged btree root cut short")
     level, numrecs = struct.unpack_from(">HH", src, 4)
-    rmax = (len(src) - 72) // 16
-    dmax = (dsize - 4) // 16
-    if numrecs > rmax or numrecs > dmax or dsize < 4:
-        raise _Fatal(f"inode {ino}: logged bmbt root holds {numrecs} records, more than fit")
+    if level == 0 and rec is not None:  # records in the inode itself
+        if 72 + rec * numrecs > len(src) or 4 + rec * numrecs > dsize:
+            raise _Fatal(f"inode {ino}: logged btree root holds {numrecs} records, more than fit")
+        struct.pack_into(">HH", dip, off, level, numrecs)
+        dip[off + 4:off + 4 + rec * numrecs] = src[72:72 + rec * numrecs]
+        return
+    rmax = (len(src) - 72) // (key + 8)
+    dmax = (dsize - 4) // (key + 8)
+    if level == 0 or numrecs > rmax or numrecs > dmax or dsize < 4:
+        raise _Fatal(f"inode {ino}: logged btree root holds {numrecs} records at level {level}, which do not fit")
     struct.pack_into(">HH", dip, off, level, numrecs)
-    keys = src[72:72 + 8 * numrecs]
-    ptrs = src[72 + 8 * rmax:72 + 8 * rmax + 8 * numrecs]
-    dip[off + 4:off + 4 + 8 * numrecs] = keys
-    dip[off + 4 + 8 * dmax:off + 4 + 8 * dmax + 8 * numrecs] = ptrs
+    dip[off + 4:off + 4 + key * numrecs] = src[72:72 + key * numrecs]
+    ptrs = src[72 + key * rmax:72 + key * rmax + 8 * numrecs]
+    dip[off + 4 + key * dmax:off + 4 + key * dmax + 8 * numrecs] = ptrs
 
 
 def verifier_for(buf, blft: int) -> tuple | None:
@@ -1400,7 +1424,7 @@ def verifier_for(buf, blft: int) -> tuple | None:
     if blft == 4:
         if m32 in _SHORT_BTREE:
             return (24, 52, False)
-        if m32 == f.XFS_BMAP_CRC_MAGIC:
+        if m32 in (f.XFS_BMAP_CRC_MAGIC, _RTRMAP_MAGIC, _RTREFC_MAGIC):  # long-format btree blocks
             return (32, 64, False)
     elif blft == 5 and m32 == f.XFS_AGF_MAGIC:
         return (208, 216, False)
@@ -1420,6 +1444,8 @@ def verifier_for(buf, blft: int) -> tuple | None:
         return (None, 12, True)
     elif blft == 18 and m32 == f.XFS_SB_MAGIC:
         return (240, 224, False)
+    elif blft in (19, 20) and m32 == {19: _RTBITMAP_MAGIC, 20: _RTSUMMARY_MAGIC}[blft]:  # rtgroups: a header
+        return (24, 4, False)
     return None
 
 
