@@ -241,19 +241,28 @@ class Session:
         return report
 
     def _stream(self, report: LocateReport, inputs: Inputs, opts: LocateOptions):
+        from fsdaxctl.xfs.detail import Describer
+
+        describer = Describer(self.fs) if opts.detail else None
+        done = [0]  # ranges answered so far (the windows count them)
+        try:
+            yield from self._windows(report, inputs, opts, describer, done)
+        finally:  # a bad line or a closed pipe ends the status line too, before its own message
+            if opts.ranges_progress:
+                opts.ranges_progress(done[0], finished=True)
+        report.warnings += inputs.parsed.notes  # what the stream noticed on its way (sub-sector lengths)
+
+    def _windows(self, report: LocateReport, inputs: Inputs, opts: LocateOptions, describer, done: list):
         import dataclasses
         import itertools
 
-        from fsdaxctl.stack import DEVICE_KINDS
-
         from fsdaxctl.locate import describe_results, locate_routes
         from fsdaxctl.pipeline import route_more
-        from fsdaxctl.xfs.detail import Describer
+        from fsdaxctl.stack import DEVICE_KINDS
 
         answer, omap = report.answer, report.omap
-        describer = Describer(self.fs) if opts.detail else None
         source = "kernel" if omap.source == "kernel" else "disk"
-        extents, done = iter(inputs.stream), 0
+        extents = iter(inputs.stream)
         while window := list(itertools.islice(extents, self.STREAM_WINDOW)):
             window = [dataclasses.replace(e, rank=i) for i, e in enumerate(window)]
             others = [e for e in window if e.space.kind in DEVICE_KINDS]
@@ -274,12 +283,9 @@ class Session:
                     r.input = None
             others += routed_device_extents(routes)
             yield from _in_order(routes, results, self._on_devices(others, report.warnings))
-            done += len(window)
+            done[0] += len(window)
             if opts.ranges_progress:
-                opts.ranges_progress(done)
-        if opts.ranges_progress:
-            opts.ranges_progress(done, finished=True)
-        report.warnings += inputs.parsed.notes  # what the stream noticed on its way (sub-sector lengths)
+                opts.ranges_progress(done[0])
 
     def _file_types(self, results) -> dict:
         """Without detail the impact rule still needs each data-fork owner's inode type (one inode read each)."""

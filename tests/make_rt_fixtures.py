@@ -13,7 +13,8 @@ fixtures. On a Debian 12 host, as root:
 
   python3 tests/make_rt_fixtures.py [--work /var/tmp/rt-vm] [--xfsprogs /work/scratch/xfsprogs]
                                     [--suite trixie-backports] [--flavour cloud-amd64] [--only NAME ...]
-                                    [--skip-apt] [--crash [--seeds N ...]]
+                                    [--skip-apt] [--crash [--seeds N ...] [--configs C ...]
+                                    [--crash-dest DIR] [--crash-readme]]
 
 --only NAME ... makes and records just those filesystems (one guest boot for them alone) and leaves the others'
 directories as they are; --skip-apt reuses the kernel packages in WORK/debs (the same kernel as the others').
@@ -56,17 +57,21 @@ Steps:
 Every byte in tests/data/rt/ comes from the guest (its outputs, or the disks it wrote), or is parsed from them.
 
 --crash makes tests/data/rt-crash/ instead (tests/data/rt is left alone): crashed realtime filesystems, for
-checking a log replay against the kernel's own recovery. For each of CRASH_CONFIGS (rtgroups, rt-classic) and
-each seed (--seeds, default 1-4), a first boot (WORK/crash/boot1) runs mkfs.xfs, mounts, makes a few
-realtime files, holds one open and unlinks it, starts a workload on realtime files in the background (steps
-drawn from the seed: writes, appends, overwrites, direct I/O, fallocate, punch, zero, truncate, unlink,
-rename, unlink-while-open, reflink copies on rtgroups, freeze/thaw, sync, fsync) and, once the step drawn
-from the fixture's name has begun and a drawn delay has passed, runs xfs_io -x -c 'shutdown -f' while it
+checking a log replay against the kernel's own recovery. For each of CRASH_CONFIGS (rtgroups, rt-classic,
+zoned-external, zoned-internal: no rt device, its realtime section inside the data disk; --configs: some of
+them) and each seed (--seeds, default 1-4, zoned-*: 1 and 2), a first boot (WORK/crash/boot1) runs
+mkfs.xfs, mounts, makes a few realtime files, holds one open and unlinks it, starts a workload on realtime
+files in the background (steps drawn from the seed: writes, appends, overwrites, direct I/O, fallocate,
+punch, zero, truncate, unlink, rename, unlink-while-open, reflink copies on rtgroups, freeze/thaw, sync,
+fsync; a step the kernel refuses, such as fallocate on zoned, is logged and the workload goes on) and, once
+the step drawn from the fixture's name has begun and a drawn delay has passed, runs xfs_io -x -c 'shutdown -f' while it
 runs, then unmounts. The host keeps those disks (WORK/crash/crashed: the committed NAME/ROLE.img.xz, the log
 dirty). A second boot (WORK/crash/boot2) on copies of them records their sha256 and xfs_logprint -t, mounts
 them (the kernel recovers the log; dmesg kept), records the recovered filesystem as `record` does for
 tests/data/rt (GETFSMAP of both devices, FIEMAP, stat, paths), unmounts and runs xfs_repair -n. See
-tests/data/rt-crash/README.md (written by the run).
+tests/data/rt-crash/README.md (written by the run, over every fixture in --crash-dest; --crash --crash-readme
+rewrites it alone, without a guest). With --configs (or --seeds other than the defaults) the other fixtures and
+the top-level raw/ are left alone, and the run's guest-wide outputs go into each of its fixtures' NAME/raw/run/.
 """
 
 from __future__ import annotations
@@ -894,15 +899,25 @@ def write_readme(dest, filesystems, kern, xfsprogs, summary):
 # ---- crashed realtime filesystems (--crash): tests/data/rt-crash ----
 
 CRASH_DEST = os.path.join(HERE, "data", "rt-crash")
-# The two configurations, each recorded with every seed of CRASH_SEEDS as CONFIG-sSEED. The data device is
-# 128 MiB (4 AGs of 32 MiB; mkfs.xfs makes the smallest log it allows, 4916 blocks with rtgroups, 4049
-# classic: under 20 MiB), the realtime device 64 MiB; the files are a few MiB of one repeated byte each.
+# The configurations, each recorded with every seed of its seeds (default CRASH_SEEDS; --seeds overrides) as
+# CONFIG-sSEED. The data device is 128 MiB (4 AGs of 32 MiB; mkfs.xfs makes the smallest log it allows, 4916
+# blocks with rtgroups, 4049 classic and zoned: under 20 MiB), the realtime device 64 MiB (zoned-external: 8
+# conventional zones of 8 MiB); zoned-internal has no realtime device: one 224 MiB disk whose realtime section
+# (8 zones of 12 MiB) begins at 128 MiB. The files are a few MiB of one repeated byte each.
 CRASH_CONFIGS = [  # the FILESYSTEMS entries of the same names, on smaller realtime devices
     dict(next(x for x in FILESYSTEMS if x["name"] == "rtgroups"), disks={"data": 128 * MiB, "rt": 64 * MiB},
          about="metadata directory tree, 4 realtime groups of 16 MiB with rt rmap and refcount btrees "
                "(reflink on the realtime device)"),
     dict(next(x for x in FILESYSTEMS if x["name"] == "rt-classic"), disks={"data": 128 * MiB, "rt": 64 * MiB},
          about="classic realtime device: one rt bitmap and summary, no rtgroups, no rmap, no reflink"),
+    dict(next(x for x in FILESYSTEMS if x["name"] == "zoned-external"), disks={"data": 128 * MiB, "rt": 64 * MiB},
+         seeds=(1, 2),
+         about="zoned realtime device (an ordinary virtio disk: every zone conventional), 8 realtime groups "
+               "(zones) of 8 MiB, rt rmap, no reflink; fallocate refused"),
+    dict(next(x for x in FILESYSTEMS if x["name"] == "zoned-internal"), seeds=(1, 2),
+         about="zoned filesystem with an internal realtime section: one 224 MiB disk, the data section in its "
+               "first 128 MiB, the realtime section (8 zones of 12 MiB) from rtstart=128 MiB on; no rt "
+               "device, no reflink; fallocate refused"),
 ]
 CRASH_SEEDS = (1, 2, 3, 4)
 # xfs_logprint (is the crashed log dirty: its transactions) and coreutils' cp (cp --reflink=always)
@@ -964,15 +979,15 @@ workload() {
 }
 
 # crash_devices MKFS-OPTIONS MOUNT-OPTIONS: with F, D and R set, record the devices and the commands in F;
-# sets opts and mopts (the options with the rt device's node in place of @RT@)
+# sets opts and mopts (the options with the rt device's node in place of @RT@); R empty: no rt device
 crash_devices() {
   for x in data:$D rt:$R; do
-    r=${x%%:*}; nd=${x#*:}
+    r=${x%%:*}; nd=${x#*:}; [ -n "$nd" ] || continue   # no rt device: a realtime section inside the data disk
     echo "$r $nd $(cat /sys/block/${nd#/dev/}/dev) $(($(cat /sys/block/${nd#/dev/}/size) * 512))"
   done > $F/devices.txt
   opts=$(echo "$1" | sed "s#@RT@#$R#g"); mopts=$(echo "$2" | sed "s#@RT@#$R#g")
   echo "mkfs.xfs -f $opts $D" > $F/mkfs-command.txt
-  echo "mount -t xfs -o $mopts $D /mnt" > $F/mount-command.txt
+  echo "mount -t xfs ${mopts:+-o $mopts }$D /mnt" > $F/mount-command.txt
 }
 
 # crash_fs IDX NAME REFLINK MKFS-OPTIONS MOUNT-OPTIONS SEED K DELAY-MS: mkfs, mount, a few files, one held
@@ -989,7 +1004,7 @@ crash_fs() {
     echo "mkfs.xfs refused: $(head -3 $F/mkfs.txt.stderr 2>/dev/null | tr '\n' ' ')" > $F/skipped.txt
     checkpoint $name; return
   fi
-  if ! run $F mount.txt mount -t xfs -o $mopts $D /mnt; then
+  if ! run $F mount.txt mount -t xfs ${mopts:+-o $mopts} $D /mnt; then
     echo "the kernel refused the mount: $(head -2 $F/mount.txt.stderr 2>/dev/null | tr '\n' ' ')" > $F/skipped.txt
     checkpoint $name; return
   fi
@@ -1038,9 +1053,9 @@ recover_fs() {
   crash_devices "$3" "$4"
   run $F sha256-before-mount.txt sha256sum $D $R
   run $F logprint-t.txt xfs_logprint -t $D
-  run $F xfs_db-sb0-before-mount.txt xfs_db -r -R $R -c 'sb 0' -c print $D
+  run $F xfs_db-sb0-before-mount.txt xfs_db -r ${R:+-R $R} -c 'sb 0' -c print $D
   dmesg > /tmp/dmesg.before
-  if ! run $F mount.txt mount -t xfs -o $mopts $D /mnt; then
+  if ! run $F mount.txt mount -t xfs ${mopts:+-o $mopts} $D /mnt; then
     dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
     echo "the kernel refused the mount: $(head -2 $F/mount.txt.stderr 2>/dev/null | tr '\n' ' ') dmesg: $(grep -i xfs $F/dmesg.txt | tail -3 | tr '\n' ' ')" > $F/skipped.txt
     checkpoint $name; return
@@ -1050,22 +1065,25 @@ recover_fs() {
   record $F /mnt
   run $F umount.txt umount /mnt
   dmesg | tail -n +$(($(wc -l < /tmp/dmesg.before) + 1)) > $F/dmesg.txt
-  run $F xfs_db-sb0.txt xfs_db -r -R $R -c 'sb 0' -c print $D
-  run $F xfs_db-info.txt xfs_db -r -R $R -c info $D
-  grep -q -E '^rgcount = [1-9]' $F/xfs_db-sb0.txt && run $F xfs_db-rtsb.txt xfs_db -r -R $R -c rtsb -c print $D
-  run $F xfs_repair-n.txt xfs_repair -n -r $R $D
+  run $F xfs_db-sb0.txt xfs_db -r ${R:+-R $R} -c 'sb 0' -c print $D
+  run $F xfs_db-info.txt xfs_db -r ${R:+-R $R} -c info $D
+  grep -q -E '^rgcount = [1-9]' $F/xfs_db-sb0.txt && run $F xfs_db-rtsb.txt xfs_db -r ${R:+-R $R} -c rtsb -c print $D
+  run $F xfs_repair-n.txt xfs_repair -n ${R:+-r $R} $D
   say "$name: recovered"
   checkpoint $name
 }
 """
 
 
-def crash_fixtures(seeds):
-    """The fixtures: every configuration with every seed; the shutdown's moment (after which workload step,
-    how many ms later) drawn from the name."""
+def crash_fixtures(seeds=None, configs=None):
+    """The fixtures: every configuration (of CONFIGS, names; default all) with every seed (SEEDS, default the
+    configuration's own: its seeds, else CRASH_SEEDS); the shutdown's moment (after which workload step, how
+    many ms later) drawn from the name."""
     out = []
     for c in CRASH_CONFIGS:
-        for seed in seeds:
+        if configs and c["name"] not in configs:
+            continue
+        for seed in seeds or c.get("seeds", CRASH_SEEDS):
             rng = random.Random(f"{c['name']}-s{seed}")
             out.append(dict(c, name=f"{c['name']}-s{seed}", config=c["name"], seed=seed,
                             shutdown_after=rng.randrange(100, 301), delay_ms=rng.randrange(0, 1000)))
@@ -1097,7 +1115,7 @@ def run_crash(a, kern, xfsprogs):
     """Both boots and the copying out (see the module's docstring, --crash)."""
     base = os.path.join(a.work, "crash")
     shutil.rmtree(base, ignore_errors=True)
-    fixtures = crash_fixtures(a.seeds)
+    fixtures = crash_fixtures(a.seeds, a.configs)
     b1, b2, crashed = (os.path.join(base, x) for x in ("boot1", "boot2", "crashed"))
     for d in (b1, b2, crashed, os.path.join(b1, "images"), os.path.join(b2, "images")):
         os.makedirs(d)
@@ -1115,7 +1133,8 @@ def run_crash(a, kern, xfsprogs):
     calls = "".join(f"recover_fs {i} {fx['name']} '{fx['mkfs']}' '{fx['mount']}'\n" for i, fx in enumerate(fixtures))
     initrd = build_initramfs(b2, kern, a.xfsprogs, [], fs_sh=CRASH_SCRIPT + calls, extra=CRASH_EXTRA)
     out2 = crash_boot(b2, kern, initrd, fixtures, a.accel, a.timeout, os.path.join(b2, "images"), fresh=False)
-    return collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, a.accel, a.crash_dest)
+    return collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, a.accel, a.crash_dest,
+                         partial=fixtures != crash_fixtures())
 
 
 def _sha256(path):
@@ -1127,10 +1146,12 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, accel, dest):
+def collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, accel, dest, partial=False):
     """DEST/NAME/: truth.json (the recovered filesystem, parse_fs, with the workload, the shutdown and the log
     recovery), raw/ (the second boot's outputs) and raw/crash/ (the first boot's), ROLE.img.xz (the crashed
-    disks); DEST/raw/ (both boots' guest-wide outputs and the host's); DEST/README.md."""
+    disks); DEST/raw/ (both boots' guest-wide outputs and the host's); DEST/README.md. PARTIAL (not every
+    configuration with its default seeds, --configs/--seeds): the other fixtures' directories and DEST/raw/
+    are left as they are; this run's guest-wide outputs go into each of its fixtures' NAME/raw/run/."""
     g = {}
     for k, out in (("crash", out1), ("recover", out2)):
         g[k] = _guest_results(out, os.path.join(base, "guest-" + k),
@@ -1198,18 +1219,20 @@ def collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, accel, de
                 sys.exit(f"{fx['name']} {role}: the kept image is not what the second boot mounted")
         summary.append((fx["name"], _keep(d, t, fx, crashed)))
     qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    r = os.path.join(dest, "raw")
-    shutil.rmtree(r, ignore_errors=True)
-    os.makedirs(r)
-    for k, b in (("crash", "boot1"), ("recover", "boot2")):
-        for p in sorted(glob.glob(os.path.join(g[k], "*"))):
-            if os.path.isfile(p):
-                shutil.copy2(p, os.path.join(r, f"{k}-{os.path.basename(p)}"))
-        for f in ("console.log", "qemu-cmdline.txt"):
-            shutil.copy2(os.path.join(base, b, f), os.path.join(r, f"{k}-host-{f}"))
-    with open(os.path.join(r, "host-versions.txt"), "w") as f:
-        f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
-                f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
+    rawdirs = ([os.path.join(dest, fx["name"], "raw", "run") for fx in fixtures] if partial
+               else [os.path.join(dest, "raw")])
+    for r in rawdirs:
+        shutil.rmtree(r, ignore_errors=True)
+        os.makedirs(r)
+        for k, b in (("crash", "boot1"), ("recover", "boot2")):
+            for p in sorted(glob.glob(os.path.join(g[k], "*"))):
+                if os.path.isfile(p):
+                    shutil.copy2(p, os.path.join(r, f"{k}-{os.path.basename(p)}"))
+            for f in ("console.log", "qemu-cmdline.txt"):
+                shutil.copy2(os.path.join(base, b, f), os.path.join(r, f"{k}-host-{f}"))
+        with open(os.path.join(r, "host-versions.txt"), "w") as f:
+            f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
+                    f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
     write_crash_readme(dest, fixtures, kern, xfsprogs, summary)
     return summary
 
@@ -1219,7 +1242,7 @@ CRASH_README = """# Crashed realtime XFS filesystems
 Made by `tests/make_rt_fixtures.py --crash` (not run by CI), in the same QEMU guest (TCG) as `tests/data/rt`:
 a Debian kernel built with `CONFIG_XFS_RT=y` (this machine's own kernel lacks it) and xfsprogs {xfsprogs}
 built from source. They are for checking fsdaxctl's in-memory log replay against the kernel's own log
-recovery on realtime filesystems: each image pair is a filesystem shut down (`xfs_io -x -c 'shutdown -f'`)
+recovery on realtime filesystems: each fixture's images are a filesystem shut down (`xfs_io -x -c 'shutdown -f'`)
 while a workload on realtime files was running, its log dirty; its `truth.json` is what the kernel reported
 after recovering that log.
 
@@ -1233,7 +1256,16 @@ Rebuild (root, Debian 12 host, about {minutes} minutes under TCG; the kernel pac
 
     python3 tests/make_rt_fixtures.py --skip-apt --crash
 
-Seeds other than 1-4: `--seeds 5 6`. The moment of the shutdown is drawn from the fixture's name, but the
+Seeds other than the defaults (1-4; `zoned-*`: 1 and 2): `--seeds 5 6`. Only some configurations, leaving the
+other fixtures and `raw/` as they are (that run's guest-wide outputs go into each of its fixtures'
+`NAME/raw/run/`; the `zoned-*` fixtures were added this way, recorded into a scratch directory and copied in):
+
+    python3 tests/make_rt_fixtures.py --skip-apt --crash --configs zoned-external zoned-internal --seeds 1 2 \\
+        --crash-dest /tmp/zcrash
+    cp -r /tmp/zcrash/zoned-* tests/data/rt-crash/
+    python3 tests/make_rt_fixtures.py --skip-apt --crash --crash-readme   # this README, from every fixture here
+
+The moment of the shutdown is drawn from the fixture's name, but the
 workload runs against the clock, so a rebuild shuts down at about, not exactly, the same step, and the images
 differ from these.
 
@@ -1250,7 +1282,8 @@ Two boots of the guest, one disk per device of every fixture:
    buffered writes (22%), appends (10%), overwrites with fsync (8%), direct-I/O writes (6%), fallocate
    (3%) and fallocate -k (3%), punch holes (6%), zero ranges (3%), truncates to any byte size up to 1.1 MB
    (6%), unlinks (5%), on `rtgroups` whole-file reflink copies with `cp --reflink=always` (8%) and
-   partial reflinks with `xfs_io reflink` (6%) (on `rt-classic`, writes of the kinds above instead), renames
+   partial reflinks with `xfs_io reflink` (6%) (on `rt-classic` and `zoned-*`, which have no reflink, writes
+   of the kinds above instead), renames
    over another file (3%), opening a file and unlinking it while held open (3%), freeze and thaw (2%:
    `xfs_io -x -c freeze -c thaw`, which writes the metadata back and so moves the log's tail: the log then
    holds only what came after), `sync` (1%), fsync (5%);
@@ -1258,7 +1291,8 @@ Two boots of the guest, one disk per device of every fixture:
    (4-128 KiB). Once the workload's step K has begun and a further delay has passed (both drawn from the
    name), `xfs_io -x -c 'shutdown -f' /mnt` (the log is forced to disk first, then the filesystem is shut
    down) while the workload runs; then the workload stops (its steps fail with EIO), the holders are
-   killed, umount. QEMU exits; the host keeps the disks: the crashed images.
+   killed, umount. QEMU exits; the host keeps the disks: the crashed images. A step the kernel refuses
+   (on `zoned-*`, fallocate: see below) is logged with its error, like any failed step, and the workload goes on.
 2. Second boot, on copies of the crashed disks: `sha256sum` of them (equal to the kept images',
    checked), `xfs_logprint -t` of the log, `xfs_db` `sb 0` print; mount (the kernel recovers the log: its
    dmesg lines below), then the same recording as `tests/data/rt` (GETFSMAP of the data and realtime
@@ -1276,10 +1310,19 @@ Log recovery, per fixture (the second boot's mount; the dmesg lines of XFS, `raw
 
 {recovery}
 
+Workload steps that failed or printed an error before the shutdown, per fixture (`OP: error (count)`; the
+file's path as FILE; from `workload` in truth.json):
+
+{refused}
+
 Each `NAME/` holds:
 
 - `data.img.xz`, `rt.img.xz`: the crashed devices (data 128 MiB with its internal log, realtime 64 MiB), `xz -9`;
-  their dirty log is what a replay reads.
+  their dirty log is what a replay reads. `zoned-internal-*` have no realtime device, only `data.img.xz`: one
+  224 MiB disk, the data section (with the log) in its first 128 MiB, the realtime section from
+  rtstart = 128 MiB (8 zones of 12 MiB); their `truth.json` has no `rt` device (`rt_internal`: true) and a
+  realtime file's FIEMAP is on that disk (`fiemap_device` `data`). `zoned-external-*`'s realtime device is an
+  ordinary virtio disk of 64 MiB: 8 conventional zones (realtime groups) of 8 MiB.
 - `truth.json`: as in `tests/data/rt` (`devices`, `superblock` and `geometry` after recovery and unmount,
   `fsmap` with `data` and `rt`, `paths`, `files` with stat, xflags and FIEMAP, `xfs_repair_n_rc`), all of it
   the state AFTER the kernel's log recovery; and `state`, `images_state`, `fixture` (config, seed, the step
@@ -1294,20 +1337,56 @@ Each `NAME/` holds:
   `xfs_db-sb0-before-mount.txt`, `sha256-before-mount.txt`, `dmesg-mount.txt`, `dmesg.txt`, and the
   recording's files, named as in `tests/data/rt`); `raw/crash/`: the first boot's (`mkfs.txt`,
   `workload.log`: every step with its output and rc, and `# ` lines when the shutdown was sent and when the
-  workload stopped, `shutdown.txt`, `dmesg.txt`, `commands.log`).
+  workload stopped, `shutdown.txt`, `dmesg.txt`, `commands.log`); `raw/run/` (`zoned-*`, recorded by a
+  run of their configurations alone): what `raw/` at the top holds, for that run.
 
 `raw/` at the top: both boots' guest-wide outputs (`crash-*`: the first, `recover-*`: the second; versions,
-module loading, disk list, whole dmesg) and the host's QEMU command lines, console logs and versions.
+module loading, disk list, whole dmesg) and the host's QEMU command lines, console logs and versions, of the
+run that made `rtgroups-*` and `rt-classic-*`.
 """
 
 
+def readme_fixtures(dest, fixtures):
+    """The fixtures README.md lists: per configuration (in CRASH_CONFIGS' order) its default seeds, the seeds of
+    FIXTURES (this run's) and of the fixture directories already in DEST (an earlier run's), by seed."""
+    out = []
+    for c in CRASH_CONFIGS:
+        seeds = set(c.get("seeds", CRASH_SEEDS)) | {fx["seed"] for fx in fixtures if fx["config"] == c["name"]}
+        for tj in glob.glob(os.path.join(dest, c["name"] + "-s*", "truth.json")):
+            m = re.fullmatch(re.escape(c["name"]) + r"-s(\d+)", os.path.basename(os.path.dirname(tj)))
+            if m:
+                seeds.add(int(m.group(1)))
+        out += crash_fixtures(sorted(seeds), [c["name"]])
+    return out
+
+
+def refused_before_shutdown(t):
+    """The workload's steps that failed or printed an error before the shutdown was sent: 'OP: error' -> count
+    (OP: xfs_io's command, or the program; the error: what the step printed, its paths as FILE)."""
+    began = t.get("shutdown", {}).get("step_begun")
+    counts = {}
+    for st in t.get("workload", []):
+        if (began is not None and st["step"] >= began) or not refused_steps([st]):
+            continue
+        m = re.search(r"-c '?\"?(\w+)", st["command"])
+        op = m.group(1) if m and st["command"].startswith("xfs_io") else st["command"].split()[0].split("/")[-1]
+        errs = (sorted({re.sub(r"'?/mnt/[^\s':]*'?", "FILE", x) for x in st["output"] if x.strip()})
+                or [f"rc {st['rc']}"])
+        key = f"{op}: " + "; ".join(f"`{e}`" for e in errs)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def write_crash_readme(dest, fixtures, kern, xfsprogs, summary, minutes=5):
+    """README.md over this run's FIXTURES and the fixture directories an earlier run left in DEST (see
+    readme_fixtures): the status of this run's from SUMMARY, of the others from their truth.json."""
     status = dict(summary)
+    fixtures = readme_fixtures(dest, fixtures)
     rows = ["| name | mkfs.xfs options | seed | shutdown | workload steps (failed before the shutdown) | "
             "freeze+thaw before the shutdown | crashed log (xfs_logprint -t): tail, head block | log recovery | "
             "GETFSMAP records after recovery | files | data.img.xz, rt.img.xz | status |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    rec = []
+    rec, refused = [], []
     for fx in fixtures:
         tj = os.path.join(dest, fx["name"], "truth.json")
         if not os.path.exists(tj):
@@ -1332,10 +1411,13 @@ def write_crash_readme(dest, fixtures, kern, xfsprogs, summary, minutes=5):
                     f"{status.get(fx['name'], t.get('status'))} |")
         lines = [re.sub(r"^\[\s*[\d.]+\] ", "", x) for x in lr.get("dmesg", [])]
         rec.append(f"- `{fx['name']}`: " + "; ".join(f"`{x}`" for x in lines))
+        rf = refused_before_shutdown(t)
+        refused.append(f"- `{fx['name']}`: " + ("; ".join(f"{k} ({v}x)" for k, v in sorted(rf.items()))
+                                                 if rf else "nothing"))
     with open(os.path.join(dest, "README.md"), "w") as f:
         f.write(CRASH_README.format(xfsprogs=xfsprogs, kver=kern["kver"], suite=kern["suite"], minutes=minutes,
                                     debs=", ".join(f"`{d}`" for d in kern["debs"]), table="\n".join(rows),
-                                    recovery="\n".join(rec)))
+                                    recovery="\n".join(rec), refused="\n".join(refused)))
 
 
 def _fresh(dest: str, name: str) -> str:
@@ -1385,8 +1467,16 @@ def main():
     ap.add_argument("--crash", action="store_true",
                     help="make only the crashed realtime filesystems of tests/data/rt-crash (tests/data/rt is "
                          "left alone)")
-    ap.add_argument("--seeds", nargs="+", type=int, default=list(CRASH_SEEDS), help="--crash: the seeds")
+    ap.add_argument("--seeds", nargs="+", type=int,
+                    help="--crash: the seeds (default: each configuration's own, else %s)"
+                         % " ".join(map(str, CRASH_SEEDS)))
+    ap.add_argument("--configs", nargs="+", metavar="CONFIG", choices=[c["name"] for c in CRASH_CONFIGS],
+                    help="--crash: only these configurations (the other fixtures' directories and the top-level "
+                         "raw/ are kept)")
     ap.add_argument("--crash-dest", default=CRASH_DEST)
+    ap.add_argument("--crash-readme", action="store_true",
+                    help="--crash: no guest; only rewrite CRASH_DEST/README.md from the fixtures there (after "
+                         "fixtures recorded into a scratch --crash-dest were copied in)")
     a = ap.parse_args()
     if a.crash:
         if a.only is not None:
@@ -1394,6 +1484,9 @@ def main():
         os.makedirs(a.work, exist_ok=True)
         kern = prepare_host(a.work, a.suite, a.flavour, a.skip_apt)
         xfsprogs = prepare_xfsprogs(a.xfsprogs)
+        if a.crash_readme:
+            write_crash_readme(a.crash_dest, [], kern, xfsprogs, [])
+            return
         missing = [b.split("/")[0] for b in CRASH_EXTRA if not b.startswith("/")
                    and not os.path.exists(os.path.join(a.xfsprogs, b))]
         if missing:

@@ -252,33 +252,46 @@ def test_paths_format_usage(mkfs_image):
 
 
 def test_a_long_ranges_list_shows_its_progress_on_a_terminal(mkfs_image, tmp_path):
-    """A streamed ranges list, stdout to a file and stderr on a terminal: a status line of ranges answered, of
-    how many, and the rate, ending in a newline; with stderr not a terminal, nothing of the kind."""
-    import os
-    import pty
-
+    """A streamed ranges list, stdout to a file and stderr on a terminal: a status line of ranges answered, the
+    list's length and the rate, ending in a newline, also before the one line of an error that stops the list;
+    with stderr not a terminal, nothing of the kind."""
     listing = tmp_path / "r.txt"
     listing.write_text("".join(f"{i * 4096} 4096\n" for i in range(9000)))
     argv = [sys.executable, "-m", "fsdaxctl", "locate", mkfs_image, "--ranges", str(listing), "--format", "jsonl",
             "--no-detail"]
+    rc, text = _stderr_on_a_terminal(argv)
+    assert rc in (0, 4, 8, 12)
+    last = text.split("\r")[-1]
+    assert "ranges answered: 4,096 (the list has 9,000 lines)" in text and last.startswith("ranges answered: 9,000,")
+    assert "/s" in last and last.endswith("\n")
+    quiet = subprocess.run(argv, capture_output=True, text=True)
+    assert "ranges answered" not in quiet.stderr
+    listing.write_text("".join(f"{i * 4096} 4096\n" for i in range(5000)) + "bad line\n")
+    rc, text = _stderr_on_a_terminal(argv)
+    *status, error = text.splitlines()
+    assert rc == 2 and status[-1].split("\r")[-1].startswith("ranges answered: 4,096,")
+    assert "line 5001" in error and "ranges answered" not in error
+
+
+def _stderr_on_a_terminal(argv) -> tuple[int, str]:
+    """(exit status, stderr) of a command whose stderr is a terminal (a pty) and stdout not."""
+    import os
+    import pty
+
     master, slave = pty.openpty()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
     seen = b""
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        seen += data
+    while chunk := _read_pty(master):
+        seen += chunk
     proc.wait()
     os.close(master)
-    assert proc.returncode in (0, 4, 8, 12)
-    text = seen.decode().replace("\r\n", "\n")  # the terminal turns the newline into CR LF
-    last = text.split("\r")[-1]
-    assert "ranges answered: 4,096 of 9,000" in text and last.startswith("ranges answered: 9,000 of 9,000")
-    assert "/s" in last and last.endswith("\n")
-    quiet = subprocess.run(argv, capture_output=True, text=True)
-    assert "ranges answered" not in quiet.stderr
+    return proc.returncode, seen.decode().replace("\r\n", "\n")  # the terminal turns newlines into CR LF
+
+
+def _read_pty(fd: int) -> bytes:
+    """What the other side wrote next; b"" once it has closed (Linux reports that as EIO)."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""

@@ -26,7 +26,7 @@ FREE = ("free", None, None, False)
 
 def _replayed(paths):
     fs, rep = L.open_replayed(XfsFilesystem.open(paths["data"]))
-    devices.attach(fs, None, paths["rt"])
+    devices.attach(fs, None, paths.get("rt"))  # none: an internal realtime section (zoned)
     return fs, rep, L.unlinked_inodes(fs)
 
 
@@ -36,14 +36,19 @@ def _after_mount(owners, unlinked):
     return left or [FREE]
 
 
+GROUPED = [n for n in CRASHED if n.startswith(("rtgroups", "zoned"))]
+
+
 def test_every_fixture_was_a_crash_the_kernel_recovered():
-    assert len(CRASHED) >= 8 and {n.split("-s")[0] for n in CRASHED} == {"rtgroups", "rt-classic"}
+    assert len(CRASHED) >= 12 and {n.split("-s")[0] for n in CRASHED} == {
+        "rtgroups", "rt-classic", "zoned-external", "zoned-internal"}
 
 
-@pytest.mark.parametrize("name", [n for n in CRASHED if n.startswith("rtgroups")])
+@pytest.mark.parametrize("name", GROUPED)
 def test_crashed_rtgroups_agree_with_the_kernels_recovery(unpacked, name):
     """Both devices block for block (owner, inode, file offset, unwritten), nothing unknown, nothing the
-    replay could not read: the rt rmap and refcount btrees' logged blocks and metadata-inode roots included."""
+    replay could not read: the rt rmap and refcount btrees' logged blocks and metadata-inode roots included;
+    zoned filesystems too, their realtime section on a device of its own or inside the data device."""
     truth, paths = unpacked(name, "rt-crash")
     assert truth["log_recovery"]
     fs, rep, unlinked = _replayed(paths)
@@ -81,3 +86,56 @@ def test_crashed_classic_rt_agrees_with_the_kernels_recovery(unpacked, name):
     files = {p.offset + i: (p.inode, p.file_offset + i, p.unwritten) for p in pieces
              if p.owner == "file" and p.inode not in unlinked for i in range(0, p.length, bs)}
     assert files and files == _kernel_file_blocks(truth, bs)
+
+
+def _finish_with(fs, intents):
+    """The effects a replay's end (`_Replayer.finish`) gives for these unfinished intents: (type, regions)."""
+    import struct
+
+    out = L.Replay()
+    r = L._Replayer(fs, None, out)
+    for i, (typ, body) in enumerate(intents):  # as _Replayer.intent records a logged intent
+        r.intents[(typ, i + 1)] = ((1 << 32) | (i + 2), i, [struct.pack("<HHIQ", typ, 1, body[0], i + 1) + body[1]])
+        out.intents.setdefault(L.INTENTS[typ], [0, 0, 0])[0] += 1
+    r.finish()
+    return out.effects
+
+
+def test_realtime_intents_land_on_the_realtime_device(unpacked):
+    """Every kind of intent that names realtime blocks puts its bytes on the realtime device (never the data
+    device): extent-free, rmap and refcount intents of the rt kinds, and a bmap intent with the realtime flag;
+    a mapping exchange names its files' ranges, which both devices' maps apply to those files' pieces."""
+    import struct
+
+    from fsdaxctl.xfs.rt import rtb_to_byte
+
+    truth, paths = unpacked("rtgroups-s1", "rt-crash")
+    fs, _, _ = _replayed(paths)
+    sb, bs = fs.sb, fs.geo.blocksize
+    rtb = (1 << sb.sb_rgblklog) | 7  # group 1, block 7
+    at = rtb_to_byte(sb, rtb)
+    ext16 = struct.pack("<QQ", rtb, 2)  # xfs_extent_64: start, length (+ pad)
+    rmap = struct.pack("<QQQII", 135, rtb, 0, 2, 1)  # owner, start, file offset, length, MAP
+    bmap = struct.pack("<QQQII", 135, rtb, 0, 2, L.XFS_BMAP_EXTENT_REALTIME | 1)
+    cui = struct.pack("<QII", rtb, 2, 1)
+    for typ, body in ((L.XFS_LI_EFI_RT, ext16), (L.XFS_LI_RUI_RT, rmap), (L.XFS_LI_CUI_RT, cui),
+                      (L.XFS_LI_BUI, bmap)):
+        effects = _finish_with(fs, [(typ, (1, body))])
+        phys = [(e.kind, e.device, e.start, e.end) for e in effects if e.ino is None]
+        assert phys == [("unknown", "rt", at, at + 2 * bs)], (hex(typ), phys)
+    xmi = struct.pack("<QQIIQQQQ", 135, 136, 0, 0, 0, 0, 16, 0)
+    effects = _finish_with(fs, [(L.XFS_LI_XMI, (1, xmi + bytes(16)))])  # + xmi_isize1, xmi_isize2
+    assert {(e.ino, e.fork) for e in effects} == {(135, "data"), (136, "data")}
+    fs.replay = L.Replay(effects=effects)
+    rt = devices.owner_map(fs, "rt")
+    hit = [p for p in rt.pieces(0, devices.device_size(fs, "rt")) if p.owner == "unknown"]
+    assert hit and all(p.device == "rt" and "mapping-exchange" in p.detail["reason"] for p in hit)
+
+
+def test_a_classic_rt_bitmap_block_is_never_stamped():
+    """Without realtime groups an rt bitmap block has no header: one whose first word happens to read 'BMPZ'
+    is left as replayed (the kernel attaches no verifier that would stamp an LSN and CRC over its bits); with
+    realtime groups the header's LSN and CRC are set."""
+    buf = bytearray(b"BMPZ" + b"\xff" * 4092)
+    assert not L.stamp(buf, 19, (7 << 32) | 1234, 4096, False) and buf == b"BMPZ" + b"\xff" * 4092
+    assert L.stamp(buf, 19, (7 << 32) | 1234, 4096, True) and buf[24:32] == ((7 << 32) | 1234).to_bytes(8, "big")

@@ -109,7 +109,8 @@ def progress_printer(label: str):
 
 def ranges_progress(ranges_file):
     """A status line for a long ranges list (stderr on a terminal, while stdout goes elsewhere): ranges
-    answered, of how many when the list is a file, the rate and the time left. None where it would not show."""
+    answered, the list's length in lines when it is a file, the rate and the time left; ended by a newline
+    however the list ends (an error's line comes after it). None where it would not show."""
     import os
     import time
 
@@ -126,9 +127,12 @@ def ranges_progress(ranges_file):
 
     def progress(done: int, finished: bool = False) -> None:
         rate = done / max(time.monotonic() - t0, 1e-3)
-        of = f" of {total:,}" if total else ""
-        left = f", about {max(0, total - done) / rate:.0f} s left" if total and rate and not finished else ""
-        sys.stderr.write(f"\rranges answered: {done:,}{of}, {rate:,.0f}/s{left}\033[K" + ("\n" if finished else ""))
+        if finished:  # the count of ranges, not of lines (comments and blank lines are not ranges)
+            sys.stderr.write(f"\rranges answered: {done:,}, {rate:,.0f}/s\033[K\n")
+        else:
+            of = f" (the list has {total:,} lines)" if total else ""
+            left = f", about {max(0, total - done) / rate:.0f} s left" if total and rate else ""
+            sys.stderr.write(f"\rranges answered: {done:,}{of}, {rate:,.0f}/s{left}\033[K")
         sys.stderr.flush()
 
     return progress

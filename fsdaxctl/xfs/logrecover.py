@@ -85,6 +85,7 @@ XFS_RMAP_EXTENT_TYPE_MASK = 0xFF
 XFS_RMAP_EXTENT_UNMAP, XFS_RMAP_EXTENT_UNMAP_SHARED, XFS_RMAP_EXTENT_CONVERT, XFS_RMAP_EXTENT_CONVERT_SHARED = 3, 4, 5, 6
 XFS_RMAP_EXTENT_ATTR_FORK, XFS_RMAP_EXTENT_BMBT_BLOCK, XFS_RMAP_EXTENT_UNWRITTEN = 1 << 31, 1 << 30, 1 << 29
 XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE = 1, 2
+XFS_BMAP_EXTENT_REALTIME = 1 << 29  # a bmap intent's extent is on the realtime device
 
 # buffer log format
 XFS_BLF_INODE_BUF, XFS_BLF_CANCEL = 0x1, 0x2
@@ -840,6 +841,7 @@ class _Overlay:
 class _Replayer:
     def __init__(self, fs, ring: _Ring, out: Replay):
         self.fs, self.ring, self.out = fs, ring, out
+        self.rtgroups = bool(fs.sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR and fs.sb.sb_rgcount)
         geo = fs.geo
         self.geo = geo
         self.dev = fs.dev
@@ -937,7 +939,7 @@ class _Replayer:
         """The kernel writes the queued buffers when the recovery LSN moves on: stamp LSN and CRC now."""
         for (daddr, nbb), (blft, lsn) in self.pending.items():
             buf = self.read(daddr, nbb, "replayed block")
-            if stamp(buf, blft, lsn, self.geo.blocksize):
+            if stamp(buf, blft, lsn, self.geo.blocksize, self.rtgroups):
                 self.write(daddr, buf)
         self.pending.clear()
 
@@ -982,7 +984,7 @@ class _Replayer:
                 buf[off:off + nbits * XFS_BLF_CHUNK] = reg[:nbits * XFS_BLF_CHUNK]
                 i += 1
             blft = (flags & XFS_BLFT_MASK) >> XFS_BLFT_SHIFT
-            if verifier_for(buf, blft):
+            if verifier_for(buf, blft, self.rtgroups):
                 self.pending[key] = (blft, lsn)
         self.write(blkno, buf)
         self.out.buffers += 1
@@ -1181,7 +1183,7 @@ class _Replayer:
                     owner, start, off, length, flags = struct.unpack_from("<QQQII", r0, 16 + 32 * i)
                     if t == XFS_LI_RUI and self._rmap_op(why, owner, start, off, length, flags):
                         continue
-                    if t == XFS_LI_RUI_RT:
+                    if t == XFS_LI_RUI_RT or (t == XFS_LI_BUI and flags & XFS_BMAP_EXTENT_REALTIME):
                         self._rt_phys(why, start, length)
                     else:
                         self._phys("unknown", why, start, length)
@@ -1416,9 +1418,10 @@ def _root_to_disk(src: bytes, dip, off: int, dsize: int, ino: int, data_fork: bo
     dip[off + 4 + key * dmax:off + 4 + key * dmax + 8 * numrecs] = ptrs
 
 
-def verifier_for(buf, blft: int) -> tuple | None:
+def verifier_for(buf, blft: int, rtgroups: bool) -> tuple | None:
     """(lsn offset or None, crc offset, per-block?) of the write verifier the kernel attaches to a replayed
-    buffer of this type (xlog_recover_validate_buf_type: only when the magic matches the type)."""
+    buffer of this type (xlog_recover_validate_buf_type: only when the magic matches the type; rt bitmap and
+    summary blocks have a header, and so a stamp, only with realtime groups)."""
     m32 = int.from_bytes(buf[:4], "big")
     mda = int.from_bytes(buf[8:10], "big")
     if blft == 4:
@@ -1444,13 +1447,13 @@ def verifier_for(buf, blft: int) -> tuple | None:
         return (None, 12, True)
     elif blft == 18 and m32 == f.XFS_SB_MAGIC:
         return (240, 224, False)
-    elif blft in (19, 20) and m32 == {19: _RTBITMAP_MAGIC, 20: _RTSUMMARY_MAGIC}[blft]:  # rtgroups: a header
+    elif rtgroups and blft in (19, 20) and m32 == {19: _RTBITMAP_MAGIC, 20: _RTSUMMARY_MAGIC}[blft]:
         return (24, 4, False)
     return None
 
 
-def stamp(buf: bytearray, blft: int, lsn: int, blocksize: int) -> bool:
-    v = verifier_for(buf, blft)
+def stamp(buf: bytearray, blft: int, lsn: int, blocksize: int, rtgroups: bool) -> bool:
+    v = verifier_for(buf, blft, rtgroups)
     if v is None:
         return False
     lsn_off, crc_off, per_block = v
@@ -1692,8 +1695,9 @@ def op_spans(effects: list) -> list[tuple[int, int]]:
 
 
 def effects_on(effects: list, device: str) -> list:
-    """The effects about one device's bytes or its pieces."""
-    return [e for e in effects if e.device == device]
+    """The effects about one device's bytes, and those naming a file's range (its pieces may be on any
+    device)."""
+    return [e for e in effects if e.device == device or e.ino is not None]
 
 
 def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:

@@ -168,10 +168,11 @@ class RtOwnerMap:
         else:
             batches = self._grouped_batches(offset, length)
         replay = getattr(self.fs, "replay", None)  # a dirty log replayed: what the mount will change here
-        effects = [e for e in replay.effects if e.device == RT] if replay is not None else []
-        if not effects:
+        if replay is None or not replay.effects:
             return batches
-        from fsdaxctl.xfs.logrecover import overlay_pieces
+        from fsdaxctl.xfs.logrecover import effects_on, overlay_pieces
+
+        effects = effects_on(replay.effects, RT)
 
         return (overlay_pieces(b, effects, self.geo) for b in batches)
 
