@@ -226,8 +226,9 @@ class PathResolver:
     def _path_up(self, dino: int) -> bytes | None:
         """The path of directory `dino` (b"" for the root) through '..', each step confirmed by the parent's
         entry naming it; None when a step is not confirmed (an orphan, a damaged '..')."""
-        chain, cur = [], dino  # (directory, its name in its parent), from dino up
-        for _ in range(4096):
+        chain, cur, seen = [], dino, set()  # (directory, its name in its parent), from dino up
+        while cur not in seen:  # a '..' loop (damage) ends at its first repeat
+            seen.add(cur)
             if cur == self.fs.sb.sb_rootino or cur in self._up_paths:
                 path = self._up_paths.get(cur, b"")
                 for d, name in reversed(chain):
