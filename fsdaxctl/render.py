@@ -372,6 +372,7 @@ def write_info(out, fmt: str, source: str, fsinfo: dict, ags: list[dict], warnin
         ("allocation groups", f"{fsinfo['ag_count']} x {human(fsinfo['ag_size'])}"),
         ("log", (f"internal, at byte {log['offset']}, {human(log['length'])}" if log["internal"]
                  else f"external, {human(log['length'])}")),
+        *([("realtime", _rt_text(fsinfo["realtime"]))] if "realtime" in fsinfo else []),
         ("features", ", ".join(fsinfo["features"])),
     ]
     out.write(tabulate(rows, tablefmt="plain", disable_numparse=True))
@@ -384,6 +385,15 @@ def write_info(out, fmt: str, source: str, fsinfo: dict, ags: list[dict], warnin
         rows = [[_csv_value(ag.get(k)) for k in keys] for ag in ags]
         out.write(fit_table(rows, headers, style.width(out)))
         out.write("\n")
+
+
+def _rt_text(rt: dict) -> str:
+    where = (f"inside TARGET from byte {rt['offset']}" if rt["internal"]
+             else f"device {printable(rt['device'])}" if rt.get("device") else "a device of its own (--rtdev)")
+    groups = (f", {rt['groups']} {'zones' if rt['zoned'] else 'groups'} of {human(rt['group_size'])}"
+              + (f" every {human(rt['group_stride'])}" if rt["group_stride"] != rt["group_size"] else "")
+              if "groups" in rt else "")
+    return f"{where}, {human(rt['length'])}, extents of {human(rt['extent_size'])}{groups}"
 
 
 def column_title(key: str) -> str:

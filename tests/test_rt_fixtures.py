@@ -597,3 +597,32 @@ def test_realtime_intents_left_in_the_log_make_their_rt_bytes_unknown(unpacked, 
             assert [(p.owner, p.device) for p in got if lo <= p.offset < hi] == [("unknown", "rt")], got
             assert all(p.agno is None for p in got)
         assert devices.owner_map(fs, "data").pieces(0, fs.geo.size) == before
+
+
+@pytest.mark.parametrize("name", CLASSIC + GROUPED + ZONED)
+def test_info_says_where_the_realtime_section_is(unpacked, name):
+    """info: the realtime section (its own device or inside TARGET from rtstart), its size, extent size and
+    groups as the superblock gives them, zone gaps as a stride above the group size; valid against the
+    shipped JSON schema; one table line."""
+    import jsonschema
+
+    from fsdaxctl.schemas import load
+
+    truth, paths = unpacked(name)
+    g, bs = truth["geometry"], truth["geometry"]["blocksize"]
+    base = [sys.executable, "-m", "fsdaxctl", "info", paths["data"]] + (["--rtdev", paths["rt"]] if "rt" in paths
+                                                                        else [])
+    proc = subprocess.run(base + ["--format", "json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.Draft202012Validator(load("info")).validate(doc)
+    rt = doc["filesystem"]["realtime"]
+    assert (rt["internal"], rt["length"], rt["extent_size"]) == (name in ZONED, g["rblocks"] * bs, g["rextsize"] * bs)
+    assert rt["offset"] == (doc["filesystem"]["size"] if name in ZONED else 0)
+    if g.get("rgcount"):
+        assert (rt["groups"], rt["group_size"]) == (g["rgcount"], g["rgextents"] * g["rextsize"] * bs)
+        assert (rt["group_stride"] > rt["group_size"]) == (name == "zoned-gaps")
+    else:
+        assert "groups" not in rt
+    table = subprocess.run(base + ["--format", "table"], capture_output=True, text=True).stdout
+    assert len([line for line in table.splitlines() if line.startswith("realtime ")]) == 1

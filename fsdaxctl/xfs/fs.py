@@ -319,7 +319,27 @@ def filesystem_info(fs: XfsFilesystem) -> dict:
         info["log"].update(rep.json())
     if getattr(fs.dev, "start", 0):  # inside a partition or a namespace's data area: where, in TARGET's bytes
         info["target_offset"] = fs.dev.start
+    if sb.sb_rblocks:
+        info["realtime"] = _rt_info(fs)
     return info
+
+
+def _rt_info(fs: XfsFilesystem) -> dict:
+    """The realtime section: where (a device of its own, or inside the data device from sb_rtstart), how big,
+    its extent size and groups (rtgroups, zoned: one group a zone; zone gaps)."""
+    from fsdaxctl.xfs.rt import group_blocks, group_stride, has_rtgroups, rt_device_end
+
+    sb, bl = fs.sb, fs.geo.blocklog
+    internal = bool(sb.sb_rtstart)
+    out = {"internal": internal, "offset": sb.sb_rtstart << bl, "length": sb.sb_rblocks << bl,
+           "end": rt_device_end(sb), "extent_size": sb.sb_rextsize << bl,
+           "zoned": bool(sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONED)}
+    if has_rtgroups(fs):
+        out.update(groups=sb.sb_rgcount, group_size=group_blocks(sb) << bl, group_stride=group_stride(sb) << bl)
+    rtdev = getattr(fs, "rtdev", None)
+    if rtdev is not None and not internal:
+        out["device"] = rtdev.path
+    return out
 
 
 def _log_info(fs: XfsFilesystem) -> dict:
