@@ -291,8 +291,9 @@ def file_extents(fs, path: str, file_offset: int, length: int):
 
 def _replayed(fs, replay: bool, log_warnings):
     """A dirty log replayed in memory (fsdaxctl.xfs.logrecover): the filesystem as the kernel will see it after
-    mounting, with one note saying so. Not for a target mounted read-write (its log is live), an external log,
-    or --no-replay: then the disk as it is, with the dirty-log warning."""
+    mounting, with one note saying so (an external log too, from --logdev). Not for a target mounted read-write
+    (its log is live), an external log not given, or --no-replay: then the disk as it is, with the dirty-log
+    warning."""
     from fsdaxctl.device import mount_points
     from fsdaxctl.xfs.logrecover import LogReplayError, open_replayed
 
@@ -301,7 +302,7 @@ def _replayed(fs, replay: bool, log_warnings):
 
         fs.replay = log_state(fs, "mounted: the running kernel answers") if fs.internal_log else None
         return fs
-    if fs.internal_log is None:
+    if fs.internal_log is None and getattr(fs, "logdev", None) is None:  # an external log not given
         fs.warnings += log_warnings(fs)
         return fs
     live = any(not ro for _, ro in mount_points(fs.dev))

@@ -140,8 +140,11 @@ def test_external_log_cli(logdev_fs):
     assert any(p["owner"] == "file" and p["paths"] for p in run_locate_file(image, log, files))
     r = run("fsmap", image, "--logdev", log, "--fs-device", "log", "--format", "json")
     assert [p["owner"] for p in json.loads(r.stdout)["owners"]] == ["log", "outside-filesystem"]
-    r = run("info", image, "--logdev", image)  # the data device again: an internal log it is not
-    assert r.exit_code == 0  # the data image has sb_logstart 0, so --logdev is accepted; its log reads as unclear
+    r = run("info", image, "--logdev", image)  # the data device again: accepted (sb_logstart 0), but no log
+    assert r.exit_code == 1 and "the log cannot be replayed" in r.output and "--no-replay" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    r = run("info", image, "--logdev", image, "--no-replay")  # the disk as it is, the log's state in a warning
+    assert r.exit_code == 0
 
 
 def run_locate_file(image, log, files):
@@ -297,3 +300,51 @@ def test_empty_classic_realtime_device(unmounted_devices):
     assert r.exit_code == 2 and "no realtime device" in r.output
     r = run("locate", rtimg, "--logdev", log, "--offset", "0")
     assert r.exit_code == 2 and "internal" in r.output
+
+
+@pytest.mark.kernel
+def test_a_crashed_filesystem_with_an_external_log_is_replayed_from_it(tmp_path):
+    """A filesystem with an external log shut down mid-work (`shutdown -f`): with --logdev its log is replayed
+    in memory from that device as an internal one is, and the answer agrees piece for piece with the kernel's
+    GETFSMAP after it mounted a copy (its own log recovery); without --logdev the disk is answered as it is,
+    with the warning."""
+    import shutil
+
+    from fsdaxctl.xfs import logrecover as L
+    from fsdaxctl.xfs.owners import OwnerMap
+    from tests.conftest import need_kernel
+    from tests.replay_oracle import compare
+
+    need_kernel()
+    image, log = tmp_path / "data.img", tmp_path / "log.img"
+    with open(log, "wb") as fh:
+        fh.truncate(20 * MiB)
+    images.mkfs(image, 64 * MiB, ["-b", "size=4096", "-m", "rmapbt=1,reflink=1", "-d", "agcount=3",
+                                  "-l", f"logdev={log},size=16m"])
+    with mount_with_logdev(image, log) as (mnt, _):
+        images.populate(mnt, reflink=True, seed=zlib.crc32(b"logdev-crash"), block_size=4096)
+        os.sync()
+        for i in range(60):  # after the sync: only in the log when the shutdown comes
+            with open(os.path.join(mnt, f"late{i}"), "wb") as fh:
+                fh.write(os.urandom(4096 * (1 + i % 5)))
+                os.fsync(fh.fileno())  # its blocks allocated, and that logged: the log is written, not the metadata
+        subprocess.run(["xfs_io", "-x", "-c", "shutdown -f", mnt], check=True)
+    copy, copylog = tmp_path / "copy.img", tmp_path / "copy-log.img"
+    shutil.copyfile(image, copy)
+    shutil.copyfile(log, copylog)
+    with mount_with_logdev(copy, copylog) as (mnt, logdevt):  # the kernel recovers the copy
+        recs = [r for r in K.getfsmap(mnt) if r.device != logdevt]
+    with XfsFilesystem.open(str(image)) as fs0:
+        devices.attach(fs0, logdev=str(log))
+        fs, rep = L.open_replayed(fs0)
+        assert rep.dirty and rep.transactions and rep.blocks
+        fs.logdev = fs0.logdev
+        km = KernelMap(recs, fs.geo.blocksize, fs.geo.size)
+        st = compare(fs, OwnerMap(fs), km, L.unlinked_inodes(fs))
+        assert not st["ours_only"] and not st["kernel_only"], (st["ours_only"][:10], st["kernel_only"][:10])
+    late = os.path.join("/", "late59")
+    r = run("locate", str(image), "--logdev", str(log), "--file", late, "--format", "json")
+    assert r.exit_code == 4, r.output
+    assert "replayed in memory" in r.stderr
+    r = run("locate", str(image), "--file", late, "--format", "json")
+    assert r.exit_code == 2 and "late59" in r.output  # not on the disk yet: only the log knows it
