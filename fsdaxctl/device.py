@@ -274,6 +274,28 @@ def mount_points(dev, mountinfo: str = MOUNTINFO) -> list[tuple[str, bool]]:
     return found
 
 
+def log_device_mounts(dev, mountinfo: str = MOUNTINFO) -> list[str]:
+    """Mount points of the filesystems using `dev` (directly or through a loop device) as their external log
+    (mount option logdev=): its log is live there."""
+    dev = getattr(dev, "base", dev)
+    wanted = ({(os.major(dev.rdev), os.minor(dev.rdev))} if dev.is_block_device
+              else {tuple(int(x) for x in m.split(":")) for m in _loop_devices_backing(dev.path)})
+    out = []
+    try:
+        for m in mounts(mountinfo):
+            value = m.option("logdev")
+            if isinstance(value, str) and value:
+                try:
+                    st = os.stat(value)
+                except OSError:
+                    continue
+                if (os.major(st.st_rdev), os.minor(st.st_rdev)) in wanted:
+                    out.append(m.mount_point)
+    except DeviceError:
+        return []
+    return out
+
+
 def mount_warnings(dev: Device) -> list[str]:
     out = []
     for point, ro in mount_points(dev):

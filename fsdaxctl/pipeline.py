@@ -294,7 +294,7 @@ def _replayed(fs, replay: bool, log_warnings):
     mounting, with one note saying so (an external log too, from --logdev). Not for a target mounted read-write
     (its log is live), an external log not given, or --no-replay: then the disk as it is, with the dirty-log
     warning."""
-    from fsdaxctl.device import mount_points
+    from fsdaxctl.device import log_device_mounts, mount_points
     from fsdaxctl.xfs.logrecover import LogReplayError, open_replayed
 
     if getattr(fs, "live", None) is not None:  # the running kernel answers: its log is its own business
@@ -306,6 +306,12 @@ def _replayed(fs, replay: bool, log_warnings):
         fs.warnings += log_warnings(fs)
         return fs
     live = any(not ro for _, ro in mount_points(fs.dev))
+    logdev = getattr(fs, "logdev", None)
+    if logdev is not None and not live and log_device_mounts(logdev):  # the log of a filesystem mounted now
+        live = True
+        logdev.use_direct()
+        fs.warnings.append(f"the log device is in use at {', '.join(log_device_mounts(logdev))}: its log is "
+                           "live, not replayed")
     if not replay or live:
         from fsdaxctl.xfs.logrecover import log_state
 
@@ -318,14 +324,17 @@ def _replayed(fs, replay: bool, log_warnings):
         new, rep = open_replayed(fs)
     except LogReplayError as e:
         raise LogReplayError(f"{e.message} (--no-replay answers from the disk as it is)", **e.facts) from None
-    except DeviceError as e:  # the log's bytes cannot be read (a truncated image, an I/O error): the disk as it is
-        fs.warnings += log_warnings(fs) or [f"cannot read the log to replay it: {e}: answers come from the disk "
-                                            "as it is"]
+    except DeviceError as e:  # the log's bytes cannot be read (a truncated image or log device, an I/O error)
+        if fs.internal_log is None:  # the --logdev given is not the whole log: not answered from the disk unasked
+            raise LogReplayError(f"cannot read the log on the log device to replay it: {e} (--no-replay answers "
+                                 "from the disk as it is)", structure="log") from None
+        fs.warnings += [f"cannot read the log to replay it: {e}: answers come from the disk as it is, and lack "
+                        "whatever the log holds"] + log_warnings(fs)  # a truncated image: go on, saying so
         return fs
     if rep.dirty:
         new.warnings += [rep.note()] + rep.notes
     else:
-        new.warnings += log_warnings(new)
+        new.warnings += log_warnings(new) + rep.notes
     return new
 
 

@@ -145,6 +145,16 @@ def test_external_log_cli(logdev_fs):
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     r = run("info", image, "--logdev", image, "--no-replay")  # the disk as it is, the log's state in a warning
     assert r.exit_code == 0
+    short = os.path.join(os.path.dirname(log), "short-log.img")  # a log device cut short: not replayable
+    with open(log, "rb") as src, open(short, "wb") as dst:
+        dst.write(src.read(8 * MiB))
+    r = run("locate", image, "--logdev", short, "--offset", "0")
+    assert r.exit_code == 1 and "cannot read the log on the log device" in r.output and "--no-replay" in r.output
+    zeros = os.path.join(os.path.dirname(log), "zero-log.img")  # all zeros: no log record at all
+    with open(zeros, "wb") as fh:
+        fh.truncate(20 * MiB)
+    r = run("info", image, "--logdev", zeros, "--format", "json")
+    assert r.exit_code == 0 and any("no log record" in w for w in json.loads(r.stdout)["warnings"])
 
 
 def run_locate_file(image, log, files):

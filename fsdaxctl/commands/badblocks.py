@@ -16,11 +16,14 @@ from fsdaxctl.errors import UsageError
 @input_options
 @click.option("--on", "target", metavar="TARGET",
               help="Follow the ranges down to the filesystem on TARGET (image or device): print filesystem bytes.")
+@click.option("--logdev", metavar="[NAME=]FILE", help="With --on: the filesystem's external log device (as for "
+                                                        "locate): its dirty log is replayed from there.")
+@click.option("--rtdev", metavar="[NAME=]FILE", help="With --on: the filesystem's realtime device (as for locate).")
 @click.option("--format", "fmt", type=click.Choice(["ranges", "table", "json"]), default=None,
               help="ranges: 'OFFSET LENGTH' lines (bytes), merged and sorted, one block per space (default when "
                    "piped); table (default on a terminal); json: every extent with where it came from.")
 @click.pass_context
-def command(ctx, sources, target, fmt, **inputs):
+def command(ctx, sources, target, fmt, logdev, rtdev, **inputs):
     """Normalise damage reports: sysfs/ndctl badblocks, ddrescue mapfiles, 'badblocks -o' lists, kernel logs.
 
     \b
@@ -42,7 +45,9 @@ def command(ctx, sources, target, fmt, **inputs):
                              "(see 'fsdaxctl badblocks --help')")
     from fsdaxctl.session import Spec, input_warnings
 
-    spec = with_stack(Spec(target), inputs) if target is not None else None
+    if target is None and (logdev or rtdev):
+        raise UsageError("--logdev and --rtdev go with --on TARGET")
+    spec = with_stack(Spec(target, logdev=logdev, rtdev=rtdev), inputs) if target is not None else None
     plan = build_inputs(spec, inputs)
     warnings = input_warnings(plan.parsed)
     if plan.parsed.ignored:

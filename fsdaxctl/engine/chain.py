@@ -378,7 +378,7 @@ def rt_groups_walk(fs, omap, offset: int, length: int, flags: int, mapping, out:
     want_shutdown, metadata_hits = False, []
     for rgno in range((offset - first) // stride, (end - 1 - first) // stride + 1):
         g0 = group_start(sb, rgno) << bl
-        lo, hi = max(offset, g0), min(end, g0 + (group_blocks(sb) << bl))
+        lo, hi = max(offset, g0), min(end, g0 + (group_blocks(sb, rgno) << bl))
         if lo >= hi:  # only the group's zone gap: no realtime block there
             continue
         out.line(d + 1, f"rtgroup {rgno}: xfs_rmap_query_range(rgbno {(lo - g0) >> bl}.."

@@ -1527,6 +1527,9 @@ def replay(fs) -> Replay:
         out.head_blk, out.tail_blk = ends["head"], ends["tail"]
         out.head_lsn, out.tail_lsn = ends.get("head_lsn", 0), ends.get("tail_lsn", 0)
         out.torn = ends.get("torn")
+        if ends.get("empty"):  # mkfs writes a record: a log of zeros was never this filesystem's log
+            out.notes.append(f"the {ring.what} holds no log record at all (all zeros): is it this filesystem's "
+                             "log? (the kernel mounts such a log as empty)")
         if ends["clean"] or ends["head"] == ends["tail"]:
             return out
         out.dirty = True

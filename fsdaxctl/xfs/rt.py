@@ -76,9 +76,13 @@ def has_rtgroups(fs) -> bool:
 # than its size), each starts at a power-of-two boundary, 1 << sb_rgblklog blocks apart, the rest of it unused.
 # An internal realtime section (zoned) starts at block sb_rtstart of the one disk.
 
-def group_blocks(sb) -> int:
-    """Blocks of one realtime group that hold data."""
-    return sb.sb_rgextents * sb.sb_rextsize
+def group_blocks(sb, rgno: int | None = None) -> int:
+    """Blocks of a realtime group that hold data: sb_rgextents extents, but the last group (rgno given) only
+    what is left of sb_rblocks (a device that is not a multiple of the group size)."""
+    full = sb.sb_rgextents * sb.sb_rextsize
+    if rgno is None or rgno < sb.sb_rgcount - 1:
+        return full
+    return max(0, min(full, sb.sb_rblocks - (sb.sb_rgcount - 1) * full))
 
 
 def group_stride(sb) -> int:
@@ -103,7 +107,7 @@ def rt_device_end(sb) -> int:
     """Byte where the realtime section ends on its device (past the last group's data)."""
     if not (sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_METADIR and sb.sb_rgcount):
         return (sb.sb_rtstart + sb.sb_rblocks) << sb.sb_blocklog
-    return (group_start(sb, sb.sb_rgcount - 1) + group_blocks(sb)) << sb.sb_blocklog
+    return (group_start(sb, sb.sb_rgcount - 1) + group_blocks(sb, sb.sb_rgcount - 1)) << sb.sb_blocklog
 
 
 class RtOwnerMap:
@@ -264,7 +268,7 @@ class RtOwnerMap:
         the group's part is then one unknown piece)."""
         sb, bl = self.fs.sb, self.geo.blocklog
         base = group_start(sb, rgno) << bl
-        data_end = base + (group_blocks(sb) << bl)
+        data_end = base + (group_blocks(sb, rgno) << bl)
         a, b = max(lo, base), min(t, data_end)
         if a >= b:  # a zone gap: no block there
             self._use([], [], [], [])
@@ -346,7 +350,7 @@ class RtOwnerMap:
                 problems.append(f"the rt bitmap of group {rgno} (inode {ino}) cannot be read: {e}", e, ino=ino)
                 problems.append(f"realtime group {rgno}: no bitmap: its free space is unknown")
         if runs is None:
-            lost.append((base, base + (group_blocks(sb) << geo.blocklog),
+            lost.append((base, base + (group_blocks(sb, rgno) << geo.blocklog),
                          f"realtime group {rgno}: its bitmap cannot be read: free space there is unknown"))
             return []
         return runs
@@ -414,8 +418,9 @@ class RtOwnerMap:
         out, bl = [], sb.sb_blocklog
         stride, first = group_stride(sb) << bl, group_start(sb, 0) << bl
         while a < b:
-            g0 = group_start(sb, max(0, (a - first) // stride)) << bl
-            data_end, nxt = g0 + (group_blocks(sb) << bl), g0 + stride
+            rgno = max(0, (a - first) // stride)
+            g0 = group_start(sb, rgno) << bl
+            data_end, nxt = g0 + (group_blocks(sb, rgno) << bl), g0 + stride
             if a < data_end:
                 out += self._unclaimed_part(a, min(b, data_end))
             else:
