@@ -31,9 +31,10 @@ def log_warnings(fs) -> list[str]:
         return [f"cannot read the log to tell whether it is clean: {e}"]
     if clean is False:
         return ["the log is dirty (the filesystem was not unmounted cleanly): changes in the log are not "
-                "in the metadata yet, so owners of recently changed blocks may be stale; an internal log is "
-                "replayed in memory unless --no-replay is given (mounting a copy also brings the metadata up to "
-                "date; xfs_repair -L would throw those changes away)"]
+                "in the metadata yet, so owners of recently changed blocks may be stale; the log is replayed in "
+                "memory (an external one from --logdev) unless --no-replay is given or the filesystem is in use "
+                "(mounting a copy also brings the metadata up to date; xfs_repair -L would throw those changes "
+                "away)"]
     if clean is None and (fs.internal_log or getattr(fs, "logdev", None) is not None):
         return ["cannot tell whether the log is clean: no log record found before its head"]
     return []
