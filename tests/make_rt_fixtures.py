@@ -733,20 +733,14 @@ def collect(work, out, imgdir, filesystems, kern, xfsprogs, accel, dest, partial
             shutil.copy2(p, os.path.join(d, "raw", os.path.basename(p)))
         truth = parse_fs(src, fs, kern, xfsprogs)
         summary.append((fs["name"], _keep(d, truth, fs, imgdir)))
-    qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    rawdirs = ([os.path.join(dest, fs["name"], "raw", "run") for fs in filesystems] if partial
-               else [os.path.join(dest, "raw")])
-    for r in rawdirs:
-        shutil.rmtree(r, ignore_errors=True)
-        os.makedirs(r)
+    def copy(r):
         for p in sorted(glob.glob(os.path.join(g, "*"))):
             if os.path.isfile(p):
                 shutil.copy2(p, os.path.join(r, os.path.basename(p)))
         for f in ("console.log", "qemu-cmdline.txt"):
             shutil.copy2(os.path.join(work, f), os.path.join(r, "host-" + f))
-        with open(os.path.join(r, "host-versions.txt"), "w") as f:
-            f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
-                    f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
+
+    _run_outputs(dest, [fs["name"] for fs in filesystems], partial, copy, kern, xfsprogs, accel)
     write_readme(dest, FILESYSTEMS, kern, xfsprogs, summary)
     return summary
 
@@ -1218,21 +1212,15 @@ def collect_crash(base, out1, out2, crashed, fixtures, kern, xfsprogs, accel, de
             if dv["sha256"] != dv["guest_sha256_before_mount"]:
                 sys.exit(f"{fx['name']} {role}: the kept image is not what the second boot mounted")
         summary.append((fx["name"], _keep(d, t, fx, crashed)))
-    qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    rawdirs = ([os.path.join(dest, fx["name"], "raw", "run") for fx in fixtures] if partial
-               else [os.path.join(dest, "raw")])
-    for r in rawdirs:
-        shutil.rmtree(r, ignore_errors=True)
-        os.makedirs(r)
+    def copy(r):
         for k, b in (("crash", "boot1"), ("recover", "boot2")):
             for p in sorted(glob.glob(os.path.join(g[k], "*"))):
                 if os.path.isfile(p):
                     shutil.copy2(p, os.path.join(r, f"{k}-{os.path.basename(p)}"))
             for f in ("console.log", "qemu-cmdline.txt"):
                 shutil.copy2(os.path.join(base, b, f), os.path.join(r, f"{k}-host-{f}"))
-        with open(os.path.join(r, "host-versions.txt"), "w") as f:
-            f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
-                    f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
+
+    _run_outputs(dest, [fx["name"] for fx in fixtures], partial, copy, kern, xfsprogs, accel)
     write_crash_readme(dest, fixtures, kern, xfsprogs, summary)
     return summary
 
@@ -1438,6 +1426,19 @@ def _guest_results(tar: str, into: str, missing: str) -> str:
     if not os.path.exists(os.path.join(g, "steps.log")):
         sys.exit(missing)
     return g
+
+
+def _run_outputs(dest: str, names: list[str], partial: bool, copy, kern: dict, xfsprogs: str, accel: str) -> None:
+    """A run's guest-wide outputs (`copy(dir)` puts them there) and the host's versions: into DEST/raw, or, for a
+    run of only some fixtures, into each one's NAME/raw/run/ (the full run's DEST/raw stays as it is)."""
+    qv = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    for r in [os.path.join(dest, n, "raw", "run") for n in names] if partial else [os.path.join(dest, "raw")]:
+        shutil.rmtree(r, ignore_errors=True)
+        os.makedirs(r)
+        copy(r)
+        with open(os.path.join(r, "host-versions.txt"), "w") as f:
+            f.write(f"kernel packages ({kern['suite']}): {' '.join(kern['debs'])}\nkernel: {kern['kver']}\n"
+                    f"xfsprogs: {xfsprogs}\n{qv}\naccel: {accel}\n" + "".join(c + "\n" for c in kern["config"]))
 
 
 def _keep(d: str, truth: dict, fs: dict, imgdir: str) -> str:
