@@ -261,10 +261,7 @@ def mount_points(dev, mountinfo: str = MOUNTINFO) -> list[tuple[str, bool]]:
     dev = getattr(dev, "base", dev)  # a Window: its mounts are the underlying device's
     if mountinfo == MOUNTINFO and getattr(dev, "mounted_at", None) is not None:
         return dev.mounted_at
-    if dev.is_block_device:
-        wanted = {(os.major(dev.rdev), os.minor(dev.rdev))}
-    else:
-        wanted = {tuple(int(x) for x in m.split(":")) for m in _loop_devices_backing(dev.path)}
+    wanted = _devts(dev)
     try:
         found = [(m.mount_point, m.read_only) for m in mounts(mountinfo) if m.dev in wanted] if wanted else []
     except DeviceError:
@@ -274,12 +271,18 @@ def mount_points(dev, mountinfo: str = MOUNTINFO) -> list[tuple[str, bool]]:
     return found
 
 
+def _devts(dev) -> set[tuple[int, int]]:
+    """(major, minor) of the block devices a mount of `dev` would name: itself, or the loop devices backed by
+    the file."""
+    if dev.is_block_device:
+        return {(os.major(dev.rdev), os.minor(dev.rdev))}
+    return {tuple(int(x) for x in m.split(":")) for m in _loop_devices_backing(dev.path)}
+
+
 def log_device_mounts(dev, mountinfo: str = MOUNTINFO) -> list[str]:
     """Mount points of the filesystems using `dev` (directly or through a loop device) as their external log
     (mount option logdev=): its log is live there."""
-    dev = getattr(dev, "base", dev)
-    wanted = ({(os.major(dev.rdev), os.minor(dev.rdev))} if dev.is_block_device
-              else {tuple(int(x) for x in m.split(":")) for m in _loop_devices_backing(dev.path)})
+    wanted = _devts(getattr(dev, "base", dev))
     out = []
     try:
         for m in mounts(mountinfo):

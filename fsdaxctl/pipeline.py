@@ -302,16 +302,16 @@ def _replayed(fs, replay: bool, log_warnings):
 
         fs.replay = log_state(fs, "mounted: the running kernel answers") if fs.internal_log else None
         return fs
-    if fs.internal_log is None and getattr(fs, "logdev", None) is None:  # an external log not given
+    logdev = getattr(fs, "logdev", None)
+    if fs.internal_log is None and logdev is None:  # an external log not given
         fs.warnings += log_warnings(fs)
         return fs
     live = any(not ro for _, ro in mount_points(fs.dev))
-    logdev = getattr(fs, "logdev", None)
-    if logdev is not None and not live and log_device_mounts(logdev):  # the log of a filesystem mounted now
+    in_use = log_device_mounts(logdev) if logdev is not None and not live else []
+    if in_use:  # the log of a filesystem mounted now
         live = True
         logdev.use_direct()
-        fs.warnings.append(f"the log device is in use at {', '.join(log_device_mounts(logdev))}: its log is "
-                           "live, not replayed")
+        fs.warnings.append(f"the log device is in use at {', '.join(in_use)}: its log is live, not replayed")
     if not replay or live:
         from fsdaxctl.xfs.logrecover import log_state
 
