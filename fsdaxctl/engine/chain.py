@@ -367,16 +367,14 @@ def _query_ags(fs, omap, span, flags, mapping, out: Outcome, d: int) -> tuple[bo
 def rt_groups_walk(fs, omap, offset: int, length: int, flags: int, mapping, out: Outcome, d: int) -> int:
     """xfs_dax_notify_dev_failure(XG_TYPE_RTG): the realtime groups the bytes lie in, an rt rmap query in each,
     xfs_dax_failure_fn per owner, then the shutdown rule of the data device's walk."""
-    from fsdaxctl.xfs.rt import group_blocks, group_start, group_stride
+    from fsdaxctl.xfs.rt import byte_to_group, group_blocks, group_start
 
-    sb, geo = fs.sb, fs.geo
+    sb, bl = fs.sb, fs.geo.blocklog
     pre_remove = bool(flags & MF_MEM_PRE_REMOVE)
-    stride, bl = group_stride(sb) << geo.blocklog, geo.blocklog
-    first = group_start(sb, 0) << bl  # an internal rt section (zoned): rt bytes are the disk's, from rtstart on
     end = min(offset + length, omap.size)
     out.line(d, f"xfs_dax_notify_dev_failure(XG_TYPE_RTG): realtime bytes {offset}..{end - 1}")
     want_shutdown, metadata_hits = False, []
-    for rgno in range((offset - first) // stride, (end - 1 - first) // stride + 1):
+    for rgno in range(byte_to_group(sb, offset), byte_to_group(sb, end - 1) + 1):
         g0 = group_start(sb, rgno) << bl
         lo, hi = max(offset, g0), min(end, g0 + (group_blocks(sb, rgno) << bl))
         if lo >= hi:  # only the group's zone gap: no realtime block there

@@ -90,6 +90,11 @@ def group_stride(sb) -> int:
     return 1 << sb.sb_rgblklog if sb.sb_features_incompat & f.XFS_SB_FEAT_INCOMPAT_ZONE_GAPS else group_blocks(sb)
 
 
+def byte_to_group(sb, byte: int) -> int:
+    """The realtime group whose stretch of the device (its data, and its zone gap after it) holds `byte`."""
+    return min(sb.sb_rgcount - 1, max(0, ((byte >> sb.sb_blocklog) - sb.sb_rtstart) // group_stride(sb)))
+
+
 def group_start(sb, rgno: int) -> int:
     """Device block (of the disk the realtime bytes are on) where realtime group rgno starts."""
     return sb.sb_rtstart + rgno * group_stride(sb)
@@ -203,7 +208,7 @@ class RtOwnerMap:
             lo = a
         sb, bl = self.fs.sb, self.geo.blocklog
         while lo < hi:
-            rgno = min(sb.sb_rgcount - 1, ((lo >> bl) - sb.sb_rtstart) // group_stride(sb))
+            rgno = byte_to_group(sb, lo)
             end = hi if rgno == sb.sb_rgcount - 1 else min(hi, group_start(sb, rgno + 1) << bl)
             yield from self._group_windows(rgno, lo, end)
             lo = end
@@ -416,11 +421,10 @@ class RtOwnerMap:
         if not self.grouped or group_stride(sb) == group_blocks(sb):
             return self._unclaimed_part(a, b)
         out, bl = [], sb.sb_blocklog
-        stride, first = group_stride(sb) << bl, group_start(sb, 0) << bl
         while a < b:
-            rgno = max(0, (a - first) // stride)
+            rgno = byte_to_group(sb, a)
             g0 = group_start(sb, rgno) << bl
-            data_end, nxt = g0 + (group_blocks(sb, rgno) << bl), g0 + stride
+            data_end, nxt = g0 + (group_blocks(sb, rgno) << bl), g0 + (group_stride(sb) << bl)
             if a < data_end:
                 out += self._unclaimed_part(a, min(b, data_end))
             else:
