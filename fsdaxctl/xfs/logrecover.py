@@ -1749,11 +1749,8 @@ def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
     for p in pieces:
         for s, t in _subtract([(p.offset, p.offset + p.length, None)], cover, keep_reason=False):
             out.append(_clip_piece(p, s, t))
-    rt = pieces[0].device == "rt"  # the realtime device's pieces: no AG, and they say their device
-    for kind, runs, key in ((UNKNOWN, unknown, "reason"), (FREE, free, "note")):
-        for s, t, r in runs:
-            agno = geo.byte_to_ag(s)[0] if s < geo.size and not rt else None
-            out.append(Piece(s, t - s, kind, agno, detail={key: r}, device="rt" if rt else pieces[0].device))
+    for kind, runs in ((UNKNOWN, unknown), (FREE, free)):
+        out += [_made(kind, s, t - s, r, geo, pieces[0].device) for s, t, r in runs]
     out.sort(key=Piece.sort_key)
     return _join_free(out)
 
@@ -1787,7 +1784,8 @@ def apply_ops(pieces: list, ops: list, geo, refcounts) -> list:
             else:
                 taken.append((a, b, None))
         left = _merge([(p.offset, p.offset + p.length, None) for p in out if p.owner != "free"])
-        out += [_freed(s, t - s, e.reason, geo) for s, t in _subtract(_merge(taken), left, keep_reason=False)]
+        out += [_made("free", s, t - s, e.reason, geo, pieces[0].device)
+                for s, t in _subtract(_merge(taken), left, keep_reason=False)]
         pieces = sorted(out, key=lambda p: p.sort_key())
     return pieces
 
@@ -1832,7 +1830,7 @@ def _refcount(pieces: list, e, runs, geo) -> list:
                 out.append(_clip_piece(p, a, b)._replace(shared=new >= 2))
         if new == 0:
             out = [q for p in out for q in ([p] if p.owner != "free" else _outside(p, s, t))]
-            out.append(_freed(s, t - s, e.reason, geo))
+            out.append(_made("free", s, t - s, e.reason, geo, pieces[0].device))
         pieces = sorted(out, key=lambda p: p.sort_key())
     return pieces
 
@@ -1843,10 +1841,13 @@ def _outside(p, s: int, t: int) -> list:
                                               (max(t, p.offset), p.offset + p.length)) if x < y]
 
 
-def _freed(s: int, n: int, reason: str, geo):
+def _made(kind: str, s: int, n: int, reason: str, geo, device):
+    """A piece the replay's effects make (free: a note; unknown: the reason), on the device of the pieces it
+    joins (the realtime device's have no AG)."""
     from fsdaxctl.xfs.piece import FREE, Piece
 
-    return Piece(s, n, FREE, geo.byte_to_ag(s)[0] if s < geo.size else None, detail={"note": reason})
+    agno = geo.byte_to_ag(s)[0] if s < geo.size and device != "rt" else None
+    return Piece(s, n, kind, agno, detail={"note" if kind == FREE else "reason": reason}, device=device)
 
 
 def _merge(iv):
