@@ -330,8 +330,7 @@ def test_overlay_is_a_block_map():
 
 def _fuzz_base(tmp):
     names = _fixtures()
-    if not names:
-        pytest.skip("no committed crash images (tests/make_crash_fixtures.py)")
+    assert names, "no committed crash images in tests/data/crash (tests/make_crash_fixtures.py makes them)"
     return _unpack(names[0], tmp)
 
 
