@@ -39,6 +39,11 @@ FIXTURES = {
 #   4k-rmap-convert-flush            4k-rmap-noreflink seed 305 flush: an rmap CONVERT (unwritten -> written)
 #   1k-reflink-unmap-noflush         1k-reflink seed 316 noflush: an rmap UNMAP and its extent-free intents
 #   1k-reflink-unmap-shared-noflush  1k-reflink seed 329 noflush: UNMAP_SHARED with a refcount DECREASE
+# and from tests/hunt_intents.py's hunt (its hits.md says how each was made; MAX_XZ=450000):
+#   1k-exchange-bmap-flush       mapping exchanges (XMI), bmap MAP and UNMAP; the mount gave two extent maps a block
+#   1k-cow-end-noflush           CoW completion: bmap MAP/UNMAP, refcount DECREASE and FREE_COW, rmap FREE (OWN_COW)
+#   4k-remap-map-shared-noflush  a reflink remap's rmap MAP_SHARED
+#   1k-pptr-attri-noflush        a parent-pointer xattr intent (mkfs.xfs 6.15, -n parent=1): its attr block unknown
 MAX_XZ = int(os.environ.get("MAX_XZ", 200 << 10))  # per image: keep the committed total small
 
 

@@ -103,8 +103,8 @@ def _finish_with(fs, intents):
 
 def test_realtime_intents_land_on_the_realtime_device(unpacked):
     """Every kind of intent that names realtime blocks puts its bytes on the realtime device (never the data
-    device): extent-free, rmap and refcount intents of the rt kinds, and a bmap intent with the realtime flag;
-    a mapping exchange names its files' ranges, which both devices' maps apply to those files' pieces."""
+    device): extent-free, rmap and refcount intents of the rt kinds, and a bmap intent with the realtime flag.
+    A mapping exchange names its files' ranges, which both devices' maps apply to those files' pieces."""
     import struct
 
     from fsdaxctl.xfs.rt import rtb_to_byte
@@ -123,12 +123,38 @@ def test_realtime_intents_land_on_the_realtime_device(unpacked):
         effects = _finish_with(fs, [(typ, (1, body))])
         phys = [(e.kind, e.device, e.start, e.end) for e in effects if e.ino is None]
         assert phys == [("unknown", "rt", at, at + 2 * bs)], (hex(typ), phys)
-    xmi = struct.pack("<QQIIQQQQ", 135, 136, 0, 0, 0, 0, 16, 0)
+    # a plain exchange of 16 blocks of two files (138's from block 10, 139's from 20; 139 has a hole at 20-24):
+    # finished exactly, on whichever device the pieces are
+    xmi = struct.pack("<QQIIQQQQ", 138, 139, 0, 0, 10, 20, 16, 0)
     effects = _finish_with(fs, [(L.XFS_LI_XMI, (1, xmi + bytes(16)))])  # + xmi_isize1, xmi_isize2
-    assert {(e.ino, e.fork) for e in effects} == {(135, "data"), (136, "data")}
+    assert [(e.kind, e.ino, e.ino2, e.off_lo, e.off_hi, e.off2) for e in effects if e.kind != "may-allocate"] == [
+        ("exchange", 138, 139, 10, 25, 20)]
+    assert sorted(e.value for e in effects if e.kind == "may-allocate") == [138, 139]  # their extent maps may grow
+    size = devices.device_size(fs, "rt")
+
+    def owners():
+        return {(p.offset + i, p.inode, (p.file_offset + i) // bs) for p in devices.owner_map(fs, "rt").pieces(0, size)
+                if p.owner == "file" for i in range(0, p.length, bs)}
+
+    def moved(b, ino, fb):
+        if ino == 138 and 10 <= fb < 26:
+            return b, 139, fb + 10
+        if ino == 139 and 20 <= fb < 36:
+            return b, 138, fb - 10
+        return b, ino, fb
+
+    before = owners()
+    fs.replay = L.Replay(effects=effects)
+    after = owners()
+    assert after == {moved(*o) for o in before} and after != before
+    assert {fb for _, ino, fb in after if ino == 138 and fb < 26} == set(range(10)) | set(range(15, 26))  # the hole
+    # an exchange of written mappings only (XFS_EXCHMAPS_INO1_WRITTEN) is left unknown on both files
+    xmi = struct.pack("<QQIIQQQQ", 135, 136, 0, 0, 0, 0, 16, L.XFS_EXCHMAPS_INO1_WRITTEN)
+    effects = _finish_with(fs, [(L.XFS_LI_XMI, (1, xmi + bytes(16)))])
+    assert {(e.kind, e.ino, e.fork) for e in effects} == {("unknown", 135, "data"), ("unknown", 136, "data")}
     fs.replay = L.Replay(effects=effects)
     rt = devices.owner_map(fs, "rt")
-    hit = [p for p in rt.pieces(0, devices.device_size(fs, "rt")) if p.owner == "unknown"]
+    hit = [p for p in rt.pieces(0, size) if p.owner == "unknown"]
     assert hit and all(p.device == "rt" and "mapping-exchange" in p.detail["reason"] for p in hit)
 
 

@@ -19,11 +19,14 @@ The kernel's mount-time recovery (fs/xfs/xfs_log_recover.c and the *_item_recove
    verifier stamp the transaction's LSN and recompute the CRC. That order is kept here (a second item for the
    same block with the same LSN is replayed, not skipped).
 4. Intents without their done items (EFI, RUI, CUI, BUI, XMI, ATTRI) are what the kernel finishes after
-   replay. An unfinished EFI frees its extents: those bytes are answered `free`, exactly. RUI unmap and
-   convert, and CUI increase and decrease, are finished on the answer itself (apply_ops: an owner taken out,
-   an unwritten state set, sharing from the refcount btree's count plus the change), as GETFSMAP reports
-   them after the mount. The others change btrees this module does not rewrite: their extents (and, for
-   bmap/exchange/attr intents, the file ranges they name) are answered `unknown` with the reason.
+   replay. An unfinished EFI frees its extents: those bytes are answered `free`, exactly. rmap, bmap,
+   refcount and plain exchange intents on the data device are finished on the answer itself (apply_ops: an
+   owner added or taken out, an unwritten state set, sharing from the refcount btree's count plus the change,
+   mappings moved between two files, touching parts of one record joined), as GETFSMAP reports them after
+   the mount. A block the mount may allocate for them (an extent map's, an xattr's) is the allocator's choice:
+   the free space of that inode's AG carries a note. The others (xattr intents, realtime intents) change
+   structures this module does not rewrite: their extents and the file ranges they name are answered
+   `unknown` with the reason.
 
 Nothing is ever written: the result is a dict of replayed 512-byte blocks, served by `ReplayedDevice` in
 place of the disk's. What the replay cannot do becomes `unknown` bytes (effects) or, when the log itself cannot
@@ -84,8 +87,23 @@ KNOWN_ITEMS = {XFS_LI_BUF, XFS_LI_INODE, XFS_LI_DQUOT, XFS_LI_QUOTAOFF, XFS_LI_I
 XFS_RMAP_EXTENT_TYPE_MASK = 0xFF
 XFS_RMAP_EXTENT_UNMAP, XFS_RMAP_EXTENT_UNMAP_SHARED, XFS_RMAP_EXTENT_CONVERT, XFS_RMAP_EXTENT_CONVERT_SHARED = 3, 4, 5, 6
 XFS_RMAP_EXTENT_ATTR_FORK, XFS_RMAP_EXTENT_BMBT_BLOCK, XFS_RMAP_EXTENT_UNWRITTEN = 1 << 31, 1 << 30, 1 << 29
-XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE = 1, 2
+XFS_RMAP_EXTENT_MAP, XFS_RMAP_EXTENT_MAP_SHARED, XFS_RMAP_EXTENT_ALLOC, XFS_RMAP_EXTENT_FREE = 1, 2, 7, 8
+RMAP_FILE_OPS = {XFS_RMAP_EXTENT_MAP: "map", XFS_RMAP_EXTENT_MAP_SHARED: "map", XFS_RMAP_EXTENT_UNMAP: "unmap",
+                 XFS_RMAP_EXTENT_UNMAP_SHARED: "unmap", XFS_RMAP_EXTENT_CONVERT: "convert",
+                 XFS_RMAP_EXTENT_CONVERT_SHARED: "convert"}  # rmap intent types on an inode's mapping
+XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE, XFS_REFCOUNT_ALLOC_COW, XFS_REFCOUNT_FREE_COW = 1, 2, 3, 4
+XFS_BMAP_EXTENT_TYPE_MASK, XFS_BMAP_MAP, XFS_BMAP_UNMAP = 0xFF, 1, 2
+XFS_BMAP_EXTENT_ATTR_FORK, XFS_BMAP_EXTENT_UNWRITTEN = 1 << 31, 1 << 30
 XFS_BMAP_EXTENT_REALTIME = 1 << 29  # a bmap intent's extent is on the realtime device
+# struct xfs_xmi_log_format xmi_flags: a plain exchange of data-fork mappings sets at most these
+XFS_EXCHMAPS_ATTR_FORK, XFS_EXCHMAPS_SET_SIZES, XFS_EXCHMAPS_INO1_WRITTEN = 1 << 0, 1 << 1, 1 << 2
+XFS_EXCHMAPS_CLEAR_INO1_REFLINK, XFS_EXCHMAPS_CLEAR_INO2_REFLINK = 1 << 3, 1 << 4
+XFS_EXCHMAPS_PLAIN = XFS_EXCHMAPS_SET_SIZES | XFS_EXCHMAPS_CLEAR_INO1_REFLINK | XFS_EXCHMAPS_CLEAR_INO2_REFLINK
+# struct xfs_attri_log_format alfi_op_flags: the operations that add a name (SET, REPLACE, PPTR_SET, PPTR_REPLACE)
+XFS_ATTRI_OP_FLAGS_TYPE_MASK, XFS_ATTRI_OP_SETS = 0xFF, (1, 3, 4, 6)
+MAY_TAKE = "the allocator takes one at mount"  # the words of a may-allocate note
+MASK64 = (1 << 64) - 1
+COW_STAGING = "cow-staging"  # fsdaxctl.xfs.piece's owner name of XFS_RMAP_OWN_COW
 
 # buffer log format
 XFS_BLF_INODE_BUF, XFS_BLF_CANCEL = 0x1, 0x2
@@ -154,7 +172,7 @@ def _lsn_text(lsn: int) -> str:
 class Effect:
     """What finishing an intent (or an unreplayable item) does to the answer. Physical: bytes [start, end) on
     the data device; logical: (ino, fork, first file block, last file block) ranges of a file."""
-    kind: str  # "free", "unknown", or an operation the mount finishes exactly: "unmap", "convert", "refcount"
+    kind: str  # "free", "unknown", or an operation the mount finishes exactly (OPS)
     reason: str
     start: int = 0
     end: int = 0
@@ -162,9 +180,14 @@ class Effect:
     fork: str | None = None
     off_lo: int = 0
     off_hi: int = 0
-    bmbt: bool = False  # unmap/convert: the owner's extent-map (bmbt) block, not file data
-    value: int = 0  # convert: the new unwritten state (1 unwritten, 0 written); refcount: the change (+1, -1)
+    bmbt: bool = False  # map/unmap/convert: the owner's extent-map (bmbt) block, not file data
+    value: int = 0  # map/convert: the unwritten state (1 unwritten, 0 written); refcount: the change (+1, -1);
+    # may-allocate: the inode whose extent map may take a block of these bytes' free space
     device: str = "data"  # the device the bytes (or the file's pieces) are on: "data" or "rt"
+    owner: str = "file"  # map/unmap: the owner kind (a file, or CoW staging)
+    walk_only: bool = False  # a change the metadata walk sees (CoW staging in the refcount btree), not the rmapbt
+    ino2: int | None = None  # exchange: the other file, and the first file block of its range
+    off2: int = 0
 
 
 @dataclass
@@ -1158,78 +1181,137 @@ class _Replayer:
     def finish(self):
         self.flush()
         self.overlay.finish()
+        finishers = {XFS_LI_EFI: self._finish_efi, XFS_LI_EFI_RT: self._finish_efi, XFS_LI_RUI: self._finish_map,
+                     XFS_LI_RUI_RT: self._finish_map, XFS_LI_BUI: self._finish_map, XFS_LI_CUI: self._finish_cui,
+                     XFS_LI_CUI_RT: self._finish_cui, XFS_LI_XMI: self._finish_xmi, XFS_LI_ATTRI: self._finish_attri}
         for (t, iid), (lsn, seq, regions) in sorted(self.intents.items(), key=lambda kv: (kv[1][0], kv[1][1])):
             kind = INTENTS[t]
             self.out.intents[kind][2] += 1
-            r0 = regions[0]
             why = f"an unfinished {kind} intent in the log (id {iid:#x}, lsn {_lsn_text(lsn)}) changes this at mount"
-            n = struct.unpack_from("<I", r0, 4)[0]
-            if t in (XFS_LI_EFI, XFS_LI_EFI_RT):
-                if len(r0) == 16 + 16 * n:
-                    exts = [struct.unpack_from("<QI", r0, 16 + 16 * i) for i in range(n)]
-                elif len(r0) == 16 + 12 * n:
-                    exts = [struct.unpack_from("<QI", r0, 16 + 12 * i) for i in range(n)]
-                else:
-                    raise _Fatal(f"extent-free intent of {len(r0)} bytes for {n} extents")
-                for start, length in exts:
-                    if t == XFS_LI_EFI:
-                        self._phys("free", why + ": the kernel frees these blocks", start, length)
-                    else:  # realtime extents: freed with their rt rmap changes, not finished here
-                        self._rt_phys(why, start, length)
-            elif t in (XFS_LI_RUI, XFS_LI_BUI, XFS_LI_RUI_RT):
-                if len(r0) != 16 + 32 * n:
-                    raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
-                for i in range(n):
-                    owner, start, off, length, flags = struct.unpack_from("<QQQII", r0, 16 + 32 * i)
-                    if t == XFS_LI_RUI and self._rmap_op(why, owner, start, off, length, flags):
-                        continue
-                    if t == XFS_LI_RUI_RT or (t == XFS_LI_BUI and flags & XFS_BMAP_EXTENT_REALTIME):
-                        self._rt_phys(why, start, length)
-                    else:
-                        self._phys("unknown", why, start, length)
-                    if t == XFS_LI_BUI or (owner < (1 << 63) and owner):
-                        fork = "attr" if flags & (1 << 31) else "data"
-                        self.out.effects.append(Effect("unknown", why, ino=owner, fork=fork, off_lo=off,
-                                                       off_hi=off + length - 1,
-                                                       device="rt" if t == XFS_LI_RUI_RT else "data"))
-            elif t in (XFS_LI_CUI, XFS_LI_CUI_RT):
-                if len(r0) != 16 + 16 * n:
-                    raise _Fatal(f"{kind} intent of {len(r0)} bytes for {n} extents")
-                for i in range(n):
-                    start, length, flags = struct.unpack_from("<QII", r0, 16 + 16 * i)
-                    if t == XFS_LI_CUI and flags in (XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE):
-                        self._phys("refcount", why, start, length,
-                                   value=1 if flags == XFS_REFCOUNT_INCREASE else -1)
-                    elif t == XFS_LI_CUI:
-                        self._phys("unknown", why, start, length)
-                    else:
-                        self._rt_phys(why, start, length)
-            elif t == XFS_LI_XMI:
-                if len(r0) < 88:
-                    raise _Fatal(f"mapping-exchange intent of {len(r0)} bytes")
-                ino1, ino2, _, _, off1, off2, count, xflags = struct.unpack_from("<QQIIQQQQ", r0, 16)
-                fork = "attr" if xflags & 1 else "data"
-                for ino, off in ((ino1, off1), (ino2, off2)):
-                    self.out.effects.append(Effect("unknown", why, ino=ino, fork=fork, off_lo=off,
-                                                   off_hi=off + count - 1))
-            elif t == XFS_LI_ATTRI:
-                ino = struct.unpack_from("<Q", r0, 16)[0] if len(r0) >= 24 else None
-                if ino is not None:
-                    self.out.effects.append(Effect("unknown", why, ino=ino, fork="attr", off_lo=0, off_hi=1 << 62))
+            finishers[t](t, why, regions[0], struct.unpack_from("<I", regions[0], 4)[0])
+
+    def _finish_efi(self, t, why, r0, n):
+        if len(r0) == 16 + 16 * n:
+            exts = [struct.unpack_from("<QI", r0, 16 + 16 * i) for i in range(n)]
+        elif len(r0) == 16 + 12 * n:
+            exts = [struct.unpack_from("<QI", r0, 16 + 12 * i) for i in range(n)]
+        else:
+            raise _Fatal(f"extent-free intent of {len(r0)} bytes for {n} extents")
+        for start, length in exts:
+            if t == XFS_LI_EFI:
+                self._phys("free", why + ": the kernel frees these blocks", start, length)
+            else:  # realtime extents: freed with their rt rmap changes, not finished here
+                self._rt_phys(why, start, length)
+
+    def _finish_map(self, t, why, r0, n):
+        """rmap and bmap intents: struct xfs_map_extent (owner, start block, file offset, length, flags)."""
+        if len(r0) != 16 + 32 * n:
+            raise _Fatal(f"{INTENTS[t]} intent of {len(r0)} bytes for {n} extents")
+        for i in range(n):
+            owner, start, off, length, flags = struct.unpack_from("<QQQII", r0, 16 + 32 * i)
+            if t == XFS_LI_RUI and self._rmap_op(why, owner, start, off, length, flags):
+                continue
+            if t == XFS_LI_BUI and self._bmap_op(why, owner, start, off, length, flags):
+                continue
+            if t == XFS_LI_RUI_RT or (t == XFS_LI_BUI and flags & XFS_BMAP_EXTENT_REALTIME):
+                self._rt_phys(why, start, length)
+            else:
+                self._phys("unknown", why, start, length)
+            if t == XFS_LI_BUI or (owner < (1 << 63) and owner):
+                fork = "attr" if flags & (1 << 31) else "data"
+                self.out.effects.append(Effect("unknown", why, ino=owner, fork=fork, off_lo=off,
+                                               off_hi=off + length - 1,
+                                               device="rt" if t == XFS_LI_RUI_RT else "data"))
+
+    def _finish_cui(self, t, why, r0, n):
+        """refcount intents: struct xfs_phys_extent (start block, length, flags)."""
+        if len(r0) != 16 + 16 * n:
+            raise _Fatal(f"{INTENTS[t]} intent of {len(r0)} bytes for {n} extents")
+        for i in range(n):
+            start, length, flags = struct.unpack_from("<QII", r0, 16 + 16 * i)
+            if t == XFS_LI_CUI_RT:
+                self._rt_phys(why, start, length)
+            elif flags in (XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE):
+                self._phys("refcount", why, start, length, value=1 if flags == XFS_REFCOUNT_INCREASE else -1)
+            elif flags in (XFS_REFCOUNT_ALLOC_COW, XFS_REFCOUNT_FREE_COW):
+                # the CoW domain of the refcount btree: only the metadata walk takes CoW staging from it (the
+                # rmapbt's OWN_COW records change with the rmap intent logged alongside)
+                self._phys("map" if flags == XFS_REFCOUNT_ALLOC_COW else "unmap", why, start, length,
+                           owner=COW_STAGING, walk_only=True)
+            else:
+                self._phys("unknown", why, start, length)
+
+    def _finish_xmi(self, t, why, r0, n):
+        """A mapping exchange (struct xfs_xmi_log_format): the mount exchanges what is left of the two ranges."""
+        if len(r0) < 88:
+            raise _Fatal(f"mapping-exchange intent of {len(r0)} bytes")
+        ino1, ino2, _, _, off1, off2, count, xflags = struct.unpack_from("<QQIIQQQQ", r0, 16)
+        if not count:
+            return
+        if not xflags & ~XFS_EXCHMAPS_PLAIN:  # data forks, every mapping: each moves to the other file
+            self.out.effects.append(Effect("exchange", why, ino=ino1, fork="data", off_lo=off1,
+                                           off_hi=off1 + count - 1, ino2=ino2, off2=off2))
+            self._note_new_map_blocks(why, (ino1, ino2))
+            return
+        fork = "attr" if xflags & XFS_EXCHMAPS_ATTR_FORK else "data"
+        for ino, off in ((ino1, off1), (ino2, off2)):
+            self.out.effects.append(Effect("unknown", why, ino=ino, fork=fork, off_lo=off, off_hi=off + count - 1))
+
+    def _finish_attri(self, t, why, r0, n):
+        """An xattr change (struct xfs_attri_log_format): its attr fork's blocks are unknown (where the entry
+        goes, and whether the fork changes shape, is the xattr code's choice), and one that sets a name may
+        take new attr blocks, which the allocator picks at mount."""
+        if len(r0) < 28:
+            raise _Fatal(f"xattr intent of {len(r0)} bytes")
+        ino, op = struct.unpack_from("<QI", r0, 16)
+        self.out.effects.append(Effect("unknown", why, ino=ino, fork="attr", off_lo=0, off_hi=1 << 62))
+        if op & XFS_ATTRI_OP_FLAGS_TYPE_MASK in XFS_ATTRI_OP_SETS:
+            self._note_new_map_blocks(why, (ino,), "extended attributes")
+
+    def _note_new_map_blocks(self, why, inodes, what="extent map"):
+        """Adding mappings may give an inode's extent map (bmbt) a new block, and setting an xattr its attr
+        fork one: the allocator picks it at mount (near the inode, as xfs_bmap_extents_to_btree and
+        xfs_bmbt_alloc_block ask), so no offline answer can say which free block that will be. The free space
+        of the inode's AG then says it may be taken."""
+        geo = self.geo
+        for ino in inodes:
+            agno = geo.ino_to_ag(ino)[0]
+            if agno < geo.agcount:
+                start = geo.ag_to_byte(agno, 0)
+                self.out.effects.append(Effect(
+                    "may-allocate", f"{why}: if inode {ino}'s {what} need{'s' if what == 'extent map' else ''} a "
+                    f"new block for it, {MAY_TAKE}, most likely from this AG's free space; which one cannot be "
+                    "known here", start, start + (geo.ag_length(agno) << geo.blocklog), value=ino))
 
     def _rmap_op(self, why, owner, fsb, off, length, flags) -> bool:
         """An rmap intent's extent the mount finishes as an exact change of the answer (xfs_rmap_finish_one):
-        an inode's mapping taken out (UNMAP: its bytes are free unless another owner keeps them) or its
-        unwritten state set (CONVERT, to the state the intent names). False: not one of those."""
+        an inode's mapping added (MAP) or taken out (UNMAP: its bytes are free unless another owner keeps
+        them), its unwritten state set (CONVERT, to the state the intent names), or a CoW staging extent's
+        owner added or taken out (ALLOC, FREE). False: not one of those."""
         typ = flags & XFS_RMAP_EXTENT_TYPE_MASK
-        if owner >= (1 << 63) or typ not in (XFS_RMAP_EXTENT_UNMAP, XFS_RMAP_EXTENT_UNMAP_SHARED,
-                                             XFS_RMAP_EXTENT_CONVERT, XFS_RMAP_EXTENT_CONVERT_SHARED):
+        if typ in (XFS_RMAP_EXTENT_ALLOC, XFS_RMAP_EXTENT_FREE) and owner == (f.XFS_RMAP_OWN_COW & MASK64):
+            self._phys("map" if typ == XFS_RMAP_EXTENT_ALLOC else "unmap", why, fsb, length, owner=COW_STAGING)
+            return True
+        if owner >= (1 << 63) or typ not in RMAP_FILE_OPS:
             return False
-        unmap = typ in (XFS_RMAP_EXTENT_UNMAP, XFS_RMAP_EXTENT_UNMAP_SHARED)
-        self._phys("unmap" if unmap else "convert", why, fsb, length, ino=owner,
+        self._phys(RMAP_FILE_OPS[typ], why, fsb, length, ino=owner,
                    fork="attr" if flags & XFS_RMAP_EXTENT_ATTR_FORK else "data", off_lo=off,
                    off_hi=off + length - 1, bmbt=bool(flags & XFS_RMAP_EXTENT_BMBT_BLOCK),
                    value=int(bool(flags & XFS_RMAP_EXTENT_UNWRITTEN)))
+        return True
+
+    def _bmap_op(self, why, ino, fsb, off, length, flags) -> bool:
+        """A bmap intent's extent on the data device (xfs_bmap_finish_one): MAP adds the mapping to the file
+        (with the rmap change it makes); UNMAP takes it out without freeing it (XFS_BMAPI_REMAP: the refcount
+        or extent-free intent logged alongside does that)."""
+        typ = flags & XFS_BMAP_EXTENT_TYPE_MASK
+        if flags & XFS_BMAP_EXTENT_REALTIME or typ not in (XFS_BMAP_MAP, XFS_BMAP_UNMAP) or ino >= (1 << 63):
+            return False
+        self._phys("map" if typ == XFS_BMAP_MAP else "unmap", why, fsb, length, ino=ino,
+                   fork="attr" if flags & XFS_BMAP_EXTENT_ATTR_FORK else "data", off_lo=off,
+                   off_hi=off + length - 1, value=int(bool(flags & XFS_BMAP_EXTENT_UNWRITTEN)))
+        if typ == XFS_BMAP_MAP:
+            self._note_new_map_blocks(why, (ino,))
         return True
 
     def _rt_phys(self, why, rtb, length):
@@ -1689,18 +1771,19 @@ def unlinked_inodes(fs) -> set[int]:
 
 # --- the answers: what finishing the intents does to pieces ----------------------------------------------
 
-OPS = ("unmap", "convert", "refcount")  # effects the answer takes exactly, in log order (apply_ops)
+OPS = ("unmap", "convert", "refcount", "map", "exchange")  # effects the answer takes exactly, in log order
 
 
 def op_spans(effects: list) -> list[tuple[int, int]]:
-    """Device bytes the exact operations touch: the pieces over them must be seen together (all owners)."""
-    return [(e.start, e.end) for e in effects if e.kind in OPS]
+    """Device bytes the exact operations touch: the pieces over them must be seen together (all owners).
+    An exchange names file ranges, not bytes: it relabels each piece on its own."""
+    return [(e.start, e.end) for e in effects if e.kind in OPS and e.kind != "exchange"]
 
 
-def effects_on(effects: list, device: str) -> list:
+def effects_on(effects: list, device: str, walk: bool = False) -> list:
     """The effects about one device's bytes, and those naming a file's range (its pieces may be on any
-    device)."""
-    return [e for e in effects if e.device == device or e.ino is not None]
+    device); `walk`: the answer comes from the metadata walk, which also sees the refcount btree's CoW domain."""
+    return [e for e in effects if (e.device == device or e.ino is not None) and (walk or not e.walk_only)]
 
 
 def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
@@ -1712,7 +1795,8 @@ def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
     if not effects or not pieces:
         return pieces
     pieces = apply_ops(pieces, [e for e in effects if e.kind in OPS], geo, refcounts)
-    effects = [e for e in effects if e.kind not in OPS]
+    pieces = _may_be_taken(pieces, [e for e in effects if e.kind == "may-allocate"])
+    effects = [e for e in effects if e.kind not in OPS and e.kind != "may-allocate"]
     if not effects:
         return pieces
     lo = min(p.offset for p in pieces)
@@ -1755,39 +1839,141 @@ def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
     return _join_free(out)
 
 
+def _may_be_taken(pieces: list, grows: list) -> list:
+    """Free pieces where the mount may allocate an extent-map block: free still, with the note that says so."""
+    if not grows:
+        return pieces
+    out = []
+    for p in pieces:
+        why = [e.reason for e in grows if p.owner == "free" and e.start < p.offset + p.length and e.end > p.offset]
+        if why:
+            had = (p.detail or {}).get("note")
+            p = p._replace(detail={**(p.detail or {}), "note": "; ".join(([had] if had else []) + why)})
+        out.append(p)
+    return out
+
+
 def apply_ops(pieces: list, ops: list, geo, refcounts) -> list:
-    """The rmap and refcount changes the mount finishes, in log order, on one query's pieces: an unmapped
-    inode's bytes lose that owner (free when no owner is left: the kernel's GETFSMAP reports a gap in the
-    rmapbt as free space); a converted extent takes the intent's unwritten state; a refcount change makes its
-    blocks' owners shared (2 or more) or not, and a count going to 0 frees them. `refcounts(start, end)`: the
-    (start, end, count) runs of the refcount btree before the mount (count 1 where it has no record)."""
+    """The rmap, bmap, refcount and exchange changes the mount finishes, in log order, on one query's pieces: a
+    mapping added takes the place of free space (and of used space no owner claimed yet); an unmapped owner's
+    bytes lose that owner (free when no owner is left: the kernel's GETFSMAP reports a gap in the rmapbt as
+    free space); a converted extent takes the intent's unwritten state; a refcount change makes its blocks'
+    owners shared (2 or more) or not, and a count going to 0 frees them; an exchange moves each file's mappings
+    to the other file. Then pieces the rmapbt would hold as one record are joined, as xfs_rmap_map merges
+    them. `refcounts(start, end)`: the (start, end, count) runs of the refcount btree before the mount (count
+    1 where it has no record)."""
     qlo, qhi = min(p.offset for p in pieces), max(p.offset + p.length for p in pieces)
     counted: list[tuple[int, int, int]] = []  # refcount changes made so far: the next one starts from them
     for e in ops:
+        if e.kind == "exchange":
+            pieces, moved = _exchange(pieces, e, geo)
+            pieces = _join(pieces, moved)
+            continue
         lo, hi = e.start, e.end
         if hi <= qlo or lo >= qhi or not any(p.offset < hi and p.offset + p.length > lo for p in pieces):
             continue
+        a, b = max(lo, qlo), min(hi, qhi)
         if e.kind == "refcount":
-            runs = refcounts(max(lo, qlo), min(hi, qhi)) if refcounts else [(max(lo, qlo), min(hi, qhi), None)]
+            runs = refcounts(a, b) if refcounts else [(a, b, None)]
             pieces = _refcount(pieces, e, _counted(runs, counted), geo)
             counted.append((lo, hi, e.value))
-            continue
-        out, taken = [], []
-        for p in pieces:
-            a, b = max(p.offset, lo), min(p.offset + p.length, hi)
-            if a >= b or not _owned_by(p, e, a, geo):
-                out.append(p)
-                continue
-            out += _outside(p, a, b)
-            if e.kind == "convert":
-                out.append(_clip_piece(p, a, b)._replace(unwritten=bool(e.value)))
-            else:
-                taken.append((a, b, None))
-        left = _merge([(p.offset, p.offset + p.length, None) for p in out if p.owner != "free"])
-        out += [_made("free", s, t - s, e.reason, geo, pieces[0].device)
-                for s, t in _subtract(_merge(taken), left, keep_reason=False)]
-        pieces = sorted(out, key=lambda p: p.sort_key())
+        elif e.kind == "map":
+            pieces = _map(pieces, e, a, b, geo, refcounts, counted)
+        else:
+            pieces = _unmap_or_convert(pieces, e, geo)
+        pieces = _join(pieces, [(a, b)])
     return pieces
+
+
+def _unmap_or_convert(pieces: list, e, geo) -> list:
+    out, taken = [], []
+    for p in pieces:
+        a, b = max(p.offset, e.start), min(p.offset + p.length, e.end)
+        if a >= b or not _owned_by(p, e, a, geo):
+            out.append(p)
+            continue
+        out += _outside(p, a, b)
+        if e.kind == "convert":
+            out.append(_clip_piece(p, a, b)._replace(unwritten=bool(e.value)))
+        else:
+            taken.append((a, b, None))
+    left = _merge([(p.offset, p.offset + p.length, None) for p in out if p.owner != "free"])
+    out += [_made("free", s, t - s, e.reason, geo, pieces[0].device)
+            for s, t in _subtract(_merge(taken), left, keep_reason=False)]
+    return sorted(out, key=lambda p: p.sort_key())
+
+
+def _map(pieces: list, e, a: int, b: int, geo, refcounts, counted) -> list:
+    """The mapping `e` names, added over bytes [a, b): it takes the place of free space and of used space no
+    owner claims (allocated on disk, its rmap record still in the log); other owners keep theirs. A file's
+    data is shared where the refcount (with the changes made so far) is 2 or more."""
+    from fsdaxctl.xfs.piece import FILE, FREE, Piece, unclaimed
+
+    out = []
+    for p in pieces:
+        s, t = max(p.offset, a), min(p.offset + p.length, b)
+        if s < t and (p.owner == FREE or unclaimed(p)):
+            out += _outside(p, s, t)
+        else:
+            out.append(p)
+    agno = None if pieces[0].device == "rt" else geo.byte_to_ag(a)[0]
+    if e.owner != FILE:
+        new = Piece(a, b - a, e.owner, agno, device=pieces[0].device)
+    else:
+        new = Piece(a, b - a, FILE, agno, e.ino, e.fork, None if e.bmbt else (e.off_lo << geo.blocklog) + a - e.start,
+                    e.bmbt, bool(e.value), device=pieces[0].device)
+    if new.owner == FILE and new.fork == "data" and not new.extent_map and refcounts:
+        out += [_clip_piece(new, s, t)._replace(shared=None if c is None else c >= 2)
+                for s, t, c in _counted(refcounts(a, b), counted)]
+    else:
+        out.append(new)
+    return sorted(out, key=Piece.sort_key)
+
+
+def _exchange(pieces: list, e, geo) -> tuple[list, list]:
+    """Each file's data mappings in its range move to the other file, at the same place in the other's range
+    (holes too: the other file's mapping moves into them). Returns the pieces and the bytes relabelled."""
+    from fsdaxctl.xfs.piece import FILE, Piece
+
+    bs, n = geo.blocksize, e.off_hi - e.off_lo + 1
+    out, moved = [], []
+    for p in pieces:
+        if p.owner != FILE or p.fork != e.fork or p.extent_map or p.inode not in (e.ino, e.ino2):
+            out.append(p)
+            continue
+        src, dst, other = (e.off_lo, e.off2, e.ino2) if p.inode == e.ino else (e.off2, e.off_lo, e.ino)
+        fa, fb = max(p.file_offset, src * bs), min(p.file_offset + p.length, (src + n) * bs)
+        if fa >= fb:
+            out.append(p)
+            continue
+        s, t = p.offset + fa - p.file_offset, p.offset + fb - p.file_offset
+        out += _outside(p, s, t)
+        out.append(_clip_piece(p, s, t)._replace(inode=other, file_offset=fa - src * bs + dst * bs))
+        moved.append((s, t))
+    return sorted(out, key=Piece.sort_key), moved
+
+
+def _join(pieces: list, spans: list) -> list:
+    """Pieces (sorted) with touching parts of one rmapbt record joined where they meet inside `spans`
+    ([start, end], edges included): the same owner, flags and sharing, and for file data contiguous file
+    offsets (xfs_rmap_map and xfs_rmap_convert merge such records; GETFSMAP then reports one)."""
+    if not spans:
+        return pieces
+    out: list = []
+    ends: dict = {}  # (owner key, end byte) -> index in out of the piece ending there
+    for p in pieces:
+        k = (p.owner, p.inode, p.fork, p.extent_map, p.unwritten, p.shared, p.device, p.agno)
+        j = ends.get((k, p.offset))
+        q = out[j] if j is not None else None
+        if q is not None and q.detail == p.detail and any(s <= p.offset <= t for s, t in spans) and (
+                p.file_offset is None or q.file_offset + q.length == p.file_offset):
+            out[j] = q._replace(length=q.length + p.length)
+            del ends[(k, p.offset)]
+            ends[(k, p.offset + p.length)] = j
+            continue
+        out.append(p)
+        ends[(k, p.offset + p.length)] = len(out) - 1
+    return out
 
 
 def _counted(runs, counted) -> list[tuple[int, int, int | None]]:
@@ -1803,7 +1989,11 @@ def _counted(runs, counted) -> list[tuple[int, int, int | None]]:
 
 def _owned_by(p, e, at: int, geo) -> bool:
     """Is piece p, at byte `at`, the mapping the operation names (its inode, fork, file offset or bmbt block)?"""
-    if p.owner != "file" or p.inode != e.ino or p.fork != e.fork or p.extent_map != e.bmbt:
+    if p.owner != e.owner:
+        return False
+    if e.owner != "file":  # CoW staging: no inode, no file offset
+        return True
+    if p.inode != e.ino or p.fork != e.fork or p.extent_map != e.bmbt:
         return False
     if e.bmbt:
         return True
@@ -1813,7 +2003,7 @@ def _owned_by(p, e, at: int, geo) -> bool:
 def _refcount(pieces: list, e, runs, geo) -> list:
     """A refcount change over runs (start, end, count before; None: unreadable) inside the query: file owners
     shared from 2 up, not below; a count that falls to 0 frees the blocks (nothing else owns them then)."""
-    from fsdaxctl.xfs.piece import UNKNOWN, Piece
+    from fsdaxctl.xfs.piece import UNKNOWN, Piece, unclaimed
 
     for s, t, count in runs:
         new = None if count is None else count + e.value
@@ -1828,8 +2018,8 @@ def _refcount(pieces: list, e, runs, geo) -> list:
                 out.append(Piece(a, b - a, UNKNOWN, p.agno, detail={"reason": e.reason}))
             elif new > 0:
                 out.append(_clip_piece(p, a, b)._replace(shared=new >= 2))
-        if new == 0:
-            out = [q for p in out for q in ([p] if p.owner != "free" else _outside(p, s, t))]
+        if new == 0:  # freed: in place of the free space and unclaimed used space there
+            out = [q for p in out for q in ([p] if p.owner != "free" and not unclaimed(p) else _outside(p, s, t))]
             out.append(_made("free", s, t - s, e.reason, geo, pieces[0].device))
         pieces = sorted(out, key=lambda p: p.sort_key())
     return pieces

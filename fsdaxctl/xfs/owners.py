@@ -19,7 +19,7 @@ from fsdaxctl.parsers import xfs as f
 from fsdaxctl.xfs import btree
 from fsdaxctl.xfs.btree import Unreadable
 from fsdaxctl.xfs.piece import (FILE, FREE, AnswerCheck, NO_RMAP_GAP, NOT_IN_USE, OUTSIDE, OWN_UNKNOWN_DETAIL, OWNER_KINDS,  # noqa: F401
-                                SPECIAL_OWNERS, UNKNOWN, Piece, as_records)
+                                SPECIAL_OWNERS, UNCLAIMED_WHY, UNCLAIMED_YET, UNKNOWN, Piece, as_records)
 from fsdaxctl.xfs.piece import clip as _clip
 from fsdaxctl.xfs.witness import FreeSpace, Sharing, resolve_conflicts, sorted_release
 
@@ -47,6 +47,7 @@ class OwnerMap:
         # between them cost less than a query of their own. Not for the walk, which reads only what is asked.
         self.cluster_gap = 256 << 10 if self.source != "walk" else 0
         self.problems = Problems()  # one line per unreadable structure, reported once each
+        self._settled: list | None = None  # see _settled_at_mount
         self._walked: dict[int, tuple] = {}  # agno -> (records, starts, longest, windows answered: None = all)
         if self.source == "bnobt":
             self._note(("--source bnobt: the rmapbt is not used" if fs.has_rmapbt else
@@ -92,7 +93,7 @@ class OwnerMap:
         if effects:
             from fsdaxctl.xfs.logrecover import effects_on, op_spans, overlay_pieces
 
-            effects = effects_on(effects, "data")
+            effects = effects_on(effects, "data", self.source == "walk")
             batches = (overlay_pieces(b, effects, self.geo, self._refcounts)
                        for b in _together(batches, op_spans(effects)))
         for batch in batches:
@@ -299,10 +300,39 @@ class OwnerMap:
             self._note(f"more than {_CONFLICTS_LISTED} conflicting claims: every such piece is unknown and lists "
                        "its claims in detail.conflict")
 
+    def unclaimed(self, agno: int, agbno: int, count: int) -> list[Piece]:
+        """Pieces for `count` used blocks from agbno that no owner claims: unknown, and noted, except where an
+        unfinished intent in the log gives them an owner or frees them at mount (the replay's operation then
+        fills them)."""
+        p = self.run(agno, agbno, count, UNKNOWN)
+        cuts = [(max(s, p.offset), min(t, p.offset + p.length)) for s, t in self._settled_at_mount()
+                if s < p.offset + p.length and t > p.offset]
+        out, cur = [], p.offset
+        for s, t in cuts + [(p.offset + p.length, p.offset + p.length)]:
+            if s > cur:
+                out.append(_clip(p, cur, s)._replace(detail=self.unclaimed_detail()))
+            if t > s:
+                out.append(_clip(p, s, t)._replace(detail=UNCLAIMED_YET))
+            cur = max(cur, t)
+        return out
+
+    def _settled_at_mount(self) -> list[tuple[int, int]]:
+        """Data-device bytes (merged, sorted) an unfinished intent in the replayed log gives an owner (map) or
+        frees (extent free, refcount decrease)."""
+        if self._settled is None:
+            from fsdaxctl.ranges import merge_spans
+            from fsdaxctl.xfs.logrecover import effects_on
+
+            replay = getattr(self.fs, "replay", None)
+            effects = effects_on(replay.effects, "data", self.source == "walk") if replay is not None else ()
+            self._settled = merge_spans([(e.start, e.end) for e in effects
+                                         if e.kind in ("map", "free") or (e.kind == "refcount" and e.value < 0)])
+        return self._settled
+
     def unclaimed_detail(self) -> dict:
         """The detail of used space that no owner claims: the bnobt does not list it as free."""
         by = "the rmapbt" if self.source == "rmapbt" else "the metadata walk"
-        why = f"no owner in {by}, and the bnobt does not list it as free"
+        why = f"{UNCLAIMED_WHY}{by}, and the bnobt does not list it as free"
         if self.problems:
             why += " (some metadata could not be read: see the warnings)"
         self._note(f"used space without an owner in {by}: reported as unknown")

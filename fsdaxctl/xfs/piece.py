@@ -28,6 +28,17 @@ OWNER_KINDS = (FILE, FREE, "static-fs-metadata", "log", "per-ag-metadata", "inod
 NOT_IN_USE = frozenset({FREE, OUTSIDE})
 OWN_UNKNOWN_DETAIL = {"why": "the rmapbt record's owner is XFS_RMAP_OWN_UNKNOWN: the filesystem itself does not "
                              "know it"}
+# Used space no owner record claims and the bnobt does not call free: its detail's "why" starts so. Where an
+# unfinished intent in the log gives it an owner or frees it at mount, the replay's operation fills it
+# (UNCLAIMED_YET).
+UNCLAIMED_WHY = "no owner in "
+UNCLAIMED_YET = {"why": UNCLAIMED_WHY + "the rmapbt yet: an unfinished intent in the log settles it at mount"}
+
+
+def unclaimed(p) -> bool:
+    return p.owner == UNKNOWN and bool(p.detail) and p.detail.get("why", "").startswith(UNCLAIMED_WHY)
+
+
 # The detail of used space whose owner is unknown because there is no rmapbt. One shared object: its identity
 # marks these gaps, which the kernel reports joined across AG boundaries.
 NO_RMAP_GAP = {"reason": "no rmapbt"}

@@ -175,7 +175,7 @@ class FreeSpace:
                 cursor = stop
                 continue
             stop = min(b, ext[j][0]) if j < len(ext) else b
-            out.append(omap.run(agno, cursor, stop - cursor, UNKNOWN, omap.unclaimed_detail()))
+            out += omap.unclaimed(agno, cursor, stop - cursor)
             cursor = stop
         return out
 
