@@ -3,8 +3,9 @@
 devices), so tests/test_replay.py compares the log replay with the kernel's recovery without root.
 
 Each is made by tests/crash.py (a workload shut down while it runs, the kernel's answer recorded on a recovered
-copy). Regular files' data blocks (where the kernel's FIEMAP put them after recovery) are then zeroed and
-the image kept only if fsdaxctl still agrees with the record, so it compresses to tens of KiB.
+copy). Regular files' data blocks and free space (where the kernel's record after recovery and fsdaxctl's
+replayed answer agree on them) are then zeroed and the image kept only if fsdaxctl still agrees with the record,
+so it compresses to tens of KiB.
 
   python tests/make_crash_fixtures.py            # every fixture in FIXTURES
   python tests/make_crash_fixtures.py --from IMAGE NAME   # keep a crashed image made before (tests/crash.py
@@ -24,7 +25,6 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.crash import build_crash  # noqa: E402
-from tests.make_fixtures import zero_file_data  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "crash")
 # name: (config, seed, ops, mode); tried with seeds from `seed` up until one has unfinished intents or
@@ -47,16 +47,30 @@ FIXTURES = {
 MAX_XZ = int(os.environ.get("MAX_XZ", 200 << 10))  # per image: keep the committed total small
 
 
-def zero_free_space(image: str, rec: dict) -> None:
-    """Zero what the kernel calls free after its recovery (deleted files' random data): never read by a replay
-    that agrees with the kernel, which check_image proves again afterwards."""
+def zero_unread(image: str, rec: dict) -> None:
+    """Zero the file data and free space of a crashed image (files' and deleted files' random data), where the
+    kernel's record after its recovery (free, or a regular file's data) and fsdaxctl's replayed answer (free,
+    CoW staging or file data) agree: blocks the mount itself frees (AG btree blocks its own transactions
+    release) are still read by the replay. check_image proves afterwards that nothing it reads was zeroed."""
+    from fsdaxctl.ranges import merge_spans
+    from fsdaxctl.xfs import logrecover as L
+    from fsdaxctl.xfs.fs import XfsFilesystem
+    from fsdaxctl.xfs.owners import OwnerMap
     from tests.kernel import FMR_OF_SPECIAL_OWNER, FMR_OWN_FREE
+    from tests.oracle import overlaps
 
+    with XfsFilesystem.open(image) as fs0:
+        fs, _ = L.open_replayed(fs0)
+        pieces = OwnerMap(fs).pieces(0, fs.geo.size)
+    ours = merge_spans((p.offset, p.offset + p.length) for p in pieces if p.owner in ("free", "cow-staging")
+                       or (p.owner == "file" and not p.extent_map))
+    kernel = [(r["physical"], r["physical"] + r["length"]) for r in rec["fsmap"]
+              if r["flags"] & FMR_OF_SPECIAL_OWNER and r["owner"] == FMR_OWN_FREE]
+    kernel += [(e["physical"], e["physical"] + e["length"]) for ext in rec["fiemap"].values() for e in ext]
     with open(image, "r+b") as fh:
-        for r in rec["fsmap"]:
-            if r["flags"] & FMR_OF_SPECIAL_OWNER and r["owner"] == FMR_OWN_FREE:
-                fh.seek(r["physical"])
-                fh.write(bytes(r["length"]))
+        for s, e in overlaps(ours, merge_spans(kernel)):
+            fh.seek(s)
+            fh.write(bytes(e - s))
 
 
 def build(name: str, config: str, seed: int, ops: int, mode: str) -> bool:
@@ -71,8 +85,7 @@ def keep(name: str, img: str, rec: dict, what: str) -> bool:
     commit it (compressed) with the record, if it is small enough. The image is changed in place."""
     from tests.test_replay import check_image
 
-    zero_file_data(img, rec)
-    zero_free_space(img, rec)
+    zero_unread(img, rec)
     try:
         figures = check_image(img, rec)
     except AssertionError as e:

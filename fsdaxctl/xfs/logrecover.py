@@ -2007,6 +2007,8 @@ def _refcount(pieces: list, e, runs, geo) -> list:
 
     for s, t, count in runs:
         new = None if count is None else count + e.value
+        if new is not None and new < 0:  # a log that contradicts the tree: the mount would find it corrupt
+            new = None
         out = []
         for p in pieces:
             a, b = max(p.offset, s), min(p.offset + p.length, t)
@@ -2018,9 +2020,11 @@ def _refcount(pieces: list, e, runs, geo) -> list:
                 out.append(Piece(a, b - a, UNKNOWN, p.agno, detail={"reason": e.reason}))
             elif new > 0:
                 out.append(_clip_piece(p, a, b)._replace(shared=new >= 2))
-        if new == 0:  # freed: in place of the free space and unclaimed used space there
+        if new == 0:  # freed: in place of the free space and unclaimed used space there (not what is unknown)
             out = [q for p in out for q in ([p] if p.owner != "free" and not unclaimed(p) else _outside(p, s, t))]
-            out.append(_made("free", s, t - s, e.reason, geo, pieces[0].device))
+            left = _merge([(p.offset, p.offset + p.length, None) for p in out if p.owner != "free"])
+            out += [_made("free", x, y - x, e.reason, geo, pieces[0].device)
+                    for x, y in _subtract([(s, t, None)], left, keep_reason=False)]
         pieces = sorted(out, key=lambda p: p.sort_key())
     return pieces
 

@@ -94,6 +94,8 @@ class OwnerMap:
             from fsdaxctl.xfs.logrecover import effects_on, op_spans, overlay_pieces
 
             effects = effects_on(effects, "data", self.source == "walk")
+            if not self.rmapbt:  # --source bnobt knows no owners to add, move or count: those bytes stay unknown
+                effects = [e for e in effects if e.kind not in ("map", "exchange", "refcount")]
             batches = (overlay_pieces(b, effects, self.geo, self._refcounts)
                        for b in _together(batches, op_spans(effects)))
         for batch in batches:
