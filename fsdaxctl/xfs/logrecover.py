@@ -23,8 +23,9 @@ The kernel's mount-time recovery (fs/xfs/xfs_log_recover.c and the *_item_recove
    refcount and plain exchange intents on the data device are finished on the answer itself (apply_ops: an
    owner added or taken out, an unwritten state set, sharing from the refcount btree's count plus the change,
    mappings moved between two files, touching parts of one record joined), as GETFSMAP reports them after
-   the mount. A block the mount may allocate for them (an extent map's, an xattr's) is the allocator's choice:
-   the free space of that inode's AG carries a note. The others (xattr intents, realtime intents) change
+   the mount. The extent map a bmap or exchange intent changes may be reshaped (its bmbt blocks `unknown`),
+   and a block the mount may allocate for it (or for an xattr) is the allocator's choice: the free space of
+   that inode's AG carries a note. The others (xattr intents, realtime intents) change
    structures this module does not rewrite: their extents and the file ranges they name are answered
    `unknown` with the reason.
 
@@ -180,12 +181,12 @@ class Effect:
     fork: str | None = None
     off_lo: int = 0
     off_hi: int = 0
-    bmbt: bool = False  # map/unmap/convert: the owner's extent-map (bmbt) block, not file data
+    bmbt: bool = False  # map/unmap/convert: the owner's extent-map (bmbt) block; unknown: only the fork's bmbt blocks
     value: int = 0  # map/convert: the unwritten state (1 unwritten, 0 written); refcount: the change (+1, -1);
     # may-allocate: the inode whose extent map may take a block of these bytes' free space
     device: str = "data"  # the device the bytes (or the file's pieces) are on: "data" or "rt"
     owner: str = "file"  # map/unmap: the owner kind (a file, or CoW staging)
-    walk_only: bool = False  # a change the metadata walk sees (CoW staging in the refcount btree), not the rmapbt
+    only: str | None = None  # "rmapbt" or "walk": a change only that owner source takes (see effects_on)
     ino2: int | None = None  # exchange: the other file, and the first file block of its range
     off2: int = 0
 
@@ -1189,6 +1190,12 @@ class _Replayer:
             self.out.intents[kind][2] += 1
             why = f"an unfinished {kind} intent in the log (id {iid:#x}, lsn {_lsn_text(lsn)}) changes this at mount"
             finishers[t](t, why, regions[0], struct.unpack_from("<I", regions[0], 4)[0])
+        growing = sorted({e.value for e in self.out.effects if e.kind == "may-allocate"})
+        if growing:
+            self.out.notes.append(
+                f"finishing the log's intents may allocate blocks for the extent maps or xattrs of inode"
+                f"{'s' if len(growing) > 1 else ''} {', '.join(map(str, growing))}: most likely in their own AGs, "
+                "whose free space says so, but in any AG when those are full; which blocks cannot be known here")
 
     def _finish_efi(self, t, why, r0, n):
         if len(r0) == 16 + 16 * n:
@@ -1237,7 +1244,7 @@ class _Replayer:
                 # the CoW domain of the refcount btree: only the metadata walk takes CoW staging from it (the
                 # rmapbt's OWN_COW records change with the rmap intent logged alongside)
                 self._phys("map" if flags == XFS_REFCOUNT_ALLOC_COW else "unmap", why, start, length,
-                           owner=COW_STAGING, walk_only=True)
+                           owner=COW_STAGING, only="walk")
             else:
                 self._phys("unknown", why, start, length)
 
@@ -1248,10 +1255,12 @@ class _Replayer:
         ino1, ino2, _, _, off1, off2, count, xflags = struct.unpack_from("<QQIIQQQQ", r0, 16)
         if not count:
             return
-        if not xflags & ~XFS_EXCHMAPS_PLAIN:  # data forks, every mapping: each moves to the other file
-            self.out.effects.append(Effect("exchange", why, ino=ino1, fork="data", off_lo=off1,
-                                           off_hi=off1 + count - 1, ino2=ino2, off2=off2))
-            self._note_new_map_blocks(why, (ino1, ino2))
+        if not xflags & ~(XFS_EXCHMAPS_PLAIN | XFS_EXCHMAPS_INO1_WRITTEN):  # data forks: mappings move across
+            # written only: where file 1 is written, known once the replayed filesystem can be read (written_only)
+            kind = "exchange-written" if xflags & XFS_EXCHMAPS_INO1_WRITTEN else "exchange"
+            self.out.effects.append(Effect(kind, why, ino=ino1, fork="data", off_lo=off1, off_hi=off1 + count - 1,
+                                           ino2=ino2, off2=off2))
+            self._reshaped(why, ((ino1, "data"), (ino2, "data")))
             return
         fork = "attr" if xflags & XFS_EXCHMAPS_ATTR_FORK else "data"
         for ino, off in ((ino1, off1), (ino2, off2)):
@@ -1267,6 +1276,16 @@ class _Replayer:
         self.out.effects.append(Effect("unknown", why, ino=ino, fork="attr", off_lo=0, off_hi=1 << 62))
         if op & XFS_ATTRI_OP_FLAGS_TYPE_MASK in XFS_ATTRI_OP_SETS:
             self._note_new_map_blocks(why, (ino,), "extended attributes")
+
+    def _reshaped(self, why, forks):
+        """The mount adds mappings to these (inode, fork)s' extent maps or takes them out: a btree-format map
+        may split, merge or go back into the inode (xfs_bmap_btree_to_extents), so its blocks are unknown, and
+        a new block may be allocated."""
+        for ino, fork in forks:
+            self.out.effects.append(Effect("unknown", f"{why}: it changes inode {ino}'s {fork} fork extent map, "
+                                           "whose blocks the mount may free, split or join", ino=ino, fork=fork,
+                                           off_lo=0, off_hi=1 << 62, bmbt=True))
+        self._note_new_map_blocks(why, sorted({ino for ino, _ in forks}))
 
     def _note_new_map_blocks(self, why, inodes, what="extent map"):
         """Adding mappings may give an inode's extent map (bmbt) a new block, and setting an xattr its attr
@@ -1290,14 +1309,15 @@ class _Replayer:
         owner added or taken out (ALLOC, FREE). False: not one of those."""
         typ = flags & XFS_RMAP_EXTENT_TYPE_MASK
         if typ in (XFS_RMAP_EXTENT_ALLOC, XFS_RMAP_EXTENT_FREE) and owner == (f.XFS_RMAP_OWN_COW & MASK64):
-            self._phys("map" if typ == XFS_RMAP_EXTENT_ALLOC else "unmap", why, fsb, length, owner=COW_STAGING)
+            self._phys("map" if typ == XFS_RMAP_EXTENT_ALLOC else "unmap", why, fsb, length, owner=COW_STAGING,
+                       only="rmapbt")
             return True
         if owner >= (1 << 63) or typ not in RMAP_FILE_OPS:
             return False
         self._phys(RMAP_FILE_OPS[typ], why, fsb, length, ino=owner,
                    fork="attr" if flags & XFS_RMAP_EXTENT_ATTR_FORK else "data", off_lo=off,
                    off_hi=off + length - 1, bmbt=bool(flags & XFS_RMAP_EXTENT_BMBT_BLOCK),
-                   value=int(bool(flags & XFS_RMAP_EXTENT_UNWRITTEN)))
+                   value=int(bool(flags & XFS_RMAP_EXTENT_UNWRITTEN)), only="rmapbt")
         return True
 
     def _bmap_op(self, why, ino, fsb, off, length, flags) -> bool:
@@ -1310,8 +1330,7 @@ class _Replayer:
         self._phys("map" if typ == XFS_BMAP_MAP else "unmap", why, fsb, length, ino=ino,
                    fork="attr" if flags & XFS_BMAP_EXTENT_ATTR_FORK else "data", off_lo=off,
                    off_hi=off + length - 1, value=int(bool(flags & XFS_BMAP_EXTENT_UNWRITTEN)))
-        if typ == XFS_BMAP_MAP:
-            self._note_new_map_blocks(why, (ino,))
+        self._reshaped(why, ((ino, "attr" if flags & XFS_BMAP_EXTENT_ATTR_FORK else "data"),))
         return True
 
     def _rt_phys(self, why, rtb, length):
@@ -1687,8 +1706,33 @@ def open_replayed(fs):
     new = XfsFilesystem(ReplayedDevice(fs.dev, rep.blocks))
     new.warnings[:0] = [w for w in fs.warnings if w not in new.warnings]
     new.replay = rep
+    rep.effects = [x for e in rep.effects for x in (written_only(new, e) if e.kind == "exchange-written" else [e])]
     rep.effects += chunks_freed_at_mount(new, unlinked_inodes(new))
     return new, rep
+
+
+def written_only(fs, e: Effect) -> list[Effect]:
+    """An exchange of the mappings where file 1 is written (XFS_EXCHMAPS_INO1_WRITTEN: xfs_exchmaps_find_mappings
+    skips file 1's holes and unwritten extents, leaving both files as they are there) as plain exchanges of
+    those runs, from file 1's extent map after replay. Unreadable: both files' ranges unknown."""
+    from fsdaxctl.xfs.inode import bmap, read_inode
+
+    unknown = [Effect("unknown", e.reason, ino=ino, fork="data", off_lo=off, off_hi=off + e.off_hi - e.off_lo)
+               for ino, off in ((e.ino, e.off_lo), (e.ino2, e.off2))]
+    try:
+        inode = read_inode(fs, e.ino)
+        extents = bmap(fs, inode, "data")
+    except FsdaxError:
+        return unknown
+    if inode.core.di_flags & f.XFS_DIFLAG_REALTIME and fs.sb.sb_rextsize > 1:
+        return unknown  # allocation units of several blocks: what is skipped depends on whole rt extents
+    out = []
+    for x in extents:
+        a, b = max(x.startoff, e.off_lo), min(x.startoff + x.blockcount - 1, e.off_hi)
+        if a <= b and not x.unwritten:
+            out.append(Effect("exchange", e.reason, ino=e.ino, fork="data", off_lo=a, off_hi=b, ino2=e.ino2,
+                              off2=e.off2 + a - e.off_lo))
+    return out
 
 
 _CHUNK_FREED = "every inode of this chunk is free or on the AGI unlinked list"
@@ -1781,9 +1825,11 @@ def op_spans(effects: list) -> list[tuple[int, int]]:
 
 
 def effects_on(effects: list, device: str, walk: bool = False) -> list:
-    """The effects about one device's bytes, and those naming a file's range (its pieces may be on any
-    device); `walk`: the answer comes from the metadata walk, which also sees the refcount btree's CoW domain."""
-    return [e for e in effects if (e.device == device or e.ino is not None) and (walk or not e.walk_only)]
+    """The effects about one device's bytes, and those naming only a file's range (its pieces may be on any
+    device). `walk`: the answer comes from the metadata walk (extent maps and the refcount btree's CoW
+    domain), not the rmapbt: the rmap intents' changes are already in what it reads, the CoW-domain ones not."""
+    return [e for e in effects if (e.device == device or (e.ino is not None and e.end <= e.start))
+            and e.only in (None, "walk" if walk else "rmapbt")]
 
 
 def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
@@ -1816,6 +1862,8 @@ def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
             if p.file_offset is None:  # bmbt block of that fork: the mapping changes, so may its shape
                 if e.off_hi - e.off_lo >= (1 << 61):
                     spans.append((p.offset, p.offset + p.length, "unknown", e.reason))
+                continue
+            if e.bmbt:  # the fork's extent-map blocks only
                 continue
             fb_lo, fb_hi = p.file_offset // bs, (p.file_offset + p.length - 1) // bs
             a, b = max(fb_lo, e.off_lo), min(fb_hi, e.off_hi)
@@ -1932,24 +1980,31 @@ def _map(pieces: list, e, a: int, b: int, geo, refcounts, counted) -> list:
 
 def _exchange(pieces: list, e, geo) -> tuple[list, list]:
     """Each file's data mappings in its range move to the other file, at the same place in the other's range
-    (holes too: the other file's mapping moves into them). Returns the pieces and the bytes relabelled."""
+    (holes too: the other file's mapping moves into them). The two files may be one (ranges that do not
+    overlap). Returns the pieces and the bytes relabelled."""
     from fsdaxctl.xfs.piece import FILE, Piece
 
     bs, n = geo.blocksize, e.off_hi - e.off_lo + 1
+    ways = ((e.ino, e.off_lo, e.ino2, e.off2), (e.ino2, e.off2, e.ino, e.off_lo))  # (from, first block, to, first)
     out, moved = [], []
     for p in pieces:
         if p.owner != FILE or p.fork != e.fork or p.extent_map or p.inode not in (e.ino, e.ino2):
             out.append(p)
             continue
-        src, dst, other = (e.off_lo, e.off2, e.ino2) if p.inode == e.ino else (e.off2, e.off_lo, e.ino)
-        fa, fb = max(p.file_offset, src * bs), min(p.file_offset + p.length, (src + n) * bs)
-        if fa >= fb:
-            out.append(p)
-            continue
-        s, t = p.offset + fa - p.file_offset, p.offset + fb - p.file_offset
-        out += _outside(p, s, t)
-        out.append(_clip_piece(p, s, t)._replace(inode=other, file_offset=fa - src * bs + dst * bs))
-        moved.append((s, t))
+        cuts = []  # (file bytes [fa, fb) of p in one range, the file it moves to, its offset there)
+        for ino, src, other, dst in ways:
+            fa, fb = max(p.file_offset, src * bs), min(p.file_offset + p.length, (src + n) * bs)
+            if p.inode == ino and fa < fb:
+                cuts.append((fa, fb, other, fa - src * bs + dst * bs))
+        cur = p.file_offset
+        for fa, fb, other, to in sorted(cuts) + [(p.file_offset + p.length, None, None, None)]:
+            if fa > cur:
+                out.append(_clip_piece(p, p.offset + cur - p.file_offset, p.offset + fa - p.file_offset))
+            if fb is not None:
+                s, t = p.offset + fa - p.file_offset, p.offset + fb - p.file_offset
+                out.append(_clip_piece(p, s, t)._replace(inode=other, file_offset=to))
+                moved.append((s, t))
+                cur = fb
     return sorted(out, key=Piece.sort_key), moved
 
 
