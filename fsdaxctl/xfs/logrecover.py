@@ -1832,12 +1832,48 @@ def effects_on(effects: list, device: str, walk: bool = False) -> list:
             and e.only in (None, "walk" if walk else "rmapbt")]
 
 
-def overlay_pieces(pieces: list, effects: list, geo, refcounts=None) -> list:
+class EffectIndex:
+    """A replay's effects, found per batch of pieces in log order: those whose bytes the batch's span meets,
+    and those naming a file range of an inode the batch holds. A dump's thousands of batches then each look
+    at the few effects that concern them."""
+
+    def __init__(self, effects: list):
+        self.effects = effects
+        spans = sorted((e.start, i) for i, e in enumerate(effects) if e.end > e.start)
+        self.starts, self.order = [s for s, _ in spans], [i for _, i in spans]
+        self.longest = max((effects[i].end - s for s, i in spans), default=0)
+        self.by_ino: dict[int, list[int]] = {}
+        for i, e in enumerate(effects):
+            if e.end <= e.start and e.ino is not None:
+                for ino in {e.ino, e.ino2} - {None}:
+                    self.by_ino.setdefault(ino, []).append(i)
+
+    def for_batch(self, pieces: list) -> list:
+        if not pieces:
+            return []
+        lo, hi = pieces[0].offset, max(p.offset + p.length for p in pieces)
+        a, b = bisect.bisect_left(self.starts, lo - self.longest), bisect.bisect_left(self.starts, hi)
+        found = {i for i in self.order[a:b] if self.effects[i].end > lo}
+        # inodes whose pieces are here or may come here (a mapping added, an exchange's other file), until none
+        # is new
+        inos, todo = set(), {p.inode for p in pieces} | {self.effects[i].ino for i in found}
+        while todo:
+            inos |= todo
+            new = {i for ino in todo & self.by_ino.keys() for i in self.by_ino[ino]} - found
+            found |= new
+            todo = {x for i in new for x in (self.effects[i].ino, self.effects[i].ino2)} - inos
+        return [self.effects[i] for i in sorted(found)]
+
+
+def overlay_pieces(pieces: list, effects, geo, refcounts=None) -> list:
     """Pieces (sorted, one query's, with every owner of the bytes an operation touches) with the intents'
-    effects applied: the operations the mount finishes exactly (apply_ops); bytes an unfinished EFI frees are
-    `free`; bytes and file ranges other intents change are `unknown` with the reason. Unknown wins over free."""
+    effects (a list, or an EffectIndex) applied: the operations the mount finishes exactly (apply_ops); bytes
+    an unfinished EFI frees are `free`; bytes and file ranges other intents change are `unknown` with the
+    reason. Unknown wins over free."""
     from fsdaxctl.xfs.piece import FREE, UNKNOWN, Piece
 
+    if isinstance(effects, EffectIndex):
+        effects = effects.for_batch(pieces)
     if not effects or not pieces:
         return pieces
     pieces = apply_ops(pieces, [e for e in effects if e.kind in OPS], geo, refcounts)

@@ -91,12 +91,13 @@ class OwnerMap:
         effects = replay.effects if replay is not None else ()
         batches = self._ordered_batches(offset, length)
         if effects:
-            from fsdaxctl.xfs.logrecover import effects_on, op_spans, overlay_pieces
+            from fsdaxctl.xfs.logrecover import EffectIndex, effects_on, op_spans, overlay_pieces
 
             effects = effects_on(effects, "data", self.source == "walk")
             if not self.rmapbt:  # --source bnobt knows no owners to add, move or count: those bytes stay unknown
                 effects = [e for e in effects if e.kind not in ("map", "exchange", "refcount")]
-            batches = (overlay_pieces(b, effects, self.geo, self._refcounts)
+            index = EffectIndex(effects)
+            batches = (overlay_pieces(b, index, self.geo, self._refcounts)
                        for b in _together(batches, op_spans(effects)))
         for batch in batches:
             yield check.batch(batch)

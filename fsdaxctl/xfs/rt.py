@@ -179,9 +179,9 @@ class RtOwnerMap:
         replay = getattr(self.fs, "replay", None)  # a dirty log replayed: what the mount will change here
         if replay is None or not replay.effects:
             return batches
-        from fsdaxctl.xfs.logrecover import effects_on, overlay_pieces
+        from fsdaxctl.xfs.logrecover import EffectIndex, effects_on, overlay_pieces
 
-        effects = effects_on(replay.effects, RT)
+        effects = EffectIndex(effects_on(replay.effects, RT))
 
         return (overlay_pieces(b, effects, self.geo) for b in batches)
 
