@@ -100,6 +100,11 @@ XFS_BMAP_EXTENT_REALTIME = 1 << 29  # a bmap intent's extent is on the realtime 
 XFS_EXCHMAPS_ATTR_FORK, XFS_EXCHMAPS_SET_SIZES, XFS_EXCHMAPS_INO1_WRITTEN = 1 << 0, 1 << 1, 1 << 2
 XFS_EXCHMAPS_CLEAR_INO1_REFLINK, XFS_EXCHMAPS_CLEAR_INO2_REFLINK = 1 << 3, 1 << 4
 XFS_EXCHMAPS_PLAIN = XFS_EXCHMAPS_SET_SIZES | XFS_EXCHMAPS_CLEAR_INO1_REFLINK | XFS_EXCHMAPS_CLEAR_INO2_REFLINK
+XFS_EXCHMAPS_LOGGED_FLAGS = XFS_EXCHMAPS_PLAIN | XFS_EXCHMAPS_ATTR_FORK | XFS_EXCHMAPS_INO1_WRITTEN
+# the flag bits (beside the operation in the low byte) and operations recovery accepts in an extent of each kind
+RMAP_FLAGS = (XFS_RMAP_EXTENT_ATTR_FORK | XFS_RMAP_EXTENT_BMBT_BLOCK | XFS_RMAP_EXTENT_UNWRITTEN, range(1, 9))
+MAP_FLAGS = {XFS_LI_BUI: (XFS_BMAP_EXTENT_ATTR_FORK | XFS_BMAP_EXTENT_UNWRITTEN | XFS_BMAP_EXTENT_REALTIME,
+                          (XFS_BMAP_MAP, XFS_BMAP_UNMAP))}
 # struct xfs_attri_log_format alfi_op_flags: the operations that add a name (SET, REPLACE, PPTR_SET, PPTR_REPLACE)
 XFS_ATTRI_OP_FLAGS_TYPE_MASK, XFS_ATTRI_OP_SETS = 0xFF, (1, 3, 4, 6)
 MAY_TAKE = "the allocator takes one at mount"  # the words of a may-allocate note
@@ -159,6 +164,13 @@ class LogReplayError(CorruptError):
 
 class _Fatal(Exception):
     pass
+
+
+def _check_flags(t: int, flags: int, allowed: int, types) -> None:
+    """An intent extent's flags as the kernel's recovery validates them (xfs_rui_validate_map,
+    xfs_bui_validate, xfs_cui_validate_phys): a bit it does not know, or an unknown operation, fails the mount."""
+    if flags & ~(allowed | 0xFF) or flags & 0xFF not in types:
+        raise _Fatal(f"{INTENTS[t]} intent extent with flags {flags:#x}: the kernel refuses to mount")
 
 
 def _lsn(cycle: int, block: int) -> int:
@@ -1212,10 +1224,11 @@ class _Replayer:
 
     def _finish_map(self, t, why, r0, n):
         """rmap and bmap intents: struct xfs_map_extent (owner, start block, file offset, length, flags)."""
-        if len(r0) != 16 + 32 * n:
+        if len(r0) != 16 + 32 * n or (t == XFS_LI_BUI and n != 1):  # XFS_BUI_MAX_FAST_EXTENTS
             raise _Fatal(f"{INTENTS[t]} intent of {len(r0)} bytes for {n} extents")
         for i in range(n):
             owner, start, off, length, flags = struct.unpack_from("<QQQII", r0, 16 + 32 * i)
+            _check_flags(t, flags, *(MAP_FLAGS[t] if t in MAP_FLAGS else RMAP_FLAGS))
             if t == XFS_LI_RUI and self._rmap_op(why, owner, start, off, length, flags):
                 continue
             if t == XFS_LI_BUI and self._bmap_op(why, owner, start, off, length, flags):
@@ -1236,6 +1249,7 @@ class _Replayer:
             raise _Fatal(f"{INTENTS[t]} intent of {len(r0)} bytes for {n} extents")
         for i in range(n):
             start, length, flags = struct.unpack_from("<QII", r0, 16 + 16 * i)
+            _check_flags(t, flags, 0, range(XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_FREE_COW + 1))
             if t == XFS_LI_CUI_RT:
                 self._rt_phys(why, start, length)
             elif flags in (XFS_REFCOUNT_INCREASE, XFS_REFCOUNT_DECREASE):
@@ -1250,9 +1264,11 @@ class _Replayer:
 
     def _finish_xmi(self, t, why, r0, n):
         """A mapping exchange (struct xfs_xmi_log_format): the mount exchanges what is left of the two ranges."""
-        if len(r0) < 88:
-            raise _Fatal(f"mapping-exchange intent of {len(r0)} bytes")
+        if len(r0) != 88 or struct.unpack_from("<I", r0, 4)[0]:  # the size, and __pad
+            raise _Fatal(f"mapping-exchange intent of {len(r0)} bytes, or with bits set in its padding")
         ino1, ino2, _, _, off1, off2, count, xflags = struct.unpack_from("<QQIIQQQQ", r0, 16)
+        if xflags & ~XFS_EXCHMAPS_LOGGED_FLAGS:
+            raise _Fatal(f"mapping-exchange intent with unknown flags {xflags:#x}: the kernel refuses to mount")
         if not count:
             return
         if not xflags & ~(XFS_EXCHMAPS_PLAIN | XFS_EXCHMAPS_INO1_WRITTEN):  # data forks: mappings move across
@@ -1270,7 +1286,7 @@ class _Replayer:
         """An xattr change (struct xfs_attri_log_format): its attr fork's blocks are unknown (where the entry
         goes, and whether the fork changes shape, is the xattr code's choice), and one that sets a name may
         take new attr blocks, which the allocator picks at mount."""
-        if len(r0) < 28:
+        if len(r0) != 40:  # sizeof(struct xfs_attri_log_format)
             raise _Fatal(f"xattr intent of {len(r0)} bytes")
         ino, op = struct.unpack_from("<QI", r0, 16)
         self.out.effects.append(Effect("unknown", why, ino=ino, fork="attr", off_lo=0, off_hi=1 << 62))
