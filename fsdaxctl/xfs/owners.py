@@ -321,15 +321,18 @@ class OwnerMap:
 
     def _settled_at_mount(self) -> list[tuple[int, int]]:
         """Data-device bytes (merged, sorted) an unfinished intent in the replayed log gives an owner (map) or
-        frees (extent free, refcount decrease)."""
+        frees (extent free, a refcount decrease from 1)."""
         if self._settled is None:
             from fsdaxctl.ranges import merge_spans
             from fsdaxctl.xfs.logrecover import effects_on
 
             replay = getattr(self.fs, "replay", None)
             effects = effects_on(replay.effects, "data", self.source == "walk") if replay is not None else ()
-            self._settled = merge_spans([(e.start, e.end) for e in effects
-                                         if e.kind in ("map", "free") or (e.kind == "refcount" and e.value < 0)])
+            spans = [(e.start, e.end) for e in effects if e.kind in ("map", "free")]
+            for e in effects:  # a decrease frees what only one file held
+                if e.kind == "refcount" and e.value < 0 and e.end <= self.geo.size:
+                    spans += [(a, b) for a, b, count in self._refcounts(e.start, e.end) if count == 1]
+            self._settled = merge_spans(spans)
         return self._settled
 
     def unclaimed_detail(self) -> dict:
