@@ -44,6 +44,9 @@ FIXTURES = {
 #   1k-cow-end-noflush           CoW completion: bmap MAP/UNMAP, refcount DECREASE and FREE_COW, rmap FREE (OWN_COW)
 #   4k-remap-map-shared-noflush  a reflink remap's rmap MAP_SHARED
 #   1k-pptr-attri-noflush        a parent-pointer xattr intent (mkfs.xfs 6.15, -n parent=1): its attr block unknown
+#   1k-cow-alloc-flush           CoW staging allocated: refcount ALLOC_COW and rmap ALLOC (OWN_COW)
+#   4k-exchange-cow-alloc-flush  bmap MAP/UNMAP of unwritten extents, ALLOC_COW, rmap ALLOC and UNMAP, an exchange
+#                                setting sizes (mkfs.xfs 6.15, -i exchange=1)
 MAX_XZ = int(os.environ.get("MAX_XZ", 200 << 10))  # per image: keep the committed total small
 
 
