@@ -262,6 +262,7 @@ class Session:
 
         answer, omap = report.answer, report.omap
         source = "kernel" if omap.source == "kernel" else "disk"
+        types: dict = {}  # inode types read for earlier windows (--no-detail)
         extents = iter(inputs.stream)
         while window := list(itertools.islice(extents, self.STREAM_WINDOW)):
             window = [dataclasses.replace(e, rank=i) for i, e in enumerate(window)]
@@ -272,7 +273,7 @@ class Session:
             results = locate_routes(omap, routes, False)
             if describer is not None:
                 report.warnings += describe_results(self.fs, results, describer)
-            report.bits |= exit_status(results, None if describer else self._file_types(results))
+            report.bits |= exit_status(results, None if describer else self._file_types(results, types))
             dropped, drop, skipped = dropped_inputs(routes, False)
             report.dropped += dropped
             report.bits |= drop
@@ -287,12 +288,13 @@ class Session:
             if opts.ranges_progress:
                 opts.ranges_progress(done[0])
 
-    def _file_types(self, results) -> dict:
-        """Without detail the impact rule still needs each data-fork owner's inode type (one inode read each)."""
+    def _file_types(self, results, known: dict | None = None) -> dict:
+        """Without detail the impact rule still needs each data-fork owner's inode type (one inode read each;
+        `known`: those read for a streamed list's earlier windows)."""
         from fsdaxctl.xfs.detail import file_types
 
         return file_types(self.fs, {p.inode for r in results for p in r.owners
-                                    if p.owner == "file" and p.fork == "data" and not p.extent_map})
+                                    if p.owner == "file" and p.fork == "data" and not p.extent_map}, known)
 
     def _locate_on_device(self, inputs: Inputs, opts: LocateOptions) -> LocateReport:
         """--fs-device log|rt: byte ranges on that device of the filesystem, answered directly (no stack lies

@@ -24,16 +24,27 @@ _UNATTRIBUTED = ("unattributed (not reachable from the AG headers)", -1)  # name
 _TREE_OWNERS = {"per-ag-metadata": f.XFS_RMAP_OWN_AG, "inode-btree": f.XFS_RMAP_OWN_INOBT,
                 "refcount-btree": f.XFS_RMAP_OWN_REFC}
 
-def file_types(fs, inos) -> dict[int, str | None]:
-    """inode -> its type from the inode core alone (one inode read each): for the rule above without --detail."""
+_KNOWN_TYPES = 1 << 17  # inode types a streamed list keeps between windows (about 100 bytes each)
+
+
+def file_types(fs, inos, known: dict | None = None) -> dict[int, str | None]:
+    """inode -> its type from the inode core alone (one inode read each): for the rule above without --detail.
+    `known`: the types read before (kept across a streamed list's windows); the new ones are added to it."""
     from fsdaxctl.xfs.paths import mode_type
 
+    known = {} if known is None else known
     out = {}
     for ino in set(inos):
-        try:
-            out[ino] = mode_type(read_inode(fs, ino).core.di_mode)
-        except FsdaxError:
-            out[ino] = None
+        t = known.get(ino, known)
+        if t is known:
+            try:
+                t = mode_type(read_inode(fs, ino).core.di_mode)
+            except FsdaxError:
+                t = None
+            if len(known) >= _KNOWN_TYPES:
+                known.clear()
+            known[ino] = t
+        out[ino] = t
     return out
 
 

@@ -31,6 +31,10 @@ _MASK = f.XFS_RMAP_OFF_MASK
 class OwnerMap:
     """Owners of byte ranges on one XFS filesystem. Keeps a list of what could not be read."""
 
+    # Ranges inside one chunk of an AG (xfs.dense) before it is read whole and they are cut from it: about what
+    # its query costs in single queries (0: never).
+    dense_after = 24
+
     def __init__(self, fs, *, source: str | None = None, progress=None):
         """source: "rmapbt" (the default when the filesystem has one), "walk" (synthesize the records by
         walking all metadata: the default without rmapbt), or "bnobt" (no walk: free space from the bnobt,
@@ -46,6 +50,8 @@ class OwnerMap:
         # Ranges this close are answered from one query over their span (fsdaxctl.locate): a few records
         # between them cost less than a query of their own. Not for the walk, which reads only what is asked.
         self.cluster_gap = 256 << 10 if self.source != "walk" else 0
+        self.chunks = None  # xfs.dense.Chunks from the second call with that many ranges (False: not for this map)
+        self.many_calls = 0  # calls with that many ranges (fsdaxctl.locate)
         self.problems = Problems()  # one line per unreadable structure, reported once each
         self._settled: list | None = None  # see _settled_at_mount
         self._walked: dict[int, tuple] = {}  # agno -> (records, starts, longest, windows answered: None = all)
@@ -82,6 +88,18 @@ class OwnerMap:
     def pieces(self, offset: int, length: int) -> list[Piece]:
         """Every owner of bytes [offset, offset+length), sorted by offset then inode."""
         return [p for batch in self.iter_batches(offset, length) for p in batch]
+
+    def quiet_pieces(self, offset: int, length: int) -> list[Piece] | None:
+        """The pieces of [offset, offset+length) when reading them notes nothing (no damage, conflict or
+        unowned used space), else None and nothing noted: a chunk read ahead for many ranges (xfs.dense) may
+        not add warnings that their own queries would not."""
+        kept, conflicts = self.problems, getattr(self, "_conflicts", 0)
+        self.problems = Problems()
+        try:
+            pieces = self.pieces(offset, length)
+            return None if self.problems else pieces
+        finally:
+            self.problems, self._conflicts = kept, conflicts
 
     def iter_batches(self, offset: int, length: int):
         """The same pieces as lists, in device order: a dump consumes them a leaf at a time. Every answer

@@ -114,6 +114,16 @@ def clip(p: Piece, qstart: int, qend: int) -> Piece:
     return p._replace(offset=s, length=e - s, file_offset=None if fo is None else fo + (s - p.offset))
 
 
+def query_order(pieces: list[Piece], offset: int) -> list[Piece]:
+    """One range's pieces, cut from a longer query's (in device order), in the order the range's own query
+    gives: those that start at its start (records begun before it, all clipped there) first, in key order;
+    the rest as they came."""
+    if len(pieces) < 2:
+        return pieces
+    head = sorted((p for p in pieces if p.offset == offset), key=Piece.sort_key)
+    return head + [p for p in pieces if p.offset != offset]
+
+
 def as_records(pieces: list[Piece]) -> list[Piece]:
     """The pieces as the kernel's rmap query hands them to its callbacks: one per record, the parts a record
     was cut into where sharing changes joined again (`shared` when any part is, as GETFSMAP flags a record).
