@@ -47,6 +47,8 @@ FIXTURES = {
 #   1k-cow-alloc-flush           CoW staging allocated: refcount ALLOC_COW and rmap ALLOC (OWN_COW)
 #   4k-exchange-cow-alloc-flush  bmap MAP/UNMAP of unwritten extents, ALLOC_COW, rmap ALLOC and UNMAP, an exchange
 #                                setting sizes (mkfs.xfs 6.15, -i exchange=1)
+#   1k-normap-cow-alloc-flush    reflink without rmapbt (the metadata walk): refcount ALLOC_COW
+#   1k-normap-cow-end-noflush    the same: CoW completion, bmap MAP/UNMAP, refcount DECREASE and FREE_COW
 MAX_XZ = int(os.environ.get("MAX_XZ", 200 << 10))  # per image: keep the committed total small
 
 

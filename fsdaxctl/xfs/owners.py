@@ -380,17 +380,18 @@ class OwnerMap:
         return Piece(self.geo.ag_to_byte(agno, agbno), count << self.geo.blocklog, kind, agno, detail=detail)
 
 def _together(batches, spans):
-    """Batches (pieces in device order) with those that meet one of `spans` joined into one, up to the span's
-    end: every owner of bytes an operation changes is then in the same batch."""
+    """Batches (pieces in device order) with those that meet or touch one of `spans` joined into one, up to the
+    span's end: every owner of bytes an operation changes is then in the same batch, and so are the pieces
+    just before and after it, which a mapping it adds may join (as the kernel merges rmap records)."""
     spans = sorted(spans)
     held: list = []
     reach = -1
     for batch in batches:
-        if held and batch and batch[0].offset >= reach:
+        if held and batch and batch[0].offset > reach:
             yield held
             held = []
         end = max((p.offset + p.length for p in batch), default=0)  # a long piece may end after the last
-        ends = [e for s, e in spans if batch and s < end and e > batch[0].offset]
+        ends = [e for s, e in spans if batch and s <= end and e >= batch[0].offset]
         if ends or held:
             held += batch
             reach = max([reach] + ends)
