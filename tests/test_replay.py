@@ -257,34 +257,44 @@ def test_dirty_map_runs():
         assert L._runs(dmap, words) == want
 
 
+B = 4096  # the block size of the one-AG geometry the operation tests use
+
+
+def _geo():
+    from fsdaxctl.xfs.geometry import Geometry
+
+    return Geometry(blocksize=B, blocklog=12, sectsize=512, agblocks=1024, agblklog=10, agcount=1, dblocks=1024,
+                    inodesize=512, inopblog=3)
+
+
+def _file(off: int, n: int, ino: int, fo: int):
+    """n blocks of inode ino's data from block off, at file block fo."""
+    from fsdaxctl.xfs.piece import Piece
+
+    return Piece(off * B, n * B, "file", 0, ino, "data", fo * B, False, False, False)
+
+
 def test_exact_operations_on_pieces():
     """What the mount's finishing of rmap and refcount intents does to an answer, piece by piece (the crash
     fixtures show unmap, convert and decrease against the kernel; here every rule): an unmapped owner's bytes
     are free unless another owner keeps them; a mapping at another file offset is not the one named; convert
     sets the named state; a refcount going 1 -> 2 makes owners shared, 2 -> 1 not, 1 -> 0 frees; an
     unreadable refcount btree leaves sharing unknown, never guessed."""
-    from fsdaxctl.xfs.geometry import Geometry
-    from fsdaxctl.xfs.piece import Piece
 
-    geo = Geometry(blocksize=4096, blocklog=12, sectsize=512, agblocks=1024, agblklog=10, agcount=1, dblocks=1024,
-                   inodesize=512, inopblog=3)
-    B = 4096
-
-    def file(off, n, ino, fo, **kw):
-        return Piece(off * B, n * B, "file", 0, ino, "data", fo * B, False, False, False, **kw)
+    geo = _geo()
 
     def op(kind, start, n, ino=None, off=0, value=0):
         return L.Effect(kind, "an unfinished intent", start * B, (start + n) * B, ino=ino, fork="data",
                         off_lo=off, off_hi=off + n - 1, value=value)
 
-    two = [file(10, 4, 7, 100), file(10, 4, 8, 0)]
+    two = [_file(10, 4, 7, 100), _file(10, 4, 8, 0)]
     got = L.apply_ops(two, [op("unmap", 11, 2, 7, 101)], geo, None)
     assert [(p.offset // B, p.length // B, p.owner, p.inode) for p in got] == [
         (10, 1, "file", 7), (10, 4, "file", 8), (13, 1, "file", 7)]  # inode 8 keeps blocks 11-12: not free
-    got = L.apply_ops([file(10, 4, 7, 100)], [op("unmap", 11, 2, 7, 101)], geo, None)
+    got = L.apply_ops([_file(10, 4, 7, 100)], [op("unmap", 11, 2, 7, 101)], geo, None)
     assert [(p.offset // B, p.owner) for p in got] == [(10, "file"), (11, "free"), (13, "file")]
-    assert L.apply_ops([file(10, 4, 7, 100)], [op("unmap", 11, 2, 7, 5)], geo, None) == [file(10, 4, 7, 100)]
-    got = L.apply_ops([file(10, 4, 7, 100)._replace(unwritten=True)], [op("convert", 10, 1, 7, 100)], geo, None)
+    assert L.apply_ops([_file(10, 4, 7, 100)], [op("unmap", 11, 2, 7, 5)], geo, None) == [_file(10, 4, 7, 100)]
+    got = L.apply_ops([_file(10, 4, 7, 100)._replace(unwritten=True)], [op("convert", 10, 1, 7, 100)], geo, None)
     assert [(p.offset // B, p.unwritten) for p in got] == [(10, False), (11, True)]
 
     def counts(runs):
@@ -295,9 +305,9 @@ def test_exact_operations_on_pieces():
     assert {(p.offset // B, p.length // B, p.inode, p.shared) for p in got} == {(10, 4, 7, True), (10, 4, 8, True)}
     got = L.apply_ops(two, [op("refcount", 10, 4, value=-1)], geo, counts([(10, 14, 2)]))
     assert all(p.owner == "file" and not p.shared for p in got) and len(got) == 2
-    got = L.apply_ops([file(10, 4, 7, 100)], [op("refcount", 10, 4, value=-1)], geo, counts([(10, 14, 1)]))
+    got = L.apply_ops([_file(10, 4, 7, 100)], [op("refcount", 10, 4, value=-1)], geo, counts([(10, 14, 1)]))
     assert [(p.offset // B, p.length // B, p.owner) for p in got] == [(10, 4, "free")]
-    got = L.apply_ops([file(10, 4, 7, 100)], [op("refcount", 10, 4, value=-1)], geo, None)
+    got = L.apply_ops([_file(10, 4, 7, 100)], [op("refcount", 10, 4, value=-1)], geo, None)
     assert [(p.owner, p.detail) for p in got] == [("unknown", {"reason": "an unfinished intent"})]
     # two decreases of the same blocks: the second starts where the first left them (2 -> 1 -> 0: freed)
     got = L.apply_ops(two, [op("refcount", 10, 4, value=-1), op("refcount", 11, 2, value=-1)], geo,
@@ -312,15 +322,9 @@ def test_mappings_added_at_mount():
     claims yet, next to the owners that stay; joined with the owner's touching record (xfs_rmap_map merges it,
     so GETFSMAP reports one); shared where the refcount is 2 or more. A CoW staging extent's ALLOC and FREE
     add and take out that owner; the refcount btree's CoW-domain changes are for the metadata walk only."""
-    from fsdaxctl.xfs.geometry import Geometry
     from fsdaxctl.xfs.piece import UNCLAIMED_YET, Piece
 
-    geo = Geometry(blocksize=4096, blocklog=12, sectsize=512, agblocks=1024, agcount=1, agblklog=10, dblocks=1024,
-                   inodesize=512, inopblog=3)
-    B = 4096
-
-    def file(off, n, ino, fo, **kw):
-        return Piece(off * B, n * B, "file", 0, ino, "data", fo * B, False, False, False, **kw)
+    geo = _geo()
 
     def free(off, n, **kw):
         return Piece(off * B, n * B, "free", 0, **kw)
@@ -337,20 +341,20 @@ def test_mappings_added_at_mount():
     assert shape(got) == [(10, 1, "free", None, None, False, False), (11, 2, "file", 7, 101, True, False),
                           (13, 1, "free", None, None, False, False)]
     yet = Piece(10 * B, 4 * B, "unknown", 0, detail=UNCLAIMED_YET)
-    got = L.apply_ops([file(8, 2, 7, 98), yet], [op("map", 10, 4, 7, 100)], geo, None)
+    got = L.apply_ops([_file(8, 2, 7, 98), yet], [op("map", 10, 4, 7, 100)], geo, None)
     assert shape(got) == [(8, 6, "file", 7, 98, False, False)]  # one record, as the kernel merges them
-    got = L.apply_ops([file(8, 2, 7, 98), yet], [op("map", 10, 4, 7, 200)], geo, None)
+    got = L.apply_ops([_file(8, 2, 7, 98), yet], [op("map", 10, 4, 7, 200)], geo, None)
     assert shape(got) == [(8, 2, "file", 7, 98, False, False), (10, 4, "file", 7, 200, False, False)]
 
     def counts(runs):
         return lambda s, e: [(max(s, a * B), min(e, b * B), c) for a, b, c in runs if a * B < e and b * B > s]
 
     # a reflink's second owner: shared where the (already increased) refcount says 2
-    got = L.apply_ops([file(10, 4, 8, 0)._replace(shared=True)], [op("map", 10, 4, 7, 100)], geo,
+    got = L.apply_ops([_file(10, 4, 8, 0)._replace(shared=True)], [op("map", 10, 4, 7, 100)], geo,
                       counts([(10, 14, 2)]))
     assert shape(got) == [(10, 4, "file", 7, 100, False, True), (10, 4, "file", 8, 0, False, True)]
     # increase and map both left to the mount, in log order
-    got = L.apply_ops([file(10, 4, 8, 0)], [op("refcount", 10, 4, value=1), op("map", 10, 4, 7, 100)], geo,
+    got = L.apply_ops([_file(10, 4, 8, 0)], [op("refcount", 10, 4, value=1), op("map", 10, 4, 7, 100)], geo,
                       counts([(10, 14, 1)]))
     assert shape(got) == [(10, 4, "file", 7, 100, False, True), (10, 4, "file", 8, 0, False, True)]
     cow = L.apply_ops([free(10, 4)], [op("map", 10, 2, owner="cow-staging")], geo, None)
@@ -368,10 +372,10 @@ def test_mappings_added_at_mount():
     assert L.effects_on([walk, rmap, bmap], "data", walk=True) == [walk, bmap]
     assert L.effects_on([walk, rmap, bmap, xchg], "rt") == [xchg]
     # an exchange of two ranges of one file: each range's blocks move to the other's offsets
-    got = L.apply_ops([file(10, 1, 7, 0), file(20, 1, 7, 5)], [L.Effect("exchange", "x", ino=7, fork="data",
+    got = L.apply_ops([_file(10, 1, 7, 0), _file(20, 1, 7, 5)], [L.Effect("exchange", "x", ino=7, fork="data",
                                                                        off_lo=0, off_hi=0, ino2=7, off2=5)], geo, None)
     assert shape(got) == [(10, 1, "file", 7, 5, False, False), (20, 1, "file", 7, 0, False, False)]
-    got = L.apply_ops([file(10, 8, 7, 0)], [L.Effect("exchange", "x", ino=7, fork="data", off_lo=1, off_hi=2,
+    got = L.apply_ops([_file(10, 8, 7, 0)], [L.Effect("exchange", "x", ino=7, fork="data", off_lo=1, off_hi=2,
                                                      ino2=7, off2=5)], geo, None)
     assert shape(got) == [(10, 1, "file", 7, 0, False, False), (11, 2, "file", 7, 5, False, False),
                           (13, 2, "file", 7, 3, False, False), (15, 2, "file", 7, 1, False, False),
@@ -424,7 +428,7 @@ def test_committed_crash_images_hold_every_exact_operation(tmp_path):
                     ("may-allocate", "file")}, seen
 
 
-def _layout(draw, st, B):
+def _layout(draw, st):
     """Pieces over 64 blocks: runs that are free, unknown (unreadable), unclaimed, or owned by one or two files
     (a file's data, at a file offset of its own)."""
     from fsdaxctl.xfs.piece import UNCLAIMED_YET, Piece
@@ -448,13 +452,10 @@ def test_a_mapping_added_next_to_a_batch_joins_its_neighbour():
     """The batches a dump streams (a leaf each) are put together where an operation's bytes meet or touch them:
     a mapping added right after a leaf's last piece of the same file joins it, as the kernel merges the rmap
     records (a CI crash image once showed the two pieces apart)."""
-    from fsdaxctl.xfs.geometry import Geometry
     from fsdaxctl.xfs.owners import _together
     from fsdaxctl.xfs.piece import UNCLAIMED_YET, Piece
 
-    geo = Geometry(blocksize=4096, blocklog=12, sectsize=512, agblocks=1024, agcount=1, agblklog=10, dblocks=1024,
-                   inodesize=512, inopblog=3)
-    B = 4096
+    geo = _geo()
     left = [Piece(0, 10 * B, "file", 0, 7, "data", 0, False, False, False)]
     gap = [Piece(10 * B, B, "unknown", 0, detail=UNCLAIMED_YET)]
     right = [Piece(11 * B, 5 * B, "free", 0)]
@@ -471,12 +472,9 @@ def test_operations_keep_every_byte_answered():
     from hypothesis import strategies as st
 
     from fsdaxctl.ranges import merge_spans
-    from fsdaxctl.xfs.geometry import Geometry
     from fsdaxctl.xfs.piece import Piece
 
-    geo = Geometry(blocksize=4096, blocklog=12, sectsize=512, agblocks=1024, agcount=1, agblklog=10, dblocks=1024,
-                   inodesize=512, inopblog=3)
-    B = 4096
+    geo = _geo()
     kinds = st.sampled_from(["map", "unmap", "convert", "refcount", "exchange"])
 
     @st.composite
@@ -492,7 +490,7 @@ def test_operations_keep_every_byte_answered():
     @settings(max_examples=int(os.environ.get("FSDAXCTL_EXAMPLES", 300)), deadline=None)
     @given(data=st.data(), ops=st.lists(op(), min_size=1, max_size=4), count=st.integers(1, 3))
     def run(data, ops, count):
-        pieces = _layout(data.draw, st, B)
+        pieces = _layout(data.draw, st)
         out = L.apply_ops(pieces, ops, geo, lambda s, e: [(s, e, count)])
         # the index a dump uses finds exactly the effects that change these pieces
         assert L.overlay_pieces(pieces, L.EffectIndex(ops), geo, lambda s, e: [(s, e, count)]) == \

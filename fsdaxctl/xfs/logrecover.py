@@ -1997,9 +1997,7 @@ def _unmap_or_convert(pieces: list, e, geo) -> list:
             out.append(_clip_piece(p, a, b)._replace(unwritten=bool(e.value)))
         else:
             taken.append((a, b, None))
-    left = _merge([(p.offset, p.offset + p.length, None) for p in out if p.owner != "free"])
-    out += [_made("free", s, t - s, e.reason, geo, pieces[0].device)
-            for s, t in _subtract(_merge(taken), left, keep_reason=False)]
+    out += _freed_where_unowned(out, _merge(taken), e.reason, geo, pieces[0].device)
     return sorted(out, key=lambda p: p.sort_key())
 
 
@@ -2016,7 +2014,7 @@ def _map(pieces: list, e, a: int, b: int, geo, refcounts, counted) -> list:
             out += _outside(p, s, t)
         else:
             out.append(p)
-    agno = None if pieces[0].device == "rt" else geo.byte_to_ag(a)[0]
+    agno = _agno_at(a, geo, pieces[0].device)
     if e.owner != FILE:
         new = Piece(a, b - a, e.owner, agno, device=pieces[0].device)
     else:
@@ -2129,9 +2127,7 @@ def _refcount(pieces: list, e, runs, geo) -> list:
                 out.append(_clip_piece(p, a, b)._replace(shared=new >= 2))
         if new == 0:  # freed: in place of the free space and unclaimed used space there (not what is unknown)
             out = [q for p in out for q in ([p] if p.owner != "free" and not unclaimed(p) else _outside(p, s, t))]
-            left = _merge([(p.offset, p.offset + p.length, None) for p in out if p.owner != "free"])
-            out += [_made("free", x, y - x, e.reason, geo, pieces[0].device)
-                    for x, y in _subtract([(s, t, None)], left, keep_reason=False)]
+            out += _freed_where_unowned(out, [(s, t, None)], e.reason, geo, pieces[0].device)
         pieces = sorted(out, key=lambda p: p.sort_key())
     return pieces
 
@@ -2142,13 +2138,25 @@ def _outside(p, s: int, t: int) -> list:
                                               (max(t, p.offset), p.offset + p.length)) if x < y]
 
 
+def _freed_where_unowned(pieces: list, spans: list, reason: str, geo, device) -> list:
+    """Free pieces for the bytes of `spans` ((start, end, _), merged) that no piece other than free space
+    covers: what an operation frees and nothing else (unknown included) still holds."""
+    left = _merge([(p.offset, p.offset + p.length, None) for p in pieces if p.owner != "free"])
+    return [_made("free", s, t - s, reason, geo, device) for s, t in _subtract(spans, left, keep_reason=False)]
+
+
+def _agno_at(s: int, geo, device):
+    """The AG of byte s of a device (the realtime device's bytes, and those past the data device, have none)."""
+    return geo.byte_to_ag(s)[0] if s < geo.size and device != "rt" else None
+
+
 def _made(kind: str, s: int, n: int, reason: str, geo, device):
     """A piece the replay's effects make (free: a note; unknown: the reason), on the device of the pieces it
-    joins (the realtime device's have no AG)."""
+    joins."""
     from fsdaxctl.xfs.piece import FREE, Piece
 
-    agno = geo.byte_to_ag(s)[0] if s < geo.size and device != "rt" else None
-    return Piece(s, n, kind, agno, detail={"note" if kind == FREE else "reason": reason}, device=device)
+    return Piece(s, n, kind, _agno_at(s, geo, device), detail={"note" if kind == FREE else "reason": reason},
+                 device=device)
 
 
 def _merge(iv):

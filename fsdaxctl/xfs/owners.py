@@ -21,6 +21,7 @@ from fsdaxctl.xfs.btree import Unreadable
 from fsdaxctl.xfs.piece import (FILE, FREE, AnswerCheck, NO_RMAP_GAP, NOT_IN_USE, OUTSIDE, OWN_UNKNOWN_DETAIL, OWNER_KINDS,  # noqa: F401
                                 SPECIAL_OWNERS, UNCLAIMED_WHY, UNCLAIMED_YET, UNKNOWN, Piece, as_records)
 from fsdaxctl.xfs.piece import clip as _clip
+from fsdaxctl.xfs.piece import minus
 from fsdaxctl.xfs.witness import FreeSpace, Sharing, resolve_conflicts, sorted_release
 
 _CONFLICTS_LISTED = 20  # conflict warnings spelled out; a damaged tree can make thousands
@@ -326,16 +327,14 @@ class OwnerMap:
         unfinished intent in the log gives them an owner or frees them at mount (the replay's operation then
         fills them)."""
         p = self.run(agno, agbno, count, UNKNOWN)
-        cuts = [(max(s, p.offset), min(t, p.offset + p.length)) for s, t in self._settled_at_mount()
-                if s < p.offset + p.length and t > p.offset]
-        out, cur = [], p.offset
-        for s, t in cuts + [(p.offset + p.length, p.offset + p.length)]:
-            if s > cur:
-                out.append(_clip(p, cur, s)._replace(detail=self.unclaimed_detail()))
-            if t > s:
-                out.append(_clip(p, s, t)._replace(detail=UNCLAIMED_YET))
-            cur = max(cur, t)
-        return out
+        settled = [(max(s, p.offset), min(t, p.offset + p.length)) for s, t in self._settled_at_mount()
+                   if s < p.offset + p.length and t > p.offset]
+        out = [_clip(p, s, t)._replace(detail=UNCLAIMED_YET) for s, t in settled]
+        rest = minus([p], settled, _clip)
+        if rest:
+            detail = self.unclaimed_detail()
+            out += [q._replace(detail=detail) for q in rest]
+        return sorted(out, key=lambda q: q.offset)
 
     def _settled_at_mount(self) -> list[tuple[int, int]]:
         """Data-device bytes (merged, sorted) an unfinished intent in the replayed log gives an owner (map) or

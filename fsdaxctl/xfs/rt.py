@@ -182,7 +182,6 @@ class RtOwnerMap:
         from fsdaxctl.xfs.logrecover import EffectIndex, effects_on, overlay_pieces
 
         effects = EffectIndex(effects_on(replay.effects, RT))
-
         return (overlay_pieces(b, effects, self.geo) for b in batches)
 
     def _grouped_batches(self, offset: int, length: int):
