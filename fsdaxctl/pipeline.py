@@ -422,8 +422,10 @@ def _build_stack(spec: Spec, fs, layout, extents, warnings):
         sysfs = Sysfs(spec.sysfs_root or "/sys")
     extra, arrays, array_names = _dm_md_layers(spec, warnings, sysfs)
     others = _other_devices(spec, fs)
-    unnamed = [what for kind, what in ((FS_RT, "a realtime device"), (FS_LOG, "a log device"))
-               if kind not in others.values() and _has_device(fs, kind)]
+    from fsdaxctl.xfs.devices import LOG, RT, has_own
+
+    unnamed = [what for kind, device, what in ((FS_RT, RT, "a realtime device"), (FS_LOG, LOG, "a log device"))
+               if kind not in others.values() and has_own(fs, device)]
     name, inferred = _target_name(spec, dev, extents, extra, array_names, layout, warnings, others, unnamed)
     layers, target_space, fs_space = layers_for(layout, name)
     if inferred and fs_space.name:
@@ -463,13 +465,6 @@ def _other_devices(spec: Spec, fs) -> dict[str, str]:
         if name:
             out[name] = kind
     return out
-
-
-def _has_device(fs, kind: str) -> bool:
-    """Does the filesystem have a realtime (FS_RT) or log (FS_LOG) device of its own?"""
-    if kind == FS_RT:
-        return bool(fs.sb.sb_rblocks) and fs.geo.internal_rt is None
-    return fs.sb.sb_logstart == 0
 
 
 def _other_chains(sysfs, others: dict[str, str], covered: set, notes: list[str]) -> list:

@@ -58,14 +58,14 @@ def attach(fs, logdev: str | None = None, rtdev: str | None = None) -> None:
         if fs.logdev.size < need:
             fs.warnings.append(f"the log device {logdev} ({fs.logdev.size} bytes) is shorter than the log "
                                f"({need} bytes): the image is truncated")
-    elif sb.sb_logstart == 0 and not fs.log_problem:
+    elif has_own(fs, LOG) and not fs.log_problem:
         fs.warnings.append("this filesystem's log is on a device of its own (external log): give --logdev FILE to "
                            "map its bytes and to check whether it is clean")
     if rtdev and fs.geo.internal_rt is not None:
         a, b = fs.geo.internal_rt
         raise UsageError(f"--rtdev {rtdev}: this zoned filesystem's realtime section lies inside TARGET (bytes "
                          f"{a}..{b - 1}): it has no realtime device of its own")
-    if not rtdev and sb.sb_rblocks and fs.geo.internal_rt is None:
+    if not rtdev and has_own(fs, RT):
         fs.warnings.append(f"this filesystem has a realtime device ({sb.sb_rblocks} blocks) holding its realtime "
                            "files' data: give --rtdev FILE to map its bytes (--fs-device rt)")
     if rtdev:
@@ -80,6 +80,14 @@ def _open(path: str, what: str) -> Device:
         return Device(path)
     except OSError as e:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
+
+
+def has_own(fs, device: str) -> bool:
+    """Does the filesystem keep `device` (LOG, RT) on a device of its own? (An internal zoned realtime
+    section lies inside TARGET.)"""
+    if device == RT:
+        return bool(fs.sb.sb_rblocks) and fs.geo.internal_rt is None
+    return device == LOG and fs.sb.sb_logstart == 0
 
 
 def multi_device(fs) -> bool:
