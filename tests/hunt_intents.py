@@ -519,9 +519,10 @@ def kernel_record(image, what: dict) -> dict:
     from tests.crash import kernel_after_recovery
 
     rec = kernel_after_recovery(image)
+    opts = " ".join(what["mkfs"][1:])
     rec.update({"config": what["scenario"], "mkfs": what["mkfs"][1:], "mkfs_binary": what["mkfs"][0],
-                "block_size": what["block_size"], "sector_size": 512, "reflink": True, "rmapbt": True,
-                "crash": what})
+                "block_size": what["block_size"], "sector_size": 512, "reflink": "reflink=0" not in opts,
+                "rmapbt": "rmapbt=0" not in opts, "crash": what})
     with open(os.fspath(image) + ".kernel.json", "w") as fh:
         json.dump(rec, fh)
     return rec
