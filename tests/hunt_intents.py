@@ -631,10 +631,11 @@ class Hunt:
         lines = [f"# intent hunt: {sum(self.attempts.values())} attempts (this run: {mins:.1f} min, updated "
                  f"{time.strftime('%H:%M:%S')})", "",
                  "Per scenario: attempts, errors, and in how many images each kind was left unfinished "
-                 "(rate). Wanted kinds are all but " + ", ".join(sorted(EXACT)) + ".", ""]
+                 "(rate). " + ("Every kind but EFI is wanted (--keep-all)." if KEEP_ALL[0] else
+                               "Wanted kinds are all but " + ", ".join(sorted(EXACT)) + " and data-fork XMI."), ""]
         for sc, n in sorted(self.attempts.items()):
             found = self.found.get(sc, Counter())
-            kinds = ", ".join(f"{k}{'' if exact(k) else '*'} {c} ({100 * c / n:.1f}%)"
+            kinds = ", ".join(f"{k}{'*' if is_wanted(k) else ''} {c} ({100 * c / n:.1f}%)"
                               for k, c in found.most_common())
             lines.append(f"- {sc}: {n} attempts, {self.errors[sc]} errors; {kinds or 'nothing unfinished'}")
         lines += ["", "Kept (images per wanted kind, block size, log size): "
