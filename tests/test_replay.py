@@ -369,7 +369,8 @@ def test_mappings_added_at_mount():
     bmap = L.Effect("map", "x", 0, B, ino=7, fork="data")
     xchg = L.Effect("exchange", "x", ino=7, fork="data", off_lo=0, off_hi=3, ino2=8, off2=10)
     assert L.effects_on([walk, rmap, bmap], "data") == [rmap, bmap]
-    assert L.effects_on([walk, rmap, bmap], "data", walk=True) == [walk, bmap]
+    assert L.effects_on([walk, rmap, bmap], "data", "walk") == [walk, bmap]
+    assert L.effects_on([walk, rmap, bmap, xchg], "data", "bnobt") == []  # no owners to add or move
     assert L.effects_on([walk, rmap, bmap, xchg], "rt") == [xchg]
     # an exchange of two ranges of one file: each range's blocks move to the other's offsets
     got = L.apply_ops([_file(10, 1, 7, 0), _file(20, 1, 7, 5)], [L.Effect("exchange", "x", ino=7, fork="data",

@@ -1840,12 +1840,17 @@ def op_spans(effects: list) -> list[tuple[int, int]]:
     return [(e.start, e.end) for e in effects if e.kind in OPS and e.kind != "exchange"]
 
 
-def effects_on(effects: list, device: str, walk: bool = False) -> list:
+def effects_on(effects: list, device: str, source: str = "rmapbt") -> list:
     """The effects about one device's bytes, and those naming only a file's range (its pieces may be on any
-    device). `walk`: the answer comes from the metadata walk (extent maps and the refcount btree's CoW
-    domain), not the rmapbt: the rmap intents' changes are already in what it reads, the CoW-domain ones not."""
-    return [e for e in effects if (e.device == device or (e.ino is not None and e.end <= e.start))
-            and e.only in (None, "walk" if walk else "rmapbt")]
+    device), that an owner source takes. The metadata walk ("walk") reads extent maps and the refcount
+    btree's CoW domain: the rmap intents' changes are already in what it reads, the CoW-domain ones not.
+    "bnobt" (used space unknown, as GETFSMAP without an rmapbt) knows no owners to add, move or count: those
+    bytes stay unknown."""
+    out = [e for e in effects if (e.device == device or (e.ino is not None and e.end <= e.start))
+           and e.only in (None, "walk" if source == "walk" else "rmapbt")]
+    if source == "bnobt":
+        out = [e for e in out if e.kind not in ("map", "exchange", "refcount")]
+    return out
 
 
 class EffectIndex:

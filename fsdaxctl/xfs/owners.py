@@ -112,9 +112,7 @@ class OwnerMap:
         if effects:
             from fsdaxctl.xfs.logrecover import EffectIndex, effects_on, op_spans, overlay_pieces
 
-            effects = effects_on(effects, "data", self.source == "walk")
-            if not self.rmapbt:  # --source bnobt knows no owners to add, move or count: those bytes stay unknown
-                effects = [e for e in effects if e.kind not in ("map", "exchange", "refcount")]
+            effects = effects_on(effects, "data", self.source)
             index = EffectIndex(effects)
             batches = (overlay_pieces(b, index, self.geo, self._refcounts)
                        for b in _together(batches, op_spans(effects)))
@@ -344,7 +342,7 @@ class OwnerMap:
             from fsdaxctl.xfs.logrecover import effects_on
 
             replay = getattr(self.fs, "replay", None)
-            effects = effects_on(replay.effects, "data", self.source == "walk") if replay is not None else ()
+            effects = effects_on(replay.effects, "data", self.source) if replay is not None else ()
             spans = [(e.start, e.end) for e in effects if e.kind in ("map", "free")]
             for e in effects:  # a decrease frees what only one file held
                 if e.kind == "refcount" and e.value < 0 and e.end <= self.geo.size:
