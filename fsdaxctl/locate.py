@@ -38,14 +38,11 @@ def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
     blocks they share, whatever order the list came in. The cut answer is the range's own query's answer.
     """
     results: list[Result | None] = [None] * len(ranges)
-    order = sorted(range(len(ranges)), key=lambda i: ranges[i].offset)
+    for i, owners in _from_chunks(omap, ranges).items():
+        results[i] = Result(ranges[i].offset, ranges[i].length, owners)
+    order = sorted((i for i, r in enumerate(results) if r is None), key=lambda i: ranges[i].offset)
     gap = getattr(omap, "cluster_gap", 0)
-    chunked = _from_chunks(omap, ranges)
     for cluster in _clusters(order, ranges, gap):
-        if all(i in chunked for i in cluster):  # the cluster's span query would have read nothing else
-            for i in cluster:
-                results[i] = Result(ranges[i].offset, ranges[i].length, chunked[i])
-            continue
         if len(cluster) == 1:
             r = ranges[cluster[0]]
             results[cluster[0]] = Result(r.offset, r.length, omap.pieces(r.offset, r.length))

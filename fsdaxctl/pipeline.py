@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from fsdaxctl.errors import FsdaxError, UsageError
 from fsdaxctl.inputs import Parsed
+from fsdaxctl.ranges import Range
 from fsdaxctl.stack import (BLOCK, DEVICE_KINDS, FS, FS_LOG, FS_RT, NAMESPACE, PHYS, REGION, Extent, Hop, Route, Space,
                             Stack)
 
@@ -44,7 +45,7 @@ class Inputs:
     """Where the damage is: parsed sources (extents, inode reports, notes) and filesystem-relative places."""
     parsed: Parsed = field(default_factory=Parsed)
     fs_queries: list = field(default_factory=list)      # callables fs -> (extents, notes)
-    stream: object = None  # an iterable of extents on TARGET read as it is consumed (--ranges), or None
+    stream: object = None  # ranges.Range on TARGET (or the filesystem device a line names), read as consumed
 
 
 @dataclass
@@ -88,8 +89,20 @@ def route_more(spec: Spec, answer: Answer, layout, extents: list[Extent]) -> lis
     return _route(spec, answer.fs, layout, answer.stack, answer.target_space, extents, answer.warnings)
 
 
-def target_extent(offset: int, length: int, where: str, source: str = "", line: int = 0) -> Extent:
-    return Extent(Space(TARGET), offset, length, where, f"bytes {offset}+{length} of TARGET", source, line)
+def target_extent(offset: int, length: int, where: str, source: str = "", line: int = 0, rank: int = 0) -> Extent:
+    return Extent(Space(TARGET), offset, length, where, f"bytes {offset}+{length} of TARGET", source, line, rank)
+
+
+_DEVICE_SPACES = {"rt": Space(FS_RT), "log": Space(FS_LOG)}
+
+
+def range_extent(r: Range, rank: int = 0) -> Extent:
+    """A ranges file's line as an extent: bytes on TARGET, or on the realtime or log device the line names (no
+    stack lies between those and the filesystem)."""
+    if r.device in _DEVICE_SPACES:
+        return Extent(_DEVICE_SPACES[r.device], r.offset, r.length, r.where,
+                      f"bytes {r.offset}+{r.length} of the {r.device} device", r.source, r.line, rank)
+    return target_extent(r.offset, r.length, r.where, r.source, r.line, rank)
 
 
 def _wants_sysfs(extents) -> bool:
@@ -485,17 +498,11 @@ def _other_chains(sysfs, others: dict[str, str], covered: set, notes: list[str])
 
 def _route(spec: Spec, fs, layout, stack, target_space, extents, warnings) -> list[Route]:
     """Every extent through the stack; TARGET's own bytes must lie within TARGET."""
-    base = getattr(fs.dev, "base", fs.dev)
-    limit = max(base.size, layout.fs_start + fs.geo.size)  # a truncated image still has its filesystem's bytes
+    limit = _target_limit(fs, layout)
     routes, past = [], []
     for ext in extents:
         if ext.space.kind == TARGET:
-            if ext.offset >= limit:
-                raise UsageError(f"{ext.origin}: offset {ext.offset} is past the end of {spec.target} "
-                                 f"({limit} bytes)")
-            if ext.offset + ext.length > limit:  # a range that only ends past the end is just as wrong
-                raise UsageError(f"{ext.origin}: bytes {ext.offset}..{ext.offset + ext.length - 1} run past the end "
-                                 f"of {spec.target} ({limit} bytes)")
+            _check_within(ext.offset, ext.length, ext.origin, limit, spec)
             ext = Extent(target_space, ext.offset, ext.length, ext.origin, ext.note, ext.source, ext.line, ext.rank)
         elif ext.space == target_space and ext.offset >= limit:
             past.append(ext.origin)  # a list about another (bigger) device, or the wrong list
@@ -505,6 +512,32 @@ def _route(spec: Spec, fs, layout, stack, target_space, extents, warnings) -> li
         warnings.append(f"{len(past)} input range(s) start past the end of {spec.target} ({limit} bytes), e.g. "
                         f"{past[0]}: is it a list of another device? skipped")
     return routes
+
+
+def plain_ranges(spec: Spec, answer: Answer, layout, ranges: list[Range]) -> list[Range] | None:
+    """A streamed window of ranges as they are on a TARGET that is the filesystem itself (no layers: each
+    reaches it unchanged; checked as `route_more` checks them, without a route each); None when some range
+    needs the stack (a line naming the realtime or log device)."""
+    stack = answer.stack
+    if stack.layers or stack.others or answer.target_space != stack.fs_space or any(r.device for r in ranges):
+        return None
+    limit = _target_limit(answer.fs, layout)
+    for r in ranges:
+        _check_within(r.offset, r.length, r.where, limit, spec)
+    return ranges
+
+
+def _target_limit(fs, layout) -> int:
+    base = getattr(fs.dev, "base", fs.dev)
+    return max(base.size, layout.fs_start + fs.geo.size)  # a truncated image still has its filesystem's bytes
+
+
+def _check_within(offset: int, length: int, origin: str, limit: int, spec: Spec) -> None:
+    if offset >= limit:
+        raise UsageError(f"{origin}: offset {offset} is past the end of {spec.target} ({limit} bytes)")
+    if offset + length > limit:  # a range that only ends past the end is just as wrong
+        raise UsageError(f"{origin}: bytes {offset}..{offset + length - 1} run past the end of {spec.target} "
+                         f"({limit} bytes)")
 
 
 def dropped_inputs(routes: list[Route], explain: bool) -> tuple[list[dict], int, list[str]]:

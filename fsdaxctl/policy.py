@@ -6,6 +6,8 @@ the renderer, which knows no policy).
 
 from __future__ import annotations
 
+import operator
+
 from fsdaxctl.errors import EXIT_FAILED, EXIT_OK
 from fsdaxctl.xfs.piece import FILE, FREE, NOT_IN_USE, OUTSIDE, UNKNOWN, Piece
 
@@ -56,15 +58,25 @@ def piece_bits(piece: Piece, ftype: str | None = None) -> int:
     return impact_bits(piece.impact or piece_impact(piece, ftype))
 
 
+# What `piece_bits` reads of a piece (owner, fork, extent_map, unwritten, impact), besides its inode's type.
+_RULE_FIELDS = operator.itemgetter(2, 5, 7, 8, 12)
+
+
 def exit_status(results, ftypes: dict | None = None) -> int:
-    """The exit status of `locate`'s results; `ftypes` (inode -> type) for pieces without impact (--no-detail)."""
+    """The exit status of `locate`'s results; `ftypes` (inode -> type) for pieces without impact (--no-detail).
+    A million ranges hold a few kinds of piece: each kind's bits are worked out once."""
     status = EXIT_OK
     ftypes = ftypes or {}
+    bits: dict = {}
     for res in results:
         if res.recoverable:
             continue  # a mirror holds the data: nothing is lost
         for p in res.owners:
-            status |= piece_bits(p, ftypes.get(p.inode) if p.owner == FILE else None)
+            key = (_RULE_FIELDS(p), ftypes.get(p.inode) if p.owner == FILE else None)
+            b = bits.get(key)
+            if b is None:
+                b = bits[key] = piece_bits(p, key[1])
+            status |= b
     return status
 
 

@@ -50,21 +50,35 @@ def iter_ranges(lines, name: str, block=None):
                 raw = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise UsageError(f"{name} line {n}: not text") from None
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        where = f"{name} line {n}"
-        device = fields.pop(0) if len(fields) == 3 and fields[0] in DEVICE_NAMES else ""
-        if len(fields) != 2:
-            raise UsageError(f"{where}: expected 'OFFSET LENGTH' (or 'DEVICE OFFSET LENGTH', DEVICE data, log or "
-                             f"rt), found {len(fields) + bool(device)} field(s): {line[:60]!r}")
-        seen = True
-        r = make_range(parse_size(fields[0], f"{where}: offset", block),
-                       parse_size(fields[1], f"{where}: length", block), where, name, n)
-        yield Range(r.offset, r.length, r.where, r.source, r.line, device)
+        fields = raw.split()
+        if len(fields) == 2 and fields[0].isdecimal() and fields[1].isdecimal():  # 'OFFSET LENGTH' in bytes
+            offset, length = int(fields[0]), int(fields[1])
+            if 0 < length and offset + length <= MAX_BYTES:  # else the full parse below says what is wrong
+                seen = True
+                yield Range(offset, length, f"{name} line {n}", name, n)
+                continue
+        r = _parse_line(raw, name, n, block)
+        if r is not None:
+            seen = True
+            yield r
     if not seen:
         raise UsageError(f"{name}: no ranges in it")
+
+
+def _parse_line(raw: str, name: str, n: int, block) -> Range | None:
+    """One line of a ranges file in full (units, a device name, a comment), or None when it holds none."""
+    line = raw.split("#", 1)[0].strip()
+    if not line:
+        return None
+    fields = line.split()
+    where = f"{name} line {n}"
+    device = fields.pop(0) if len(fields) == 3 and fields[0] in DEVICE_NAMES else ""
+    if len(fields) != 2:
+        raise UsageError(f"{where}: expected 'OFFSET LENGTH' (or 'DEVICE OFFSET LENGTH', DEVICE data, log or "
+                         f"rt), found {len(fields) + bool(device)} field(s): {line[:60]!r}")
+    r = make_range(parse_size(fields[0], f"{where}: offset", block),
+                   parse_size(fields[1], f"{where}: length", block), where, name, n)
+    return Range(r.offset, r.length, r.where, r.source, r.line, device)
 
 
 def merge_ranges(ranges) -> list[tuple[int, int]]:

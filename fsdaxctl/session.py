@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fsdaxctl.errors import Problems, UsageError
-from fsdaxctl.pipeline import (TARGET, Answer, Inputs, Spec, dropped_inputs, fs_paths, open_target,
+from fsdaxctl.pipeline import (TARGET, Answer, Inputs, Spec, dropped_inputs, fs_paths, open_target, range_extent,
                                routed_device_extents)
 from fsdaxctl.policy import exit_status, outcome_status
 
@@ -158,7 +158,7 @@ class Session:
             if not walk or getattr(self.fs, "live", None) is not None:
                 return self._locate_stream(inputs, opts)
             # The metadata walk reads every inode once for all the ranges it is given: it needs them all first.
-            inputs.parsed.extents += inputs.stream
+            inputs.parsed.extents += map(range_extent, inputs.stream)
             inputs = Inputs(inputs.parsed, inputs.fs_queries)
         from fsdaxctl.locate import locate_routes
 
@@ -172,7 +172,7 @@ class Session:
             r.source = "kernel" if omap.source == "kernel" else "disk"
         warnings += omap.problems
         others = answer.device_extents + routed_device_extents(answer.routes)
-        results = _in_order(answer.routes, results, self._on_devices(others, warnings))
+        results = _in_order(results, _ranks(answer.routes), self._on_devices(others, warnings))
         report = LocateReport(str(self.spec), self.filesystem, results, warnings, answer=answer, omap=omap)
         self._finish(report, ranges, opts)
         report.dropped, drop, skipped = dropped_inputs(answer.routes, opts.explain)
@@ -253,40 +253,55 @@ class Session:
         report.warnings += inputs.parsed.notes  # what the stream noticed on its way (sub-sector lengths)
 
     def _windows(self, report: LocateReport, inputs: Inputs, opts: LocateOptions, describer, done: list):
-        import dataclasses
         import itertools
 
-        from fsdaxctl.locate import describe_results, locate_routes
-        from fsdaxctl.pipeline import route_more
-        from fsdaxctl.stack import DEVICE_KINDS
+        from fsdaxctl.locate import describe_results, locate
+        from fsdaxctl.pipeline import plain_ranges
 
         answer, omap = report.answer, report.omap
         source = "kernel" if omap.source == "kernel" else "disk"
         types: dict = {}  # inode types read for earlier windows (--no-detail)
         extents = iter(inputs.stream)
         while window := list(itertools.islice(extents, self.STREAM_WINDOW)):
-            window = [dataclasses.replace(e, rank=i) for i, e in enumerate(window)]
-            others = [e for e in window if e.space.kind in DEVICE_KINDS]
-            here = [e for e in window if e.space.kind not in DEVICE_KINDS]
-            routes = route_more(self.spec, answer, self.layout, here)
-            omap.prepare([(p[-1].offset, p[-1].length) for _, p in fs_paths(routes)])
-            results = locate_routes(omap, routes, False)
+            ranges = plain_ranges(self.spec, answer, self.layout, window)
+            if ranges is not None:  # TARGET is the filesystem: no routes to keep, nothing dropped
+                omap.prepare([(r.offset, r.length) for r in ranges])
+                results, ranks, others = locate(omap, ranges), None, []
+            else:
+                results, ranks, others = self._routed_window(report, window)
             if describer is not None:
                 report.warnings += describe_results(self.fs, results, describer)
             report.bits |= exit_status(results, None if describer else self._file_types(results, types))
-            dropped, drop, skipped = dropped_inputs(routes, False)
-            report.dropped += dropped
-            report.bits |= drop
-            report.warnings += skipped + answer.warnings + omap.problems
+            report.warnings += answer.warnings + omap.problems
             for r in results:
                 r.source = source
-                if answer.plain:
-                    r.input = None
-            others += routed_device_extents(routes)
-            yield from _in_order(routes, results, self._on_devices(others, report.warnings))
+            yield from _in_order(results, ranks, self._on_devices(others, report.warnings))
             done[0] += len(window)
             if opts.ranges_progress:
                 opts.ranges_progress(done[0])
+
+    def _routed_window(self, report: LocateReport, window: list) -> tuple[list, list, list]:
+        """(results, the input rank of each, the extents on the realtime or log device) of a streamed window
+        that needs the stack."""
+        from fsdaxctl.locate import locate_routes
+        from fsdaxctl.pipeline import route_more
+        from fsdaxctl.stack import DEVICE_KINDS
+
+        answer, omap = report.answer, report.omap
+        window = [range_extent(r, i) for i, r in enumerate(window)]
+        others = [e for e in window if e.space.kind in DEVICE_KINDS]
+        here = [e for e in window if e.space.kind not in DEVICE_KINDS]
+        routes = route_more(self.spec, answer, self.layout, here)
+        omap.prepare([(p[-1].offset, p[-1].length) for _, p in fs_paths(routes)])
+        results = locate_routes(omap, routes, False)
+        dropped, drop, skipped = dropped_inputs(routes, False)
+        report.dropped += dropped
+        report.bits |= drop
+        report.warnings += skipped
+        for r in results:
+            if answer.plain:
+                r.input = None
+        return results, _ranks(routes), others + routed_device_extents(routes)
 
     def _file_types(self, results, known: dict | None = None) -> dict:
         """Without detail the impact rule still needs each data-fork owner's inode type (one inode read each;
@@ -365,12 +380,17 @@ class Session:
         return InjectReport(str(self.spec), [outcome], mapping, Problems(self.warnings + outcome.notes))
 
 
-def _in_order(routes, results, others) -> list:
-    """The data device's results (one per path of each route, in input order) and (rank, result) pairs of the
-    other devices, merged back into input order."""
-    ranked = [(route.extent.rank, r) for (route, _), r in zip(fs_paths(routes), results)] + others
+def _ranks(routes) -> list[int]:
+    """The input rank of each data-device result of these routes (one per path that reached the filesystem)."""
+    return [route.extent.rank for route, _ in fs_paths(routes)]
+
+
+def _in_order(results, ranks, others) -> list:
+    """The data device's results (in input order; `ranks`: the input rank of each) and (rank, result) pairs of
+    the other devices, merged back into input order."""
     if not others:
         return results
+    ranked = list(zip(ranks, results)) + others
     return [r for _, r in sorted(ranked, key=lambda x: x[0])]
 
 

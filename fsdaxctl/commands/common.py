@@ -263,8 +263,8 @@ _SOURCES = (("badblocks", "sysfs"), ("ddrescue", "ddrescue"), ("e2fs", "e2fs"), 
 
 def _target_ranges(o: dict, parsed, block: int | None, length: int | None, stream: bool):
     """--ranges and --offset/--length: bytes on TARGET, with a note for ranges shorter than a sector. With
-    `stream`, the --ranges list is returned as an iterator of extents, read as it is consumed (else None)."""
-    from fsdaxctl.pipeline import target_extent
+    `stream`, the --ranges list is returned as an iterator of ranges, read as it is consumed (else None)."""
+    from fsdaxctl.pipeline import range_extent, target_extent
     from fsdaxctl.ranges import make_range
     from fsdaxctl.units import SECTOR, parse_size
 
@@ -273,7 +273,7 @@ def _target_ranges(o: dict, parsed, block: int | None, length: int | None, strea
     if o["ranges_file"] is not None:
         ranges = _ranges_file(o["ranges_file"], block, parsed.notes)
         if not stream:
-            parsed.extents += ranges
+            parsed.extents += map(range_extent, ranges)
             ranges = None
     if o["offset"] is not None:
         r = make_range(parse_size(o["offset"], "--offset", block), SECTOR if length is None else length,
@@ -292,26 +292,18 @@ def _target_ranges(o: dict, parsed, block: int | None, length: int | None, strea
 
 
 def _ranges_file(fh, block, notes: list[str]):
-    """The extents of a --ranges list, one at a time as it is read; once it ends, a note in `notes` if some
-    ranges were shorter than a sector."""
-    from fsdaxctl.pipeline import target_extent
+    """The ranges of a --ranges list (ranges.Range), one at a time as it is read; once it ends, a note in
+    `notes` if some were shorter than a sector."""
     from fsdaxctl.ranges import iter_ranges
     from fsdaxctl.units import SECTOR
 
     name = getattr(fh, "name", "<stdin>")
     name = "stdin" if name in ("<stdin>", "-") else name
-    from fsdaxctl.stack import FS_LOG, FS_RT, Extent, Space
-
-    spaces = {"rt": Space(FS_RT), "log": Space(FS_LOG)}
     first, short = None, 0
     for r in iter_ranges(fh, name, block):
         if r.length < SECTOR:
             first, short = first or r, short + 1
-        if r.device in spaces:  # bytes on another of the filesystem's devices: no stack lies between
-            yield Extent(spaces[r.device], r.offset, r.length, r.where, f"bytes {r.offset}+{r.length} of the "
-                         f"{r.device} device", r.source, r.line)
-        else:
-            yield target_extent(r.offset, r.length, r.where, r.source, r.line)
+        yield r
     if short:
         notes.append(sub_sector_note(first.where, first.length, short))
 

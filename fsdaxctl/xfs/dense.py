@@ -134,26 +134,31 @@ class Chunks:
         n = np.maximum(hi - lo, 0)
         ok = n <= MAX_CANDIDATES
         sel, off, end, lo_blk, lo, n = sel[ok], off[ok], end[ok], lo_blk[ok], lo[ok], n[ok]
-        total = int(n.sum())
-        idx = np.arange(total) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
-        s, e, c, ino, fo = (col[idx].tolist() for col in (starts, ends, codes, inodes, fofs))
+        which = np.repeat(np.arange(len(sel)), n)  # the range each candidate is for
+        idx = np.arange(len(which)) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+        keep = ends[idx] > lo_blk[which]
+        idx, which = idx[keep], which[keep]
+        pieces = _pieces(agno, base, bl, (starts[idx], ends[idx], codes[idx], inodes[idx], fofs[idx]),
+                         off[which], end[which])
         out, k = {}, 0
-        for i, a, z, first, m in zip(sel.tolist(), off.tolist(), end.tolist(), lo_blk.tolist(), n.tolist()):
-            got = [_piece(agno, base + (s[j] << bl), base + (e[j] << bl), c[j], ino[j], fo[j], a, z)
-                   for j in range(k, k + m) if e[j] > first]
-            k += m
-            if got:  # always, in a chunk whose query passed AnswerCheck
-                out[i] = query_order(got, a)
+        for i, a, m in zip(sel.tolist(), off.tolist(), np.bincount(which, minlength=len(sel)).tolist()):
+            if m:  # always, in a chunk whose query passed AnswerCheck
+                out[i] = query_order(pieces[k:k + m], a)
+                k += m
         return out
 
 
-def _piece(agno, start, end, code, inode, file_offset, a, z) -> Piece:
-    """The piece of bytes [start, end) cut to the range [a, z), as `piece.clip` cuts it."""
-    owner, fork, extent_map, unwritten, shared, no_inode, no_offset = _DECODE[code]
-    s, e = max(start, a), min(end, z)
-    return _NEW(Piece, (s, e - s, owner, agno, None if no_inode else inode, fork,
-                        None if no_offset else file_offset + (s - start), extent_map, unwritten, shared, (), None,
-                        None, None))
+def _pieces(agno: int, base: int, bl: int, cols, a, z) -> list[Piece]:
+    """Pieces from columns (blocks from the AG's start), each cut to its range [a, z) as `piece.clip` cuts it."""
+    starts, ends, codes, inodes, fofs = cols
+    start = base + (starts.astype(np.int64) << bl)
+    s = np.maximum(start, a)
+    e = np.minimum(base + (ends.astype(np.int64) << bl), z)
+    fo = fofs.astype(np.int64) + (s - start)
+    return [_NEW(Piece, (st, ln, o, agno, None if ni else ino, fk, None if nf else f, em, uw, sh, (), None, None,
+                         None))
+            for st, ln, (o, fk, em, uw, sh, ni, nf), ino, f in
+            zip(s.tolist(), (e - s).tolist(), map(_DECODE.__getitem__, codes.tolist()), inodes.tolist(), fo.tolist())]
 
 
 def _columns(pieces, base: int, agno: int, bl: int):
