@@ -6,10 +6,14 @@ import csv
 import io
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fsdaxctl.render import CSV_FIELDS, CSV_PATH_SEPARATOR, detail_cell, piece_csv_line, piece_json, printable
+from fsdaxctl.errors import UsageError
+from fsdaxctl.locate import Result
+from fsdaxctl.render import (CSV_FIELDS, CSV_PATH_SEPARATOR, detail_cell, piece_csv_line, piece_json, printable,
+                             write_locate)
 from fsdaxctl.xfs.owners import OWNER_KINDS, Piece
 
 # Names as fsdaxctl holds them: str with surrogate escapes for bytes that are not UTF-8.
@@ -24,13 +28,16 @@ def pieces(draw):
     length = draw(st.integers(1, 1 << 40))
     detail = draw(st.none() | st.dictionaries(st.sampled_from(["error", "reason"]), names, min_size=1))
     impact = draw(st.none() | st.sampled_from(["none", "file-data", "file-map", "directory", "inode"]))
+    device = draw(st.none() | st.sampled_from(["data", "log", "rt"]))
     if owner != "file":
-        return Piece(off, length, owner, draw(st.none() | st.integers(0, 1000)), detail=detail, impact=impact)
+        return Piece(off, length, owner, draw(st.none() | st.integers(0, 1000)), detail=detail, impact=impact,
+                     device=device)
     extent_map = draw(st.booleans())
     return Piece(off, length, "file", draw(st.integers(0, 1000)), draw(st.integers(0, (1 << 64) - 1)),
                  draw(st.sampled_from(["data", "attr"])),
                  None if extent_map else draw(st.integers(0, 1 << 62)), extent_map, draw(st.booleans()),
-                 draw(st.sampled_from([True, False, None])), tuple(draw(st.lists(names, max_size=3))), detail, impact)
+                 draw(st.sampled_from([True, False, None])), tuple(draw(st.lists(names, max_size=3))), detail, impact,
+                 device)
 
 
 @settings(max_examples=500)
@@ -106,3 +113,18 @@ def test_fit_table_wraps_long_columns_to_the_width():
     narrow = fit_table(rows, headers, 30)  # too narrow to wrap: long cells go on lines of their own
     assert "    paths: /very/long/path/" in narrow and "    detail: structure" in narrow
     assert fit_table(rows, headers, None) == fit_table(rows, headers, 10000)  # no width: whole lines
+
+
+@pytest.mark.parametrize("good", [3, 256, 300])
+def test_jsonl_writes_the_lines_made_before_the_stream_fails(good):
+    """A streamed list whose line `good + 1` is bad: every result before it is on stdout, then the error goes up."""
+    def stream():
+        for i in range(good):
+            yield Result(i * 4096, 4096, [Piece(i * 4096, 4096, "free", 0)])
+        raise UsageError(f"r.txt line {good + 1}: expected 'OFFSET LENGTH'")
+
+    out = io.StringIO()
+    with pytest.raises(UsageError):
+        write_locate(out, "jsonl", "img", {}, stream(), [])
+    lines = out.getvalue().splitlines()
+    assert [json.loads(ln)["offset"] for ln in lines] == [i * 4096 for i in range(good)]

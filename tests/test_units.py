@@ -113,3 +113,29 @@ def test_agnos_touched_is_every_ag_of_every_block(geo, data):
         for byte in range(off - off % geo.blocksize, min(off + length, geo.size), geo.blocksize):
             want.add(geo.byte_to_ag(byte)[0])
     assert geo.agnos_touched(ranges) == want
+
+
+# Lines of a ranges file as users and scripts write them: plain decimals (the fast path) and everything near
+# them that is not one (units, hex, other digits, comments, huge or zero values, a device name).
+_field = st.one_of(st.integers(0, 1 << 64).map(str), st.sampled_from(["0", "007", "4k", "0x10", "1b", "٣", "²",
+                                                                       "-1", "1e3", "9" * 25]))
+_line = st.builds(lambda dev, a, b, sep, tail: f"{dev}{a}{sep}{b}{tail}", st.sampled_from(["", "rt ", "log "]),
+                  _field, _field, st.sampled_from([" ", "\t", "  "]), st.sampled_from(["", "\n", " # x\n", "\r\n"]))
+
+
+@settings(max_examples=400)
+@given(_line)
+def test_a_ranges_line_reads_the_same_by_either_parse(line):
+    """iter_ranges reads plain 'OFFSET LENGTH' byte lines without the unit grammar: exactly what the full
+    parse of the line gives, or the same error."""
+    from fsdaxctl.ranges import _parse_line, iter_ranges
+
+    def outcome(f):
+        try:
+            return f()
+        except UsageError as e:
+            return str(e)
+
+    fast = outcome(lambda: list(iter_ranges([line], "r.txt", 4096)))
+    full = outcome(lambda: [_parse_line(line, "r.txt", 1, 4096)])
+    assert fast == full
