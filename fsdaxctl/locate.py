@@ -36,6 +36,9 @@ def locate(omap: OwnerMap, ranges: list[Range]) -> list[Result]:
     The ranges are resolved in device order, and ranges close together (closer than the owner map's
     `cluster_gap`) are answered from one query over their span, cut per range: one pass over the btree
     blocks they share, whatever order the list came in. The cut answer is the range's own query's answer.
+    Ranges cut from kept chunks (a long list, xfs.dense) are answered first and take no part in the others'
+    spans. The warnings are those of the queries made: a span query also reports damage it read between its
+    ranges, which their own queries would not have read.
     """
     results: list[Result | None] = [None] * len(ranges)
     for i, owners in _from_chunks(omap, ranges).items():

@@ -58,6 +58,11 @@ class Answer:
     target_space: Space | None = None  # what TARGET turned out to be: more of its bytes route from here
     device_extents: list = field(default_factory=list)  # bytes on the rt or log device (--file, ranges): no stack
 
+    @property
+    def direct(self) -> bool:
+        """TARGET is the filesystem itself: no layer lies between, its bytes are the filesystem's."""
+        return not self.stack.layers
+
 
 def named_device(arg: str) -> tuple[str | None, str]:
     """(NAME, FILE) of a device argument 'NAME=FILE' (NAME a kernel device name: pmem1, sdb2, dm-3), or
@@ -365,8 +370,9 @@ def route(spec: Spec, fs, layout, inputs: Inputs) -> Answer:
         from fsdaxctl.stack.md import settle_mirrors
 
         warnings += settle_mirrors(routes, arrays)
-    plain = not stack.layers and all(e.space.kind == TARGET for e in extents) and not rt
-    return Answer(fs, stack, routes, warnings, plain, target_space, rt)
+    answer = Answer(fs, stack, routes, warnings, False, target_space, rt)
+    answer.plain = answer.direct and all(e.space.kind == TARGET for e in extents) and not rt
+    return answer
 
 
 def _all_extents(spec: Spec, inputs: Inputs, fs, layout, warnings: list[str]) -> list[Extent]:
@@ -515,11 +521,11 @@ def _route(spec: Spec, fs, layout, stack, target_space, extents, warnings) -> li
 
 
 def plain_ranges(spec: Spec, answer: Answer, layout, ranges: list[Range]) -> list[Range] | None:
-    """A streamed window of ranges as they are on a TARGET that is the filesystem itself (no layers: each
+    """A streamed window of ranges as they are on a TARGET that is the filesystem itself (`Answer.direct`: each
     reaches it unchanged; checked as `route_more` checks them, without a route each); None when some range
-    needs the stack (a line naming the realtime or log device)."""
-    stack = answer.stack
-    if stack.layers or stack.others or answer.target_space != stack.fs_space or any(r.device for r in ranges):
+    needs the stack (a line naming the realtime or log device). A stream's answer is then `plain` too: its
+    results carry no input."""
+    if not answer.direct or any(r.device for r in ranges):
         return None
     limit = _target_limit(answer.fs, layout)
     for r in ranges:

@@ -51,11 +51,12 @@ def iter_ranges(lines, name: str, block=None):
             except UnicodeDecodeError:
                 raise UsageError(f"{name} line {n}: not text") from None
         fields = raw.split()
-        if len(fields) == 2 and fields[0].isdecimal() and fields[1].isdecimal():  # 'OFFSET LENGTH' in bytes
+        # 'OFFSET LENGTH' in bytes: isdecimal() is parse_size's \d, so only its own limit is left to check
+        if len(fields) == 2 and fields[0].isdecimal() and fields[1].isdecimal():
             offset, length = int(fields[0]), int(fields[1])
-            if 0 < length and offset + length <= MAX_BYTES:  # else the full parse below says what is wrong
+            if offset <= MAX_BYTES and length <= MAX_BYTES:  # else the full parse says which is too big
                 seen = True
-                yield Range(offset, length, f"{name} line {n}", name, n)
+                yield make_range(offset, length, f"{name} line {n}", name, n)
                 continue
         r = _parse_line(raw, name, n, block)
         if r is not None:

@@ -25,10 +25,6 @@ def piece_json(p) -> str:
     """json.dumps(p.to_dict(), ensure_ascii=False), built directly: the schema is fixed and a dump writes
     millions of pieces. tests/test_render.py proves the two agree."""
     offset, length, owner, _, inode, fork, file_offset, extent_map, unwritten, shared, paths, detail, impact = p[:13]
-    if owner == "file" and not (extent_map or paths or detail or impact or p[13:14] != (None,)):
-        return (f'{{"offset": {offset}, "length": {length}, "owner": "file", "inode": {inode}, "fork": "{fork}", '
-                f'"file_offset": {file_offset}, "extent_map": false, "unwritten": {_BOOL[unwritten]}, '
-                f'"shared": {_BOOL[shared]}, "paths": []}}')  # a --no-detail data piece: most of a long list
     if owner == "file":
         fo = "" if extent_map else f'"file_offset": {file_offset}, '
         pj = json.dumps(list(paths), ensure_ascii=False) if paths else "[]"
@@ -60,21 +56,22 @@ def result_json(r) -> str:
             + ", ".join([piece_json(p) for p in r.owners]) + "]" + extra + "}")
 
 
-def _write_lines(out, results, size: int = 256) -> None:
-    """Each result as a JSON line, `size` lines a write (a million writes cost seconds). The lines already made
-    are written before an error the stream raises (a bad input line further on) goes up."""
+def _write_lines(out, results) -> None:
+    """Each result as a JSON line, 256 lines a write when out is not a terminal (a million writes cost
+    seconds). Lines already made are written before whatever ends the stream goes up (a bad input line
+    further on, Ctrl-C)."""
+    size = 1 if getattr(out, "isatty", bool)() else 256
     lines: list[str] = []
     try:
         for r in results:
             lines.append(result_json(r) + "\n")
-            if len(lines) == size:
+            if len(lines) >= size:
                 text, lines = "".join(lines), []
                 out.write(text)
-    except Exception:
+    finally:
         text, lines = "".join(lines), []
-        out.write(text)
-        raise
-    out.write("".join(lines))
+        if text:
+            out.write(text)
 
 
 def default_format(stream=None, interactive="table", piped="json") -> str:

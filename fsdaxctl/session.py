@@ -266,13 +266,13 @@ class Session:
             ranges = plain_ranges(self.spec, answer, self.layout, window)
             if ranges is not None:  # TARGET is the filesystem: no routes to keep, nothing dropped
                 omap.prepare([(r.offset, r.length) for r in ranges])
-                results, ranks, others = locate(omap, ranges), None, []
+                results, ranks, others, skipped = locate(omap, ranges), None, [], []
             else:
-                results, ranks, others = self._routed_window(report, window)
+                results, ranks, others, skipped = self._routed_window(report, window)
             if describer is not None:
                 report.warnings += describe_results(self.fs, results, describer)
             report.bits |= exit_status(results, None if describer else self._file_types(results, types))
-            report.warnings += answer.warnings + omap.problems
+            report.warnings += skipped + answer.warnings + omap.problems
             for r in results:
                 r.source = source
             yield from _in_order(results, ranks, self._on_devices(others, report.warnings))
@@ -280,9 +280,9 @@ class Session:
             if opts.ranges_progress:
                 opts.ranges_progress(done[0])
 
-    def _routed_window(self, report: LocateReport, window: list) -> tuple[list, list, list]:
-        """(results, the input rank of each, the extents on the realtime or log device) of a streamed window
-        that needs the stack."""
+    def _routed_window(self, report: LocateReport, window: list) -> tuple[list, list, list, list]:
+        """(results, the input rank of each, the extents on the realtime or log device, warnings about inputs
+        skipped) of a streamed window that needs the stack."""
         from fsdaxctl.locate import locate_routes
         from fsdaxctl.pipeline import route_more
         from fsdaxctl.stack import DEVICE_KINDS
@@ -297,11 +297,10 @@ class Session:
         dropped, drop, skipped = dropped_inputs(routes, False)
         report.dropped += dropped
         report.bits |= drop
-        report.warnings += skipped
         for r in results:
             if answer.plain:
                 r.input = None
-        return results, _ranks(routes), others + routed_device_extents(routes)
+        return results, _ranks(routes), others + routed_device_extents(routes), skipped
 
     def _file_types(self, results, known: dict | None = None) -> dict:
         """Without detail the impact rule still needs each data-fork owner's inode type (one inode read each;

@@ -336,3 +336,41 @@ def test_a_directory_whose_dotdot_lies_is_named_by_the_walk(fixture, tmp_path):
         assert not resolver._near(target, 1, P.Naming())  # the lie is not confirmed: nothing named near
         got = P.PathResolver(fs).name([target])[target]
         assert sorted(got.paths) == sorted(rec["files"][str(target)]["paths"])
+
+
+def test_a_streamed_list_through_a_partition_warns_in_the_order_a_held_one_does(fixture, tmp_path):
+    """A streamed window that needs the stack (TARGET a GPT disk, a range in the other partition) gives its
+    warnings in the order the whole list held at once gives them: what detail could not read, then the inputs
+    skipped."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sfdisk") is None:
+        pytest.skip("sfdisk (util-linux) is not installed")
+    path, _ = fixture("4k-reflink")
+    with XfsFilesystem.open(path) as fs:
+        size = fs.geo.size
+    dir_block, file_byte = 46563328, 46612480  # /names's directory block, a block of /names/plain
+    data = bytearray(open(path, "rb").read())
+    data[dir_block:dir_block + 16] = b"GARBAGEGARBAGE!!"
+    disk = tmp_path / "disk.img"
+    start = 1 << 20
+    with open(disk, "wb") as fh:
+        fh.truncate(start + size + (17 << 20))
+    table = f"label: gpt\nstart=2048, size={size // 512}, type=linux\nstart={(start + size) // 512 + 2048}, " \
+            "size=16384, type=linux\n"
+    subprocess.run(["sfdisk", "-q", str(disk)], input=table, text=True, check=True)
+    with open(disk, "r+b") as fh:
+        fh.seek(start)
+        fh.write(data)
+    other = start + size + (1 << 20) + 4096  # a block of partition 2
+    ranges = tmp_path / "r.txt"
+    ranges.write_text(f"{other} 4096\n{file_byte + start} 4096\n")
+    runner = CliRunner()
+    streamed = runner.invoke(cli, ["locate", str(disk), "--ranges", str(ranges), "--format", "json"])
+    held = runner.invoke(cli, ["locate", str(disk), "--ranges", str(ranges), "--format", "json", "--explain"])
+    assert streamed.exit_code == held.exit_code == 4  # /names/plain's data
+    warnings = json.loads(streamed.stdout)["warnings"]
+    assert warnings == json.loads(held.stdout)["warnings"]
+    assert [w for w in warnings if "unreadable" in w or "skipped" in w] == [
+        next(w for w in warnings if "unreadable" in w), next(w for w in warnings if "skipped" in w)]

@@ -116,15 +116,45 @@ def test_fit_table_wraps_long_columns_to_the_width():
 
 
 @pytest.mark.parametrize("good", [3, 256, 300])
-def test_jsonl_writes_the_lines_made_before_the_stream_fails(good):
-    """A streamed list whose line `good + 1` is bad: every result before it is on stdout, then the error goes up."""
+@pytest.mark.parametrize("stop", [UsageError("r.txt line N: expected 'OFFSET LENGTH'"), KeyboardInterrupt()])
+def test_jsonl_writes_the_lines_made_before_the_stream_stops(good, stop):
+    """A streamed list stopped after `good` results (a bad line, Ctrl-C): every result before it is on stdout,
+    then the stop goes up."""
     def stream():
         for i in range(good):
             yield Result(i * 4096, 4096, [Piece(i * 4096, 4096, "free", 0)])
-        raise UsageError(f"r.txt line {good + 1}: expected 'OFFSET LENGTH'")
+        raise stop
 
     out = io.StringIO()
-    with pytest.raises(UsageError):
+    with pytest.raises(type(stop)):
         write_locate(out, "jsonl", "img", {}, stream(), [])
     lines = out.getvalue().splitlines()
     assert [json.loads(ln)["offset"] for ln in lines] == [i * 4096 for i in range(good)]
+
+
+class _Reads:
+    """A piece that records which of its fields are read."""
+
+    def __init__(self, piece):
+        self._piece, self.read = piece, set()
+
+    def __getattr__(self, name):
+        self.read.add(name)
+        return getattr(self._piece, name)
+
+
+@settings(max_examples=300)
+@given(pieces(), st.sampled_from([None, "file", "dir", "symlink"]))
+def test_the_exit_rule_reads_only_the_fields_exit_status_keys_on(p, ftype):
+    """exit_status works out each kind of piece's bits once, keyed on policy._RULE_FIELDS: the rule must read
+    nothing else of a piece, and the memoised status is the rule's."""
+    from fsdaxctl import policy
+
+    spy = _Reads(p)
+    policy.piece_bits(spy, ftype)
+    keyed = {Piece._fields[i] for i in policy._RULE_FIELDS(tuple(range(len(Piece._fields))))}
+    assert spy.read <= keyed
+    ftypes = {p.inode: ftype} if p.inode is not None else {}
+    twice = [Result(0, 1, [p, p._replace(offset=p.offset + 1)])]
+    assert policy.exit_status(twice, ftypes) == policy.piece_bits(p, ftypes.get(p.inode) if p.owner == "file"
+                                                                  else None)
