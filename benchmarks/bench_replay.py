@@ -12,6 +12,7 @@ checkpoint push is only in the log) and an unmount. Each tool runs --repeat time
 machine) and peak RSS are printed. Needs root and loop devices.
 
     python benchmarks/bench_replay.py [--configs 64m,1t] [--repeat 5] [--keep-dir DIR] [--image CONFIG=IMG]
+                                      [--locate IMG@OFFSET]
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ print(json.dumps({"replay_s": t2 - t1, "cpu_s": c2 - c1, "rss_kib": resource.get
                   "summary": rep.summary()}))
 """
 
-LOGPRINT = ("import resource,subprocess,sys,time;t=time.perf_counter();"
-            "subprocess.run(['xfs_logprint','-t',sys.argv[1]],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
-            "r=resource.getrusage(resource.RUSAGE_CHILDREN);print(time.perf_counter()-t, r.ru_maxrss, r.ru_utime+r.ru_stime)")
+# a whole process (argv as JSON): wall time, peak RSS, CPU time
+WHOLE = ("import json,resource,subprocess,sys,time;t=time.perf_counter();"
+         "subprocess.run(json.loads(sys.argv[1]),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
+         "r=resource.getrusage(resource.RUSAGE_CHILDREN);print(time.perf_counter()-t, r.ru_maxrss, r.ru_utime+r.ru_stime)")
 
 # the filler: files with an xattr in 256 directories, until the log holds `fill` of its size or time is up
 FILL = r"""
@@ -108,8 +110,7 @@ def measure(img: str, repeat: int) -> dict:
     for _ in range(repeat):  # alternate, so that both see the same load
         p = subprocess.run([sys.executable, "-c", CHILD, img], capture_output=True, text=True, check=True)
         ours.append(json.loads(p.stdout))
-        p = subprocess.run([sys.executable, "-c", LOGPRINT, img], capture_output=True, text=True, check=True)
-        lp.append([float(x) for x in p.stdout.split()])
+        lp.append(whole_process(["xfs_logprint", "-t", img]))
     s = ours[0]["summary"]
     med = statistics.median
     return {"records": s["records"], "transactions": s["transactions"], "blocks_changed": s["blocks_changed"],
@@ -123,6 +124,21 @@ def measure(img: str, repeat: int) -> dict:
             "xfs_logprint_peak_rss_mib": round(med(x[1] for x in lp) / 1024, 1)}
 
 
+def whole_process(argv: list) -> list[float]:
+    p = subprocess.run([sys.executable, "-c", WHOLE, json.dumps(argv)], capture_output=True, text=True, check=True)
+    return [float(x) for x in p.stdout.split()]
+
+
+def measure_locate(img: str, offset: int, repeat: int) -> dict:
+    """The query the replay should cost less than: a one-range (4 KiB) locate, owners only, whole process."""
+    argv = [sys.executable, "-m", "fsdaxctl", "locate", img, "--offset", str(offset), "--length", "4096",
+            "--format", "json", "--no-detail"]
+    runs = [whole_process(argv) for _ in range(repeat)]
+    med = statistics.median
+    return {"image": img, "offset": offset, "runs": repeat, "wall_s": round(med(x[0] for x in runs), 3),
+            "cpu_s": round(med(x[2] for x in runs), 3), "peak_rss_mib": round(med(x[1] for x in runs) / 1024, 1)}
+
+
 def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="64m,1t")
@@ -132,6 +148,8 @@ def main(argv):
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep-dir", help="keep the images here (and reuse them when present)")
     ap.add_argument("--image", action="append", default=[], help="CONFIG=IMG: measure this crashed image")
+    ap.add_argument("--locate", metavar="IMG@OFFSET", help="also time a one-range locate on IMG (the 1M-record "
+                    "image of bench_locate.py) at byte OFFSET, in the same run")
     a = ap.parse_args(argv)
     given = dict(x.split("=", 1) for x in a.image)
     out = {}
@@ -143,6 +161,9 @@ def main(argv):
                 BUILD[name](img, ops=a.ops, fill=a.fill, fill_seconds=a.fill_seconds)
                 print(f"built {img} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             out[name] = measure(img, a.repeat)
+    if a.locate:
+        img, _, offset = a.locate.rpartition("@")
+        out["locate"] = measure_locate(img, int(offset), a.repeat)
     print(json.dumps(out, indent=1))
     return 0
 

@@ -10,11 +10,13 @@ The kernel's mount-time recovery (fs/xfs/xfs_log_recover.c and the *_item_recove
    physical end, the cycle number stamped over the first word of every 512-byte block restored from
    h_cycle_data / xh_cycle_data), reassemble transactions from op headers (start, continued ops, commit).
 3. Pass 1 collects cancelled buffers (XFS_BLF_CANCEL, counted: a buffer is skipped while a cancel record for
-   it lies at or after it in the log); pass 2 replays committed transactions in order, items reordered as
-   xlog_recover_reorder_trans does: buffer items (dirty 128-byte chunks; on v5 a block whose own LSN is at or
-   after the transaction's is left alone), inode buffers (only di_next_unlinked), inode items (the log dinode,
-   in the logging host's byte order: little-endian x86, converted to disk format, forks in every format, di_lsn
-   set and the CRC recomputed), inode create items (new chunks initialised as xfs_ialloc_inode_init does).
+   it lies at or after it in the log; in a large log part it takes only those, and pass 1 runs in full again
+   when pass 2 finds anything wrong, so that the replay fails where the kernel's would); pass 2 replays
+   committed transactions in order, items reordered as xlog_recover_reorder_trans does: buffer items (dirty
+   128-byte chunks; on v5 a block whose own LSN is at or after the transaction's is left alone), inode
+   buffers (only di_next_unlinked), inode items (the log dinode, in the logging host's byte order:
+   little-endian x86, converted to disk format, forks in every format, di_lsn set and the CRC recomputed),
+   inode create items (new chunks initialised as xfs_ialloc_inode_init does).
    A replayed block is written back, for the kernel, when the recovery LSN moves on: only then does its
    verifier stamp the transaction's LSN and recompute the CRC. That order is kept here (a second item for the
    same block with the same LSN is replayed, not skipped).
@@ -29,17 +31,23 @@ The kernel's mount-time recovery (fs/xfs/xfs_log_recover.c and the *_item_recove
    structures this module does not rewrite: their extents and the file ranges they name are answered
    `unknown` with the reason.
 
-Nothing is ever written: the result is a dict of replayed 512-byte blocks, served by `ReplayedDevice` in
-place of the disk's. What the replay cannot do becomes `unknown` bytes (effects) or, when the log itself cannot
-be read (the kernel would refuse to mount), one `LogReplayError` naming where.
+Nothing is ever written: the result is a map of replayed 512-byte blocks, served by `ReplayedDevice` in
+place of the disk's. An inode item is checked and counted where it lies in the log, but written into its
+cluster buffer only when the buffer's bytes are needed: by another item of the replay, or by a reader of
+the replayed blocks (most inode items of a busy log are never read). What the replay cannot do becomes
+`unknown` bytes (effects) or, when the log itself cannot be read (the kernel would refuse to mount), one
+`LogReplayError` naming where.
 """
 
 from __future__ import annotations
 
 import array
 import bisect
+import contextlib
+import gc
 import struct
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fsdaxctl.errors import CorruptError, FsdaxError
@@ -127,7 +135,10 @@ XFS_ILOG_DFORK = XFS_ILOG_DDATA | XFS_ILOG_DEXT | XFS_ILOG_DBROOT
 XFS_ILOG_AFORK = XFS_ILOG_ADATA | XFS_ILOG_AEXT | XFS_ILOG_ABROOT
 # struct xfs_log_dinode, little-endian host order, the 176-byte v3 core
 LOG_DINODE = struct.Struct("<HHbbHIIIHHQQQQqQIIHBbIHHIIIQQQI12sQQ16s")
-assert LOG_DINODE.size == 176 and ILF64.size == 56 and ILF32.size == 52
+# ... the fields its checks read: di_mode, di_version, di_format, di_big_nextents, di_nblocks, di_nextents,
+# di_anextents, di_forkoff, di_flags2
+LOG_DINODE_CHECKED = struct.Struct("<2xHbb18xQ32xQ4xIHB37xQ")
+assert LOG_DINODE.size == 176 and LOG_DINODE_CHECKED.size == 128 and ILF64.size == 56 and ILF32.size == 52
 XFS_DIFLAG2_BIGTIME, XFS_DIFLAG2_NREXT64 = 1 << 3, 1 << 4
 S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o040000
 NULLAGINO = 0xFFFFFFFF
@@ -673,10 +684,10 @@ class _Item:
     them), the number of regions its format announced, and its type (from the first region)."""
     __slots__ = ("regions", "total", "type")
 
-    def __init__(self):
-        self.regions: list = []
-        self.total = 0
-        self.type = None
+    def __init__(self, typ=None, total=0, regions=None):
+        self.regions: list = [] if regions is None else regions
+        self.total = total
+        self.type = typ
 
 
 class _Trans:
@@ -686,9 +697,11 @@ class _Trans:
         self.tid, self.lsn, self.header, self.items = tid, lsn, b"", []
 
 
-def _transactions(ring: _Ring, head: int, tail: int, on_commit, where):
+def _transactions(ring: _Ring, head: int, tail: int, on_commit, where, ops=None):
     """Reassemble transactions from tail to head; call on_commit(trans, first_commit_of_new_lsn) for each
-    committed one, in log order (xlog_recover_process_data / xlog_recovery_process_trans)."""
+    committed one, in log order (xlog_recover_process_data / xlog_recovery_process_trans). `ops` walks the op
+    headers of each record: _ops, or _ops_pass1 for what pass 1 needs only."""
+    ops = ops or _ops
     live: dict[int, _Trans] = {}
     recovery_lsn = [0]
     records = 0
@@ -705,13 +718,46 @@ def _transactions(ring: _Ring, head: int, tail: int, on_commit, where):
         if h["uuid"] != ring.uuid:
             raise _Fatal(f"log record at log block {rblk} belongs to another filesystem (uuid)")
         dp = memoryview(unpack(hdr, data, h["len"]))
-        _ops(dp, h["len"], h["num_logops"], h["lsn"], live, recovery_lsn, on_commit, rblk)
+        ops(dp, h["len"], h["num_logops"], h["lsn"], live, recovery_lsn, on_commit, rblk)
     return records
 
 
 def _ops(dp, end: int, nops: int, lsn: int, live: dict, recovery_lsn: list, on_commit, blk: int) -> None:
-    """The op headers of one record. The common op (a region of an item under way, no flags) is added here;
-    the others go through _process."""
+    """The op headers of one record. The common ops (a region of an item under way, the format region that
+    starts the next item; no flags) are added here, inline: there is one per region in the log; the others go
+    through _process."""
+    item_head, live_get = ITEM_HEAD.unpack_from, live.get
+    for tid, oplen, flags, pos in _op_headers(dp, end, nops, blk):
+        trans = live_get(tid)
+        if trans is None:
+            if flags & XLOG_START_TRANS:
+                live[tid] = _Trans(tid, lsn)
+        elif not flags and oplen and trans.items:  # _add_region, inline
+            item = trans.items[-1]
+            regions = item.regions
+            total = item.total
+            if total and total != len(regions):
+                regions.append(dp[pos:pos + oplen])
+            else:  # the format region of an item: the item under way is complete (or was never started)
+                if oplen < 4:
+                    raise _Fatal(f"log item format cut short in log record at log block {blk}")
+                typ, size = item_head(dp, pos)
+                if size == 0 or size > XLOG_MAX_REGIONS_IN_ITEM:
+                    raise _Fatal(f"bad number of regions ({size}) in a log item in log record at log block {blk}")
+                if total:
+                    trans.items.append(_Item(typ, size, [dp[pos:pos + oplen]]))
+                else:
+                    item.total, item.type = size, typ
+                    regions.append(dp[pos:pos + oplen])
+        else:
+            new_lsn = recovery_lsn[0] != trans.lsn and flags & XLOG_COMMIT_TRANS
+            if new_lsn:
+                recovery_lsn[0] = trans.lsn
+            _process(trans, dp[pos:pos + oplen], flags, live, on_commit, bool(new_lsn), blk)
+
+
+def _op_headers(dp, end: int, nops: int, blk: int):
+    """(oh_tid, oh_len, oh_flags, where its data starts) of each op of a record, checked."""
     pos = 0
     op_header = OP_HEADER.unpack_from
     while pos < end and nops:
@@ -723,24 +769,77 @@ def _ops(dp, end: int, nops: int, lsn: int, live: dict, recovery_lsn: list, on_c
             raise _Fatal(f"bad op header client {client:#x} in log record at log block {blk}")
         if pos + oplen > end:
             raise _Fatal(f"op of {oplen} bytes runs past its log record at log block {blk}")
-        trans = live.get(tid)
-        if trans is None:
-            if flags & XLOG_START_TRANS:
-                live[tid] = _Trans(tid, lsn)
-        elif not flags and oplen and trans.items:  # _add_region, inline: most ops are this
-            item = trans.items[-1]
-            regions = item.regions
-            if item.total and item.total != len(regions):
-                regions.append(dp[pos:pos + oplen])
-            else:
-                _add_region(trans.items, dp[pos:pos + oplen], blk)
-        else:
-            new_lsn = recovery_lsn[0] != trans.lsn and flags & XLOG_COMMIT_TRANS
-            if new_lsn:
-                recovery_lsn[0] = trans.lsn
-            _process(trans, dp[pos:pos + oplen], flags, live, on_commit, bool(new_lsn), blk)
+        yield tid, oplen, flags, pos
         pos += oplen
         nops -= 1
+
+
+def _ops_pass1(dp, end: int, nops: int, lsn: int, live: dict, recovery_lsn: list, on_commit, blk: int) -> None:
+    """_ops as pass 1 of a large log needs it: the same reassembly, keeping of each item only its type, the
+    regions its format announced and a buffer item's format (the cancelled buffers). A live transaction is
+    [its header, its items as [type, regions, format or None], the regions its last item still expects]. It
+    checks only what the walk needs: the full pass 1 runs when anything fails later (_large_passes).
+    on_commit(items, None) for each committed transaction."""
+    live_get = live.get
+    for tid, oplen, flags, pos in _op_headers(dp, end, nops, blk):
+        trans = live_get(tid)
+        if trans is None:
+            if flags & XLOG_START_TRANS:
+                live[tid] = [b"", [], 0]
+        elif not flags and oplen and trans[1]:  # as in _ops, most ops: a region, or an item's format
+            if trans[2]:
+                trans[2] -= 1
+            else:
+                _format_pass1(trans, dp[pos:pos + oplen], blk)
+        else:
+            _process_pass1(trans, tid, dp[pos:pos + oplen], flags, live, on_commit, blk)
+
+
+def _process_pass1(trans: list, tid: int, dp, flags: int, live: dict, on_commit, blk: int) -> None:
+    """_process, _add and _add_cont for _ops_pass1."""
+    flags &= ~XLOG_END_TRANS
+    if flags & XLOG_WAS_CONT_TRANS:
+        flags &= ~XLOG_CONTINUE_TRANS
+    items = trans[1]
+    if flags in (0, XLOG_CONTINUE_TRANS):
+        if not dp:
+            return
+        if not items and not trans[0]:  # the transaction header
+            trans[0] = bytes(dp)
+            if len(dp) == XFS_TRANS_HEADER_SIZE:
+                items.append([None, 0, None])
+        elif not items:
+            raise _Fatal(f"transaction without a complete header in log record at log block {blk}")
+        elif trans[2]:
+            trans[2] -= 1
+        else:
+            _format_pass1(trans, dp, blk)
+    elif flags == XLOG_WAS_CONT_TRANS:
+        if not items:
+            trans[0] += bytes(dp)
+            items.append([None, 0, None])
+        elif items[-1][2] is not None and trans[2] == items[-1][1] - 1:  # a buffer item's format, continued
+            items[-1][2] = bytes(items[-1][2]) + bytes(dp)
+    elif flags == XLOG_COMMIT_TRANS:
+        del live[tid]
+        on_commit(items, None)
+    elif flags == XLOG_UNMOUNT_TRANS:
+        del live[tid]
+    else:
+        raise _Fatal(f"bad op header flags {flags:#x} in log record at log block {blk}")
+
+
+def _format_pass1(trans: list, dp, blk: int) -> None:
+    """The format region that starts an item (into the empty item a header left, or a new one)."""
+    if len(dp) < 4:
+        raise _Fatal(f"log item format cut short in log record at log block {blk}")
+    typ, size = ITEM_HEAD.unpack_from(dp)
+    item = [typ, size, dp if typ == XFS_LI_BUF else None]
+    if trans[1][-1][1]:
+        trans[1].append(item)
+    else:
+        trans[1][-1] = item
+    trans[2] = size - 1
 
 
 def _process(trans, dp, flags, live, on_commit, new_lsn, blk):
@@ -814,17 +913,43 @@ class _Overlay:
     """The replayed blocks being built. A buffer is read and written many times over (an inode cluster once per
     inode item): the last write of each buffer is kept whole, by (daddr, 512-byte blocks), and cut into
     `blocks` (daddr -> 512 bytes) only when a buffer of another shape overlaps it, and at the end. Kept
-    buffers never overlap: the content of a block is its keeper's, else blocks', else the disk's."""
+    buffers never overlap, and a block is either in a kept buffer or in `blocks`: the content of a block is its
+    keeper's, else blocks', else the disk's.
 
-    def __init__(self, dev, blocks: dict):
+    Inode items wait (`pending`: kept buffer -> inode offset -> its items, in log order) until something reads
+    their buffer (`read`), cuts it, or asks for its blocks: an item changes only its own inode's bytes, so
+    another inode item of the buffer reads its own inode as it is (`peek`), and `apply_pending` runs the
+    waiting ones in order when the buffer's bytes are needed."""
+
+    def __init__(self, dev, blocks: dict, apply_pending=None):
         self.dev, self.blocks = dev, blocks
         self.bufs: dict[tuple[int, int], bytearray] = {}
         self.keeper: dict[int, tuple[int, int]] = {}  # daddr of each block of a kept buffer -> its key
         self.readable: set = set()  # kept buffers the disk was read at (a read always reads the disk once)
+        self.pending: dict[tuple[int, int], dict[int, list]] = {}
+        self.apply_pending = apply_pending
 
     def read(self, daddr: int, nbb: int, what: str) -> bytearray:
         """The buffer as replayed so far. A kept buffer is returned itself, not a copy: a caller changes it only
         to write it back (or on its way to a fatal error, which drops the whole replay)."""
+        buf = self.peek(daddr, nbb, what)
+        self.settle(daddr, buf)
+        return buf
+
+    def settle(self, daddr: int, buf, off: int | None = None) -> None:
+        """Apply the inode items waiting for the kept buffer buf, if any (only the inode at `off`'s if given)."""
+        key = (daddr, len(buf) // BB)
+        slots = self.pending.get(key)
+        if not slots:
+            return
+        if off is None:
+            del self.pending[key]
+            self.apply_pending(buf, slots)
+        elif off in slots:
+            self.apply_pending(buf, {off: slots.pop(off)})
+
+    def peek(self, daddr: int, nbb: int, what: str) -> bytearray:
+        """read, but the inode items waiting for this buffer stay waiting (their inodes' bytes are not current)."""
         key = (daddr, nbb)
         kept = self.bufs.get(key)
         if kept is not None:
@@ -851,7 +976,28 @@ class _Overlay:
             self._cut(daddr, nbb)
             for i in range(nbb):
                 self.keeper[daddr + i] = key
+                self.blocks.pop(daddr + i, None)
+        elif key in self.pending and self.bufs[key] is not buf:  # a new buffer over it (an inode create)
+            del self.pending[key]
         self.bufs[key] = buf if len(buf) == nbb * BB else buf[:nbb * BB]
+
+    def wait(self, daddr: int, buf, off: int, item: tuple) -> None:
+        """Keep buf (as read by peek) and let an inode item wait for it, for the inode at `off`. An item that
+        wrote only the inode's core (item[1]) is dropped when another comes: that one rewrites the whole core."""
+        key = (daddr, len(buf) // BB)
+        if self.bufs.get(key) is not buf:
+            self.write(daddr, buf)
+        slots = self.pending.get(key)
+        if slots is None:
+            self.pending[key] = {off: [item]}
+            return
+        items = slots.get(off)
+        if items is None:
+            slots[off] = [item]
+        elif items[-1][1]:
+            items[-1] = item
+        else:
+            items.append(item)
 
     def _cut(self, daddr: int, nbb: int) -> None:
         """Cut the kept buffers overlapping [daddr, daddr + nbb) into blocks."""
@@ -864,6 +1010,8 @@ class _Overlay:
     def _release(self, key) -> None:
         daddr, nbb = key
         buf = self.bufs.pop(key)
+        if key in self.pending:
+            self.apply_pending(buf, self.pending.pop(key))
         blocks, keeper = self.blocks, self.keeper
         for i in range(nbb):
             blocks[daddr + i] = bytes(buf[i * BB:(i + 1) * BB])
@@ -874,6 +1022,30 @@ class _Overlay:
             self._release(key)
 
 
+class _Blocks(Mapping):
+    """The replayed 512-byte blocks by daddr (what `Replay.blocks` holds after a replay): a buffer the overlay
+    still keeps whole is cut into blocks, its waiting inode items applied, the first time one of its blocks is
+    asked for, so that a reader pays only for the blocks it reads."""
+
+    def __init__(self, overlay: _Overlay):
+        self._overlay = overlay
+
+    def __getitem__(self, daddr: int) -> bytes:
+        key = self._overlay.keeper.get(daddr)
+        if key is not None:
+            self._overlay._release(key)
+        return self._overlay.blocks[daddr]
+
+    def __contains__(self, daddr) -> bool:
+        return daddr in self._overlay.keeper or daddr in self._overlay.blocks
+
+    def __iter__(self):
+        return iter(list(self._overlay.blocks) + list(self._overlay.keeper))
+
+    def __len__(self) -> int:
+        return len(self._overlay.blocks) + len(self._overlay.keeper)
+
+
 class _Replayer:
     def __init__(self, fs, ring: _Ring, out: Replay):
         self.fs, self.ring, self.out = fs, ring, out
@@ -882,7 +1054,7 @@ class _Replayer:
         self.geo = geo
         self.dev = fs.dev
         self.fs_bbs = geo.size // BB
-        self.overlay = _Overlay(fs.dev, out.blocks)
+        self.overlay = _Overlay(fs.dev, out.blocks, self.apply_pending)
         self.cancel: dict[tuple[int, int], int] = {}
         self.pending: dict[tuple[int, int], tuple[int, int]] = {}  # (daddr, nbb) -> (blft, lsn) to stamp
         self.intents: dict[tuple[int, int], tuple] = {}  # (type, id) -> (lsn, seq, item regions)
@@ -909,6 +1081,12 @@ class _Replayer:
             raise _Fatal(f"{what}: blocks {daddr:#x}+{nbb} (512-byte) lie outside the filesystem")
         return self.overlay.read(daddr, nbb, what)
 
+    def peek(self, daddr: int, nbb: int, what: str) -> bytearray:
+        """read, leaving the inode items that wait for the buffer waiting (see _Overlay)."""
+        if daddr < 0 or nbb <= 0 or daddr + nbb > self.fs_bbs:
+            raise _Fatal(f"{what}: blocks {daddr:#x}+{nbb} (512-byte) lie outside the filesystem")
+        return self.overlay.peek(daddr, nbb, what)
+
     def write(self, daddr: int, buf: bytes) -> None:
         self.overlay.write(daddr, buf)
 
@@ -918,6 +1096,15 @@ class _Replayer:
             self._check_item(item)
             if item.type == XFS_LI_BUF:
                 typ, size, flags, blen, blkno, map_size = self._blf(item)
+                if flags & XFS_BLF_CANCEL:
+                    self.cancel[(blkno, blen)] = self.cancel.get((blkno, blen), 0) + 1
+
+    def pass1_cancels(self, items, _):
+        """pass1 of a transaction walked by _ops_pass1 (its items as [type, regions, format of a buffer item]):
+        only the cancelled buffers (the checks are pass 2's, see _large_passes)."""
+        for typ, _, r0 in items:
+            if typ == XFS_LI_BUF and r0 is not None and len(r0) >= 20:
+                flags, blen, blkno = BLF_HEAD.unpack_from(r0)[2:5]
                 if flags & XFS_BLF_CANCEL:
                     self.cancel[(blkno, blen)] = self.cancel.get((blkno, blen), 0) + 1
 
@@ -948,28 +1135,33 @@ class _Replayer:
             self._check_item(item)
             t = item.type
             if t == XFS_LI_BUF:
-                flags = self._blf(item)[2]
-                (cancels if flags & XFS_BLF_CANCEL else ibufs if flags & XFS_BLF_INODE_BUF else bufs).append(item)
+                blf = self._blf(item)
+                (cancels if blf[2] & XFS_BLF_CANCEL else ibufs if blf[2] & XFS_BLF_INODE_BUF else bufs).append(
+                    (item, blf))
             elif t == XFS_LI_ICREATE:
-                bufs.append(item)
+                bufs.append((item, None))
             else:
                 items.append(item)
-        # list_move (head insertion) reverses cancels and inode buffers; the order does not change the result
-        for item in bufs + items + ibufs[::-1] + cancels[::-1]:
-            t = item.type
-            if t == XFS_LI_BUF:
-                self.buf(item, trans.lsn)
-            elif t == XFS_LI_INODE:
-                self.inode(item, trans.lsn)
-            elif t == XFS_LI_ICREATE:
+        lsn = trans.lsn
+        for item, blf in bufs:
+            if blf is None:
                 self.icreate(item)
+            else:
+                self.buf(item, blf, lsn)
+        for item in items:
+            t = item.type
+            if t == XFS_LI_INODE:
+                self.inode(item, lsn)
             elif t in INTENTS:
-                self.intent(item, trans.lsn)
+                self.intent(item, lsn)
             elif t in DONES:
                 self.done(item)
             elif t == XFS_LI_DQUOT:
                 self.dquot(item)
             # XFS_LI_QUOTAOFF: only matters to dquot buffers, which are not replayed without quota options
+        # list_move (head insertion) reverses cancels and inode buffers; the order does not change the result
+        for item, blf in ibufs[::-1] + cancels[::-1]:
+            self.buf(item, blf, lsn)
 
     def flush(self):
         """The kernel writes the queued buffers when the recovery LSN moves on: stamp LSN and CRC now."""
@@ -979,8 +1171,9 @@ class _Replayer:
                 self.write(daddr, buf)
         self.pending.clear()
 
-    def buf(self, item, lsn):
-        typ, size, flags, blen, blkno, map_size = self._blf(item)
+    def buf(self, item, blf: tuple, lsn):
+        """xlog_recover_buf_commit_pass2 of a buffer item whose format (_blf) is blf."""
+        typ, size, flags, blen, blkno, map_size = blf
         key = (blkno, blen)
         if flags & XFS_BLF_CANCEL:
             n = self.cancel.get(key, 0)
@@ -993,7 +1186,13 @@ class _Replayer:
         if key in self.cancel:
             self.out.buffers_cancelled += 1
             return
-        buf = self.read(blkno, blen, f"buffer at daddr {blkno:#x} in the log")
+        if flags & XFS_BLF_INODE_BUF:  # only di_next_unlinked: the inode items waiting for the buffer may wait on
+            buf = self.peek(blkno, blen, f"buffer at daddr {blkno:#x} in the log")
+            self.overlay.settle(blkno, buf, 0)  # ... but buf_lsn reads the first inode
+            if buf[:2] != b"IN":  # ... or, if that holds none, anything
+                self.overlay.settle(blkno, buf)
+        else:
+            buf = self.read(blkno, blen, f"buffer at daddr {blkno:#x} in the log")
         blsn = self.buf_lsn(buf)
         if blsn and blsn != -1 and blsn >= lsn:
             self.out.buffers_skipped += 1
@@ -1060,6 +1259,7 @@ class _Replayer:
     def inode_buffer(self, item, buf, runs, blkno):
         """xlog_recover_do_inode_buffer: only the di_next_unlinked fields, and those inodes' CRCs."""
         isize = self.geo.inodesize
+        slots = self.overlay.pending.get((blkno, len(buf) // BB))
         idx, reg_off, reg_bytes, k = 0, 0, 0, 0
         for i in range(len(buf) // isize):
             nu = i * isize + 96
@@ -1077,20 +1277,23 @@ class _Replayer:
             val = item.regions[idx][nu - reg_off:nu - reg_off + 4]
             if val == b"\0\0\0\0":
                 raise _Fatal(f"inode buffer item for daddr {blkno:#x} replays a zero di_next_unlinked")
-            buf[nu:nu + 4] = val
-            _inode_crc(buf, i * isize, isize)
+            waiting = slots.get(i * isize) if slots else None
+            if waiting:  # after the inode items waiting there, keeping their lsn as the inode's
+                waiting.append((waiting[-1][0], False, None, 0, 0, 0, b"", bytes(val)))
+            else:
+                buf[nu:nu + 4] = val
+                _inode_crc(buf, i * isize, isize)
 
     def inode(self, item, lsn):
-        """xlog_recover_inode_commit_pass2: the logged core and forks over the inode in its cluster buffer."""
+        """xlog_recover_inode_commit_pass2: the logged core and forks over the inode in its cluster buffer. What
+        decides whether and how the item is replayed (and every check that can fail) is done here; writing it
+        waits in the overlay when it can fail no more (_waits)."""
         ino, size, fields, u, blkno, ilen, boff = _inode_format(item.regions[0])
         if (blkno, ilen) in self.cancel:
             return
         isize = self.geo.inodesize
-        buf = self.read(blkno, ilen, f"inode {ino} cluster in the log")
-        if boff < 0 or boff + isize > len(buf):
-            raise _Fatal(f"inode {ino} log item places it outside its cluster buffer")
-        dip = memoryview(buf)[boff:boff + isize]
-        if dip[:2] != b"IN":
+        buf, waiting = self._cluster(ino, blkno, ilen, boff, isize)
+        if not waiting and buf[boff:boff + 2] != b"IN":  # a waiting item leaves a v3 inode stamped with its lsn
             raise _Fatal(f"inode {ino}: the log replays it over a block that holds no inode (daddr {blkno:#x})")
         if len(item.regions) < 2:
             raise _Fatal(f"inode {ino} log item without its core")
@@ -1099,25 +1302,65 @@ class _Replayer:
             raise _Fatal(f"inode {ino} log item: bad log dinode magic")
         if len(ld) > LOG_DINODE.size:
             raise _Fatal(f"inode {ino} log item: log dinode of {len(ld)} bytes")
-        if len(ld) < LOG_DINODE.size:
-            ld = bytes(ld) + bytes(LOG_DINODE.size - len(ld))
-        if dip[4] >= 3:
-            dlsn = int.from_bytes(dip[112:120], "big")
+        ld = bytes(ld) if len(ld) == LOG_DINODE.size else bytes(ld) + bytes(LOG_DINODE.size - len(ld))
+        if waiting or buf[boff + 4] >= 3:
+            dlsn = waiting[-1][0] if waiting else int.from_bytes(buf[boff + 112:boff + 120], "big")
             if dlsn and dlsn != 0xFFFFFFFFFFFFFFFF and dlsn > lsn:
                 self.out.inodes_skipped += 1
                 if fields & (XFS_ILOG_DOWNER | XFS_ILOG_AOWNER):
                     self._owner_change(ino)
                 return
-        v = LOG_DINODE.unpack(ld)
-        _log_dinode_to_disk(v, dip, ino, isize, lsn)
-        mode, forkoff = v[1], v[19]
-        _inode_forks(item, dip, ino, fields, size, u, forkoff, isize)
+        mode, version, _ = _check_log_dinode(ld, ino, isize)
+        if version == 3 and boff % isize == 0 and (size <= 2 or self._forks_fit(item, fields, isize)):
+            forks = (None, None, bytes(item.regions[2])) if size > 2 else ()
+            self.overlay.wait(blkno, buf, boff, (lsn, size <= 2 and not fields & XFS_ILOG_DEV, ld, ino, fields,
+                                                 size, u, forks))
+        else:
+            self.overlay.settle(blkno, buf)
+            with memoryview(buf) as mv:
+                _replay_inode(mv[boff:boff + isize], lsn, ld, ino, fields, size, u, item.regions, isize)
+            _inode_crc(buf, boff, isize)
+            self.write(blkno, buf)
         if fields & (XFS_ILOG_DOWNER | XFS_ILOG_AOWNER) and mode:
             self._owner_change(ino)
-        dip.release()
-        _inode_crc(buf, boff, isize)
-        self.write(blkno, buf)
         self.out.inodes += 1
+
+    def _cluster(self, ino: int, blkno: int, ilen: int, boff: int, isize: int) -> tuple:
+        """(the inode cluster buffer as replayed, the items waiting for the inode at boff or None). Only an
+        inode at a multiple of the inode size may have items waiting: no other inode overlaps it; a buffer read
+        for one elsewhere is settled first."""
+        key = (blkno, ilen)
+        overlay = self.overlay
+        buf = overlay.bufs.get(key)
+        if buf is None or key not in overlay.readable or boff % isize:
+            what = f"inode {ino} cluster in the log"
+            buf = self.peek(blkno, ilen, what) if boff % isize == 0 else self.read(blkno, ilen, what)
+        if boff < 0 or boff + isize > len(buf):
+            raise _Fatal(f"inode {ino} log item places it outside its cluster buffer")
+        slots = overlay.pending.get(key)
+        return buf, (slots.get(boff) if slots else None)
+
+    @staticmethod
+    def _forks_fit(item, fields: int, isize: int) -> bool:
+        """Whether the forks of this inode item are sure to be written without an error: a data fork of
+        extents or local data that fits, no attr fork (the others are written at once, where they can fail)."""
+        df = fields & XFS_ILOG_DFORK
+        return (len(item.regions) >= 3 and not fields & XFS_ILOG_AFORK and df != XFS_ILOG_DBROOT
+                and (df not in (XFS_ILOG_DDATA, XFS_ILOG_DEXT) or len(item.regions[2]) <= isize - 176))
+
+    def apply_pending(self, buf, slots: dict) -> None:
+        """The inode items waiting for buf, each inode's in log order, then its CRC (the last item's)."""
+        isize = self.geo.inodesize
+        with memoryview(buf) as mv:
+            for off, items in slots.items():
+                dip = mv[off:off + isize]
+                for lsn, _, ld, ino, fields, size, u, regions in items:
+                    if ld is None:  # an inode buffer item's di_next_unlinked
+                        dip[96:100] = regions
+                    else:
+                        _replay_inode(dip, lsn, ld, ino, fields, size, u, regions, isize)
+                dip.release()
+                _inode_crc(buf, off, isize)
 
     def _owner_change(self, ino):
         self.out.effects.append(Effect("unknown", f"the log changes the owner of inode {ino}'s bmbt blocks "
@@ -1193,7 +1436,7 @@ class _Replayer:
     # after pass 2: what the mount will finish
     def finish(self):
         self.flush()
-        self.overlay.finish()
+        self.out.blocks = _Blocks(self.overlay)
         finishers = {XFS_LI_EFI: self._finish_efi, XFS_LI_EFI_RT: self._finish_efi, XFS_LI_RUI: self._finish_map,
                      XFS_LI_RUI_RT: self._finish_map, XFS_LI_BUI: self._finish_map, XFS_LI_CUI: self._finish_cui,
                      XFS_LI_CUI_RT: self._finish_cui, XFS_LI_XMI: self._finish_xmi, XFS_LI_ATTRI: self._finish_attri}
@@ -1399,10 +1642,9 @@ def _inode_format(r0) -> tuple:
     return ino, size, fields, u, blkno, ilen, boff
 
 
-def _check_log_dinode(v: tuple, ino: int, isize: int) -> bool:
-    """xlog_recover_inode_commit_pass2's checks of the log dinode; whether it has 64-bit extent counters."""
-    mode, version, fmt, bignext, nblocks = v[1], v[2], v[3], v[10], v[15]
-    nextents, anextents, forkoff, flags2 = v[17], v[18], v[19], v[29]
+def _check_log_dinode(ld: bytes, ino: int, isize: int) -> tuple:
+    """xlog_recover_inode_commit_pass2's checks of the log dinode; its (di_mode, di_version, di_forkoff)."""
+    mode, version, fmt, bignext, nblocks, nextents, anextents, forkoff, flags2 = LOG_DINODE_CHECKED.unpack_from(ld)
     if mode & S_IFMT == S_IFREG and fmt not in (f.XFS_DINODE_FMT_EXTENTS, f.XFS_DINODE_FMT_BTREE,
                                                   f.XFS_DINODE_FMT_META_BTREE):
         raise _Fatal(f"inode {ino}: the log gives a regular file data fork format {fmt}")
@@ -1420,7 +1662,7 @@ def _check_log_dinode(v: tuple, ino: int, isize: int) -> bool:
         raise _Fatal(f"inode {ino}: log dinode extent counts exceed its block count")
     if forkoff > isize:
         raise _Fatal(f"inode {ino}: log dinode fork offset {forkoff} too large")
-    return big
+    return mode, version, forkoff
 
 
 def _ts(val: int, bigtime) -> int:
@@ -1430,12 +1672,13 @@ def _ts(val: int, bigtime) -> int:
 
 
 def _log_dinode_to_disk(v: tuple, dip, ino: int, isize: int, lsn: int) -> None:
-    """xfs_log_dinode_to_disk: everything but di_next_unlinked and di_crc (v3: di_lsn is the transaction's)."""
-    big = _check_log_dinode(v, ino, isize)
+    """xfs_log_dinode_to_disk: everything but di_next_unlinked and di_crc (v3: di_lsn is the transaction's).
+    The log dinode has passed _check_log_dinode."""
     (magic, mode, version, fmt, metatype, uid, gid, nlink, projlo, projhi, bignext, atime, mtime, ctime,
      isz, nblocks, extsize, nextents, anextents, forkoff, aformat, dmevmask, dmstate, flags, gen,
      next_unlinked, crc, changecount, _dlsn, flags2, cowextsize, pad2, crtime, d_ino, uuid) = v
     bigtime = version >= 3 and flags2 & XFS_DIFLAG2_BIGTIME
+    big = version >= 3 and flags2 & XFS_DIFLAG2_NREXT64  # 64-bit extent counters
     if version == 3:
         DISK_DINODE_V3.pack_into(  # di_metatype where v1 had di_onlink: a metadata inode's role (metadir)
             dip, 0, magic, mode, 3, fmt & 0xFF, metatype, uid, gid, nlink, projlo, projhi,
@@ -1455,7 +1698,14 @@ def _log_dinode_to_disk(v: tuple, dip, ino: int, isize: int, lsn: int) -> None:
     struct.pack_into(">IH", dip, 76, nextents, anextents & 0xFFFF)
 
 
-def _inode_forks(item, dip, ino: int, fields: int, size: int, u: bytes, forkoff: int, isize: int) -> None:
+def _replay_inode(dip, lsn: int, ld: bytes, ino: int, fields: int, size: int, u: bytes, regions, isize: int):
+    """An inode item's log dinode and forks over the dinode (its CRC is the caller's)."""
+    v = LOG_DINODE.unpack(ld)
+    _log_dinode_to_disk(v, dip, ino, isize, lsn)
+    _inode_forks(regions, dip, ino, fields, size, u, v[19], isize)
+
+
+def _inode_forks(regions, dip, ino: int, fields: int, size: int, u: bytes, forkoff: int, isize: int) -> None:
     """The logged device number, data fork and attr fork (xlog_recover_inode_commit_pass2's second half)."""
     core = 176
     litino = isize - core
@@ -1464,21 +1714,21 @@ def _inode_forks(item, dip, ino: int, fields: int, size: int, u: bytes, forkoff:
         struct.pack_into(">I", dip, core, int.from_bytes(u[:4], "little"))
     if size <= 2:
         return
-    if len(item.regions) < 3:
+    if len(regions) < 3:
         raise _Fatal(f"inode {ino} log item is missing its fork data")
     df = fields & XFS_ILOG_DFORK
-    _logged_fork(item.regions[2], dip, core, litino, dsize_fork, df, (XFS_ILOG_DDATA, XFS_ILOG_DEXT),
+    _logged_fork(regions[2], dip, core, litino, dsize_fork, df, (XFS_ILOG_DDATA, XFS_ILOG_DEXT),
                  XFS_ILOG_DBROOT, ino, "data fork larger than the inode")
     if not fields & XFS_ILOG_AFORK:
         return
     ai = 3 if fields & XFS_ILOG_DFORK else 2
-    if len(item.regions) <= ai:
+    if len(regions) <= ai:
         raise _Fatal(f"inode {ino} log item is missing its attr fork data")
     af = fields & XFS_ILOG_AFORK
     if af not in (XFS_ILOG_ADATA, XFS_ILOG_AEXT, XFS_ILOG_ABROOT):
         raise _Fatal(f"inode {ino}: invalid attr fork flags {fields:#x}")
     asz = litino - (forkoff << 3)
-    _logged_fork(item.regions[ai], dip, core + (forkoff << 3), asz, asz, af, (XFS_ILOG_ADATA, XFS_ILOG_AEXT),
+    _logged_fork(regions[ai], dip, core + (forkoff << 3), asz, asz, af, (XFS_ILOG_ADATA, XFS_ILOG_AEXT),
                  XFS_ILOG_ABROOT, ino, "attr fork larger than its space")
 
 
@@ -1582,7 +1832,9 @@ def stamp(buf: bytearray, blft: int, lsn: int, blocksize: int, rtgroups: bool) -
             if int.from_bytes(blk[:4], "big") == XFS_ATTR3_RMT_MAGIC:
                 struct.pack_into("<I", buf, o + crc_off, xfs_cksum(blk, crc_off))
     else:
-        struct.pack_into("<I", buf, crc_off, xfs_cksum(bytes(buf), crc_off))
+        with memoryview(buf) as mv:  # no copy of the buffer
+            crc = xfs_cksum(mv, crc_off)
+        struct.pack_into("<I", buf, crc_off, crc)
     return True
 
 
@@ -1614,11 +1866,8 @@ def _both_passes(r: _Replayer, ring: _Ring, head: int, tail: int, where: dict) -
     """Pass 1 then pass 2 over the log from tail to head. A log part of at most KEEP_LOG_BYTES is parsed once:
     pass 1 keeps its committed transactions (views into the records read) and pass 2 replays them in the same
     order; a larger one is read and parsed again, as the kernel does, so memory stays under that bound."""
-    out = r.out
     if (head - tail) % ring.nbb * BB > KEEP_LOG_BYTES:
-        out.records = _transactions(ring, head, tail, r.pass1, where)
-        _transactions(ring, head, tail, r.pass2, where)
-        r.finish()
+        _large_passes(r, ring, head, tail, where)
         return
     committed: list = []
 
@@ -1626,12 +1875,46 @@ def _both_passes(r: _Replayer, ring: _Ring, head: int, tail: int, where: dict) -
         r.pass1(trans, new_lsn)
         committed.append((trans, new_lsn, where["record"]))
 
-    out.records = _transactions(ring, head, tail, pass1, where)
+    r.out.records = _transactions(ring, head, tail, pass1, where)
     for i, (trans, new_lsn, rec) in enumerate(committed):
         committed[i] = None  # its records can go once it is replayed
         where["record"] = rec
         r.pass2(trans, new_lsn)
     r.finish()
+
+
+def _large_passes(r: _Replayer, ring: _Ring, head: int, tail: int, where: dict) -> None:
+    """Both passes over a large log part: pass 1 by _ops_pass1, which takes from each transaction only the
+    cancelled buffers and checks nothing. Pass 2 checks every committed item as pass 1 does, so a replay
+    that goes through is the kernel's; when anything fails, pass 1 is run again in full, as the kernel does,
+    so that the replay fails (or not) where and as the kernel's would."""
+    out = r.out
+    before = dict(out.__dict__, intents={}, blocks={}, effects=[], notes=list(out.notes))
+    try:
+        out.records = _transactions(ring, head, tail, r.pass1_cancels, where, _ops_pass1)
+        _transactions(ring, head, tail, r.pass2, where)
+        r.finish()
+        return
+    except Exception:  # noqa: BLE001 - whatever it was, the full passes below meet it again, or do not
+        out.__dict__.update(before)
+    r = _Replayer(r.fs, ring, out)
+    out.records = _transactions(ring, head, tail, r.pass1, where)
+    _transactions(ring, head, tail, r.pass2, where)
+    r.finish()
+
+
+@contextlib.contextmanager
+def _no_cycle_collection():
+    """The passes make a few hundred thousand objects (items, regions, waiting inode items) and hardly a
+    reference cycle: the cyclic garbage collector would only walk them over and over (a tenth of a large
+    replay). It runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def replay(fs) -> Replay:
@@ -1651,7 +1934,8 @@ def replay(fs) -> Replay:
             return out
         out.dirty = True
         out.replayed_here = True
-        _both_passes(_Replayer(fs, ring, out), ring, ends["head"], ends["tail"], where)
+        with _no_cycle_collection():
+            _both_passes(_Replayer(fs, ring, out), ring, ends["head"], ends["tail"], where)
     except _Fatal as e:
         raise LogReplayError(f"the log cannot be replayed: {e}", structure="log") from None
     except _BadRecord as e:
