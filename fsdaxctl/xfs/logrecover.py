@@ -149,6 +149,7 @@ XFS_INODE_BIG_CLUSTER_SIZE = 8192
 # 96..104 (di_next_unlinked, di_crc) carried over from the disk
 DISK_DINODE_V3 = struct.Struct(">HHBBHIIIHH8sQQQqQIIHBBIHHI8sQQQI12sQQ16s")
 assert DISK_DINODE_V3.size == 176
+DINODE_HEAD = struct.Struct(">2s2xB107xQ")  # a disk inode's di_magic, di_version, di_lsn
 OP_HEADER = struct.Struct(">IIBB")  # oh_tid, oh_len, oh_clientid, oh_flags (then 2 bytes of padding)
 ITEM_HEAD = struct.Struct("<HH")  # every log item format starts with its type and its number of regions
 REC_HEADER = struct.Struct(">IIIIQQIII")
@@ -1287,13 +1288,15 @@ class _Replayer:
     def inode(self, item, lsn):
         """xlog_recover_inode_commit_pass2: the logged core and forks over the inode in its cluster buffer. What
         decides whether and how the item is replayed (and every check that can fail) is done here; writing it
-        waits in the overlay when it can fail no more (_waits)."""
+        waits in the overlay (_Overlay.wait) when it can fail no more."""
         ino, size, fields, u, blkno, ilen, boff = _inode_format(item.regions[0])
         if (blkno, ilen) in self.cancel:
             return
         isize = self.geo.inodesize
         buf, waiting = self._cluster(ino, blkno, ilen, boff, isize)
-        if not waiting and buf[boff:boff + 2] != b"IN":  # a waiting item leaves a v3 inode stamped with its lsn
+        # the inode's magic, version and LSN; a waiting item leaves a v3 inode stamped with its transaction's
+        magic, dversion, dlsn = (b"IN", 3, waiting[-1][0]) if waiting else DINODE_HEAD.unpack_from(buf, boff)
+        if magic != b"IN":
             raise _Fatal(f"inode {ino}: the log replays it over a block that holds no inode (daddr {blkno:#x})")
         if len(item.regions) < 2:
             raise _Fatal(f"inode {ino} log item without its core")
@@ -1303,8 +1306,7 @@ class _Replayer:
         if len(ld) > LOG_DINODE.size:
             raise _Fatal(f"inode {ino} log item: log dinode of {len(ld)} bytes")
         ld = bytes(ld) if len(ld) == LOG_DINODE.size else bytes(ld) + bytes(LOG_DINODE.size - len(ld))
-        if waiting or buf[boff + 4] >= 3:
-            dlsn = waiting[-1][0] if waiting else int.from_bytes(buf[boff + 112:boff + 120], "big")
+        if dversion >= 3:
             if dlsn and dlsn != 0xFFFFFFFFFFFFFFFF and dlsn > lsn:
                 self.out.inodes_skipped += 1
                 if fields & (XFS_ILOG_DOWNER | XFS_ILOG_AOWNER):
