@@ -91,11 +91,13 @@ def compare(fs, omap, km: KernelMap, unlinked: set, start: int = 0, length: int 
         if p[2] == "file" and p[3] in touched:
             p = (*p[:8], None)
         want2.append(p)
-    # the unlinked inodes' file pieces became free: if another file still maps those bytes, ours has both a
-    # free and a file piece there; the kernel only the file
+    # the unlinked inodes' file pieces became free: where another file still maps some of those bytes (a
+    # shared extent, or part of one), ours has both a free and a file piece there; the kernel only the file
     files_at = merge_spans([(p[0], p[0] + p[1]) for p in want2 if p[2] != "free"])
-    norm3 = [p for p in norm2 if not (p[2] == "free" and (p[0], p[0] + p[1]) in unlinked_bytes
-                                       and any(s <= p[0] and e >= p[0] + p[1] for s, e in files_at))]
+    freed = [p for p in norm2 if p[2] == "free" and (p[0], p[0] + p[1]) in unlinked_bytes]
+    norm3 = [p for p in norm2 if not (p[2] == "free" and (p[0], p[0] + p[1]) in unlinked_bytes)]
+    norm3 += [(s, e - s, "free", None, None, None, False, False, False)  # two unlinked sharers: one free span
+              for s, e in merge_spans((p[0], p[0] + p[1]) for p in _minus(_sortp(freed), files_at))]
     # where sharing may have changed (shared None), pieces were cut where sharing changed: join them back
     norm3, want2 = _join_unshared(_sortp(norm3)), _join_unshared(_sortp(want2))
     # The mount's own transactions (freeing those, finishing intents) refill and trim the AGFL and reshape the
