@@ -116,6 +116,8 @@ MAP_FLAGS = {XFS_LI_BUI: (XFS_BMAP_EXTENT_ATTR_FORK | XFS_BMAP_EXTENT_UNWRITTEN 
 # struct xfs_attri_log_format alfi_op_flags: the operations that add a name (SET, REPLACE, PPTR_SET, PPTR_REPLACE)
 XFS_ATTRI_OP_FLAGS_TYPE_MASK, XFS_ATTRI_OP_SETS = 0xFF, (1, 3, 4, 6)
 MAY_TAKE = "the allocator takes one at mount"  # the words of a may-allocate note
+MAY_REFILL = "the mount may move a few of these blocks to the AG free list"  # the words of a may-refill note
+MAY_KINDS = ("may-allocate", "may-refill")  # effects that only note free space: no owner changes
 MASK64 = (1 << 64) - 1
 COW_STAGING = "cow-staging"  # fsdaxctl.xfs.piece's owner name of XFS_RMAP_OWN_COW
 
@@ -1447,6 +1449,7 @@ class _Replayer:
             self.out.intents[kind][2] += 1
             why = f"an unfinished {kind} intent in the log (id {iid:#x}, lsn {_lsn_text(lsn)}) changes this at mount"
             finishers[t](t, why, regions[0], struct.unpack_from("<I", regions[0], 4)[0])
+        self._note_free_list_refills()
         growing = sorted({e.value for e in self.out.effects if e.kind == "may-allocate"})
         if growing:
             self.out.notes.append(
@@ -1547,6 +1550,27 @@ class _Replayer:
                                            "whose blocks the mount may free, split or join", ino=ino, fork=fork,
                                            off_lo=0, off_hi=1 << 62, bmbt=True))
         self._note_new_map_blocks(why, sorted({ino for ino, _ in forks}))
+
+    def _note_free_list_refills(self) -> None:
+        """Before the mount frees or maps an intent's extents it refills the AG's free list from the AG's free
+        space (xfs_alloc_fix_freelist, for the btree blocks the change may need), or gives surplus free-list
+        blocks back. Which free blocks it takes is the allocator's choice at that moment: the free space of
+        every AG whose bytes the intents change says so (such blocks are then per-AG metadata)."""
+        geo = self.geo
+        agnos = sorted({geo.byte_to_ag(e.start)[0] for e in self.out.effects if e.device == "data"
+                        and e.kind not in MAY_KINDS and e.end > e.start and e.start < geo.size})
+        for agno in agnos:
+            start = geo.ag_to_byte(agno, 0)
+            self.out.effects.append(Effect(
+                "may-refill", f"AG {agno}: the intents the mount finishes there first refill its free list "
+                f"(xfs_alloc_fix_freelist): {MAY_REFILL}; which ones cannot be known here", start,
+                start + (geo.ag_length(agno) << geo.blocklog)))
+        if agnos:
+            self.out.notes.append(
+                f"finishing the log's intents first refills the free list of AG{'s' if len(agnos) > 1 else ''} "
+                f"{', '.join(map(str, agnos))}: a few of {'their' if len(agnos) > 1 else 'its'} free blocks may "
+                "become free-list blocks (per-AG metadata) at mount, as their free space says; which ones cannot "
+                "be known here")
 
     def _note_new_map_blocks(self, why, inodes, what="extent map"):
         """Adding mappings may give an inode's extent map (bmbt) a new block, and setting an xattr its attr
@@ -2176,18 +2200,24 @@ def overlay_pieces(pieces: list, effects, geo, refcounts=None) -> list:
     """Pieces (sorted, one query's, with every owner of the bytes an operation touches) with the intents'
     effects (a list, or an EffectIndex) applied: the operations the mount finishes exactly (apply_ops); bytes
     an unfinished EFI frees are `free`; bytes and file ranges other intents change are `unknown` with the
-    reason. Unknown wins over free."""
-    from fsdaxctl.xfs.piece import FREE, UNKNOWN, Piece
-
+    reason. Unknown wins over free. Free space where the mount may allocate says so."""
     if isinstance(effects, EffectIndex):
         effects = effects.for_batch(pieces)
     if not effects or not pieces:
         return pieces
     pieces = apply_ops(pieces, [e for e in effects if e.kind in OPS], geo, refcounts)
-    pieces = _may_be_taken(pieces, [e for e in effects if e.kind == "may-allocate"])
-    effects = [e for e in effects if e.kind not in OPS and e.kind != "may-allocate"]
-    if not effects:
-        return pieces
+    rest = [e for e in effects if e.kind not in OPS and e.kind not in MAY_KINDS]
+    if rest:
+        pieces = _physical_effects(pieces, rest, geo)
+    mays = [e for e in effects if e.kind in MAY_KINDS]  # on every free piece, those the intents free too
+    return _join_free(_may_be_taken(pieces, mays)) if mays else pieces
+
+
+def _physical_effects(pieces: list, effects: list, geo) -> list:
+    """The bytes unfinished intents free or make unknown, and the file ranges they change (unknown), over
+    one query's pieces."""
+    from fsdaxctl.xfs.piece import FREE, UNKNOWN, Piece
+
     lo = min(p.offset for p in pieces)
     hi = max(p.offset + p.length for p in pieces)
     # physical intervals touched, clipped to the pieces' span
@@ -2231,7 +2261,8 @@ def overlay_pieces(pieces: list, effects, geo, refcounts=None) -> list:
 
 
 def _may_be_taken(pieces: list, grows: list) -> list:
-    """Free pieces where the mount may allocate an extent-map block: free still, with the note that says so."""
+    """Free pieces where the mount may allocate an extent-map block or refill a free list: free still, with
+    the note that says so."""
     if not grows:
         return pieces
     out = []
