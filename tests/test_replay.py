@@ -635,6 +635,22 @@ def test_a_mapping_added_next_to_a_batch_joins_its_neighbour():
     assert [[(p.offset // B, p.length // B, p.owner) for p in b] for b in got] == [[(0, 11, "file"), (11, 5, "free")]]
 
 
+def test_a_mapping_joins_the_mapping_it_continues_when_a_file_maps_the_blocks_twice():
+    """A file that maps the same blocks at two file offsets (a reflink within the file) has two pieces ending
+    at one byte: a mapping added right after them joins the one whose file offsets it continues, as
+    xfs_rmap_map merges (a fresh campaign's 4k-reflink seed 1141 showed the two parts apart)."""
+    from fsdaxctl.xfs.piece import Piece
+
+    geo = _geo()
+    pieces = [Piece(0, 3 * B, "file", 0, 7, "data", 100 * B, False, False, True),
+              Piece(0, 3 * B, "file", 0, 7, "data", 200 * B, False, False, True),
+              Piece(3 * B, 5 * B, "free", 0)]
+    op = L.Effect("map", "an unfinished rmap intent", 3 * B, 8 * B, ino=7, fork="data", off_lo=103, off_hi=107)
+    got = L.overlay_pieces(pieces, [op], geo, lambda a, b: [(a, b, 2)])  # the new blocks are shared too
+    assert [(p.offset // B, p.length // B, p.file_offset // B) for p in got if p.owner == "file"] == [
+        (0, 8, 100), (0, 3, 200)]
+
+
 def test_operations_keep_every_byte_answered():
     """Whatever operations the mount finishes, on whatever pieces: every byte of the query keeps an answer,
     pieces stay sorted and non-empty, no byte is free and owned at once, and bytes that could not be read

@@ -2387,20 +2387,26 @@ def _join(pieces: list, spans: list) -> list:
     if not spans:
         return pieces
     out: list = []
-    ends: dict = {}  # (owner key, end byte) -> index in out of the piece ending there
+    # (owner key, end byte, the file offset that would follow) -> index in out of the piece ending there: a
+    # file that maps the same blocks twice (a reflink within the file) has two pieces ending at one byte
+    ends: dict = {}
     for p in pieces:
         k = (p.owner, p.inode, p.fork, p.extent_map, p.unwritten, p.shared, p.device, p.agno)
-        j = ends.get((k, p.offset))
+        j = ends.get((k, p.offset, p.file_offset))
         q = out[j] if j is not None else None
-        if q is not None and q.detail == p.detail and any(s <= p.offset <= t for s, t in spans) and (
-                p.file_offset is None or q.file_offset + q.length == p.file_offset):
+        if q is not None and q.detail == p.detail and any(s <= p.offset <= t for s, t in spans):
             out[j] = q._replace(length=q.length + p.length)
-            del ends[(k, p.offset)]
-            ends[(k, p.offset + p.length)] = j
+            del ends[(k, p.offset, p.file_offset)]
+            ends[(k, p.offset + p.length, _next_offset(p))] = j
             continue
         out.append(p)
-        ends[(k, p.offset + p.length)] = len(out) - 1
+        ends[(k, p.offset + p.length, _next_offset(p))] = len(out) - 1
     return out
+
+
+def _next_offset(p) -> int | None:
+    """The file offset a piece joined after p must start at (None: no file offset, metadata)."""
+    return None if p.file_offset is None else p.file_offset + p.length
 
 
 def _counted(runs, counted) -> list[tuple[int, int, int | None]]:
