@@ -297,8 +297,8 @@ class Session:
         dropped, drop, skipped = dropped_inputs(routes, False)
         report.dropped += dropped
         report.bits |= drop
-        for r in results:
-            if answer.plain:
+        if answer.plain:
+            for r in results:
                 r.input = None
         return results, _ranks(routes), others + routed_device_extents(routes), skipped
 

@@ -1560,11 +1560,9 @@ class _Replayer:
         agnos = sorted({geo.byte_to_ag(e.start)[0] for e in self.out.effects if e.device == "data"
                         and e.kind not in MAY_KINDS and e.end > e.start and e.start < geo.size})
         for agno in agnos:
-            start = geo.ag_to_byte(agno, 0)
             self.out.effects.append(Effect(
                 "may-refill", f"AG {agno}: the intents the mount finishes there first refill its free list "
-                f"(xfs_alloc_fix_freelist): {MAY_REFILL}; which ones cannot be known here", start,
-                start + (geo.ag_length(agno) << geo.blocklog)))
+                f"(xfs_alloc_fix_freelist): {MAY_REFILL}; which ones cannot be known here", *_ag_bytes(geo, agno)))
         if agnos:
             self.out.notes.append(
                 f"finishing the log's intents first refills the free list of AG{'s' if len(agnos) > 1 else ''} "
@@ -1581,11 +1579,10 @@ class _Replayer:
         for ino in inodes:
             agno = geo.ino_to_ag(ino)[0]
             if agno < geo.agcount:
-                start = geo.ag_to_byte(agno, 0)
                 self.out.effects.append(Effect(
                     "may-allocate", f"{why}: if inode {ino}'s {what} need{'s' if what == 'extent map' else ''} a "
                     f"new block for it, {MAY_TAKE}, most likely from this AG's free space; which one cannot be "
-                    "known here", start, start + (geo.ag_length(agno) << geo.blocklog), value=ino))
+                    "known here", *_ag_bytes(geo, agno), value=ino))
 
     def _rmap_op(self, why, owner, fsb, off, length, flags) -> bool:
         """An rmap intent's extent the mount finishes as an exact change of the answer (xfs_rmap_finish_one):
@@ -2402,6 +2399,12 @@ def _join(pieces: list, spans: list) -> list:
         out.append(p)
         ends[(k, p.offset + p.length, _next_offset(p))] = len(out) - 1
     return out
+
+
+def _ag_bytes(geo, agno: int) -> tuple[int, int]:
+    """[start, end) of an AG's bytes on the data device (the last AG may be short)."""
+    start = geo.ag_to_byte(agno, 0)
+    return start, start + (geo.ag_length(agno) << geo.blocklog)
 
 
 def _next_offset(p) -> int | None:
