@@ -342,11 +342,11 @@ def test_a_streamed_list_through_a_partition_warns_in_the_order_a_held_one_does(
     """A streamed window that needs the stack (TARGET a GPT disk, a range in the other partition) gives its
     warnings in the order the whole list held at once gives them: what detail could not read, then the inputs
     skipped."""
-    import shutil
     import subprocess
 
-    if shutil.which("sfdisk") is None:
-        pytest.skip("sfdisk (util-linux) is not installed")
+    from tests.conftest import need_tool
+
+    need_tool("sfdisk", package="fdisk")
     path, _ = fixture("4k-reflink")
     with XfsFilesystem.open(path) as fs:
         size = fs.geo.size
